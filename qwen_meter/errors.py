@@ -1,0 +1,108 @@
+"""One exception tree for everything qwen_meter raises on purpose.
+
+Catch :class:`QwenMeterError` to handle all of them; each subclass says what
+went wrong and, where it can, where (file, model, field, message index).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class QwenMeterError(Exception):
+    """Base class of every error qwen_meter raises deliberately."""
+
+
+class UnknownModel(QwenMeterError, KeyError):
+    """A model name that the catalogue cannot resolve."""
+
+    def __init__(self, name: str, suggestions: Sequence[str] = ()) -> None:
+        self.name = name
+        self.suggestions = tuple(suggestions)
+        hint = f"; did you mean {', '.join(self.suggestions)}?" if self.suggestions else ""
+        super().__init__(f"unknown model {name!r}{hint}")
+
+    def __str__(self) -> str:  # KeyError would otherwise repr() the message
+        return str(self.args[0])
+
+
+class UnknownFamily(QwenMeterError, KeyError):
+    """A tokenizer family or template profile name that does not exist."""
+
+    def __init__(self, kind: str, name: str, known: Sequence[str]) -> None:
+        self.kind = kind
+        self.name = name
+        self.known = tuple(known)
+        super().__init__(f"unknown {kind} {name!r}; known: {', '.join(self.known)}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class CatalogueError(QwenMeterError):
+    """A data file (catalogue, family table) that is malformed."""
+
+    def __init__(self, message: str, *, file: str | None = None, model: str | None = None,
+                 field: str | None = None) -> None:
+        self.file = file
+        self.model = model
+        self.field = field
+        where = ", ".join(
+            f"{k} {v!r}" for k, v in (("file", file), ("model", model), ("field", field)) if v
+        )
+        super().__init__(f"{message} ({where})" if where else message)
+
+
+class TokenizerUnavailable(QwenMeterError):
+    """No tokenizer backend could be loaded for the requested family or path."""
+
+
+class InvalidMessages(QwenMeterError, ValueError):
+    """Chat messages that are not messages the API would accept.
+
+    ``index`` is the message index and ``part`` the content-part index, when known.
+    """
+
+    def __init__(self, reason: str, *, index: int | None = None, part: int | None = None) -> None:
+        self.reason = reason
+        self.index = index
+        self.part = part
+        where = ""
+        if index is not None:
+            where = f"messages[{index}]"
+            if part is not None:
+                where += f".content[{part}]"
+            where += ": "
+        super().__init__(f"{where}{reason}")
+
+
+class MediaError(QwenMeterError, ValueError):
+    """Image, audio or video input that cannot be measured (unreadable, malformed)."""
+
+
+class InputDecodeError(QwenMeterError, ValueError):
+    """A text file that is not valid UTF-8."""
+
+
+class UsageParseError(QwenMeterError, ValueError):
+    """A usage record with missing or negative counts."""
+
+
+class ContextLimitExceeded(QwenMeterError):
+    """The prompt (plus requested output) does not fit the model's limits."""
+
+
+class OutputLimitExceeded(QwenMeterError):
+    """The requested output length is above what the model can produce."""
+
+
+class BudgetExceeded(QwenMeterError):
+    """Spending this much would take a budget over its limit."""
+
+
+class RateLimited(QwenMeterError):
+    """The client-side limiter refused the call; ``retry_after`` is in seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
