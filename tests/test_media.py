@@ -1,0 +1,126 @@
+"""Images, audio and video in chat requests."""
+
+from __future__ import annotations
+
+import base64
+import io
+import wave
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import qwen_meter as qm
+from qwen_meter.tokens.media import VisionRule, image_tokens
+
+PIL = pytest.importorskip("PIL.Image")
+
+
+def png_bytes(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    PIL.new("RGB", (width, height)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def image_message(url: str, text: str = "描述这张图") -> list[dict]:
+    return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
+                                         {"type": "text", "text": text}]}]
+
+
+def test_published_image_figure():
+    # A 450 x 450 image was billed 258 tokens on a 28-px Qwen-VL model.
+    assert image_tokens(450, 450, VisionRule(patch=28)) == 258
+
+
+@given(st.integers(1, 20000), st.integers(1, 20000), st.sampled_from([28, 32]), st.booleans())
+def test_image_tokens_stay_within_limits(width, height, patch, high):
+    rule = VisionRule(patch=patch)
+    tokens = image_tokens(width, height, rule, high_resolution=high)
+    cap = rule.max_tokens_highres if high else rule.max_tokens
+    assert rule.min_tokens + 2 <= tokens <= cap + 2
+
+
+def test_data_url_image_is_measured_exactly():
+    url = "data:image/png;base64," + base64.b64encode(png_bytes(450, 450)).decode()
+    count = qm.count_messages(image_message(url), "qwen-vl-max")
+    assert count.image_tokens == 258 and count.exact
+    text_only = qm.count_messages([{"role": "user", "content": "描述这张图"}], "qwen-vl-max")
+    placeholder = 3  # <|vision_start|><|image_pad|><|vision_end|> rendered once
+    assert count.text_tokens == text_only.tokens
+    assert count.tokens == text_only.tokens + 258
+    assert count.tokens == count.text_tokens + count.image_tokens
+    assert placeholder == 3
+
+
+def test_local_file_and_native_image_key(tmp_path):
+    path = tmp_path / "pic.png"
+    path.write_bytes(png_bytes(900, 600))
+    native = [{"role": "user", "content": [{"image": f"file://{path}"}, {"text": "hi"}]}]
+    openai = image_message(str(path), "hi")
+    a = qm.count_messages(native, "qwen3-vl-plus")
+    b = qm.count_messages(openai, "qwen3-vl-plus")
+    assert a.tokens == b.tokens and a.image_tokens == image_tokens(900, 600, VisionRule(32))
+
+
+def test_explicit_size_and_high_resolution():
+    part = {"type": "image_url", "image_url": {"url": "https://example.com/x.png",
+                                               "width": 4000, "height": 3000}}
+    messages = [{"role": "user", "content": [part]}]
+    normal = qm.count_messages(messages, "qwen-vl-max")
+    high = qm.count_messages(messages, "qwen-vl-max", high_resolution=True)
+    assert normal.exact and normal.image_tokens <= 1282 < high.image_tokens
+
+
+def test_remote_image_is_an_estimate_and_never_fetched():
+    count = qm.count_messages(image_message("https://example.invalid/cat.jpg"), "qwen-vl-max")
+    assert not count.exact
+    assert count.image_tokens == 1282
+    assert any("remote image" in note for note in count.notes)
+
+
+def test_unreadable_image_data():
+    with pytest.raises(qm.MediaError, match=r"messages\[0\]\.content\[0\]"):
+        qm.count_messages(image_message("data:image/png;base64,bm90IGFuIGltYWdl"), "qwen-vl-max")
+    with pytest.raises(qm.MediaError):
+        qm.count_messages(image_message("/no/such/file.png"), "qwen-vl-max")
+
+
+def wav_base64(seconds: float, rate: int = 16000) -> str:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(b"\0\0" * int(seconds * rate))
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_audio_by_duration():
+    part = {"type": "input_audio", "input_audio": {"data": wav_base64(2.0), "format": "wav"}}
+    count = qm.count_messages([{"role": "user", "content": [part]}], "qwen-omni-turbo")
+    assert count.audio_tokens == 50 and not count.exact
+    explicit = {"type": "input_audio", "input_audio": {"data": "https://x/a.mp3",
+                                                       "duration": 3}}
+    count = qm.count_messages([{"role": "user", "content": [explicit]}], "qwen-omni-turbo")
+    assert count.audio_tokens == 75
+    with pytest.raises(qm.MediaError, match="duration"):
+        qm.count_messages([{"role": "user", "content": [
+            {"type": "input_audio", "input_audio": {"data": "https://x/a.mp3"}}]}],
+            "qwen-omni-turbo")
+
+
+def test_video_as_frames():
+    frame = "data:image/png;base64," + base64.b64encode(png_bytes(448, 448)).decode()
+    video = {"video": [frame] * 4}
+    count = qm.count_messages([{"role": "user", "content": [video, {"text": "?"}]}],
+                              "qwen-vl-max")
+    assert count.video_tokens == 2 * 256 + 2 and not count.exact
+    with pytest.raises(qm.MediaError, match="width, height and duration"):
+        qm.count_messages([{"role": "user", "content": [
+            {"type": "video_url", "video_url": {"url": "https://x/v.mp4"}}]}], "qwen-vl-max")
+
+
+def test_image_on_model_without_media_rule_is_not_exact():
+    url = "data:image/png;base64," + base64.b64encode(png_bytes(64, 64)).decode()
+    count = qm.count_messages(image_message(url), "qwen-plus")
+    assert not count.exact and any("no media rule" in n for n in count.notes)
