@@ -32,7 +32,8 @@ def load_yaml(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise CatalogueError(f"cannot read: {exc.strerror}", file=str(path)) from exc
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built with it
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
         raise CatalogueError(f"malformed YAML: {exc}", file=str(path)) from exc

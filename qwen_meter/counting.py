@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 from .catalogue import ModelSpec, resolve
@@ -12,7 +13,14 @@ from .errors import InvalidMessages
 from .tokens.backends import TokenizerBackend, TransformersBackend, load_backend
 from .tokens.chat import IM_START, render_completion, render_prompt
 from .tokens.media import PLACEHOLDER_TOKENS, VISION_PLACEHOLDER, MediaTokens, VisionRule, measure
-from .tokens.messages import Message, Part, as_mapping, parse_messages, parse_tool_calls, parse_tools
+from .tokens.messages import (
+    Message,
+    Part,
+    as_mapping,
+    parse_messages,
+    parse_tool_calls,
+    parse_tools,
+)
 from .tokens.templates import TemplateProfile, get_profile
 
 #: The model assumed when none is named.
@@ -67,11 +75,24 @@ def _setup(model: str | None, family: str | None, template: str | TemplateProfil
     return _Setup(spec, chosen, profile)
 
 
+@lru_cache(maxsize=256)
+def _cached_backend(model: str | None, family: str | None, tokenizer: str | None,
+                    backend: str | None) -> TokenizerBackend:
+    return load_backend(family or resolve(model or DEFAULT_MODEL).family, tokenizer=tokenizer,
+                        backend=backend)
+
+
+def _text_backend(model: str | None, family: str | None, tokenizer: PathLike | None,
+                  backend: str | None) -> TokenizerBackend:
+    path = None if tokenizer is None else os.fspath(tokenizer)
+    return _cached_backend(model, family, path, backend)
+
+
 def get_tokenizer(model: str | None = None, *, family: str | None = None,
                   tokenizer: PathLike | None = None, backend: str | None = None
                   ) -> TokenizerBackend:
     """The tokenizer backend a model uses, for hot loops (``.count(text)``, ``.encode``)."""
-    return _setup(model, family, None, tokenizer, backend).backend
+    return _text_backend(model, family, tokenizer, backend)
 
 
 def count_tokens(text: str, model: str | None = None, *, family: str | None = None,
@@ -83,22 +104,21 @@ def count_tokens(text: str, model: str | None = None, *, family: str | None = No
     """
     if not isinstance(text, str):
         raise TypeError(f"count_tokens() needs a str, not {type(text).__name__}")
-    setup = _setup(model, family, None, tokenizer, backend)
-    n = setup.backend.count(text)
-    return TokenCount(n, setup.backend.exact, setup.backend.name, setup.backend.family.name,
-                      text_tokens=n)
+    chosen = _text_backend(model, family, tokenizer, backend)
+    n = chosen.count(text)
+    return TokenCount(n, chosen.exact, chosen.name, chosen.family.name, text_tokens=n)
 
 
 def encode(text: str, model: str | None = None, *, family: str | None = None,
            tokenizer: PathLike | None = None, backend: str | None = None) -> list[int]:
     """Token ids of ``text`` for ``model``."""
-    return _setup(model, family, None, tokenizer, backend).backend.encode(text)
+    return _text_backend(model, family, tokenizer, backend).encode(text)
 
 
 def decode(ids: Sequence[int], model: str | None = None, *, family: str | None = None,
            tokenizer: PathLike | None = None, backend: str | None = None) -> str:
     """Text of token ``ids`` for ``model``."""
-    return _setup(model, family, None, tokenizer, backend).backend.decode(ids)
+    return _text_backend(model, family, tokenizer, backend).decode(ids)
 
 
 class _Media:

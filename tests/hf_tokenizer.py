@@ -54,8 +54,15 @@ def _merges(ranks: dict[bytes, int]) -> list[tuple[bytes, bytes]]:
 
 def build(family: TokenizerFamily, folder: Path, chat_template: str) -> Path:
     """Write ``tokenizer.json`` + ``tokenizer_config.json`` for ``family`` into ``folder``."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers
-    from tokenizers import pre_tokenizers
+    from tokenizers import (
+        AddedToken,
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+    )
 
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer_file = folder / "tokenizer.json"

@@ -106,7 +106,7 @@ def test_backend_is_loaded_once_per_family():
 
 
 def test_unknown_family_and_backend():
-    with pytest.raises(qm.UnknownFamily, match="qwen3.5"):
+    with pytest.raises(qm.UnknownFamily, match=r"qwen3\.5"):
         load_backend("qwen9")
     with pytest.raises(qm.TokenizerUnavailable):
         load_backend("qwen3", backend="sentencepiece")
@@ -139,13 +139,17 @@ def test_falls_back_to_heuristic_when_no_ranks(monkeypatch):
     def missing(family):
         raise qm.TokenizerUnavailable("no package")
 
+    from qwen_meter import counting
+
     monkeypatch.setattr(backends, "bundled_ranks_path", missing)
     backends._tiktoken_backend.cache_clear()
+    counting._cached_backend.cache_clear()
     try:
         count = qm.count_tokens("hello", "qwen-plus")
         assert count.exact is False and count.backend == "heuristic"
     finally:
         backends._tiktoken_backend.cache_clear()
+        counting._cached_backend.cache_clear()
 
 
 def test_count_tokens_rejects_non_text():

@@ -32,7 +32,8 @@ def test_published_completion_tokens_16():
 
 
 def test_count_is_length_of_encoded_rendering():
-    messages = [*HELLO, {"role": "assistant", "content": "你好！"}, {"role": "user", "content": "再见"}]
+    messages = [*HELLO, {"role": "assistant", "content": "你好！"},
+                {"role": "user", "content": "再见"}]
     text = qm.render_messages(messages, "qwen-plus")
     assert qm.count_messages(messages, "qwen-plus").tokens == len(qm.encode(text, "qwen-plus"))
 
@@ -163,7 +164,8 @@ def test_repeated_counts_of_growing_chat_agree():
 texts = st.one_of(
     st.text(st.characters(codec="utf-8"), max_size=30),
     st.sampled_from(["", " ", "\n", "hello", "你好", "  padded  ", "\nlead", "trail\n",
-                     "<think>\nr\n</think>\n\nanswer", "a</think>b", "<tool_response>\nx\n</tool_response>",
+                     "<think>\nr\n</think>\n\nanswer", "a</think>b",
+                     "<tool_response>\nx\n</tool_response>",
                      "<|im_start|>", "tab\tand  spaces", "한국어"]),
 )
 json_values = st.recursive(

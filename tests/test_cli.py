@@ -48,5 +48,5 @@ def test_errors_exit_2_with_one_line(tmp_path, capsys):
 
 def test_stdin_through_console_script():
     run = subprocess.run([sys.executable, "-m", "qwen_meter.cli", "count", "--json"],
-                         input="hello world".encode(), capture_output=True, check=True)
+                         input=b"hello world", capture_output=True, check=True)
     assert json.loads(run.stdout)["tokens"] == 2

@@ -22,7 +22,7 @@ import re
 import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
-from functools import cache, lru_cache
+from functools import cache, lru_cache, partial
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -99,8 +99,8 @@ def _load_ranks(path: str) -> dict[bytes, int]:
         # Rank files list ranks 0, 1, 2, ... in order; checking a sample keeps the fast
         # path honest, and anything else is parsed rank by rank.
         if all(int(ranks[i]) == i for i in (*range(0, len(ranks), 997), len(ranks) - 1)):
-            return dict(zip(tokens, range(len(tokens))))
-        return dict(zip(tokens, map(int, ranks)))
+            return dict(zip(tokens, range(len(tokens)), strict=True))
+        return dict(zip(tokens, map(int, ranks), strict=True))
     except (ValueError, IndexError, B64Error) as exc:
         raise TokenizerUnavailable(f"{path} is not a tiktoken BPE rank file: {exc}") from exc
 
@@ -175,6 +175,7 @@ class TiktokenBackend(TokenizerBackend):
             special_tokens=dict(family.added_tokens),
         )
         self._encode_ordinary = self.encoding.encode_ordinary
+        self._encode_all = partial(self.encoding.encode, allowed_special="all")
         self._splitter = _special_splitter(family)
         self._added = family.added_tokens
         self.threads = threads or min(os.cpu_count() or 1, 8)
@@ -193,7 +194,16 @@ class TiktokenBackend(TokenizerBackend):
         if pos < len(text):
             yield nfc(text[pos:])
 
+    def _fast(self, text: str) -> bool:
+        # Text that is NFC as a whole has NFC pieces, so tiktoken can split off the added
+        # tokens itself, in Rust.
+        return len(text) < PARALLEL_THRESHOLD and (
+            text.isascii() or unicodedata.is_normalized("NFC", text))
+
     def encode(self, text: str) -> list[int]:
+        if self._fast(text):
+            # Every added token starts with "<"; without one, plain BPE is all there is.
+            return self._encode_all(text) if "<" in text else self._encode_ordinary(text)
         ids: list[int] = []
         for chunk in self._chunks(text):
             if isinstance(chunk, int):
@@ -208,6 +218,8 @@ class TiktokenBackend(TokenizerBackend):
         return ids
 
     def count(self, text: str) -> int:
+        if self._fast(text):
+            return len(self._encode_all(text) if "<" in text else self._encode_ordinary(text))
         total = 0
         for chunk in self._chunks(text):
             if isinstance(chunk, int):

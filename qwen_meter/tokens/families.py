@@ -1,4 +1,4 @@
-"""Tokenizer families: the vocabulary, pre-tokenizer pattern and added tokens of each Qwen generation.
+"""Tokenizer families: vocabulary, pre-tokenizer pattern and added tokens of each Qwen generation.
 
 The table lives in ``data/tokenizers.yaml``; this module turns it into frozen records.
 """

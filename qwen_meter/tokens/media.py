@@ -150,7 +150,8 @@ def image_size(part: Part) -> tuple[int, int] | None:
                          "(pip install qwen-meter[images]), or give width and height") from None
     try:
         with Image.open(io.BytesIO(data)) as img:
-            return img.size
+            width, height = img.size
+            return int(width), int(height)
     except Exception as exc:  # Pillow raises several types for bad data
         raise MediaError(f"{_where(part)}: unreadable image data ({exc})") from None
 
@@ -168,7 +169,8 @@ def measure_image(part: Part, rule: VisionRule, high_resolution: bool) -> MediaT
     size = image_size(part)
     if size is None:
         f = rule.patch
-        cap = max_pixels or (rule.max_tokens_highres if high_resolution else rule.max_tokens) * f * f
+        per_image = rule.max_tokens_highres if high_resolution else rule.max_tokens
+        cap = max_pixels or per_image * f * f
         return MediaTokens("image", cap // (f * f) + 2, False,
                            f"{_where(part)}: remote image not fetched; counted at its maximum")
     tokens = image_tokens(size[0], size[1], rule, high_resolution=high_resolution,
@@ -179,7 +181,7 @@ def measure_image(part: Part, rule: VisionRule, high_resolution: bool) -> MediaT
 def _wav_seconds(data: bytes, part: Part) -> float:
     try:
         with wave.open(io.BytesIO(data)) as wav:
-            return wav.getnframes() / float(wav.getframerate())
+            return float(wav.getnframes()) / float(wav.getframerate())
     except (wave.Error, EOFError) as exc:
         raise MediaError(f"{_where(part)}: cannot read the audio's duration ({exc}); "
                          "give 'duration' in seconds") from None
