@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from .errors import CatalogueError
+from .errors import CatalogueError, UnknownFamily
+
+T = TypeVar("T")
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -37,3 +40,11 @@ def load_yaml(path: Path) -> Any:
         return yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
         raise CatalogueError(f"malformed YAML: {exc}", file=str(path)) from exc
+
+
+def lookup(table: Mapping[str, T], name: str, kind: str) -> T:
+    """``table[name]``, or :class:`UnknownFamily` listing what ``kind`` names exist."""
+    try:
+        return table[name]
+    except (KeyError, TypeError):
+        raise UnknownFamily(kind, name, sorted(table)) from None

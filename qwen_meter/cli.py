@@ -49,7 +49,8 @@ def _print_count(result: Any, args: argparse.Namespace, label: str) -> None:
         print(json.dumps({"input": label, **result.as_dict()}, ensure_ascii=False))
         return
     exact = "exact" if result.exact else "estimate"
-    line = f"{result.tokens} tokens ({exact}; {result.backend}, family {result.family}"
+    unit = "token" if result.tokens == 1 else "tokens"
+    line = f"{result.tokens} {unit} ({exact}; {result.backend}, family {result.family}"
     if result.template:
         line += f", template {result.template}"
     print(line + f") — {label}")

@@ -21,7 +21,7 @@ import os
 import re
 import unicodedata
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from functools import cache, lru_cache, partial
 from importlib import resources
 from pathlib import Path
@@ -372,7 +372,3 @@ def load_backend(family: str, *, tokenizer: str | os.PathLike[str] | None = None
             raise
         return _heuristic_backend(family)
 
-
-def iter_counts(backend: TokenizerBackend, texts: Iterable[str]) -> Iterator[int]:
-    """Counts of many texts, using the backend's cache."""
-    return map(backend.count_cached, texts)

@@ -11,8 +11,8 @@ from functools import cache
 from types import MappingProxyType
 from typing import Any
 
-from .._data import data_dir, load_yaml
-from ..errors import CatalogueError, UnknownFamily
+from .._data import data_dir, load_yaml, lookup
+from ..errors import CatalogueError
 
 
 @dataclass(frozen=True)
@@ -72,11 +72,7 @@ def _families() -> Mapping[str, TokenizerFamily]:
 
 def get_family(name: str) -> TokenizerFamily:
     """Look up a tokenizer family by name (``"qwen2.5"``, ``"qwen3"``, ``"qwen3.5"``)."""
-    families = _families()
-    try:
-        return families[name]
-    except KeyError:
-        raise UnknownFamily("tokenizer family", name, sorted(families)) from None
+    return lookup(_families(), name, "tokenizer family")
 
 
 def family_names() -> list[str]:

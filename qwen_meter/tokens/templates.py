@@ -12,8 +12,8 @@ from functools import cache
 from types import MappingProxyType
 from typing import Any
 
-from .._data import data_dir, load_yaml
-from ..errors import CatalogueError, UnknownFamily
+from .._data import data_dir, load_yaml, lookup
+from ..errors import CatalogueError
 
 TOOLS_STYLES = ("qwen2.5", "qwen3", "qwen3.5")
 TOOL_CALL_STYLES = ("json", "xml")
@@ -114,11 +114,7 @@ def get_profile(name: str | TemplateProfile) -> TemplateProfile:
     """Look up a template profile by name; a profile object is returned unchanged."""
     if isinstance(name, TemplateProfile):
         return name
-    profiles = _profiles()
-    try:
-        return profiles[name]
-    except KeyError:
-        raise UnknownFamily("template profile", name, sorted(profiles)) from None
+    return lookup(_profiles(), name, "template profile")
 
 
 def profile_names() -> list[str]:
