@@ -258,3 +258,16 @@ def test_tiktoken_and_transformers_agree_on_text(hf_folder, text):
     for template in ("qwen3", "qwen3.5"):
         model = ORACLE_MODELS[template]
         assert qm.encode(text, model, tokenizer=hf_folder(template)) == qm.encode(text, model)
+
+
+@pytest.mark.parametrize("model", ["qwen-plus", "qwen-turbo", "qwen-max", "qwen3-8b",
+                                   "qwen3.5-plus", "qwen2.5-7b-instruct"])
+@given(data=st.data())
+def test_count_equals_length_of_encoded_rendering_property(model, data):
+    template = {"qwen3.5-plus": "qwen3.5", "qwen2.5-7b-instruct": "qwen2.5"}.get(model, "qwen3")
+    messages = data.draw(conversations(template))
+    tools = data.draw(tools_lists)
+    thinking = data.draw(st.sampled_from([None, True, False]))
+    text = qm.render_messages(messages, model, tools=tools, enable_thinking=thinking)
+    count = qm.count_messages(messages, model, tools=tools, enable_thinking=thinking)
+    assert count.tokens == len(qm.encode(text, model)) and count.exact
