@@ -26,6 +26,21 @@ class UnknownModel(QwenMeterError, KeyError):
         return str(self.args[0])
 
 
+class NotOffered(QwenMeterError, KeyError):
+    """A model that exists, but not in the requested region (or without the needed data)."""
+
+    def __init__(self, model: str, region: str, offered: Sequence[str]) -> None:
+        self.model = model
+        self.region = region
+        self.offered = tuple(offered)
+        where = f"; offered in: {', '.join(self.offered)}" if self.offered else \
+            "; the catalogue has no region data for it"
+        super().__init__(f"{model} is not offered in region {region!r}{where}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class UnknownFamily(QwenMeterError, KeyError):
     """A tokenizer family or template profile name that does not exist."""
 

@@ -15,6 +15,9 @@ from qwen_meter.tokens.media import VisionRule, image_tokens
 
 PIL = pytest.importorskip("PIL.Image")
 
+#: A Qwen2.5-VL-era snapshot: 28-px patches, the rule behind the published 258-token figure.
+VL28 = "qwen-vl-max-2024-12-30"
+
 
 def png_bytes(width: int, height: int) -> bytes:
     buffer = io.BytesIO()
@@ -42,9 +45,9 @@ def test_image_tokens_stay_within_limits(width, height, patch, high):
 
 def test_data_url_image_is_measured_exactly():
     url = "data:image/png;base64," + base64.b64encode(png_bytes(450, 450)).decode()
-    count = qm.count_messages(image_message(url), "qwen-vl-max")
+    count = qm.count_messages(image_message(url), VL28)
     assert count.image_tokens == 258 and count.exact
-    text_only = qm.count_messages([{"role": "user", "content": "描述这张图"}], "qwen-vl-max")
+    text_only = qm.count_messages([{"role": "user", "content": "描述这张图"}], VL28)
     placeholder = 3  # <|vision_start|><|image_pad|><|vision_end|> rendered once
     assert count.text_tokens == text_only.tokens
     assert count.tokens == text_only.tokens + 258
@@ -66,13 +69,13 @@ def test_explicit_size_and_high_resolution():
     part = {"type": "image_url", "image_url": {"url": "https://example.com/x.png",
                                                "width": 4000, "height": 3000}}
     messages = [{"role": "user", "content": [part]}]
-    normal = qm.count_messages(messages, "qwen-vl-max")
-    high = qm.count_messages(messages, "qwen-vl-max", high_resolution=True)
+    normal = qm.count_messages(messages, VL28)
+    high = qm.count_messages(messages, VL28, high_resolution=True)
     assert normal.exact and normal.image_tokens <= 1282 < high.image_tokens
 
 
 def test_remote_image_is_an_estimate_and_never_fetched():
-    count = qm.count_messages(image_message("https://example.invalid/cat.jpg"), "qwen-vl-max")
+    count = qm.count_messages(image_message("https://example.invalid/cat.jpg"), VL28)
     assert not count.exact
     assert count.image_tokens == 1282
     assert any("remote image" in note for note in count.notes)
@@ -80,9 +83,9 @@ def test_remote_image_is_an_estimate_and_never_fetched():
 
 def test_unreadable_image_data():
     with pytest.raises(qm.MediaError, match=r"messages\[0\]\.content\[0\]"):
-        qm.count_messages(image_message("data:image/png;base64,bm90IGFuIGltYWdl"), "qwen-vl-max")
+        qm.count_messages(image_message("data:image/png;base64,bm90IGFuIGltYWdl"), VL28)
     with pytest.raises(qm.MediaError):
-        qm.count_messages(image_message("/no/such/file.png"), "qwen-vl-max")
+        qm.count_messages(image_message("/no/such/file.png"), VL28)
 
 
 def wav_base64(seconds: float, rate: int = 16000) -> str:
@@ -113,11 +116,11 @@ def test_video_as_frames():
     frame = "data:image/png;base64," + base64.b64encode(png_bytes(448, 448)).decode()
     video = {"video": [frame] * 4}
     count = qm.count_messages([{"role": "user", "content": [video, {"text": "?"}]}],
-                              "qwen-vl-max")
+                              VL28)
     assert count.video_tokens == 2 * 256 + 2 and not count.exact
     with pytest.raises(qm.MediaError, match="width, height and duration"):
         qm.count_messages([{"role": "user", "content": [
-            {"type": "video_url", "video_url": {"url": "https://x/v.mp4"}}]}], "qwen-vl-max")
+            {"type": "video_url", "video_url": {"url": "https://x/v.mp4"}}]}], VL28)
 
 
 def test_image_on_model_without_media_rule_is_not_exact():
