@@ -6,7 +6,7 @@ only when a feature that needs them is used.
 
 from __future__ import annotations
 
-from .catalogue import Catalogue, ModelSpec, resolve
+from .catalogue import Catalogue, Limits, ModelSpec, Offer, PriceTier, resolve
 from .counting import (
     DEFAULT_MODEL,
     TokenCount,
@@ -24,7 +24,9 @@ from .errors import (
     ContextLimitExceeded,
     InputDecodeError,
     InvalidMessages,
+    LimitExceeded,
     MediaError,
+    NotOffered,
     OutputLimitExceeded,
     QwenMeterError,
     RateLimited,
@@ -33,9 +35,12 @@ from .errors import (
     UnknownModel,
     UsageParseError,
 )
+from .preflight import Preflight, check, fit_messages
+from .pricing import Cost, CostEstimate, cost, estimate_cost
 from .tokens.backends import TokenizerBackend, load_backend
 from .tokens.media import VisionRule, image_tokens
 from .tokens.templates import TemplateProfile, get_profile
+from .usage import Usage
 
 __version__ = "0.1.0"
 
@@ -45,11 +50,19 @@ __all__ = [
     "Catalogue",
     "CatalogueError",
     "ContextLimitExceeded",
+    "Cost",
+    "CostEstimate",
     "InputDecodeError",
     "InvalidMessages",
+    "LimitExceeded",
+    "Limits",
     "MediaError",
     "ModelSpec",
+    "NotOffered",
+    "Offer",
     "OutputLimitExceeded",
+    "Preflight",
+    "PriceTier",
     "QwenMeterError",
     "RateLimited",
     "TemplateProfile",
@@ -58,14 +71,19 @@ __all__ = [
     "TokenizerUnavailable",
     "UnknownFamily",
     "UnknownModel",
+    "Usage",
     "UsageParseError",
     "VisionRule",
     "__version__",
+    "check",
+    "cost",
     "count_completion",
     "count_messages",
     "count_tokens",
     "decode",
     "encode",
+    "estimate_cost",
+    "fit_messages",
     "get_profile",
     "get_tokenizer",
     "image_tokens",

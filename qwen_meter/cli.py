@@ -90,6 +90,179 @@ def _count(args: argparse.Namespace) -> int:
     return 0
 
 
+def _money(value: Any) -> str:
+    return "-" if value is None else f"{value.normalize():f}"
+
+
+def _tokens(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+             for row in [header, ["-" * w for w in widths], *rows]]
+    return "\n".join(lines)
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .catalogue import default_catalogue
+
+    out: list[dict[str, Any]] = []
+    for spec in default_catalogue():
+        if args.family and spec.family != args.family:
+            continue
+        regions: list[str | None] = [args.region] if args.region else [*spec.regions] or [None]
+        for region in regions:
+            offers = spec.offers.get(region) if region else None
+            offer = offers[0] if offers else None
+            if args.region and offer is None:
+                continue
+            tier = offer.tiers[0] if offer and offer.tiers else None
+            out.append({
+                "model": spec.name, "family": spec.family, "template": spec.template,
+                "thinking": spec.thinking, "status": spec.status, "region": region,
+                "currency": offer.currency if offer else None,
+                "context": offer.limits.context if offer else None,
+                "max_input": offer.limits.max_input if offer else None,
+                "max_output": offer.limits.max_output if offer else None,
+                "input": tier.input if tier else None, "output": tier.output if tier else None,
+                "output_thinking": tier.output_thinking if tier else None,
+                "tiers": len(offer.tiers) if offer else 0,
+                "rpm": offer.rate_limits.rpm if offer and offer.rate_limits else None,
+                "tpm": offer.rate_limits.tpm if offer and offer.rate_limits else None,
+                "as_of": offer.as_of.isoformat() if offer else None,
+                "source": offer.source.url if offer else None})
+    if args.json:
+        print(json.dumps(out, ensure_ascii=False, default=str))
+        return 0
+    rows = [[r["model"], r["family"], r["region"] or "-", _tokens(r["context"]),
+             _tokens(r["max_output"]),
+             f"{_money(r['input'])}/{_money(r['output'])}" + (
+                 f" (think {_money(r['output_thinking'])})" if r["output_thinking"] is not None
+                 else "") + (f" +{r['tiers'] - 1} tiers" if r["tiers"] > 1 else ""),
+             r["currency"] or "-", _tokens(r["rpm"]), _tokens(r["tpm"]), r["as_of"] or "-"]
+            for r in out]
+    print(_table(rows, ["model", "family", "region", "context", "max out",
+                        "price in/out per 1M", "cur", "rpm", "tpm", "as of"]))
+    print(f"\n{len(out)} rows; prices are the first (smallest-input) tier. "
+          "`qwen-meter price MODEL` shows all tiers.")
+    return 0
+
+
+def _price(args: argparse.Namespace) -> int:
+    from .catalogue import resolve
+
+    spec = resolve(args.model)
+    regions = [args.region] if args.region else list(spec.regions)
+    if args.region and args.region not in spec.offers:
+        from .errors import NotOffered
+
+        raise NotOffered(spec.name, args.region, spec.regions)
+    report: list[dict[str, Any]] = []
+    for region in regions:
+        offer = spec.offers[region][0]
+        report.append({
+            "region": region, "currency": offer.currency, "as_of": offer.as_of.isoformat(),
+            "source": offer.source.url, "note": offer.note,
+            "limits": {k: v for k, v in offer.limits.__dict__.items() if v is not None},
+            "batch": None if offer.batch is None else str(offer.batch),
+            "rate_limits": None if offer.rate_limits is None else
+            {"rpm": offer.rate_limits.rpm, "tpm": offer.rate_limits.tpm,
+             "source": offer.rate_limits.source.url},
+            "free_quota": None if offer.free_quota is None else
+            {"tokens": offer.free_quota.tokens, "days": offer.free_quota.days},
+            "tiers": [{k: (str(v) if v is not None and k not in ("above", "upto") else v)
+                       for k, v in tier.__dict__.items() if v is not None}
+                      for tier in offer.tiers]})
+    if args.json:
+        print(json.dumps({"model": spec.name, "family": spec.family, "template": spec.template,
+                          "thinking": spec.thinking, "regions": report}, ensure_ascii=False))
+        return 0
+    print(f"{spec.name}  (family {spec.family}, template {spec.template}, "
+          f"thinking {spec.thinking}, {spec.status})")
+    if not report:
+        print("  no region data in the catalogue")
+    for r in report:
+        print(f"\n[{r['region']}] {r['currency']}, as of {r['as_of']} — {r['source']}")
+        if r["note"]:
+            print(f"  note: {r['note']}")
+        limits = ", ".join(f"{k} {v:,}" for k, v in r["limits"].items())
+        print(f"  limits: {limits or 'unknown'}")
+        if r["rate_limits"]:
+            print(f"  rate limits: {_tokens(r['rate_limits']['rpm'])} RPM, "
+                  f"{_tokens(r['rate_limits']['tpm'])} TPM")
+        if r["free_quota"]:
+            print(f"  free quota: {r['free_quota']['tokens']:,} tokens for "
+                  f"{r['free_quota']['days']} days")
+        if r["batch"]:
+            print(f"  batch: x{r['batch']}")
+        if not r["tiers"]:
+            print("  price: unknown")
+        for tier in r["tiers"]:
+            upto = "∞" if tier.get("upto") is None else f"{tier['upto']:,}"
+            prices = ", ".join(f"{k} {v}" for k, v in tier.items() if k not in ("above", "upto"))
+            print(f"  input ({tier['above']:,}, {upto}]: {prices} per 1M")
+    return 0
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    from .catalogue import resolve
+    from .pricing import estimate_cost
+
+    request = _load_request(args.request)
+    model = args.model or request.get("model")
+    if not model:
+        raise InvalidMessages("name the model with --model or a 'model' key in the request")
+    spec = resolve(model)
+    regions = [args.region] if args.region else list(spec.regions)
+    results = {}
+    for region in regions:
+        results[region] = estimate_cost(request, spec, region=region, max_tokens=args.max_tokens,
+                                        batch=args.batch)
+    if args.json:
+        print(json.dumps({"model": spec.name, **{r: e.as_dict() for r, e in results.items()}},
+                         ensure_ascii=False))
+        return 0
+    for region, estimate in results.items():
+        print(f"{spec.name} [{region}]: {estimate.prompt_tokens:,} prompt tokens"
+              f"{'' if estimate.exact_prompt else ' (estimated)'}, up to "
+              f"{_tokens(estimate.max_output_tokens)} output tokens → "
+              f"{estimate.low} .. {estimate.high}")
+    if not results:
+        print(f"{spec.name}: no region data in the catalogue")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .errors import LimitExceeded
+    from .preflight import check
+
+    request = _load_request(args.request)
+    model = args.model or request.get("model")
+    if not model:
+        raise InvalidMessages("name the model with --model or a 'model' key in the request")
+    try:
+        result = check(request, model, region=args.region, max_tokens=args.max_tokens)
+    except LimitExceeded as exc:
+        if args.json:
+            print(json.dumps({"fits": False, "error": type(exc).__name__, "message": str(exc),
+                              "prompt_tokens": exc.prompt_tokens, "max_input": exc.max_input,
+                              "context_window": exc.context_window,
+                              "requested_output": exc.requested_output,
+                              "max_output": exc.max_output}))
+        else:
+            print(f"does not fit: {exc}")
+        return 1
+    if args.json:
+        print(json.dumps({"fits": True, **result.as_dict()}))
+    else:
+        print(f"fits: {result.prompt.tokens:,} prompt tokens of {_tokens(result.max_input)} "
+              f"({result.model}, {result.region}); context {_tokens(result.context_window)}, "
+              f"max output {_tokens(result.max_output)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qwen-meter",
@@ -118,6 +291,32 @@ def build_parser() -> argparse.ArgumentParser:
                           const=False, help="count with enable_thinking=false")
     count.add_argument("--json", action="store_true", help="print one JSON object")
     count.set_defaults(run=_count)
+
+    models = sub.add_parser("models", help="list the model catalogue")
+    models.add_argument("--family", help="only this tokenizer family (qwen2.5, qwen3, qwen3.5)")
+    models.add_argument("--region", choices=("cn", "intl"), help="only this region")
+    models.add_argument("--json", action="store_true", help="print JSON")
+    models.set_defaults(run=_models)
+
+    price = sub.add_parser("price", help="a model's limits and price tiers per region")
+    price.add_argument("model")
+    price.add_argument("--region", choices=("cn", "intl"))
+    price.add_argument("--json", action="store_true", help="print JSON")
+    price.set_defaults(run=_price)
+
+    for name, run, helptext in (
+            ("estimate", _estimate, "price a JSON request before sending it (every region)"),
+            ("check", _check, "check a JSON request against the model's limits")):
+        command = sub.add_parser(name, help=helptext)
+        command.add_argument("request", help="JSON request file (messages, tools, max_tokens, "
+                                             "enable_thinking, model), or '-' for stdin")
+        command.add_argument("--model", help="model name (default: the request's)")
+        command.add_argument("--region", choices=("cn", "intl"))
+        command.add_argument("--max-tokens", type=int, help="override the request's max_tokens")
+        if name == "estimate":
+            command.add_argument("--batch", action="store_true", help="price as a batch call")
+        command.add_argument("--json", action="store_true", help="print JSON")
+        command.set_defaults(run=run)
     return parser
 
 

@@ -103,11 +103,28 @@ class UsageParseError(QwenMeterError, ValueError):
     """A usage record with missing or negative counts."""
 
 
-class ContextLimitExceeded(QwenMeterError):
-    """The prompt (plus requested output) does not fit the model's limits."""
+class LimitExceeded(QwenMeterError):
+    """A request that does not fit the model; the numbers are attributes."""
+
+    def __init__(self, message: str, *, prompt_tokens: int, max_input: int | None,
+                 context_window: int | None, requested_output: int | None,
+                 max_output: int | None, model: str, region: str, thinking: bool) -> None:
+        self.prompt_tokens = prompt_tokens
+        self.max_input = max_input
+        self.context_window = context_window
+        self.requested_output = requested_output
+        self.max_output = max_output
+        self.model = model
+        self.region = region
+        self.thinking = thinking
+        super().__init__(message)
 
 
-class OutputLimitExceeded(QwenMeterError):
+class ContextLimitExceeded(LimitExceeded):
+    """The prompt (plus requested output) does not fit the model's input or context limit."""
+
+
+class OutputLimitExceeded(LimitExceeded):
     """The requested output length is above what the model can produce."""
 
 

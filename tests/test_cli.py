@@ -50,3 +50,40 @@ def test_stdin_through_console_script():
     run = subprocess.run([sys.executable, "-m", "qwen_meter.cli", "count", "--json"],
                          input=b"hello world", capture_output=True, check=True)
     assert json.loads(run.stdout)["tokens"] == 2
+
+
+def test_models_table_and_filters(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "qwen-plus" in out and "qwen3.5-plus" in out and "rows" in out
+    assert main(["models", "--family", "qwen3.5", "--region", "cn", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows and all(r["family"] == "qwen3.5" and r["region"] == "cn" for r in rows)
+
+
+def test_price_command(capsys):
+    assert main(["price", "qwen-plus"]) == 0
+    out = capsys.readouterr().out
+    assert "[cn] CNY" in out and "[intl] USD" in out and "input (131,072, 262,144]" in out
+    assert main(["price", "qwen-long", "--region", "intl"]) == 2
+    assert "not offered" in capsys.readouterr().err
+
+
+def test_estimate_both_regions(capsys):
+    assert main(["estimate", EXAMPLE_PATH, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["cn"]["low"]["currency"] == "CNY" and result["intl"]["high"]["currency"] == "USD"
+    assert result["cn"]["prompt_tokens"] == 220
+
+
+def test_check_command(tmp_path, capsys):
+    assert main(["check", EXAMPLE_PATH]) == 0
+    assert "fits: 220 prompt tokens" in capsys.readouterr().out
+    assert main(["check", EXAMPLE_PATH, "--model", "qwen-max-2024-04-28", "--max-tokens",
+                 "6000", "--json"]) == 1
+    result = json.loads(capsys.readouterr().out)
+    assert result["fits"] is False and result["error"] == "OutputLimitExceeded"
+
+
+EXAMPLE_PATH = str(__import__("qwen_meter._data", fromlist=["data_dir"]).data_dir()
+                   / "examples" / "chat.json")

@@ -1,0 +1,271 @@
+"""Money: what a call cost (:func:`cost`) and what a request may cost (:func:`estimate_cost`).
+
+Model Studio's rules, as the catalogue encodes them:
+
+* request-size tiers — the whole request is priced by the tier its input tokens fall in;
+* cached input at the tier's printed cache price, else 20 % of input (implicit cache);
+  explicit cache hits at 10 %, explicit cache creation at 125 %;
+* in thinking mode the whole output (reasoning + answer) is priced at the thinking price; a
+  thinking call that produced no reasoning is billed at the non-thinking price;
+* audio / image input at their own prices where a model has them (Omni); audio output at its
+  price, with the text part of that reply free;
+* batch calls at the batch factor (half price), with no cache discount.
+
+Money is ``Decimal`` with its currency; prices are per 1M tokens. A price the catalogue does
+not have makes the cost *unpriced* (``amount is None`` with the reason), never zero.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Any
+
+from .catalogue import Catalogue, ModelSpec, Offer, PriceTier, default_catalogue
+from .errors import InvalidMessages
+from .usage import Usage
+
+MILLION = Decimal(1_000_000)
+CURRENCY_SYMBOLS = {"CNY": "¥", "USD": "$"}
+
+
+@dataclass(frozen=True)
+class Cost:
+    """The cost of one call; ``amount`` is None when the catalogue lacks a price it needs."""
+
+    amount: Decimal | None
+    currency: str
+    model: str
+    region: str
+    tier: int | None = None
+    thinking: bool = False
+    batch: bool = False
+    parts: Mapping[str, Decimal] = field(default_factory=dict)
+    unpriced: str = ""
+    as_of: dt.date | None = None
+
+    @property
+    def priced(self) -> bool:
+        return self.amount is not None
+
+    def __str__(self) -> str:
+        if self.amount is None:
+            return f"unpriced ({self.unpriced})"
+        symbol = CURRENCY_SYMBOLS.get(self.currency, "")
+        return f"{symbol}{self.amount.normalize():f} {self.currency}"
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (amounts as strings, so nothing is lost)."""
+        return {"amount": None if self.amount is None else f"{self.amount.normalize():f}",
+                "currency": self.currency, "model": self.model, "region": self.region,
+                "tier": self.tier, "thinking": self.thinking, "batch": self.batch,
+                "parts": {k: f"{v.normalize():f}" for k, v in self.parts.items()},
+                "unpriced": self.unpriced,
+                "as_of": None if self.as_of is None else self.as_of.isoformat()}
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """What a request may cost: ``low`` (input only) .. ``high`` (the full output allowance at
+    the highest price that can apply)."""
+
+    low: Cost
+    high: Cost
+    prompt_tokens: int
+    max_output_tokens: int | None
+    exact_prompt: bool = True
+
+    @property
+    def currency(self) -> str:
+        return self.low.currency
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"low": self.low.as_dict(), "high": self.high.as_dict(),
+                "prompt_tokens": self.prompt_tokens, "max_output_tokens": self.max_output_tokens,
+                "exact_prompt": self.exact_prompt}
+
+
+class _Unpriced(Exception):
+    pass
+
+
+def _need(price: Decimal | None, what: str, tokens: int) -> Decimal:
+    if price is None:
+        if tokens == 0:
+            return Decimal(0)
+        raise _Unpriced(what)
+    return price
+
+
+def _price(usage: Usage, tier: PriceTier, offer: Offer, thinking: bool, batch: bool
+           ) -> dict[str, Decimal]:
+    input_price = _need(tier.input, "no input price", usage.prompt_tokens)
+    parts: dict[str, Decimal] = {}
+    media = 0
+    if tier.input_audio is not None and usage.audio_tokens:
+        parts["input_audio"] = usage.audio_tokens * tier.input_audio
+        media += usage.audio_tokens
+    visual = usage.image_tokens + usage.video_tokens
+    if tier.input_image is not None and visual:
+        parts["input_image"] = visual * tier.input_image
+        media += visual
+    cached, created = usage.cached_tokens, usage.cache_creation_tokens
+    text_in = usage.prompt_tokens - media - cached - created
+    if batch:  # no cache discount on batch calls
+        parts["input"] = (text_in + cached + created) * input_price
+    else:
+        parts["input"] = text_in * input_price
+        if cached:
+            rules = offer.cache
+            if usage.cache_type == "explicit":
+                hit = input_price * rules.explicit_hit
+            else:
+                hit = tier.cache_hit if tier.cache_hit is not None \
+                    else input_price * rules.implicit_hit
+            parts["cache_hit"] = cached * hit
+        if created:
+            parts["cache_creation"] = created * input_price * offer.cache.explicit_create
+
+    text_out = usage.completion_tokens - usage.output_audio_tokens
+    if usage.output_audio_tokens:
+        # Omni: with audio output, the reply's text part is not billed.
+        parts["output_audio"] = usage.output_audio_tokens * _need(
+            tier.output_audio, "no audio output price", usage.output_audio_tokens)
+    elif thinking:
+        parts["output"] = text_out * _need(tier.output_thinking, "no thinking-mode output price",
+                                           text_out)
+    elif media and tier.output_media_input is not None:
+        parts["output"] = text_out * tier.output_media_input
+    else:
+        parts["output"] = text_out * _need(tier.output, "no output price", text_out)
+    return parts
+
+
+def _context(model: str | ModelSpec, region: str | None, at: dt.date | None,
+             catalogue: Catalogue | None) -> tuple[ModelSpec, Offer]:
+    spec = model if isinstance(model, ModelSpec) else \
+        (catalogue or default_catalogue()).resolve(model)
+    return spec, spec.offer(region, at)
+
+
+def cost(usage: Usage | Mapping[str, Any] | Any, model: str | ModelSpec, *,
+         region: str | None = None, batch: bool = False, thinking: bool | None = None,
+         at: dt.date | None = None, catalogue: Catalogue | None = None) -> Cost:
+    """The cost of a call from its billed ``usage`` (a :class:`Usage` or the API's object).
+
+    ``thinking`` says whether the call ran in thinking mode; by default it is inferred from
+    ``reasoning_tokens`` (and is always on for thinking-only models). ``at`` prices the call
+    at the catalogue's offer of that date.
+    """
+    usage = Usage.parse(usage)
+    spec, offer = _context(model, region, at, catalogue)
+    if thinking is None:
+        thinking = usage.reasoning_tokens > 0
+    thinking = thinking or spec.thinking == "only"
+    blank = Cost(None, offer.currency, spec.name, offer.region, thinking=thinking, batch=batch,
+                 as_of=offer.as_of)
+    tier = offer.tier_for(usage.prompt_tokens)
+    if tier is None:
+        return replace(blank, unpriced=f"no price for {spec.name} in {offer.region}")
+    index = offer.tiers.index(tier)
+    if batch and offer.batch is None:
+        return replace(blank, tier=index, unpriced="no batch price")
+    try:
+        parts = _price(usage, tier, offer, thinking, batch)
+    except _Unpriced as exc:
+        return replace(blank, tier=index, unpriced=str(exc))
+    factor = offer.batch if batch and offer.batch is not None else Decimal(1)
+    parts = {k: v * factor / MILLION for k, v in parts.items()}
+    return replace(blank, amount=sum(parts.values(), Decimal(0)), tier=index, parts=parts)
+
+
+def thinking_applies(spec: ModelSpec, enable_thinking: bool | None) -> bool:
+    """Whether a request may run in thinking mode (and be priced as such)."""
+    if spec.thinking == "only":
+        return True
+    if spec.thinking == "none":
+        return False
+    if enable_thinking is not None:
+        return enable_thinking
+    if spec.thinking_default is not None:
+        return spec.thinking_default
+    from .tokens.templates import get_profile
+
+    return get_profile(spec.template).thinking_default
+
+
+def split_request(request: Any) -> tuple[Any, dict[str, Any]]:
+    """(messages-or-text-or-count, options) of what estimate_cost and check accept: a request
+    object (``messages``, ``tools``, ``max_tokens`` ...) or the bare subject."""
+    if isinstance(request, Mapping) and "messages" in request:
+        options = {k: request.get(k) for k in ("tools", "max_tokens", "enable_thinking",
+                                               "vl_high_resolution_images")}
+        if options["max_tokens"] is None:
+            options["max_tokens"] = request.get("max_completion_tokens")
+        return request["messages"], options
+    if isinstance(request, Mapping):
+        raise InvalidMessages("a request object needs 'messages'")
+    return request, {}
+
+
+def prompt_usage(subject: Any, spec: ModelSpec, *, tools: Any = None,
+                 enable_thinking: bool | None = None, high_resolution: bool = False
+                 ) -> tuple[Usage, bool]:
+    """(input-only usage, exact?) of a token count, a text, or a list of messages."""
+    from .counting import count_messages, count_tokens
+
+    if isinstance(subject, bool):
+        raise InvalidMessages("expected tokens, text or messages, not a bool")
+    if isinstance(subject, int):
+        if subject < 0:
+            raise InvalidMessages("a token count cannot be negative")
+        return Usage(prompt_tokens=subject), True
+    if isinstance(subject, str):
+        counted = count_tokens(subject, spec.name)
+    else:
+        counted = count_messages(subject, spec.name, tools=tools,
+                                 enable_thinking=enable_thinking,
+                                 high_resolution=high_resolution)
+    return Usage(prompt_tokens=counted.tokens, image_tokens=counted.image_tokens,
+                 audio_tokens=counted.audio_tokens,
+                 video_tokens=counted.video_tokens), counted.exact
+
+
+def estimate_cost(request: Any, model: str | ModelSpec, *, max_tokens: int | None = None,
+                  region: str | None = None, tools: Any = None,
+                  enable_thinking: bool | None = None, batch: bool = False,
+                  at: dt.date | None = None, catalogue: Catalogue | None = None
+                  ) -> CostEstimate:
+    """The cost range of a request before sending it.
+
+    ``request`` is a prompt token count, a text, a list of messages, or a request object
+    (``messages``, ``tools``, ``max_tokens``, ``enable_thinking``). The low end is the input
+    alone; the high end adds the full output allowance (``max_tokens``, else the model's
+    output limit, plus the reasoning allowance when thinking can apply) at the highest output
+    price that can apply.
+    """
+    subject, options = split_request(request)
+    tools = tools if tools is not None else options.get("tools")
+    max_tokens = max_tokens if max_tokens is not None else options.get("max_tokens")
+    if enable_thinking is None:
+        enable_thinking = options.get("enable_thinking")
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
+                                   or max_tokens < 1):
+        raise InvalidMessages(f"max_tokens must be a positive whole number, got {max_tokens!r}")
+    spec, offer = _context(model, region, at, catalogue)
+    thinking = thinking_applies(spec, enable_thinking)
+    prompt, exact = prompt_usage(subject, spec, tools=tools, enable_thinking=enable_thinking,
+                                 high_resolution=bool(options.get("vl_high_resolution_images")))
+    allowance = max_tokens if max_tokens is not None else offer.limits.output_limit(thinking)
+    if allowance is not None and thinking and offer.limits.max_reasoning:
+        allowance += offer.limits.max_reasoning
+    low = cost(prompt, spec, region=offer.region, batch=batch, thinking=False, at=at)
+    if allowance is None:
+        high = Cost(None, offer.currency, spec.name, offer.region, unpriced="output limit unknown",
+                    as_of=offer.as_of)
+    else:
+        high = cost(replace(prompt, completion_tokens=allowance), spec, region=offer.region,
+                    batch=batch, thinking=thinking, at=at)
+    return CostEstimate(low, high, prompt.prompt_tokens, allowance, exact)

@@ -1,0 +1,200 @@
+"""Invariants over the whole shipped catalogue, and the seed documents' figures in their era."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+import qwen_meter as qm
+from qwen_meter.catalogue import Catalogue, default_catalogue
+
+CATALOGUE = default_catalogue()
+OFFERS = [(spec, offer) for spec in CATALOGUE for offers in spec.offers.values()
+          for offer in offers]
+
+
+def test_catalogue_is_large_and_offers_both_regions():
+    assert len(CATALOGUE) >= 90
+    regions = {offer.region for _, offer in OFFERS}
+    assert regions == {"cn", "intl"}
+
+
+@pytest.mark.parametrize("name", CATALOGUE.names())
+def test_every_model_resolves_and_counts(name):
+    spec = CATALOGUE.resolve(name)
+    assert spec.name == name
+    assert qm.count_tokens("hi", name).tokens == 1
+    for alias in spec.aliases:
+        assert CATALOGUE.resolve(alias) is spec
+
+
+def test_every_offer_has_source_url_and_date():
+    for spec, offer in OFFERS:
+        assert offer.source.url.startswith("https://"), spec.name
+        assert dt.date(2023, 1, 1) <= offer.as_of <= dt.date(2026, 12, 31), spec.name
+        if offer.rate_limits:
+            assert offer.rate_limits.source.url.startswith("https://")
+
+
+def test_limits_are_consistent():
+    for spec, offer in OFFERS:
+        limits = offer.limits
+        if limits.context and limits.max_input:
+            assert limits.max_input <= limits.context, spec.name
+        if limits.max_input_thinking and limits.max_input:
+            assert limits.max_input_thinking <= limits.max_input, spec.name
+
+
+def test_tiers_are_contiguous_and_cover_the_input_limit():
+    for spec, offer in OFFERS:
+        if not offer.tiers:
+            continue
+        assert offer.tiers[0].above == 0
+        for a, b in zip(offer.tiers, offer.tiers[1:], strict=False):
+            assert a.upto == b.above, spec.name
+        last = offer.tiers[-1].upto
+        if last is not None and offer.limits.max_input:
+            assert last >= offer.limits.max_input, spec.name
+        currency = {"cn": "CNY", "intl": "USD"}[offer.region]
+        assert offer.currency == currency or "CNY" in offer.note, spec.name
+
+
+def test_history_is_ordered_newest_first():
+    for spec in CATALOGUE:
+        for offers in spec.offers.values():
+            dates = [o.as_of for o in offers]
+            assert dates == sorted(dates, reverse=True), spec.name
+
+
+@pytest.mark.parametrize(("model", "when", "input_price", "output_price", "context"), [
+    # Seed 001 (legacy billing, ~2024-07), per 1K tokens:
+    # ¥0.04/0.12, ¥0.004/0.012, ¥0.002/0.006, ¥0.0005/0.002
+    ("qwen-max", dt.date(2024, 8, 1), "40", "120", 8000),
+    ("qwen-plus", dt.date(2024, 8, 1), "4", "12", 32000),
+    ("qwen-turbo", dt.date(2024, 8, 1), "2", "6", 8000),
+    ("qwen-long", dt.date(2024, 8, 1), "0.5", "2", 10_000_000),
+    # Seed 000's ¥20/¥60 for qwen-max was the official price of late 2024 (ML24).
+    ("qwen-max", dt.date(2024, 11, 1), "20", "60", 32768),
+    # Today's prices (ML26).
+    ("qwen-max", None, "2.4", "9.6", 32768),
+    ("qwen-turbo", None, "0.3", "0.6", 1_000_000),
+])
+def test_seed_figures_in_their_era(model, when, input_price, output_price, context):
+    offer = qm.resolve(model).offer("cn", at=when)
+    assert offer.tiers[0].input == Decimal(input_price)
+    assert offer.tiers[0].output == Decimal(output_price)
+    assert offer.limits.context == context
+
+
+def test_seed_rate_limits_in_their_era():
+    assert qm.resolve("qwen-turbo").offer("cn", dt.date(2024, 8, 1)).rate_limits.rpm == 500
+    assert qm.resolve("qwen-plus").offer("cn", dt.date(2024, 8, 1)).rate_limits.tpm == 200000
+    assert qm.resolve("qwen-max").offer("cn").rate_limits.rpm == 1200
+
+
+def test_not_offered_region():
+    with pytest.raises(qm.NotOffered, match="offered in: cn"):
+        qm.resolve("qwen-long").offer("intl")
+
+
+def test_snapshot_with_its_own_entry_keeps_it():
+    assert qm.resolve("qwen-plus-2025-12-01").name == "qwen-plus"
+    turbo = qm.resolve("qwen-turbo-2025-04-28")
+    assert turbo.name == "qwen-turbo-2025-04-28"
+    assert turbo.offer("intl").rate_limits.rpm == 60
+
+
+# --- overrides and bad files --------------------------------------------------------------
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_override_changes_exactly_what_it_names(tmp_path):
+    override = write(tmp_path, "mine.yaml", """
+models:
+  qwen-plus:
+    regions:
+      cn:
+        rate_limits: {rpm: 77, tpm: 8888}
+  my-finetune:
+    family: qwen3
+    template: dashscope-qwen3
+    regions:
+      cn:
+        source: ML26
+        limits: {context: 32768, max_input: 30720, max_output: 8192}
+        price: {input: 1, output: 3}
+""")
+    base = Catalogue.load()
+    mine = Catalogue.load(overrides=[override])
+    plus_base, plus_mine = base.resolve("qwen-plus"), mine.resolve("qwen-plus")
+    assert plus_mine.offer("cn").rate_limits.rpm == 77
+    assert plus_mine.offer("cn").rate_limits.tpm == 8888
+    assert plus_mine.offer("cn").tiers == plus_base.offer("cn").tiers
+    assert plus_mine.offer("cn").limits == plus_base.offer("cn").limits
+    assert plus_mine.offer("intl") == plus_base.offer("intl")
+    assert mine.resolve("qwen-max").offer("cn") == base.resolve("qwen-max").offer("cn")
+    assert qm.cost({"prompt_tokens": 1_000_000, "completion_tokens": 0}, "my-finetune",
+                   catalogue=mine).amount == Decimal(1)
+
+
+def test_override_from_environment(tmp_path, monkeypatch):
+    override = write(tmp_path, "env.yaml", "models:\n  qwen-max:\n    regions:\n      cn:\n"
+                                           "        price: {input: 9, output: 9}\n")
+    monkeypatch.setenv("QWEN_METER_CATALOGUE", str(override))
+    assert qm.resolve("qwen-max").offer("cn").tiers[0].input == Decimal(9)
+    monkeypatch.delenv("QWEN_METER_CATALOGUE")
+    assert qm.resolve("qwen-max").offer("cn").tiers[0].input == Decimal("2.4")
+
+
+BASE_ENTRY = """
+models:
+  m:
+    family: qwen3
+    template: dashscope-qwen3
+    regions:
+      cn:
+        source: ML26
+        limits: {context: 1000, max_input: 900, max_output: 100}
+"""
+
+
+@pytest.mark.parametrize(("text", "field"), [
+    ("models:\n  m: {family: qwen3, template: dashscope-qwen3, regions: {cn: {source: ML26, "
+     "price: {input: -1, output: 2}}}}", "regions.cn.price.input"),
+    ("models:\n  m: {family: qwen3, template: dashscope-qwen3, regions: {cn: {source: ML26, "
+     "limits: {context: 100, max_input: 200}}}}", "regions.cn.limits.max_input"),
+    ("models:\n  m: {family: qwen3, template: dashscope-qwen3, regions: {cn: {source: ML26, "
+     "currency: EUR}}}", "regions.cn.currency"),
+    ("models:\n  m: {family: qwen3, template: dashscope-qwen3, regions: {mars: {source: ML26}}}",
+     "regions.mars"),
+    ("models:\n  m: {family: qwen3, template: dashscope-qwen3, regions: {cn: {source: ML26, "
+     "tiers: [{above: 0, upto: 10, input: 1}, {above: 20, upto: 30, input: 2}]}}}",
+     "regions.cn.tiers[1].above"),
+    ("models:\n  m: {family: qwen3, template: dashscope-qwen3, regions: {cn: {source: ML26, "
+     "tiers: [{above: 0, upto: 10, input: 1}, {above: 5, upto: 30, input: 2}]}}}",
+     "regions.cn.tiers[1].above"),
+    ("models:\n  m: {family: qwen3, template: dashscope-qwen3, regions: {cn: {source: NOPE}}}",
+     "regions.cn.source"),
+    ("models:\n  m: {family: qwen3, template: dashscope-qwen3, thinking: maybe}", "thinking"),
+    ("models:\n  m: {family: qwen3, template: dashscope-qwen3, colour: red}", "colour"),
+])
+def test_bad_override_is_rejected_at_load_naming_file_model_field(tmp_path, text, field):
+    path = write(tmp_path, "bad.yaml", text)
+    with pytest.raises(qm.CatalogueError) as info:
+        Catalogue.load(overrides=[path])
+    assert info.value.file == str(path)
+    assert info.value.model == "m"
+    assert info.value.field == field
+
+
+def test_malformed_yaml_override(tmp_path):
+    path = write(tmp_path, "broken.yaml", "models: {qwen-plus: [")
+    with pytest.raises(qm.CatalogueError, match="malformed YAML") as info:
+        Catalogue.load(overrides=[path])
+    assert info.value.file == str(path)
