@@ -206,14 +206,19 @@ def _price(args: argparse.Namespace) -> int:
     return 0
 
 
-def _estimate(args: argparse.Namespace) -> int:
-    from .catalogue import resolve
-    from .pricing import estimate_cost
-
+def _request_and_model(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     request = _load_request(args.request)
     model = args.model or request.get("model")
     if not model:
         raise InvalidMessages("name the model with --model or a 'model' key in the request")
+    return request, str(model)
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    from .catalogue import resolve
+    from .pricing import estimate_cost
+
+    request, model = _request_and_model(args)
     spec = resolve(model)
     regions = [args.region] if args.region else list(spec.regions)
     results = {}
@@ -238,10 +243,7 @@ def _check(args: argparse.Namespace) -> int:
     from .errors import LimitExceeded
     from .preflight import check
 
-    request = _load_request(args.request)
-    model = args.model or request.get("model")
-    if not model:
-        raise InvalidMessages("name the model with --model or a 'model' key in the request")
+    request, model = _request_and_model(args)
     try:
         result = check(request, model, region=args.region, max_tokens=args.max_tokens)
     except LimitExceeded as exc:

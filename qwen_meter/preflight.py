@@ -15,7 +15,8 @@ from .errors import (
     LimitExceeded,
     OutputLimitExceeded,
 )
-from .pricing import split_request, thinking_applies
+from .pricing import thinking_applies
+from .request import Request
 from .tokens.messages import as_mapping, parse_messages
 
 
@@ -54,19 +55,15 @@ def check(request: Any, model: str | ModelSpec, *, max_tokens: int | None = None
     :class:`~qwen_meter.errors.OutputLimitExceeded` when ``max_tokens`` is above the output
     limit; both carry the numbers. Limits follow the mode: thinking has its own.
     """
-    messages, options = split_request(request)
-    tools = tools if tools is not None else options.get("tools")
-    max_tokens = max_tokens if max_tokens is not None else options.get("max_tokens")
-    if enable_thinking is None:
-        enable_thinking = options.get("enable_thinking")
-    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
-                                   or max_tokens < 1):
-        raise InvalidMessages(f"max_tokens must be a positive whole number, got {max_tokens!r}")
+    req = Request.of(request, tools=tools, max_tokens=max_tokens,
+                     enable_thinking=enable_thinking)
     spec = _spec(model, catalogue)
     offer = spec.offer(region, at)
-    thinking = thinking_applies(spec, enable_thinking)
-    prompt = count_messages(messages, spec.name, tools=tools, enable_thinking=enable_thinking,
-                            high_resolution=bool(options.get("vl_high_resolution_images")))
+    thinking = thinking_applies(spec, req.enable_thinking)
+    prompt = count_messages(req.subject, spec.name, tools=req.tools,
+                            enable_thinking=req.enable_thinking,
+                            high_resolution=req.high_resolution)
+    max_tokens = req.max_tokens
     limits = offer.limits
     max_input = limits.input_limit(thinking)
     context = limits.context_limit(thinking)

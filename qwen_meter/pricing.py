@@ -25,6 +25,7 @@ from typing import Any
 
 from .catalogue import Catalogue, ModelSpec, Offer, PriceTier, default_catalogue
 from .errors import InvalidMessages
+from .request import Request
 from .usage import Usage
 
 MILLION = Decimal(1_000_000)
@@ -196,20 +197,6 @@ def thinking_applies(spec: ModelSpec, enable_thinking: bool | None) -> bool:
     return get_profile(spec.template).thinking_default
 
 
-def split_request(request: Any) -> tuple[Any, dict[str, Any]]:
-    """(messages-or-text-or-count, options) of what estimate_cost and check accept: a request
-    object (``messages``, ``tools``, ``max_tokens`` ...) or the bare subject."""
-    if isinstance(request, Mapping) and "messages" in request:
-        options = {k: request.get(k) for k in ("tools", "max_tokens", "enable_thinking",
-                                               "vl_high_resolution_images")}
-        if options["max_tokens"] is None:
-            options["max_tokens"] = request.get("max_completion_tokens")
-        return request["messages"], options
-    if isinstance(request, Mapping):
-        raise InvalidMessages("a request object needs 'messages'")
-    return request, {}
-
-
 def prompt_usage(subject: Any, spec: ModelSpec, *, tools: Any = None,
                  enable_thinking: bool | None = None, high_resolution: bool = False
                  ) -> tuple[Usage, bool]:
@@ -246,19 +233,15 @@ def estimate_cost(request: Any, model: str | ModelSpec, *, max_tokens: int | Non
     output limit, plus the reasoning allowance when thinking can apply) at the highest output
     price that can apply.
     """
-    subject, options = split_request(request)
-    tools = tools if tools is not None else options.get("tools")
-    max_tokens = max_tokens if max_tokens is not None else options.get("max_tokens")
-    if enable_thinking is None:
-        enable_thinking = options.get("enable_thinking")
-    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
-                                   or max_tokens < 1):
-        raise InvalidMessages(f"max_tokens must be a positive whole number, got {max_tokens!r}")
+    req = Request.of(request, tools=tools, max_tokens=max_tokens,
+                     enable_thinking=enable_thinking)
     spec, offer = _context(model, region, at, catalogue)
-    thinking = thinking_applies(spec, enable_thinking)
-    prompt, exact = prompt_usage(subject, spec, tools=tools, enable_thinking=enable_thinking,
-                                 high_resolution=bool(options.get("vl_high_resolution_images")))
-    allowance = max_tokens if max_tokens is not None else offer.limits.output_limit(thinking)
+    thinking = thinking_applies(spec, req.enable_thinking)
+    prompt, exact = prompt_usage(req.subject, spec, tools=req.tools,
+                                 enable_thinking=req.enable_thinking,
+                                 high_resolution=req.high_resolution)
+    allowance = req.max_tokens if req.max_tokens is not None \
+        else offer.limits.output_limit(thinking)
     if allowance is not None and thinking and offer.limits.max_reasoning:
         allowance += offer.limits.max_reasoning
     low = cost(prompt, spec, region=offer.region, batch=batch, thinking=False, at=at)
