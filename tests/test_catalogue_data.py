@@ -6,6 +6,9 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import qwen_meter as qm
 from qwen_meter.catalogue import Catalogue, default_catalogue
@@ -198,3 +201,49 @@ def test_malformed_yaml_override(tmp_path):
     with pytest.raises(qm.CatalogueError, match="malformed YAML") as info:
         Catalogue.load(overrides=[path])
     assert info.value.file == str(path)
+
+
+PRICED = [(spec.name, region) for spec in CATALOGUE for region, offers in spec.offers.items()
+          if offers[0].tiers and offers[0].rate_limits]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from(PRICED), st.sampled_from(["rpm", "tpm", "input", "max_output"]),
+       st.integers(1, 10**7))
+def test_override_changes_exactly_what_it_names_property(tmp_path_factory, target, field, value):
+    name, region = target
+    if field in ("rpm", "tpm"):
+        body = {"rate_limits": {field: value}}
+    elif field == "max_output":
+        body = {"limits": {field: value}}
+    elif len(CATALOGUE.resolve(name).offer(region).tiers) == 1:
+        body = {"price": {"input": value}}  # merges into the flat price, output kept
+    else:
+        tiers = [dict(above=t.above, upto=t.upto, input=str(t.input) if t.input else None)
+                 for t in CATALOGUE.resolve(name).offer(region).tiers]
+        tiers[0]["input"] = value
+        body = {"tiers": [{k: v for k, v in t.items() if v is not None} for t in tiers]}
+    path = tmp_path_factory.mktemp("ovr") / "o.yaml"
+    path.write_text(yaml.safe_dump({"models": {name: {"regions": {region: body}}}}))
+    try:
+        mine = Catalogue.load(overrides=[path])
+    except qm.CatalogueError as exc:
+        # Only a value that breaks an invariant may be refused, e.g. max_output < 0 never
+        # happens here, but tiers ending below max_input do after a tier table is replaced.
+        assert (field == "input" and "tiers" in str(exc)) or field == "max_output"
+        return
+    before, after = CATALOGUE.resolve(name).offer(region), mine.resolve(name).offer(region)
+    if field in ("rpm", "tpm"):
+        assert getattr(after.rate_limits, field) == value
+        assert after.limits == before.limits and after.tiers == before.tiers
+    elif field == "max_output":
+        assert after.limits.max_output == value
+        assert after.tiers == before.tiers and after.rate_limits == before.rate_limits
+    else:
+        assert after.tiers[0].input == value
+        assert after.limits == before.limits and after.rate_limits == before.rate_limits
+        if len(before.tiers) == 1:
+            assert after.tiers[0].output == before.tiers[0].output
+    for other in CATALOGUE:
+        if other.name != name:
+            assert mine.resolve(other.name).offers == other.offers
