@@ -132,8 +132,13 @@ class BudgetExceeded(QwenMeterError):
     """Spending this much would take a budget over its limit."""
 
 
+class ConfigurationError(QwenMeterError, ValueError):
+    """A setting that cannot work: a negative budget, an unknown time zone or currency."""
+
+
 class RateLimited(QwenMeterError):
-    """The client-side limiter refused the call; ``retry_after`` is in seconds."""
+    """The client-side limiter refused the call; ``retry_after`` is in seconds (``inf`` when
+    the call can never fit the limit)."""
 
     def __init__(self, message: str, retry_after: float) -> None:
         self.retry_after = retry_after

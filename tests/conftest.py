@@ -44,3 +44,91 @@ def hf_folder(tmp_path_factory: pytest.TempPathFactory):
         return built[template]
 
     return make
+
+
+# --- shared stores ------------------------------------------------------------------------
+
+REDIS_REQUIRED = bool(__import__("os").environ.get("QWEN_METER_REQUIRE_REDIS"))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A real redis-server on 127.0.0.1: $QWEN_METER_TEST_REDIS_URL, or one started here."""
+    import os
+    import shutil
+    import subprocess
+    import time
+
+    pytest.importorskip("redis") if not REDIS_REQUIRED else __import__("redis")
+    url = os.environ.get("QWEN_METER_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if REDIS_REQUIRED:
+            pytest.fail("redis-server is required (QWEN_METER_REQUIRE_REDIS) but not installed")
+        pytest.skip("redis-server is not installed; the Redis store tests need it")
+    port = _free_port()
+    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1",
+                                "--save", "", "--appendonly", "no"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import redis
+
+    client = redis.Redis(port=port)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.exceptions.ConnectionError:
+            time.sleep(0.05)
+    else:
+        process.kill()
+        pytest.fail("redis-server did not start")
+    yield f"redis://127.0.0.1:{port}/0"
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def store_kind(request):
+    return request.param
+
+
+@pytest.fixture
+def make_store(store_kind, tmp_path, request):
+    """A function returning a fresh store of the parametrized kind (same data on each call)."""
+    import uuid
+
+    from qwen_meter.store import MemoryStore
+
+    prefix = f"test-{uuid.uuid4().hex[:8]}:"
+    memory = MemoryStore()
+    opened = []
+
+    def make():
+        if store_kind == "memory":
+            return memory
+        if store_kind == "sqlite":
+            from qwen_meter.store.sqlite import SQLiteStore
+
+            store = SQLiteStore(tmp_path / "qm.db")
+        else:
+            from qwen_meter.store.redis import RedisStore
+
+            store = RedisStore(request.getfixturevalue("redis_url"), prefix=prefix,
+                               server_time=False)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()

@@ -1,0 +1,311 @@
+"""Spend budgets that concurrent calls cannot overshoot.
+
+A :class:`Budget` has a limit in one currency, a period (none, hour, day, week or month; calendar
+periods in a time zone) and a scope (``global``, or keyed by user, tag, API key ...). Before a
+call, :meth:`Budget.reserve` holds its worst-case cost; after it, :meth:`Budget.commit` records
+the real cost and frees the rest; :meth:`Budget.release` frees a call that failed. The store
+admits a reservation only while committed + reserved + amount <= limit, atomically, so the
+invariant committed + reserved <= limit holds at every moment, across threads, processes and
+hosts. Reservations are leased: a crashed caller's hold expires.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from .catalogue import CURRENCIES
+from .errors import BudgetExceeded, ConfigurationError
+from .pricing import Cost, CostEstimate
+from .store import Store, StoreUnavailable, open_store
+from .store.base import from_units, to_units
+
+log = logging.getLogger("qwen_meter.budget")
+
+PERIODS = (None, "hour", "day", "week", "month")
+MODES = ("hard", "soft")
+
+
+class BudgetWarning(UserWarning):
+    """A soft budget was exceeded (the call went ahead)."""
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Money held for one call until it is committed or released."""
+
+    id: str
+    budget: str
+    key: str
+    scope_value: str
+    amount: Decimal
+    units: int
+    expire_at: float | None
+    degraded: bool = False
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    """Committed and reserved spend of one budget scope in its current period."""
+
+    limit: Decimal
+    currency: str
+    committed: Decimal
+    reserved: Decimal
+    period: str
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.limit - self.committed - self.reserved
+
+
+@dataclass(frozen=True)
+class ThresholdEvent:
+    """A budget's committed spend crossed ``threshold`` (a fraction of the limit)."""
+
+    budget: str
+    scope_value: str
+    threshold: float
+    committed: Decimal
+    limit: Decimal
+    currency: str
+
+
+def parse_money(value: Any, currency: str | None = None) -> tuple[Decimal, str | None]:
+    """``"50 CNY"``, ``Decimal("50")``, ``50`` → (amount, currency)."""
+    if isinstance(value, str):
+        parts = value.split()
+        if len(parts) == 2 and parts[1].upper() in CURRENCIES:
+            value, currency = parts[0], parts[1].upper()
+    if isinstance(value, bool):
+        raise ConfigurationError(f"not an amount of money: {value!r}")
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise ConfigurationError(f"not an amount of money: {value!r}") from None
+    if not amount.is_finite():
+        raise ConfigurationError(f"not an amount of money: {value!r}")
+    return amount, currency
+
+
+def period_bounds(period: str | None, now: float, tz: dt.tzinfo
+                  ) -> tuple[str, float | None]:
+    """(period id, end timestamp) of the calendar period containing ``now``."""
+    if period is None:
+        return "all", None
+    local = dt.datetime.fromtimestamp(now, tz)
+    if period == "hour":
+        start = local.replace(minute=0, second=0, microsecond=0)
+        end_naive = start.replace(tzinfo=None) + dt.timedelta(hours=1)
+        label = start.strftime("%Y-%m-%dT%H")
+    elif period == "day":
+        start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        end_naive = start.replace(tzinfo=None) + dt.timedelta(days=1)
+        label = start.strftime("%Y-%m-%d")
+    elif period == "week":
+        start = (local - dt.timedelta(days=local.weekday())).replace(hour=0, minute=0, second=0,
+                                                                      microsecond=0)
+        end_naive = start.replace(tzinfo=None) + dt.timedelta(days=7)
+        label = start.strftime("%G-W%V")
+    else:
+        start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        end_naive = (start.replace(tzinfo=None) + dt.timedelta(days=32)).replace(day=1)
+        label = start.strftime("%Y-%m")
+    return label, end_naive.replace(tzinfo=tz).timestamp()
+
+
+class Budget:
+    """A spending limit; see the module docs.
+
+    ``on_threshold`` is called with a :class:`ThresholdEvent` each time a commit takes the
+    committed spend across one of ``thresholds`` (fractions of the limit) — once per crossing,
+    even with many processes, because each commit's before/after comes from the store.
+    """
+
+    def __init__(self, limit: Any, currency: str | None = None, *, per: str | None = None,
+                 scope: str = "global", name: str = "budget", tz: str | dt.tzinfo = "UTC",
+                 mode: str = "hard", thresholds: Sequence[float] = (0.5, 0.8, 1.0),
+                 on_threshold: Callable[[ThresholdEvent], None] | None = None,
+                 store: Store | str | None = None, lease: float = 600.0,
+                 on_store_error: str = "closed", clock: Callable[[], float] = time.time) -> None:
+        amount, currency = parse_money(limit, currency)
+        if amount < 0:
+            raise ConfigurationError(f"a budget limit cannot be negative: {amount}")
+        if currency not in CURRENCIES:
+            raise ConfigurationError(f"a budget needs a currency ({', '.join(CURRENCIES)}), "
+                                     f"got {currency!r}")
+        if per not in PERIODS:
+            raise ConfigurationError(f"per must be one of hour, day, week, month or None, "
+                                     f"not {per!r}")
+        if mode not in MODES:
+            raise ConfigurationError(f"mode must be 'hard' or 'soft', not {mode!r}")
+        if on_store_error not in ("closed", "open"):
+            raise ConfigurationError("on_store_error must be 'closed' or 'open'")
+        if lease <= 0:
+            raise ConfigurationError("lease must be positive (seconds)")
+        if any(not 0 < t <= 10 for t in thresholds):
+            raise ConfigurationError("thresholds are fractions of the limit, e.g. 0.8")
+        if isinstance(tz, str):
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                tz = ZoneInfo(tz)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ConfigurationError(f"unknown time zone {tz!r}") from None
+        self.limit = amount
+        self.currency = currency
+        self.per = per
+        self.scope = scope
+        self.name = name
+        self.tz = tz
+        self.mode = mode
+        self.thresholds = tuple(sorted(thresholds))
+        self.on_threshold = on_threshold
+        self.store = store if isinstance(store, Store) else open_store(store)
+        self.lease = lease
+        self.on_store_error = on_store_error
+        self.clock = clock
+        self._limit_units = to_units(amount)
+
+    def __repr__(self) -> str:
+        return (f"Budget({self.limit} {self.currency}, per={self.per!r}, scope={self.scope!r}, "
+                f"name={self.name!r}, mode={self.mode!r})")
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _scope_value(self, key: str | None) -> str:
+        if self.scope == "global":
+            return "global"
+        if not key:
+            raise ConfigurationError(f"budget {self.name!r} is per {self.scope}: pass key=")
+        return str(key)
+
+    def _ledger(self, scope_value: str, now: float) -> tuple[str, str, float | None]:
+        period, end = period_bounds(self.per, now, self.tz)  # type: ignore[arg-type]
+        key = f"budget:{self.name}:{self.scope}={scope_value}:{period}"
+        # Keep a finished period a day longer, for late commits of calls that straddle it.
+        return key, period, None if end is None else end + 86_400
+
+    def _money(self, amount: Any, what: str) -> Decimal:
+        if isinstance(amount, CostEstimate):
+            amount = amount.high
+        if isinstance(amount, Cost):
+            if amount.currency != self.currency:
+                raise ConfigurationError(f"{what} is in {amount.currency}; budget "
+                                         f"{self.name!r} is in {self.currency}")
+            if amount.amount is None:
+                raise BudgetExceeded(f"budget {self.name!r}: {what} is unpriced "
+                                     f"({amount.unpriced}), so it cannot be checked")
+            return amount.amount
+        value, currency = parse_money(amount)
+        if currency is not None and currency != self.currency:
+            raise ConfigurationError(f"{what} is in {currency}; budget is in {self.currency}")
+        if value < 0:
+            raise ConfigurationError(f"{what} cannot be negative: {value}")
+        return value
+
+    def _store_failed(self, exc: StoreUnavailable, action: str) -> None:
+        if self.on_store_error == "closed":
+            raise exc
+        warnings.warn(f"budget {self.name!r}: store unavailable, {action} anyway: {exc}",
+                      RuntimeWarning, stacklevel=3)
+        log.warning("budget %s: %s without the store: %s", self.name, action, exc)
+
+    # --- the cycle ------------------------------------------------------------------------
+
+    def reserve(self, amount: Any, *, key: str | None = None) -> Reservation:
+        """Hold ``amount`` (money, a :class:`Cost`, or a :class:`CostEstimate`'s high end).
+
+        Hard mode raises :class:`~qwen_meter.errors.BudgetExceeded` if it does not fit; soft
+        mode warns (:class:`BudgetWarning`) and holds it anyway.
+        """
+        scope_value = self._scope_value(key)
+        try:
+            value = self._money(amount, "the reservation")
+        except BudgetExceeded:
+            if self.mode == "hard":
+                raise
+            warnings.warn(f"budget {self.name!r}: unpriced call not counted", BudgetWarning,
+                          stacklevel=2)
+            value = Decimal(0)
+        units = to_units(value, reserve=True)
+        now = self.clock()
+        ledger, period, expire_at = self._ledger(scope_value, now)
+        rid = uuid.uuid4().hex
+        limit = self._limit_units if self.mode == "hard" else None
+        try:
+            result = self.store.ledger_reserve(ledger, rid, units, limit, now + self.lease, now,
+                                               expire_at)
+        except StoreUnavailable as exc:
+            self._store_failed(exc, "reserving")
+            return Reservation(rid, self.name, ledger, scope_value, value, units, expire_at,
+                               degraded=True)
+        if not result.ok:
+            raise BudgetExceeded(
+                f"budget {self.name!r} ({self.scope}={scope_value}, {period}): "
+                f"{value} {self.currency} does not fit; committed "
+                f"{from_units(result.committed)}, reserved {from_units(result.reserved)}, "
+                f"limit {self.limit} {self.currency}")
+        if self.mode == "soft" and result.committed + result.reserved > self._limit_units:
+            warnings.warn(f"budget {self.name!r} ({self.scope}={scope_value}, {period}) is over "
+                          f"its limit of {self.limit} {self.currency}", BudgetWarning,
+                          stacklevel=2)
+        return Reservation(rid, self.name, ledger, scope_value, value, units, expire_at)
+
+    def commit(self, reservation: Reservation, cost: Any = None) -> BudgetStatus:
+        """Record the call's real cost (default: the reserved amount) and free the rest."""
+        if cost is None:
+            value = reservation.amount
+        else:
+            try:
+                value = self._money(cost, "the cost")
+            except BudgetExceeded:
+                log.warning("budget %s: unpriced cost, committing the reservation", self.name)
+                value = reservation.amount
+        units = to_units(value)
+        now = self.clock()
+        try:
+            result = self.store.ledger_commit(reservation.key, reservation.id, units, now,
+                                              reservation.expire_at)
+        except StoreUnavailable as exc:
+            self._store_failed(exc, "committing")
+            return self._status(reservation.key, 0, 0)
+        self._fire_thresholds(reservation, result.committed - units, result.committed)
+        return self._status(reservation.key, result.committed, result.reserved)
+
+    def release(self, reservation: Reservation) -> BudgetStatus:
+        """Free a reservation whose call did not happen (or did not cost anything)."""
+        now = self.clock()
+        try:
+            result = self.store.ledger_release(reservation.key, reservation.id, now)
+        except StoreUnavailable as exc:
+            self._store_failed(exc, "releasing")
+            return self._status(reservation.key, 0, 0)
+        return self._status(reservation.key, result.committed, result.reserved)
+
+    def status(self, key: str | None = None) -> BudgetStatus:
+        """Committed and reserved spend of the current period."""
+        now = self.clock()
+        ledger, _, _ = self._ledger(self._scope_value(key), now)
+        result = self.store.ledger_totals(ledger, now)
+        return self._status(ledger, result.committed, result.reserved)
+
+    def _status(self, ledger: str, committed: int, reserved: int) -> BudgetStatus:
+        return BudgetStatus(self.limit, self.currency, from_units(committed),
+                            from_units(reserved), ledger.rsplit(":", 1)[1])
+
+    def _fire_thresholds(self, reservation: Reservation, before: int, after: int) -> None:
+        if self.on_threshold is None or self._limit_units == 0:
+            return
+        for threshold in self.thresholds:
+            mark = self._limit_units * Decimal(str(threshold))
+            if before < mark <= after:
+                self.on_threshold(ThresholdEvent(self.name, reservation.scope_value, threshold,
+                                                 from_units(after), self.limit, self.currency))

@@ -1,0 +1,34 @@
+"""Shared state behind the rate limiter and budgets: one interface, three backends.
+
+* :class:`MemoryStore` — the default; one process, safe across threads and asyncio tasks.
+* :class:`SQLiteStore` — several processes on one host (a WAL-mode file, short transactions).
+* :class:`RedisStore` — several hosts (one atomic Lua script per operation, keys that expire).
+
+:func:`open_store` picks one from a URL: ``memory://``, ``sqlite:///path/to/file.db``,
+``redis://host:6379/0``.
+"""
+
+from __future__ import annotations
+
+from .base import AcquireResult, LedgerResult, Store, StoreUnavailable, WindowCheck
+from .memory import MemoryStore
+
+
+def open_store(url: str | None = None, **options: object) -> Store:
+    """A store from a URL (default: a new in-memory store)."""
+    if url is None or url.startswith("memory:"):
+        return MemoryStore()
+    if url.startswith("sqlite:"):
+        from .sqlite import SQLiteStore
+
+        path = url.split("://", 1)[1] if "://" in url else url.split(":", 1)[1]
+        return SQLiteStore(path.lstrip("/") if path.startswith("//") else path, **options)
+    if url.startswith(("redis:", "rediss:", "unix:")):
+        from .redis import RedisStore
+
+        return RedisStore(url, **options)
+    raise ValueError(f"unknown store URL {url!r}; use memory://, sqlite:///file or redis://host")
+
+
+__all__ = ["AcquireResult", "LedgerResult", "MemoryStore", "Store", "StoreUnavailable",
+           "WindowCheck", "open_store"]
