@@ -188,7 +188,7 @@ class Budget:
         return str(key)
 
     def _ledger(self, scope_value: str, now: float) -> tuple[str, str, float | None]:
-        period, end = period_bounds(self.per, now, self.tz)  # type: ignore[arg-type]
+        period, end = period_bounds(self.per, now, self.tz)
         key = f"budget:{self.name}:{self.scope}={scope_value}:{period}"
         # Keep a finished period a day longer, for late commits of calls that straddle it.
         return key, period, None if end is None else end + 86_400

@@ -10,11 +10,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .base import AcquireResult, LedgerResult, Store, StoreUnavailable, WindowCheck
 from .memory import MemoryStore
 
 
-def open_store(url: str | None = None, **options: object) -> Store:
+def open_store(url: str | None = None, **options: Any) -> Store:
     """A store from a URL (default: a new in-memory store)."""
     if url is None or url.startswith("memory:"):
         return MemoryStore()

@@ -132,7 +132,7 @@ class Store(ABC):
     def ledger_totals(self, key: str, now: float) -> LedgerResult:
         """Committed total and live reservations."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - most stores hold nothing to close
         """Release connections and files."""
 
     def __enter__(self) -> Store:

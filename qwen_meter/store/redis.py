@@ -21,7 +21,8 @@ local fields = {}
 for b = oldest, bucket do fields[#fields + 1] = tostring(b) end
 for i = 1, #KEYS do
   local base = 1 + (i - 1) * 3
-  local limit, amount, per_second = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2]), ARGV[base + 3]
+  local limit, amount = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
+  local per_second = ARGV[base + 3]
   local key = KEYS[i]
   if redis.call('HLEN', key) > 61 then
     for _, f in ipairs(redis.call('HKEYS', key)) do
