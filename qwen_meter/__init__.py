@@ -6,6 +6,7 @@ only when a feature that needs them is used.
 
 from __future__ import annotations
 
+from .budget import Budget, BudgetStatus, Reservation, ThresholdEvent
 from .catalogue import Catalogue, Limits, ModelSpec, Offer, PriceTier, resolve
 from .counting import (
     DEFAULT_MODEL,
@@ -21,6 +22,7 @@ from .counting import (
 from .errors import (
     BudgetExceeded,
     CatalogueError,
+    ConfigurationError,
     ContextLimitExceeded,
     InputDecodeError,
     InvalidMessages,
@@ -35,8 +37,10 @@ from .errors import (
     UnknownModel,
     UsageParseError,
 )
+from .limiter import Permit, RateLimit, RateLimiter
 from .preflight import Preflight, check, fit_messages
 from .pricing import Cost, CostEstimate, cost, estimate_cost
+from .store import MemoryStore, Store, StoreUnavailable, open_store
 from .tokens.backends import TokenizerBackend, load_backend
 from .tokens.media import VisionRule, image_tokens
 from .tokens.templates import TemplateProfile, get_profile
@@ -46,9 +50,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_MODEL",
+    "Budget",
     "BudgetExceeded",
+    "BudgetStatus",
     "Catalogue",
     "CatalogueError",
+    "ConfigurationError",
     "ContextLimitExceeded",
     "Cost",
     "CostEstimate",
@@ -57,15 +64,23 @@ __all__ = [
     "LimitExceeded",
     "Limits",
     "MediaError",
+    "MemoryStore",
     "ModelSpec",
     "NotOffered",
     "Offer",
     "OutputLimitExceeded",
+    "Permit",
     "Preflight",
     "PriceTier",
     "QwenMeterError",
+    "RateLimit",
     "RateLimited",
+    "RateLimiter",
+    "Reservation",
+    "Store",
+    "StoreUnavailable",
     "TemplateProfile",
+    "ThresholdEvent",
     "TokenCount",
     "TokenizerBackend",
     "TokenizerUnavailable",
@@ -88,6 +103,7 @@ __all__ = [
     "get_tokenizer",
     "image_tokens",
     "load_backend",
+    "open_store",
     "render_messages",
     "resolve",
 ]

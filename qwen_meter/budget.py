@@ -82,7 +82,7 @@ def parse_money(value: Any, currency: str | None = None) -> tuple[Decimal, str |
     """``"50 CNY"``, ``Decimal("50")``, ``50`` → (amount, currency)."""
     if isinstance(value, str):
         parts = value.split()
-        if len(parts) == 2 and parts[1].upper() in CURRENCIES:
+        if len(parts) == 2 and parts[1].isalpha():
             value, currency = parts[0], parts[1].upper()
     if isinstance(value, bool):
         raise ConfigurationError(f"not an amount of money: {value!r}")

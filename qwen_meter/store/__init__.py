@@ -5,7 +5,7 @@
 * :class:`RedisStore` — several hosts (one atomic Lua script per operation, keys that expire).
 
 :func:`open_store` picks one from a URL: ``memory://``, ``sqlite:///path/to/file.db``,
-``redis://host:6379/0``.
+``redis://host:6379/0`` (``sqlite:///relative.db`` or ``sqlite:////absolute/path.db``).
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ def open_store(url: str | None = None, **options: Any) -> Store:
     if url.startswith("sqlite:"):
         from .sqlite import SQLiteStore
 
-        path = url.split("://", 1)[1] if "://" in url else url.split(":", 1)[1]
-        return SQLiteStore(path.lstrip("/") if path.startswith("//") else path, **options)
+        # As SQLAlchemy writes it: sqlite:///relative.db, sqlite:////absolute/path.db
+        path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else url[len("sqlite:"):]
+        return SQLiteStore(path, **options)
     if url.startswith(("redis:", "rediss:", "unix:")):
         from .redis import RedisStore
 

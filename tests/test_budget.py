@@ -1,0 +1,216 @@
+"""Budgets: no overshoot under any interleaving, threads or processes; periods; thresholds."""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import threading
+import uuid
+import warnings
+from decimal import Decimal
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import qwen_meter as qm
+from qwen_meter.budget import Budget, BudgetWarning, period_bounds
+from qwen_meter.store import MemoryStore
+
+ops = st.lists(st.tuples(st.sampled_from(["reserve", "commit", "release"]),
+                         st.integers(0, 400), st.integers(0, 10)), max_size=60)
+
+
+def exercise(budget: Budget, sequence) -> None:
+    live = []
+    for op, cents, k in sequence:
+        if op == "reserve":
+            try:
+                live.append(budget.reserve(Decimal(cents) / 100))
+            except qm.BudgetExceeded:
+                pass
+        elif live:
+            reservation = live.pop(cents % len(live))
+            if op == "commit":
+                budget.commit(reservation, reservation.amount * k / 10)
+            else:
+                budget.release(reservation)
+        status = budget.status()
+        assert status.committed + status.reserved <= status.limit
+
+
+@given(ops)
+def test_committed_plus_reserved_never_exceeds_the_limit(sequence):
+    exercise(Budget("10 CNY", store=MemoryStore()), sequence)
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(sequence=ops)
+def test_no_overshoot_on_every_store(make_store, sequence):
+    exercise(Budget("10 CNY", store=make_store(), name=uuid.uuid4().hex), sequence)
+
+
+def test_threads_cannot_overshoot(make_store):
+    budget = Budget("3 CNY", store=make_store(), name=uuid.uuid4().hex)
+    commits: list[Decimal] = []
+    lock = threading.Lock()
+
+    def worker(seed: int) -> None:
+        import random
+
+        rng = random.Random(seed)
+        for _ in range(40):
+            worst = Decimal(rng.randint(1, 30)) / 100
+            try:
+                reservation = budget.reserve(worst)
+            except qm.BudgetExceeded:
+                continue
+            real = worst * Decimal(rng.randint(1, 10)) / 10
+            budget.commit(reservation, real)
+            with lock:
+                commits.append(real)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    status = budget.status()
+    assert status.committed == sum(commits)
+    assert status.committed <= status.limit and status.reserved == 0
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_processes_cannot_overshoot(kind, tmp_path, request):
+    from budget_worker import spend
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}" if kind == "sqlite" \
+        else request.getfixturevalue("redis_url")
+    name = uuid.uuid4().hex
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(4) as pool:
+        results = pool.starmap(spend, [(url, name, seed, 60) for seed in range(4)])
+    from qwen_meter.store import open_store
+
+    store = open_store(url, **({"server_time": False} if kind == "redis" else {}))
+    status = Budget("5 CNY", name=name, store=store).status()
+    assert status.committed == sum(Decimal(r) for r in results)
+    assert status.committed <= Decimal(5)
+    assert status.reserved == 0
+
+
+def test_spend_survives_a_restart(tmp_path):
+    path = tmp_path / "spend.db"
+    first = Budget("1 CNY", store=f"sqlite:///{path}", per="month")
+    first.commit(first.reserve("0.4"), "0.3")
+    again = Budget("1 CNY", store=f"sqlite:///{path}", per="month")
+    assert again.status().committed == Decimal("0.3")
+
+
+def test_scopes_are_separate():
+    budget = Budget("1 CNY", scope="user", store=MemoryStore())
+    budget.reserve("0.9", key="alice")
+    budget.reserve("0.9", key="bob")
+    with pytest.raises(qm.BudgetExceeded, match="user=alice"):
+        budget.reserve("0.2", key="alice")
+    with pytest.raises(qm.ConfigurationError, match="pass key="):
+        budget.reserve("0.1")
+
+
+def test_periods_roll_over_in_the_time_zone():
+    clock = [dt.datetime(2026, 11, 22, 23, 30, tzinfo=dt.timezone.utc).timestamp()]
+    budget = Budget("1 CNY", per="day", tz="Asia/Shanghai", store=MemoryStore(),
+                    clock=lambda: clock[0])
+    # 23:30 UTC is 07:30 on the 23rd in Shanghai.
+    assert budget.status().period == "2026-11-23"
+    budget.commit(budget.reserve("1"), "1")
+    with pytest.raises(qm.BudgetExceeded):
+        budget.reserve("0.01")
+    clock[0] += 17 * 3600  # 00:30 on the 24th in Shanghai
+    assert budget.reserve("0.5").amount == Decimal("0.5")
+
+
+@pytest.mark.parametrize(("per", "when", "label", "hours"), [
+    ("hour", dt.datetime(2026, 3, 8, 1, 15), "2026-03-08T01", 1),
+    ("day", dt.datetime(2026, 3, 8, 12, 0), "2026-03-08", 23),  # DST starts in New York
+    ("week", dt.datetime(2026, 11, 22, 9, 0), "2026-W47", 168),
+    ("month", dt.datetime(2026, 12, 31, 23, 0), "2026-12", None),
+])
+def test_period_bounds(per, when, label, hours):
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo("America/New_York")
+    now = when.replace(tzinfo=tz).timestamp()
+    got, end = period_bounds(per, now, tz)
+    assert got == label and end > now
+    if hours:
+        start = end - hours * 3600
+        assert start <= now
+    assert period_bounds(None, now, tz) == ("all", None)
+
+
+def test_thresholds_fire_once_per_crossing():
+    seen = []
+    budget = Budget("10 CNY", store=MemoryStore(), on_threshold=seen.append)
+    for amount in ("3", "3", "3", "1"):
+        budget.commit(budget.reserve(amount), amount)
+    assert [e.threshold for e in seen] == [0.5, 0.8, 1.0]
+    assert seen[-1].committed == Decimal(10)
+
+
+def test_soft_mode_warns_and_goes_ahead():
+    budget = Budget("1 CNY", mode="soft", store=MemoryStore())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        budget.reserve("0.8")
+        budget.reserve("0.8")
+    assert any(issubclass(w.category, BudgetWarning) for w in caught)
+    assert budget.status().reserved == Decimal("1.6")
+
+
+def test_costs_and_estimates_as_amounts():
+    budget = Budget("1 CNY", store=MemoryStore())
+    estimate = qm.estimate_cost([{"role": "user", "content": "你好"}], "qwen-plus",
+                                max_tokens=100)
+    reservation = budget.reserve(estimate)
+    assert reservation.amount == estimate.high.amount
+    real = qm.cost({"prompt_tokens": 9, "completion_tokens": 20}, "qwen-plus")
+    status = budget.commit(reservation, real)
+    assert status.committed == real.amount and status.reserved == 0
+    with pytest.raises(qm.ConfigurationError, match="USD"):
+        budget.reserve(qm.cost({"prompt_tokens": 9, "completion_tokens": 20}, "qwen-plus",
+                               region="intl"))
+    unpriced = qm.cost({"prompt_tokens": 9, "completion_tokens": 20}, "qwen-max-latest",
+                       region="intl")
+    usd = Budget("1 USD", store=MemoryStore())
+    with pytest.raises(qm.BudgetExceeded, match="unpriced"):
+        usd.reserve(unpriced)
+
+
+@pytest.mark.parametrize(("args", "match"), [
+    (("-1 CNY",), "negative"), (("5",), "currency"), (("5 EUR",), "currency"),
+    (("ten CNY",), "not an amount"),
+])
+def test_bad_budgets(args, match):
+    with pytest.raises(qm.ConfigurationError, match=match):
+        Budget(*args)
+    with pytest.raises(qm.ConfigurationError):
+        Budget("5 CNY", per="fortnight")
+    with pytest.raises(qm.ConfigurationError, match="time zone"):
+        Budget("5 CNY", per="day", tz="Mars/Olympus")
+
+
+def test_store_down_policies():
+    pytest.importorskip("redis")
+    from test_limiter import dead_redis
+
+    closed = Budget("1 CNY", store=dead_redis())
+    with pytest.raises(qm.store.StoreUnavailable):
+        closed.reserve("0.1")
+    opened = Budget("1 CNY", store=dead_redis(), on_store_error="open")
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        reservation = opened.reserve("0.1")
+        assert reservation.degraded
+        opened.commit(reservation, "0.05")

@@ -1,0 +1,220 @@
+"""The RPM + TPM limiter: properties with an injectable clock, waiting, failure policies."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+import uuid
+import warnings
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import qwen_meter as qm
+from qwen_meter.limiter import RateLimit, RateLimiter, _FifoGate
+from qwen_meter.store import MemoryStore, StoreUnavailable
+
+
+class FakeClock:
+    def __init__(self, start: float = 1_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+    async def async_sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def limiter(store=None, rpm=5, tpm=1000, smooth=False, clock=None):
+    clock = clock or FakeClock()
+    return RateLimiter(store or MemoryStore(), account=uuid.uuid4().hex,
+                       limits={"m": (rpm, tpm)}, smooth=smooth, clock=clock,
+                       sleep=clock.sleep, async_sleep=clock.async_sleep), clock
+
+
+events = st.lists(st.tuples(st.floats(0, 8), st.integers(1, 400),
+                            st.sampled_from(["keep", "refund", "release"]), st.floats(0, 1)),
+                  max_size=80)
+
+
+def run_sequence(rl, clock, sequence):
+    admitted = []
+    for advance, tokens, action, fraction in sequence:
+        clock.now += advance
+        try:
+            permit = rl.try_acquire("m", tokens)
+        except qm.RateLimited as exc:
+            assert exc.retry_after > 0
+            continue
+        if action == "release":
+            rl.release(permit)
+            continue
+        final = tokens if action == "keep" else int(tokens * fraction)
+        rl.reconcile(permit, final)
+        admitted.append((clock.now, final))
+    return admitted
+
+
+def assert_windows(admitted, rpm, tpm):
+    for start, _ in admitted:
+        inside = [tokens for t, tokens in admitted if start <= t < start + 60]
+        assert len(inside) <= rpm
+        assert sum(inside) <= tpm
+
+
+@given(events, st.booleans())
+def test_never_more_than_rpm_or_tpm_in_any_60_seconds(sequence, smooth):
+    rl, clock = limiter(smooth=smooth)
+    assert_windows(run_sequence(rl, clock, sequence), 5, 1000)
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(sequence=events)
+def test_limit_property_on_every_store(make_store, store_kind, sequence):
+    rl, clock = limiter(make_store())
+    assert_windows(run_sequence(rl, clock, sequence), 5, 1000)
+
+
+def test_waiting_sleeps_until_the_window_frees():
+    rl, clock = limiter(rpm=2, tpm=10_000)
+    rl.acquire("m", 10)
+    rl.acquire("m", 10)
+    start = clock.now
+    permit = rl.acquire("m", 10)
+    assert clock.now - start == pytest.approx(61.0)
+    assert permit.bucket == math.floor(clock.now)
+
+
+def test_fail_fast_and_timeout():
+    rl, clock = limiter(rpm=1)
+    rl.acquire("m", 1)
+    with pytest.raises(qm.RateLimited) as info:
+        rl.acquire("m", 1, wait=False)
+    assert info.value.retry_after == pytest.approx(61.0)
+    with pytest.raises(qm.RateLimited):
+        rl.acquire("m", 1, timeout=5)
+    assert clock.now == 1000.0  # gave up without sleeping past the deadline
+
+
+def test_request_bigger_than_tpm_fails_at_once():
+    rl, _ = limiter(tpm=1000)
+    with pytest.raises(qm.RateLimited, match="can never fit") as info:
+        rl.acquire("m", 1001)
+    assert info.value.retry_after == math.inf
+
+
+def test_reconcile_refunds_and_charges():
+    rl, clock = limiter(tpm=1000)
+    permit = rl.acquire("m", 900)
+    assert rl.usage("m") == (1, 900)
+    permit = rl.reconcile(permit, 100)
+    assert rl.usage("m") == (1, 100)
+    rl.reconcile(permit, 300)
+    assert rl.usage("m") == (1, 300)
+    rl.release(rl.acquire("m", 50))
+    assert rl.usage("m") == (1, 300)
+
+
+def test_per_second_smoothing_spreads_a_burst():
+    rl, clock = limiter(rpm=120, tpm=10**6, smooth=True)  # 2 per second
+    rl.acquire("m", 1)
+    rl.acquire("m", 1)
+    with pytest.raises(qm.RateLimited) as info:
+        rl.try_acquire("m", 1)
+    assert info.value.retry_after == pytest.approx(1.0)
+
+
+def test_catalogue_limits_and_overrides():
+    plain = RateLimiter()
+    assert plain.limits_for("qwen-plus") == RateLimit(30_000, 5_000_000)
+    assert RateLimiter(region="intl").limits_for("qwen-max") == RateLimit(120, 100_000)
+    mine = RateLimiter(limits={"qwen-plus": (60, 100_000)})
+    assert mine.limits_for("qwen-plus") == RateLimit(60, 100_000)
+    assert mine.limits_for("qwen-plus-2025-12-01") == RateLimit(60, 100_000)
+    unknown = RateLimiter(default=RateLimit(10, None))
+    assert unknown.limits_for("qwen3.6-plus") == RateLimit(10, None)
+    with pytest.raises(ValueError):
+        RateLimit(-1, None)
+
+
+def test_async_acquire_waits_without_blocking():
+    rl, clock = limiter(rpm=1)
+
+    async def main():
+        first = await rl.acquire_async("m", 1)
+        second = await rl.acquire_async("m", 1)
+        return first, second
+
+    first, second = asyncio.run(main())
+    assert second.bucket - first.bucket == 61
+
+
+def test_fifo_gate_serves_in_arrival_order():
+    gate = _FifoGate()
+    order = []
+    holder = gate.enter()
+    assert holder.is_set()
+    events = []
+
+    def worker(n):
+        event = gate.enter()
+        events.append(n)
+        event.wait()
+        order.append(n)
+        gate.leave(event)
+
+    threads = []
+    for n in range(5):
+        thread = threading.Thread(target=worker, args=(n,))
+        thread.start()
+        threads.append(thread)
+        while len(events) <= n:
+            time.sleep(0.001)
+    gate.leave(holder)
+    for thread in threads:
+        thread.join(5)
+    assert order == [0, 1, 2, 3, 4]
+
+
+def dead_redis():
+    from conftest import _free_port
+
+    from qwen_meter.store.redis import RedisStore
+
+    return RedisStore(f"redis://127.0.0.1:{_free_port()}/0", timeout=0.2)
+
+
+def test_store_down_fail_closed_and_open():
+    pytest.importorskip("redis")
+    closed = RateLimiter(dead_redis(), limits={"m": (5, 100)})
+    started = time.perf_counter()
+    with pytest.raises(StoreUnavailable):
+        closed.acquire("m", 1)
+    assert time.perf_counter() - started < 5
+    opened = RateLimiter(dead_redis(), limits={"m": (5, 100)}, on_store_error="open")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        permit = opened.acquire("m", 1)
+    assert permit.degraded and caught
+    opened.reconcile(permit, 3)
+    opened.release(permit)
+
+
+def test_redis_server_time_shares_one_window(redis_url):
+    from qwen_meter.store.redis import RedisStore
+
+    store = RedisStore(redis_url, prefix=f"t{uuid.uuid4().hex[:6]}:")  # server clock
+    skewed = RateLimiter(store, limits={"m": (2, None)}, clock=lambda: time.time() + 3600)
+    normal = RateLimiter(store, limits={"m": (2, None)})
+    skewed.acquire("m")
+    normal.acquire("m")
+    with pytest.raises(qm.RateLimited):
+        normal.try_acquire("m")
