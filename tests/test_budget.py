@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import multiprocessing
 import threading
@@ -25,10 +26,8 @@ def exercise(budget: Budget, sequence) -> None:
     live = []
     for op, cents, k in sequence:
         if op == "reserve":
-            try:
+            with contextlib.suppress(qm.BudgetExceeded):
                 live.append(budget.reserve(Decimal(cents) / 100))
-            except qm.BudgetExceeded:
-                pass
         elif live:
             reservation = live.pop(cents % len(live))
             if op == "commit":

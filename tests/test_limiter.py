@@ -112,7 +112,7 @@ def test_request_bigger_than_tpm_fails_at_once():
 
 
 def test_reconcile_refunds_and_charges():
-    rl, clock = limiter(tpm=1000)
+    rl, _ = limiter(tpm=1000)
     permit = rl.acquire("m", 900)
     assert rl.usage("m") == (1, 900)
     permit = rl.reconcile(permit, 100)
@@ -124,7 +124,7 @@ def test_reconcile_refunds_and_charges():
 
 
 def test_per_second_smoothing_spreads_a_burst():
-    rl, clock = limiter(rpm=120, tpm=10**6, smooth=True)  # 2 per second
+    rl, _ = limiter(rpm=120, tpm=10**6, smooth=True)  # 2 per second
     rl.acquire("m", 1)
     rl.acquire("m", 1)
     with pytest.raises(qm.RateLimited) as info:
@@ -146,7 +146,7 @@ def test_catalogue_limits_and_overrides():
 
 
 def test_async_acquire_waits_without_blocking():
-    rl, clock = limiter(rpm=1)
+    rl, _ = limiter(rpm=1)
 
     async def main():
         first = await rl.acquire_async("m", 1)
