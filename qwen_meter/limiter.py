@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import itertools
 import threading
 import time
-import uuid
 import warnings
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from .catalogue import Catalogue, default_catalogue
 from .errors import NotOffered, RateLimited
@@ -46,16 +47,18 @@ class RateLimit:
                 raise ValueError(f"{name} must be a positive whole number or None, got {value!r}")
 
 
-@dataclass(frozen=True)
-class Permit:
+class Permit(NamedTuple):
     """One admitted call: what it holds in the window until reconciled or released."""
 
-    id: str
+    id: int
     account: str
     model: str
     bucket: int
     tokens: int
     degraded: bool = False
+
+
+_permit_ids = itertools.count(1)
 
 
 class _FifoGate:
@@ -64,6 +67,10 @@ class _FifoGate:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._queue: deque[threading.Event] = deque()
+
+    @property
+    def idle(self) -> bool:
+        return not self._queue
 
     def enter(self) -> threading.Event:
         event = threading.Event()
@@ -135,6 +142,7 @@ class RateLimiter:
         self._gates: dict[str, _FifoGate] = {}
         self._async_gates: dict[str, _AsyncFifoGate] = {}
         self._cache: dict[str, RateLimit] = {}
+        self._plans: dict[str, tuple[WindowCheck | None, WindowCheck | None, int | None]] = {}
 
     # --- limits ---------------------------------------------------------------------------
 
@@ -161,19 +169,28 @@ class RateLimiter:
         base = f"rl:{self.account}:{model}"
         return f"{base}:req", f"{base}:tok"
 
+    def _plan(self, model: str) -> tuple[WindowCheck | None, WindowCheck | None, int | None]:
+        """(request check, token check template, tpm) for a model, computed once."""
+        plan = self._plans.get(model)
+        if plan is None:
+            limit = self.limits_for(model)
+            req_key, tok_key = self._keys(model)
+            per_second = self.smooth
+            requests = None if limit.rpm is None else WindowCheck(
+                req_key, limit.rpm, 1, math.ceil(limit.rpm / 60) if per_second else None)
+            tokens = None if limit.tpm is None else WindowCheck(
+                tok_key, limit.tpm, 0, math.ceil(limit.tpm / 60) if per_second else None)
+            plan = self._plans[model] = (requests, tokens, limit.tpm)
+        return plan
+
     def _checks(self, model: str, tokens: int) -> list[WindowCheck]:
-        limit = self.limits_for(model)
-        if limit.tpm is not None and tokens > limit.tpm:
-            raise RateLimited(f"{tokens} tokens can never fit {model}'s limit of {limit.tpm} "
+        requests, template, tpm = self._plan(model)
+        if tpm is not None and tokens > tpm:
+            raise RateLimited(f"{tokens} tokens can never fit {model}'s limit of {tpm} "
                               "tokens per minute", retry_after=math.inf)
-        req_key, tok_key = self._keys(model)
-        checks = []
-        if limit.rpm is not None:
-            checks.append(WindowCheck(req_key, limit.rpm, 1,
-                                      math.ceil(limit.rpm / 60) if self.smooth else None))
-        if limit.tpm is not None and tokens > 0:
-            checks.append(WindowCheck(tok_key, limit.tpm, tokens,
-                                      math.ceil(limit.tpm / 60) if self.smooth else None))
+        checks = [requests] if requests is not None else []
+        if template is not None and tokens > 0:
+            checks.append(WindowCheck(template.key, template.limit, tokens, template.per_second))
         return checks
 
     # --- one attempt --------------------------------------------------------------------------
@@ -186,7 +203,7 @@ class RateLimiter:
         now = self.clock()
         bucket = math.floor(now)
         if not checks:
-            return Permit(uuid.uuid4().hex, self.account, model, bucket, tokens)
+            return Permit(next(_permit_ids), self.account, model, bucket, tokens)
         try:
             result = self.store.window_acquire(checks, bucket)
         except StoreUnavailable as exc:
@@ -195,10 +212,10 @@ class RateLimiter:
             warnings.warn(f"rate limiter store unavailable, admitting anyway: {exc}",
                           RuntimeWarning, stacklevel=3)
             log.warning("admitted %s (%d tokens) without the store: %s", model, tokens, exc)
-            return Permit(uuid.uuid4().hex, self.account, model, bucket, tokens, degraded=True)
+            return Permit(next(_permit_ids), self.account, model, bucket, tokens, degraded=True)
         if result.ok:
             used = result.bucket if result.bucket is not None else bucket
-            return Permit(uuid.uuid4().hex, self.account, model, used, tokens)
+            return Permit(next(_permit_ids), self.account, model, used, tokens)
         return max(result.retry_buckets - (now - bucket), 0.001)
 
     def try_acquire(self, model: str, tokens: int = 0) -> Permit:
@@ -216,10 +233,17 @@ class RateLimiter:
         Waiters of one process are served in arrival order; ``timeout`` (seconds) bounds
         the wait, after which :class:`~qwen_meter.errors.RateLimited` is raised.
         """
-        if not wait:
-            return self.try_acquire(model, tokens)
+        gate = self._gates.get(model)
+        if gate is None:
+            gate = self._gates.setdefault(model, _FifoGate())
+        if gate.idle or not wait:  # nobody queued: no turn to wait for
+            outcome = self._attempt(model, tokens)
+            if isinstance(outcome, Permit):
+                return outcome
+            if not wait:
+                raise RateLimited(f"{model}: rate limit reached; retry in {outcome:.3f} s",
+                                  retry_after=outcome)
         deadline = math.inf if timeout is None else self.clock() + timeout
-        gate = self._gates.setdefault(model, _FifoGate())
         event = gate.enter()
         try:
             while not event.wait(0.05):
@@ -273,7 +297,8 @@ class RateLimiter:
         limit = self.limits_for(permit.model)
         if delta and limit.tpm is not None and not permit.degraded:
             self._adjust(self._keys(permit.model)[1], permit.bucket, delta)
-        return replace(permit, tokens=total_tokens)
+        return Permit(permit.id, permit.account, permit.model, permit.bucket, total_tokens,
+                      permit.degraded)
 
     def release(self, permit: Permit) -> None:
         """Give back a call that never reached the server (its request and tokens)."""

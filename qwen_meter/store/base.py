@@ -18,6 +18,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
 
 from ..errors import QwenMeterError
@@ -42,8 +43,7 @@ def from_units(units: int) -> Decimal:
     return (Decimal(units) * UNIT).normalize()
 
 
-@dataclass(frozen=True)
-class WindowCheck:
+class WindowCheck(NamedTuple):
     """Add ``amount`` to ``key`` if the last 61 seconds stay within ``limit`` and, when
     ``per_second`` is set, the current second stays within it (a first arrival in an empty
     second is always let through, so one large request is never blocked for good)."""

@@ -3,46 +3,104 @@
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Sequence
 
 from .base import WINDOW_BUCKETS, AcquireResult, LedgerResult, Store, WindowCheck, plan_acquire
 
 
+class _Window:
+    """One key's buckets with a running total; stale buckets leave from the front."""
+
+    __slots__ = ("buckets", "order", "total")
+
+    def __init__(self) -> None:
+        self.buckets: dict[int, int] = {}
+        self.order: deque[int] = deque()
+        self.total = 0
+
+    def prune(self, oldest: int) -> None:
+        order, buckets = self.order, self.buckets
+        while order and order[0] < oldest:
+            self.total -= buckets.pop(order.popleft())
+
+    def values(self, bucket: int) -> list[int]:
+        return [self.buckets.get(b, 0) for b in range(bucket - WINDOW_BUCKETS + 1, bucket + 1)]
+
+
 class MemoryStore(Store):
-    """Counters in dictionaries. Safe across threads; asyncio tasks never wait inside it."""
+    """Counters in dictionaries. Safe across threads; asyncio tasks never wait inside it.
+
+    Each key keeps a running total, so an acquire costs O(1) however busy the window is.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._windows: dict[str, dict[int, int]] = {}
+        self._windows: dict[str, _Window] = {}
+        self._pending: deque[tuple[str, int, int]] = deque()
         self._committed: dict[str, int] = {}
         self._reserved: dict[str, dict[str, tuple[int, float]]] = {}
         self._expiry: dict[str, float] = {}
 
-    def _buckets(self, key: str, bucket: int) -> list[int]:
-        window = self._windows.setdefault(key, {})
-        oldest = bucket - WINDOW_BUCKETS + 1
-        for stale in [b for b in window if b < oldest]:
-            del window[stale]
-        return [window.get(b, 0) for b in range(oldest, bucket + 1)]
+    def _window(self, key: str, bucket: int) -> _Window:
+        window = self._windows.get(key)
+        if window is None:
+            window = self._windows[key] = _Window()
+        else:
+            window.prune(bucket - WINDOW_BUCKETS + 1)
+        return window
 
     def window_acquire(self, checks: Sequence[WindowCheck], bucket: int) -> AcquireResult:
+        oldest = bucket - WINDOW_BUCKETS + 1
         with self._lock:
-            result = plan_acquire(checks, [self._buckets(c.key, bucket) for c in checks])
-            if result.ok:
-                for check in checks:
-                    window = self._windows[check.key]
-                    window[bucket] = window.get(bucket, 0) + check.amount
-            return result
+            if self._pending:
+                self._apply_pending()
+            windows = []
+            for check in checks:
+                window = self._windows.get(check.key)
+                if window is None:
+                    window = self._windows[check.key] = _Window()
+                elif window.order and window.order[0] < oldest:
+                    window.prune(oldest)
+                windows.append(window)
+            for check, window in zip(checks, windows, strict=True):
+                current = window.buckets.get(bucket, 0)
+                if (check.per_second is not None and current > 0
+                        and current + check.amount > check.per_second) \
+                        or window.total + check.amount > check.limit:
+                    return plan_acquire(checks, [w.values(bucket) for w in windows])
+            for check, window in zip(checks, windows, strict=True):
+                buckets = window.buckets
+                if bucket in buckets:
+                    buckets[bucket] += check.amount
+                else:
+                    # A clock that steps back appends out of order; the total only over-counts
+                    # until that bucket reaches the front, so limits still hold.
+                    buckets[bucket] = check.amount
+                    window.order.append(bucket)
+                window.total += check.amount
+            return AcquireResult(True)
 
     def window_adjust(self, key: str, bucket: int, delta: int) -> None:
-        with self._lock:
-            window = self._windows.get(key)
-            if window is not None and bucket in window:
-                window[bucket] = max(0, window[bucket] + delta)
+        # deque.append is atomic: reconciles never wait for the lock. The next acquire (or
+        # sum) applies them before it looks at the window, so no check ever misses one.
+        self._pending.append((key, bucket, delta))
+
+    def _apply_pending(self) -> None:
+        pending, windows = self._pending, self._windows
+        while pending:
+            key, bucket, delta = pending.popleft()
+            window = windows.get(key)
+            if window is not None and bucket in window.buckets:
+                value = window.buckets[bucket]
+                new = max(0, value + delta)
+                window.buckets[bucket] = new
+                window.total += new - value
 
     def window_sum(self, key: str, bucket: int) -> int:
         with self._lock:
-            return sum(self._buckets(key, bucket))
+            self._apply_pending()
+            return self._window(key, bucket).total
 
     def _live(self, key: str, now: float) -> dict[str, tuple[int, float]]:
         if key in self._expiry and self._expiry[key] <= now:

@@ -11,32 +11,52 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from .base import WINDOW_BUCKETS, AcquireResult, LedgerResult, Store, StoreUnavailable, WindowCheck
+from .base import AcquireResult, LedgerResult, Store, StoreUnavailable, WindowCheck
 
-_ACQUIRE = """
+# A window is one hash per key: a field per second, "s" (running total of the live seconds)
+# and "m" (the oldest second that may still hold an amount). Pruning moves "m" forward, so an
+# acquire is O(1) however busy the window is; after a long idle gap the hash starts over.
+_WINDOW_COMMON = """
+local function live(key, bucket)
+  local v = redis.call('HMGET', key, 's', 'm', tostring(bucket))
+  local sum, oldest_kept, current = tonumber(v[1]) or 0, tonumber(v[2]), tonumber(v[3]) or 0
+  local oldest = bucket - 60
+  if oldest_kept and oldest_kept < oldest then
+    if bucket - oldest_kept > 122 then
+      redis.call('DEL', key)
+      return 0, 0
+    end
+    for b = oldest_kept, oldest - 1 do
+      local old = redis.call('HGET', key, tostring(b))
+      if old then
+        sum = sum - tonumber(old)
+        redis.call('HDEL', key, tostring(b))
+      end
+    end
+    redis.call('HSET', key, 's', sum, 'm', oldest)
+  end
+  return sum, current
+end
+"""
+
+_ACQUIRE = _WINDOW_COMMON + """
 local bucket = tonumber(ARGV[1])
 if ARGV[1] == 'server' then bucket = tonumber(redis.call('TIME')[1]) end
-local oldest = bucket - 60
-local fields = {}
-for b = oldest, bucket do fields[#fields + 1] = tostring(b) end
 for i = 1, #KEYS do
   local base = 1 + (i - 1) * 3
   local limit, amount = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
   local per_second = ARGV[base + 3]
   local key = KEYS[i]
-  if redis.call('HLEN', key) > 61 then
-    for _, f in ipairs(redis.call('HKEYS', key)) do
-      if tonumber(f) < oldest then redis.call('HDEL', key, f) end
-    end
-  end
-  local values = redis.call('HMGET', key, unpack(fields))
-  local current = tonumber(values[61]) or 0
+  local sum, current = live(key, bucket)
   if per_second ~= '' and current > 0 and current + amount > tonumber(per_second) then
     return {0, 1, i, bucket}
   end
-  local total = 0
-  for j = 1, 61 do total = total + (tonumber(values[j]) or 0) end
-  if total + amount > limit then
+  if sum + amount > limit then
+    local fields = {}
+    for b = bucket - 60, bucket do fields[#fields + 1] = tostring(b) end
+    local values = redis.call('HMGET', key, unpack(fields))
+    local total = 0
+    for j = 1, 61 do total = total + (tonumber(values[j]) or 0) end
     local k = 61
     for j = 1, 60 do
       total = total - (tonumber(values[j]) or 0)
@@ -46,18 +66,31 @@ for i = 1, #KEYS do
   end
 end
 for i = 1, #KEYS do
-  redis.call('HINCRBY', KEYS[i], tostring(bucket), ARGV[1 + (i - 1) * 3 + 2])
-  redis.call('EXPIRE', KEYS[i], 120)
+  local key, amount = KEYS[i], ARGV[1 + (i - 1) * 3 + 2]
+  redis.call('HINCRBY', key, tostring(bucket), amount)
+  redis.call('HINCRBY', key, 's', amount)
+  if redis.call('HSETNX', key, 'm', bucket - 60) == 0 then
+    if tonumber(redis.call('HGET', key, 'm')) > bucket then redis.call('HSET', key, 'm', bucket) end
+  end
+  redis.call('EXPIRE', key, 130)
 end
 return {1, 0, 0, bucket}
 """
 
 _ADJUST = """
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
-  local value = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
-  if value < 0 then redis.call('HSET', KEYS[1], ARGV[1], 0) end
+local value = redis.call('HGET', KEYS[1], ARGV[1])
+if value then
+  local old = tonumber(value)
+  local new = math.max(0, old + tonumber(ARGV[2]))
+  redis.call('HSET', KEYS[1], ARGV[1], new)
+  redis.call('HINCRBY', KEYS[1], 's', new - old)
 end
 return 0
+"""
+
+_SUM = _WINDOW_COMMON + """
+local sum = live(KEYS[1], tonumber(ARGV[1]))
+return sum
 """
 
 # KEYS: committed (string), reservations (hash id -> units), leases (zset id -> lease_until)
@@ -135,6 +168,7 @@ class RedisStore(Store):
         register: Callable[[str], Any] = self.redis.register_script
         self._acquire = register(_ACQUIRE)
         self._adjust = register(_ADJUST)
+        self._sum = register(_SUM)
         self._reserve = register(_RESERVE)
         self._commit = register(_COMMIT)
         self._release = register(_RELEASE)
@@ -169,10 +203,8 @@ class RedisStore(Store):
             self._adjust(keys=[self._window_key(key)], args=[bucket, delta])
 
     def window_sum(self, key: str, bucket: int) -> int:
-        fields = [str(b) for b in range(bucket - WINDOW_BUCKETS + 1, bucket + 1)]
         with self._guard():
-            values = self.redis.hmget(self._window_key(key), fields)
-        return sum(int(v) for v in values if v is not None)
+            return int(self._sum(keys=[self._window_key(key)], args=[bucket]))
 
     @staticmethod
     def _result(raw: Sequence[Any]) -> LedgerResult:

@@ -1,0 +1,208 @@
+"""Limiter overhead and throughput: qwen_meter's memory, SQLite and Redis limiters side by side
+with aiolimiter, pyrate-limiter and limits, and the floor of one Redis round trip.
+
+Run:  pip install ".[bench]"; python benchmarks/bench_limiter.py
+A redis-server binary on PATH is started on a free port (or set QWEN_METER_BENCH_REDIS_URL).
+Limits are set so high that nothing is ever refused: this measures the bookkeeping itself.
+qwen_meter enforces RPM and TPM together (acquire + reconcile per call); the peers enforce one
+rate per call, as they can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+
+HUGE = 10**12
+
+
+def rate(fn: Callable[[], object], n: int, threads: int) -> dict[str, float]:
+    """Calls per second and µs per call for n calls spread over threads."""
+    per_thread = n // threads
+    barrier = threading.Barrier(threads + 1)
+
+    def worker() -> None:
+        barrier.wait()
+        for _ in range(per_thread):
+            fn()
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for thread in pool:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    total = per_thread * threads
+    return {"calls/s": round(total / elapsed), "µs/call": round(elapsed / total * 1e6, 2)}
+
+
+@contextmanager
+def redis_server():
+    url = os.environ.get("QWEN_METER_BENCH_REDIS_URL")
+    if url:
+        yield url
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        yield None
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    import redis
+
+    client = redis.Redis(port=port)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.exceptions.ConnectionError:
+            time.sleep(0.05)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def qwen_meter_case(store, smooth: bool = True) -> Callable[[], object]:
+    from qwen_meter.limiter import RateLimiter
+
+    limiter = RateLimiter(store, limits={"m": (HUGE, HUGE)}, smooth=smooth)
+
+    def call() -> None:
+        permit = limiter.acquire("m", 1200)
+        limiter.reconcile(permit, 800)
+
+    return call
+
+
+def peers() -> dict[str, Callable[[], object]]:
+    out: dict[str, Callable[[], object]] = {}
+    try:
+        from pyrate_limiter import Duration, InMemoryBucket, Limiter, Rate
+
+        pyrate = Limiter(InMemoryBucket([Rate(HUGE, Duration.MINUTE)]))
+        out["pyrate-limiter InMemoryBucket (1 rate)"] = lambda: pyrate.try_acquire("k", 1)
+    except ImportError:
+        pass
+    try:
+        from limits import RateLimitItemPerMinute, storage, strategies
+
+        item = RateLimitItemPerMinute(HUGE)
+        for label, cls in (("limits FixedWindow", strategies.FixedWindowRateLimiter),
+                           ("limits SlidingWindowCounter",
+                            strategies.SlidingWindowCounterRateLimiter),
+                           ("limits MovingWindow", strategies.MovingWindowRateLimiter)):
+            strategy = cls(storage.MemoryStorage())
+            out[f"{label} memory (1 rate)"] = (lambda s=strategy: s.hit(item, "k"))
+        # The same work as qwen_meter's RPM + TPM: two hits, the second costing the tokens
+        # (limits has no refund, so there is no reconcile to add).
+        for label, cls in (("limits FixedWindow", strategies.FixedWindowRateLimiter),
+                           ("limits SlidingWindowCounter",
+                            strategies.SlidingWindowCounterRateLimiter)):
+            strategy = cls(storage.MemoryStorage())
+            out[f"{label} memory (RPM+TPM: 2 hits, cost=tokens)"] = (
+                lambda s=strategy: (s.hit(item, "req"), s.hit(item, "tok", cost=1200)))
+    except ImportError:
+        pass
+    return out
+
+
+def aiolimiter_rate(n: int, tasks: int) -> dict[str, float] | None:
+    try:
+        from aiolimiter import AsyncLimiter
+    except ImportError:
+        return None
+    limiter = AsyncLimiter(HUGE, 60)
+
+    async def worker(count: int) -> None:
+        for _ in range(count):
+            async with limiter:
+                pass
+
+    async def main() -> float:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(n // tasks) for _ in range(tasks)))
+        return time.perf_counter() - start
+
+    elapsed = asyncio.run(main())
+    total = (n // tasks) * tasks
+    return {"calls/s": round(total / elapsed), "µs/call": round(elapsed / total * 1e6, 2)}
+
+
+def main() -> None:
+    from qwen_meter.store import MemoryStore
+    from qwen_meter.store.sqlite import SQLiteStore
+
+    report: dict[str, dict[str, object]] = {}
+    n = 40_000
+    for label, fn in {"qwen_meter memory (RPM+TPM, smoothing)": qwen_meter_case(MemoryStore()),
+                      "qwen_meter memory (RPM+TPM, no smoothing)":
+                          qwen_meter_case(MemoryStore(), smooth=False),
+                      **peers()}.items():
+        report[label] = {"1 thread": rate(fn, n, 1), "8 threads": rate(fn, n, 8)}
+    report["aiolimiter (async, 1 rate)"] = {"1 task": aiolimiter_rate(n, 1),
+                                            "8 tasks": aiolimiter_rate(n, 8)}
+    with tempfile.TemporaryDirectory() as folder:
+        sqlite = SQLiteStore(os.path.join(folder, "bench.db"))
+        fn = qwen_meter_case(sqlite)
+        report["qwen_meter SQLite (RPM+TPM)"] = {"1 thread": rate(fn, 4000, 1),
+                                                "8 threads": rate(fn, 4000, 8)}
+        sqlite.close()
+    with redis_server() as url:
+        if url is None:
+            report["redis"] = {"skipped": "no redis-server"}
+        else:
+            import redis
+
+            from qwen_meter.store.redis import RedisStore
+
+            client = redis.Redis.from_url(url)
+            sha = client.script_load("return 1")
+            report["Redis floor: PING"] = {"1 thread": rate(client.ping, 10_000, 1),
+                                           "8 threads": rate(client.ping, 10_000, 8)}
+            report["Redis floor: EVALSHA 'return 1'"] = {
+                "1 thread": rate(lambda: client.evalsha(sha, 0), 10_000, 1),
+                "8 threads": rate(lambda: client.evalsha(sha, 0), 10_000, 8)}
+            store = RedisStore(url, prefix="bench:")
+            limiter_fn = qwen_meter_case(store)
+            from qwen_meter.limiter import RateLimiter
+
+            only = RateLimiter(store, limits={"m": (HUGE, HUGE)})
+            report["qwen_meter Redis acquire only (1 EVALSHA)"] = {
+                "1 thread": rate(lambda: only.acquire("m", 1200), 10_000, 1),
+                "8 threads": rate(lambda: only.acquire("m", 1200), 10_000, 8)}
+            report["qwen_meter Redis acquire + reconcile (2 EVALSHA)"] = {
+                "1 thread": rate(limiter_fn, 10_000, 1), "8 threads": rate(limiter_fn, 10_000, 8)}
+            try:
+                from limits import RateLimitItemPerMinute, storage, strategies
+
+                item = RateLimitItemPerMinute(HUGE)
+                counter = strategies.SlidingWindowCounterRateLimiter(
+                    storage.storage_from_string(url))
+                report["limits SlidingWindowCounter redis (1 rate)"] = {
+                    "1 thread": rate(lambda: counter.hit(item, "k"), 10_000, 1),
+                    "8 threads": rate(lambda: counter.hit(item, "k"), 10_000, 8)}
+            except ImportError:
+                pass
+    print(json.dumps({"python": sys.version.split()[0], "cpus": os.cpu_count(),
+                      "results": report}, indent=2, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()
