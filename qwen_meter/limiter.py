@@ -12,9 +12,9 @@ await, first come first served within a process, up to a timeout) or fail fast w
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
-import itertools
 import threading
 import time
 import warnings

@@ -18,8 +18,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
+from typing import NamedTuple
 
 from ..errors import QwenMeterError
 
