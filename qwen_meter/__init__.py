@@ -38,8 +38,20 @@ from .errors import (
     UsageParseError,
 )
 from .limiter import Permit, RateLimit, RateLimiter
+from .log import JsonlLog, SQLiteLog, UsageLog, UsageRecord, read_usage
+from .meter import Meter, MeteredCall, UnsupportedClient
 from .preflight import Preflight, check, fit_messages
 from .pricing import Cost, CostEstimate, cost, estimate_cost
+from .server_errors import (
+    AuthenticationFailed,
+    BadRequest,
+    DashScopeError,
+    QuotaExhausted,
+    RetryPolicy,
+    ServerRateLimited,
+    ServerUnavailable,
+    classify,
+)
 from .store import MemoryStore, Store, StoreUnavailable, open_store
 from .tokens.backends import TokenizerBackend, load_backend
 from .tokens.media import VisionRule, image_tokens
@@ -50,6 +62,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_MODEL",
+    "AuthenticationFailed",
+    "BadRequest",
     "Budget",
     "BudgetExceeded",
     "BudgetStatus",
@@ -59,12 +73,16 @@ __all__ = [
     "ContextLimitExceeded",
     "Cost",
     "CostEstimate",
+    "DashScopeError",
     "InputDecodeError",
     "InvalidMessages",
+    "JsonlLog",
     "LimitExceeded",
     "Limits",
     "MediaError",
     "MemoryStore",
+    "Meter",
+    "MeteredCall",
     "ModelSpec",
     "NotOffered",
     "Offer",
@@ -72,11 +90,16 @@ __all__ = [
     "Permit",
     "Preflight",
     "PriceTier",
+    "QuotaExhausted",
     "QwenMeterError",
     "RateLimit",
     "RateLimited",
     "RateLimiter",
     "Reservation",
+    "RetryPolicy",
+    "SQLiteLog",
+    "ServerRateLimited",
+    "ServerUnavailable",
     "Store",
     "StoreUnavailable",
     "TemplateProfile",
@@ -86,11 +109,15 @@ __all__ = [
     "TokenizerUnavailable",
     "UnknownFamily",
     "UnknownModel",
+    "UnsupportedClient",
     "Usage",
+    "UsageLog",
     "UsageParseError",
+    "UsageRecord",
     "VisionRule",
     "__version__",
     "check",
+    "classify",
     "cost",
     "count_completion",
     "count_messages",
@@ -104,6 +131,7 @@ __all__ = [
     "image_tokens",
     "load_backend",
     "open_store",
+    "read_usage",
     "render_messages",
     "resolve",
 ]

@@ -1,0 +1,149 @@
+"""DashScope's error answers, classified, and the retry policy that follows from them.
+
+Model Studio answers 429 for four different things (RPM, TPM, a burst within a second, and
+quota / arrears), 403 when a free-quota-only account has used its quota, 401 for a bad key and
+500 / 503 when the service struggles. Only some of these can succeed on a retry.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import QwenMeterError
+from .log import redact
+
+
+class DashScopeError(QwenMeterError):
+    """A call DashScope refused; ``kind`` says why and ``retryable`` whether to try again."""
+
+    kind = "error"
+    retryable = False
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
+                 retry_after: float | None = None) -> None:
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class ServerRateLimited(DashScopeError):
+    """429: requests or tokens per minute, or a burst within a second. Retry later."""
+
+    kind = "rate_limited"
+    retryable = True
+    #: which limit: "requests", "tokens" or "burst"
+    limit = "requests"
+
+
+class QuotaExhausted(DashScopeError):
+    """Quota used up or the account in arrears (429), or free quota only and used (403)."""
+
+    kind = "quota"
+
+
+class AuthenticationFailed(DashScopeError):
+    """401: the API key is wrong or missing."""
+
+    kind = "auth"
+
+
+class ServerUnavailable(DashScopeError):
+    """500 / 502 / 503 / 504: DashScope failed or is overloaded. Retry later."""
+
+    kind = "server"
+    retryable = True
+
+
+class BadRequest(DashScopeError):
+    """400 / 404 / 413 and other answers a retry cannot fix."""
+
+    kind = "bad_request"
+
+
+_RPM = ("requests rate limit", "throttling.ratequota", "rate limit reached for requests",
+        "exceeding rate quota", "current requests list")
+_TPM = ("allocated quota exceeded", "throttling.allocationquota")
+_BURST = ("rate increased too quickly", "throttling.burstrate")
+_QUOTA = ("arrearage", "insufficient_quota", "exceeded your current quota", "free tier",
+          "freetieronly", "quota exhausted", "allocationquota.freetier")
+
+
+def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
+    """``Retry-After`` (seconds or an HTTP date) as seconds, if present and sane."""
+    if not headers:
+        return None
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value) if value else None
+        return None if when is None else max(0.0, when.timestamp() - time.time())
+
+
+def _text(body: Any) -> tuple[str | None, str]:
+    if isinstance(body, (bytes, bytearray)):
+        body = body.decode("utf-8", "replace")
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return None, body
+    if isinstance(body, Mapping):
+        error = body.get("error")
+        inner: Mapping[str, Any] = error if isinstance(error, Mapping) else body
+        code = inner.get("code") or inner.get("type")
+        message = inner.get("message") or inner.get("msg") or ""
+        return (str(code) if code is not None else None), str(message)
+    return None, "" if body is None else str(body)
+
+
+def classify(status: int | None, body: Any = None,
+             headers: Mapping[str, str] | None = None) -> DashScopeError:
+    """The typed error for an HTTP status and error body (OpenAI-compatible or native)."""
+    code, message = _text(body)
+    haystack = f"{code or ''} {message}".lower()
+    after = retry_after_seconds(headers)
+    text = redact(message or f"HTTP {status}")
+    kind: type[DashScopeError]
+    if status == 401 or "invalid_api_key" in haystack or "invalidapikey" in haystack:
+        kind = AuthenticationFailed
+    elif any(k in haystack for k in _QUOTA) or status == 403:
+        kind = QuotaExhausted
+    elif status == 429 or any(k in haystack for k in (*_RPM, *_TPM, *_BURST)):
+        limited = ServerRateLimited(text, status=status, code=code, retry_after=after)
+        limited.limit = ("tokens" if any(k in haystack for k in _TPM) else
+                         "burst" if any(k in haystack for k in _BURST) else "requests")
+        return limited
+    elif status is not None and status >= 500:
+        kind = ServerUnavailable
+    else:
+        kind = BadRequest
+    return kind(text, status=status, code=code, retry_after=after)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, honouring ``Retry-After``."""
+
+    max_retries: int = 2
+    base: float = 0.5
+    cap: float = 20.0
+    sleep: Callable[[float], None] = time.sleep
+
+    def delay(self, attempt: int, error: DashScopeError) -> float:
+        """Seconds to wait before retry number ``attempt`` (1-based)."""
+        if error.retry_after is not None:
+            return min(error.retry_after, self.cap)
+        return random.uniform(0, min(self.cap, self.base * 2 ** (attempt - 1)))
+
+    def should_retry(self, attempt: int, error: DashScopeError) -> bool:
+        return error.retryable and attempt <= self.max_retries

@@ -1,0 +1,220 @@
+"""A local HTTP server on 127.0.0.1 that answers like DashScope.
+
+Compatible mode (``/compatible-mode/v1/chat/completions``, ``/embeddings``) and the native
+text-generation endpoint (``/api/v1/services/aigc/text-generation/generation``), with bodies,
+server-sent-event streams, usage placement and error bodies shaped as in DashScope's documents
+(usage in a final ``choices: []`` chunk only with ``stream_options.include_usage``; cumulative
+``output_tokens`` in native streams; ``{"error": {...}}`` / ``{"code", "message"}`` errors).
+Usage is counted with qwen_meter itself, plus ``prompt_offset`` to imitate a server template
+that differs from the catalogue's. Tests queue behaviours for the next requests with ``push``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import qwen_meter as qm
+
+REPLY = "我是來自阿里雲的大規模語言模型,我叫通義千問。"
+REASONING = "用户问我是谁，我应该介绍自己。"
+PIECES = ["我是", "來自阿里雲的", "大規模語言模型", ",我叫通義千問。"]
+
+
+class FakeDashScope:
+    def __init__(self) -> None:
+        self.behaviours: deque[dict[str, Any]] = deque()
+        self.requests: list[dict[str, Any]] = []
+        self.prompt_offset = 0
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                server.handle(self)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    @property
+    def compatible(self) -> str:
+        return f"{self.url}/compatible-mode/v1"
+
+    @property
+    def native(self) -> str:
+        return f"{self.url}/api/v1"
+
+    def push(self, *behaviours: dict[str, Any]) -> None:
+        with self.lock:
+            self.behaviours.extend(behaviours)
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    # --- answers ----------------------------------------------------------------------------
+
+    def _next(self) -> dict[str, Any]:
+        with self.lock:
+            return self.behaviours.popleft() if self.behaviours else {}
+
+    def handle(self, h: BaseHTTPRequestHandler) -> None:
+        length = int(h.headers.get("content-length") or 0)
+        body = json.loads(h.rfile.read(length) or b"{}")
+        with self.lock:
+            self.requests.append({"path": h.path, "body": body,
+                                  "headers": {k.lower(): v for k, v in h.headers.items()}})
+        behaviour = self._next()
+        native = h.path.startswith("/api/v1/")
+        if "status" in behaviour:
+            return self._error(h, behaviour, native)
+        if h.path.endswith("/embeddings"):
+            return self._embeddings(h, body)
+        if native:
+            return self._native(h, body, behaviour)
+        return self._compatible(h, body, behaviour)
+
+    def _send_json(self, h: BaseHTTPRequestHandler, status: int, data: Any,
+                   headers: dict[str, str] | None = None) -> None:
+        raw = json.dumps(data, ensure_ascii=False).encode()
+        h.send_response(status)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(raw)))
+        h.send_header("x-request-id", uuid.uuid4().hex)
+        for key, value in (headers or {}).items():
+            h.send_header(key, value)
+        h.end_headers()
+        h.wfile.write(raw)
+
+    def _error(self, h: BaseHTTPRequestHandler, b: dict[str, Any], native: bool) -> None:
+        code = b.get("code", "Throttling.RateQuota")
+        message = b.get("message", "Requests rate limit exceeded, please try again later.")
+        data = {"code": code, "message": message, "request_id": uuid.uuid4().hex} if native \
+            else {"error": {"message": message, "type": code, "param": None, "code": code}}
+        headers = {"Retry-After": str(b["retry_after"])} if "retry_after" in b else {}
+        self._send_json(h, b["status"], data, headers)
+
+    def _counts(self, model: str, messages: Any, tools: Any, thinking: bool | None,
+                reasoning: bool) -> tuple[int, int]:
+        prompt = qm.count_messages(messages, model, tools=tools,
+                                   enable_thinking=thinking).tokens + self.prompt_offset
+        reply = {"content": REPLY, "reasoning_content": REASONING if reasoning else None}
+        return prompt, qm.count_completion(reply, model, enable_thinking=thinking).tokens
+
+    def _compatible(self, h: BaseHTTPRequestHandler, body: dict[str, Any],
+                    b: dict[str, Any]) -> None:
+        model = body["model"]
+        thinking = body.get("enable_thinking")
+        prompt, completion = self._counts(model, body["messages"], body.get("tools"),
+                                          thinking, bool(thinking))
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion,
+                 "total_tokens": prompt + completion}
+        rid = f"chatcmpl-{uuid.uuid4().hex[:12]}"
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": REPLY}
+            if thinking:
+                message["reasoning_content"] = REASONING
+            return self._send_json(h, 200, {
+                "id": rid, "object": "chat.completion", "created": int(time.time()),
+                "model": model, "system_fingerprint": None,
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop",
+                             "logprobs": None}],
+                "usage": None if b.get("no_usage") else usage})
+        h.send_response(200)
+        h.send_header("Content-Type", "text/event-stream;charset=UTF-8")
+        h.end_headers()
+
+        def chunk(delta: dict[str, Any], finish: str | None = None,
+                  choices: bool = True, with_usage: Any = None) -> None:
+            data = {"id": rid, "object": "chat.completion.chunk", "created": int(time.time()),
+                    "model": model, "system_fingerprint": None,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish,
+                                 "logprobs": None}] if choices else [],
+                    "usage": with_usage}
+            h.wfile.write(f"data: {json.dumps(data, ensure_ascii=False)}\n\n".encode())
+            h.wfile.flush()
+            if b.get("slow"):
+                time.sleep(b["slow"])
+
+        chunk({"content": "", "role": "assistant"})
+        pieces = ([{"reasoning_content": REASONING}] if thinking else []) + \
+            [{"content": p} for p in PIECES]
+        for n, delta in enumerate(pieces):
+            if b.get("drop_after") is not None and n >= b["drop_after"]:
+                return  # the connection closes mid-stream
+            chunk(delta)
+        chunk({"content": ""}, finish="stop")
+        if (body.get("stream_options") or {}).get("include_usage") and not b.get("no_usage"):
+            chunk({}, choices=False, with_usage=usage)
+        h.wfile.write(b"data: [DONE]\n\n")
+
+    def _embeddings(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        tokens = sum(qm.count_tokens(t, body["model"]).tokens + 1 for t in texts)
+        self._send_json(h, 200, {
+            "object": "list", "model": body["model"], "id": uuid.uuid4().hex,
+            "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]}
+                     for i in range(len(texts))],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+
+    def _native(self, h: BaseHTTPRequestHandler, body: dict[str, Any],
+                b: dict[str, Any]) -> None:
+        model = body["model"]
+        inputs = body.get("input", {})
+        messages = inputs.get("messages") or [{"role": "user", "content": inputs.get("prompt")}]
+        params = body.get("parameters", {})
+        thinking = params.get("enable_thinking")
+        prompt, completion = self._counts(model, messages, params.get("tools"), thinking,
+                                          bool(thinking))
+        rid = uuid.uuid4().hex
+        as_message = params.get("result_format") == "message"
+
+        def output(text: str, finish: str) -> dict[str, Any]:
+            if as_message:
+                return {"choices": [{"finish_reason": finish,
+                                     "message": {"role": "assistant", "content": text}}]}
+            return {"text": text, "finish_reason": finish}
+
+        stream = h.headers.get("X-DashScope-SSE") == "enable" or \
+            "text/event-stream" in (h.headers.get("Accept") or "")
+        if not stream:
+            return self._send_json(h, 200, {
+                "output": output(REPLY, "stop"), "request_id": rid,
+                "usage": {"input_tokens": prompt, "output_tokens": completion,
+                          "total_tokens": prompt + completion}})
+        h.send_response(200)
+        h.send_header("Content-Type", "text/event-stream;charset=UTF-8")
+        h.end_headers()
+        incremental = params.get("incremental_output")
+        so_far = ""
+        done = 0
+        for n, piece in enumerate(PIECES):
+            if b.get("drop_after") is not None and n >= b["drop_after"]:
+                return
+            so_far += piece
+            done = qm.count_completion(so_far, model).tokens
+            last = n == len(PIECES) - 1
+            data = {"output": output(piece if incremental else so_far,
+                                     "stop" if last else "null"),
+                    "usage": {"input_tokens": prompt, "output_tokens": done,
+                              "total_tokens": prompt + done},
+                    "request_id": rid}
+            h.wfile.write(f"id:{n + 1}\nevent:result\n:HTTP_STATUS/200\n"
+                          f"data:{json.dumps(data, ensure_ascii=False)}\n\n".encode())
+            h.wfile.flush()
+            if b.get("slow"):
+                time.sleep(b["slow"])
