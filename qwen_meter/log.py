@@ -17,7 +17,7 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,7 @@ class UsageRecord:
     user: str | None = None
 
     def to_json(self) -> str:
-        data = asdict(self)
+        data = {name: getattr(self, name) for name in _FIELD_NAMES}
         data["tags"] = list(self.tags)
         return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
@@ -84,6 +84,9 @@ class UsageRecord:
         values = {k: v for k, v in data.items() if k in known}
         values["tags"] = tuple(values.get("tags") or ())
         return cls(**values)
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(UsageRecord))
 
 
 class UsageLogError(QwenMeterError):

@@ -26,8 +26,9 @@ from .counting import TokenCount, count_completion, count_messages
 from .errors import InvalidMessages, QwenMeterError
 from .limiter import Permit, RateLimiter
 from .log import UsageLog, UsageRecord, open_log, redact
-from .preflight import check
+from .preflight import check_prompt
 from .pricing import Cost, CostEstimate, cost, estimate_cost, thinking_applies
+from .request import Request
 from .server_errors import DashScopeError, RetryPolicy
 from .usage import Usage
 
@@ -253,15 +254,18 @@ class Meter:
         model = request.get("model")
         spec = self.resolve(model)
         enable_thinking = request.get("enable_thinking")
-        max_tokens = request.get("max_tokens", request.get("max_completion_tokens"))
+        max_tokens = None
+        if endpoint == "chat":
+            if "messages" not in request:
+                raise InvalidMessages("the request has no messages")
+            max_tokens = Request.of(request).max_tokens  # validated
         user = user or self.user or (request.get("user") if isinstance(request.get("user"), str)
                                      else None)
         prompt = self._count(request, spec, endpoint, enable_thinking)
         calibration = self.calibration.offset(spec.name) if self.calibration else 0
         if self.preflight and endpoint == "chat":
-            check({"messages": request["messages"], "tools": request.get("tools"),
-                   "max_tokens": max_tokens, "enable_thinking": enable_thinking}, spec,
-                  region=self.region)
+            check_prompt(prompt, spec, max_tokens=max_tokens, enable_thinking=enable_thinking,
+                         region=self.region)
         estimate = None
         reserve_tokens = prompt.tokens + calibration
         try:
@@ -306,10 +310,7 @@ class Meter:
             # Embeddings bill each text's tokens + 1 (<|endoftext|>).
             return TokenCount(sum(c.tokens + 1 for c in counts), all(c.exact for c in counts),
                               counts[0].backend if counts else "tiktoken", spec.family)
-        messages = request.get("messages")
-        if messages is None:
-            raise InvalidMessages("the request has no messages")
-        return count_messages(messages, spec.name, tools=request.get("tools"),
+        return count_messages(request["messages"], spec.name, tools=request.get("tools"),
                               enable_thinking=enable_thinking,
                               high_resolution=bool(request.get("vl_high_resolution_images")))
 

@@ -58,16 +58,24 @@ def check(request: Any, model: str | ModelSpec, *, max_tokens: int | None = None
     req = Request.of(request, tools=tools, max_tokens=max_tokens,
                      enable_thinking=enable_thinking)
     spec = _spec(model, catalogue)
-    offer = spec.offer(region, at)
-    thinking = thinking_applies(spec, req.enable_thinking)
     prompt = count_messages(req.subject, spec.name, tools=req.tools,
                             enable_thinking=req.enable_thinking,
                             high_resolution=req.high_resolution)
-    max_tokens = req.max_tokens
+    return check_prompt(prompt, spec, max_tokens=req.max_tokens,
+                        enable_thinking=req.enable_thinking, region=region, at=at)
+
+
+def check_prompt(prompt: TokenCount, spec: ModelSpec, *, max_tokens: int | None = None,
+                 enable_thinking: bool | None = None, region: str | None = None,
+                 at: dt.date | None = None) -> Preflight:
+    """:func:`check` for a prompt already counted."""
+    offer = spec.offer(region, at)
+    thinking = thinking_applies(spec, enable_thinking)
     limits = offer.limits
     max_input = limits.input_limit(thinking)
     context = limits.context_limit(thinking)
     max_output = limits.output_limit(thinking)
+
     def exceeded(kind: type[LimitExceeded], message: str) -> LimitExceeded:
         return kind(message, prompt_tokens=prompt.tokens, max_input=max_input,
                     context_window=context, requested_output=max_tokens, max_output=max_output,
