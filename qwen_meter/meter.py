@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import warnings
@@ -18,6 +19,7 @@ from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from .budget import Budget, Reservation
@@ -200,6 +202,21 @@ class MeteredCall:
         return record
 
 
+class _DefaultLog:
+    """The meter's ``log`` when not given: see :func:`default_log_path`."""
+
+
+DEFAULT_LOG = _DefaultLog()
+
+
+def default_log_path() -> Path:
+    """Where a meter logs when not told: $QWEN_METER_LOG, else the user's data folder."""
+    if os.environ.get("QWEN_METER_LOG"):
+        return Path(os.environ["QWEN_METER_LOG"])
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "qwen_meter" / "usage.jsonl"
+
+
 def _money(amount: Decimal | None) -> str | None:
     return None if amount is None else f"{amount.normalize():f}"
 
@@ -208,7 +225,9 @@ class Meter:
     """Checks, limits, prices and logs every call of the clients it wraps.
 
     ``limiter`` and ``budget`` are optional (a budget or a list of them); ``log`` is a path
-    (``.jsonl``, or ``.db`` for SQLite), a :class:`~qwen_meter.log.UsageLog`, or None.
+    (``.jsonl``, or ``.db`` for SQLite), a :class:`~qwen_meter.log.UsageLog`, or None; by
+    default ``$QWEN_METER_LOG``, else ``usage.jsonl`` in the user's data folder
+    (``$XDG_DATA_HOME/qwen_meter``, ``~/.local/share/qwen_meter``) — never the working folder.
     ``preflight`` checks limits before sending; ``wait`` lets the limiter wait for a slot
     (else it raises at once); ``calibrate`` learns systematic prompt-count gaps.
     """
@@ -216,7 +235,7 @@ class Meter:
     def __init__(self, *, region: str | None = None, catalogue: Catalogue | None = None,
                  limiter: RateLimiter | None = None,
                  budget: Budget | Sequence[Budget] | None = None,
-                 log: str | UsageLog | None = "qwen_meter_usage.jsonl",
+                 log: str | os.PathLike[str] | UsageLog | _DefaultLog | None = DEFAULT_LOG,
                  preflight: bool = True, wait: bool = True, timeout: float | None = None,
                  retry: RetryPolicy | None = None, calibrate: bool = True,
                  tags: Sequence[str] = (), user: str | None = None) -> None:
@@ -225,7 +244,7 @@ class Meter:
         self.limiter = limiter
         self.budgets = [] if budget is None else [budget] if isinstance(budget, Budget) \
             else list(budget)
-        self.log = open_log(log)
+        self.log = open_log(default_log_path() if isinstance(log, _DefaultLog) else log)
         self.preflight = preflight
         self.wait = wait
         self.timeout = timeout

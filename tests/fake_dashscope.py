@@ -78,6 +78,9 @@ class FakeDashScope:
         with self.lock:
             self.requests.append({"path": h.path, "body": body,
                                   "headers": {k.lower(): v for k, v in h.headers.items()}})
+        known = ("/chat/completions", "/embeddings", "/text-generation/generation")
+        if not h.path.endswith(known):
+            return self._send_json(h, 501, {"error": {"message": "not implemented here"}})
         behaviour = self._next()
         native = h.path.startswith("/api/v1/")
         if "status" in behaviour:

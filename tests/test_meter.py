@@ -408,3 +408,26 @@ def test_log_lines_are_json(make_meter, server, tmp_path):
     client(meter, server).chat.completions.create(model="qwen-plus", messages=HELLO)
     for line in (tmp_path / "usage.jsonl").read_text().splitlines():
         assert json.loads(line)["version"] == qm.log.SCHEMA_VERSION
+
+
+def test_any_httpx_client(make_meter, server):
+    httpx = pytest.importorskip("httpx")
+    meter = make_meter()
+    with meter.wrap(httpx.Client(base_url=server.compatible,
+                                 headers={"Authorization": f"Bearer {KEY}"})) as http:
+        reply = http.post("/chat/completions", json={"model": "qwen-plus", "messages": HELLO})
+        assert reply.json()["usage"]["total_tokens"] == 38
+        assert http.post("/models/other", json={}).status_code == 501  # not metered, passed on
+    (record,) = records(meter)
+    assert record.total_tokens == 38
+
+
+def test_default_log_is_never_the_working_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    meter = qm.Meter()
+    meter.begin({"model": "qwen-plus", "messages": HELLO}).finish(
+        {"prompt_tokens": 22, "completion_tokens": 16})
+    meter.close()
+    assert (tmp_path / "data" / "qwen_meter" / "usage.jsonl").is_file()
+    assert not list(tmp_path.glob("*.jsonl"))
