@@ -69,10 +69,9 @@ def reprice_costs(table: pa.Table, spec: ModelSpec, offer: Offer, *, batch: bool
     # per row (over 9 million currency units), far above any single call.
     pico = (prompt - cached) * input_rate + cached * np.maximum(hit_rate, 0) \
         + completion * np.maximum(output_rate, 0)
-    factor = offer.batch if batch else Decimal(1)
-    if batch and factor is None:
+    if batch and offer.batch is None:
         return pa.nulls(table.num_rows, MONEY)
-    scale = Decimal(factor) / PICO
+    scale = (offer.batch if batch and offer.batch is not None else Decimal(1)) / PICO
     values = [None if bad else Decimal(int(p)) * scale for p, bad in zip(pico, missing,
                                                                           strict=True)]
     return pa.array(values, type=MONEY)

@@ -67,7 +67,7 @@ class UsageData:
         return self.table.to_pandas()
 
     def __len__(self) -> int:
-        return self.table.num_rows
+        return int(self.table.num_rows)
 
 
 class ReportInputError(QwenMeterError):

@@ -32,14 +32,18 @@ def _rows(frame: Any) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _numeric(cell: str) -> bool:
+    return cell[:1].isdigit() or (cell[:1] == "-" and cell[1:2].isdigit())
+
+
 def _text_table(frame: Any) -> str:
     header, rows = _rows(frame)
     widths = [max(len(x) for x in column) for column in zip(header, *rows, strict=True)] \
         if header else []
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)),
              "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.rjust(w) if c[:1].isdigit() or c[:1] == "-" and c[1:2].isdigit()
-                        else c.ljust(w) for c, w in zip(row, widths, strict=True))
+    lines += ["  ".join(c.rjust(w) if _numeric(c) else c.ljust(w)
+                        for c, w in zip(row, widths, strict=True))
               for row in rows]
     return "\n".join(line.rstrip() for line in lines)
 
