@@ -22,7 +22,10 @@ from .read import MONEY, Skipped, UsageData
 GROUPINGS = ("model", "day", "week", "month", "tag", "user", "region", "status",
              "served_model", "endpoint")
 TOKEN_KINDS = ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens")
-_DATE_FORMATS = {"day": "%Y-%m-%d", "week": "%G-W%V", "month": "%Y-%m"}
+_DATE_FORMATS = ("day", "week", "month")
+_CARRIED = {"id", "currency", "cost", "cache_saved", "unpriced_call", "estimated_call",
+            "error_call", "estimate_error", "tags", "model", "user", "region", "status",
+            "served_model", "endpoint", *TOKEN_KINDS}
 
 
 @dataclass
@@ -43,17 +46,32 @@ class Report:
     records: int = 0
 
 
+def _date_key(table: pa.Table, key: str) -> pa.Array:
+    """day / month are prefixes of the ISO time; a week needs the calendar."""
+    if key == "week":
+        parsed = pc.strptime(pc.utf8_slice_codeunits(table["time"], 0, 19),
+                             format="%Y-%m-%dT%H:%M:%S", unit="s", error_is_null=True)
+        text = pc.strftime(parsed, format="%G-W%V", locale="C")
+    else:
+        text = pc.utf8_slice_codeunits(table["time"], 0, 10 if key == "day" else 7)
+    return pc.fill_null(text, "unknown")
+
+
 def _with_keys(table: pa.Table, by: Sequence[str]) -> pa.Table:
     """Adds the grouping columns (day / week / month from time; one row per tag)."""
     for key in by:
-        if key in _DATE_FORMATS:
-            text = pc.strftime(table["time"], format=_DATE_FORMATS[key], locale="C")
-            table = table.append_column(key, pc.fill_null(text, "unknown"))
+        if key in _DATE_FORMATS and key not in table.column_names:
+            table = table.append_column(key, _date_key(table, key))
     if "tag" in by:
-        tags = pc.if_else(pc.equal(pc.list_value_length(table["tags"]), 0),
-                          pa.scalar(["(none)"], pa.list_(pa.string())), table["tags"])
-        parents = pc.list_parent_indices(tags)
-        table = table.take(parents).append_column("tag", pc.list_flatten(tags))
+        # One row per tag (untagged records as "(none)"), carrying only what is aggregated.
+        table = table.select([c for c in table.column_names if c in _CARRIED or c in by])
+        tags = table["tags"]
+        untagged = pc.indices_nonzero(pc.equal(pc.fill_null(pc.list_value_length(tags), 0), 0))
+        tagged = table.take(pc.list_parent_indices(tags)).append_column(
+            "tag", pc.list_flatten(tags))
+        rest = table.take(untagged).append_column(
+            "tag", pa.array(["(none)"] * len(untagged), type=pa.string()))
+        table = pa.concat_tables([tagged, rest])
     for key in ("model", "user", "region", "status", "served_model", "endpoint"):
         if key in by:
             index = table.schema.get_field_index(key)
@@ -149,6 +167,7 @@ def build_report(data: UsageData, by: Sequence[str] = ("model",), *,
         raise ConfigurationError(f"cannot group by {', '.join(unknown)}; choose from "
                                  f"{', '.join(GROUPINGS)}")
     table = _cache_savings(_flags(data.table), catalogue)
+    table = table.append_column("day", _date_key(table, "day"))  # used by several sections
     keys = [*by, "currency"]
     breakdown = _aggregate(_with_keys(table, by), keys)
     totals = _aggregate(_with_keys(table, []), ["currency"])

@@ -33,16 +33,15 @@ from ..pricing import cost as price_usage
 from ..usage import Usage
 
 MONEY = pa.decimal128(30, 12)  # headroom for sums and differences within 38 digits
-INTEGER_COLUMNS = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens",
-                   "reasoning_tokens", "image_tokens", "audio_tokens",
-                   "estimated_prompt_tokens", "prompt_diff", "calibration", "attempts")
+INTEGER_COLUMNS = ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens",
+                   "image_tokens", "audio_tokens", "estimated_prompt_tokens")
 STRING_COLUMNS = ("id", "time", "model", "served_model", "region", "endpoint", "status",
-                  "error_kind", "cost", "currency", "unpriced", "user", "request_id")
+                  "cost", "currency", "unpriced", "user")
+#: The columns a report reads (times stay ISO 8601 UTC strings: they sort and slice as dates).
 LOG_SCHEMA = pa.schema(
     [(c, pa.string()) for c in STRING_COLUMNS]
     + [(c, pa.int64()) for c in INTEGER_COLUMNS]
-    + [("usage_estimated", pa.bool_()), ("stream", pa.bool_()), ("latency_ms", pa.float64()),
-       ("tags", pa.list_(pa.string())), ("version", pa.int64())])
+    + [("usage_estimated", pa.bool_()), ("tags", pa.list_(pa.string()))])
 
 
 @dataclass(frozen=True)
@@ -119,13 +118,9 @@ def _empty() -> pa.Table:
 
 
 def _with_money(table: pa.Table) -> pa.Table:
-    """Cost as an exact decimal column, and time as a timestamp."""
-    cost = pc.cast(table["cost"], MONEY)
-    table = table.set_column(table.schema.get_field_index("cost"), "cost", cost)
-    times = pc.strptime(pc.utf8_slice_codeunits(table["time"], 0, 19),
-                        format="%Y-%m-%dT%H:%M:%S", unit="us", error_is_null=True)
-    return table.set_column(table.schema.get_field_index("time"), "time",
-                            pc.assume_timezone(times, "UTC"))
+    """Cost as an exact decimal column."""
+    return table.set_column(table.schema.get_field_index("cost"), "cost",
+                            pc.cast(table["cost"], MONEY))
 
 
 def _conform(rows: Sequence[dict[str, Any]]) -> pa.Table:
@@ -177,14 +172,36 @@ def _numbered(path: Path, progress: _Progress) -> Iterator[tuple[int, bytes]]:
             yield number, line
 
 
+_DUCK_TYPES = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.bool_(): "BOOLEAN",
+               pa.list_(pa.string()): "VARCHAR[]"}
+
+
+def _read_fast(path: Path) -> pa.Table:
+    """The whole file through DuckDB's JSON reader when installed (it reads only the
+    report's columns), else Arrow's; raises if any line is malformed."""
+    try:
+        import duckdb
+    except ImportError:
+        options = pj.ParseOptions(explicit_schema=LOG_SCHEMA, unexpected_field_behavior="ignore")
+        return pj.read_json(path, read_options=pj.ReadOptions(block_size=16 << 20),
+                            parse_options=options)
+    columns = "{" + ", ".join(f"'{f.name}': '{_DUCK_TYPES[f.type]}'" for f in LOG_SCHEMA) + "}"
+    quoted = str(path).replace("'", "''")
+    try:
+        with duckdb.connect() as db:
+            table = db.sql(f"SELECT * FROM read_json('{quoted}', format='newline_delimited', "
+                           f"columns={columns})").to_arrow_table()
+    except duckdb.Error as exc:
+        raise pa.ArrowInvalid(str(exc)) from exc
+    return table.cast(LOG_SCHEMA)
+
+
 def read_log_jsonl(path: Path, *, progress: bool = False) -> UsageData:
     """A qwen_meter JSONL usage log."""
     size = path.stat().st_size
     bar = _Progress(size, path.name, progress)
     try:
-        options = pj.ParseOptions(explicit_schema=LOG_SCHEMA, unexpected_field_behavior="ignore")
-        table = pj.read_json(path, read_options=pj.ReadOptions(block_size=16 << 20),
-                             parse_options=options)
+        table = _read_fast(path)
         bar.advance(size)
         if table.num_rows == 0 or pc.any(pc.is_null(table["model"])).as_py():
             raise pa.ArrowInvalid("records without a model")
@@ -306,23 +323,26 @@ def load_usage(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
     return data
 
 
-def _bound(value: dt.date | dt.datetime) -> dt.datetime:
+def _bound(value: dt.date | dt.datetime) -> str:
+    """A date or time as the UTC ISO string record times are compared with."""
     if not isinstance(value, dt.datetime):
         value = dt.datetime(value.year, value.month, value.day)
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    if value.tzinfo:
+        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return value.isoformat()
 
 
 def _between(table: pa.Table, since: Any, until: Any) -> pa.Table:
     if since is not None:
-        table = table.filter(pc.greater_equal(table["time"], pa.scalar(_bound(since),
-                                                                       table["time"].type)))
+        table = table.filter(pc.greater_equal(table["time"], _bound(since)))
     if until is not None:
-        table = table.filter(pc.less(table["time"], pa.scalar(_bound(until),
-                                                              table["time"].type)))
+        table = table.filter(pc.less(table["time"], _bound(until)))
     return table
 
 
 def _unpriced(table: pa.Table) -> list[Skipped]:
+    if table.num_rows == 0 or not pc.any(pc.is_null(table["cost"])).as_py():
+        return []
     missing = table.filter(pc.and_(pc.is_null(table["cost"]),
                                    pc.not_equal(pc.fill_null(table["status"], "ok"), "error")))
     return [Skipped(str(row["id"]), None, row["unpriced"] or "no cost")
