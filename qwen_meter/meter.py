@@ -29,7 +29,7 @@ from .errors import InvalidMessages, QwenMeterError
 from .limiter import Permit, RateLimiter
 from .log import UsageLog, UsageRecord, open_log, redact
 from .preflight import check_prompt
-from .pricing import Cost, CostEstimate, cost, estimate_cost, thinking_applies
+from .pricing import Cost, CostEstimate, cost, estimate_cost
 from .request import Request
 from .server_errors import DashScopeError, RetryPolicy
 from .usage import Usage
@@ -198,7 +198,6 @@ class MeteredCall:
             tags=self.tags, user=self.user)
         if self.meter.log is not None:
             self.meter.log.append(record)
-        self.meter.records_written += 1
         return record
 
 
@@ -252,7 +251,6 @@ class Meter:
         self.calibration = Calibration() if calibrate else None
         self.tags = tuple(tags)
         self.user = user
-        self.records_written = 0
 
     # --- the pipeline -----------------------------------------------------------------------
 
@@ -332,9 +330,6 @@ class Meter:
         return count_messages(request["messages"], spec.name, tools=request.get("tools"),
                               enable_thinking=enable_thinking,
                               high_resolution=bool(request.get("vl_high_resolution_images")))
-
-    def thinking(self, spec: ModelSpec, enable_thinking: bool | None) -> bool:
-        return thinking_applies(spec, enable_thinking)
 
     # --- adapters ------------------------------------------------------------------------
 

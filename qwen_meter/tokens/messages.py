@@ -46,10 +46,6 @@ class Message:
     reasoning: str | None = None
     index: int = 0
 
-    @property
-    def has_media(self) -> bool:
-        return any(p.kind != "text" for p in self.parts)
-
 
 def as_mapping(obj: Any) -> Mapping[str, Any] | None:
     """A plain mapping view of a dict, or of an SDK object (pydantic ``model_dump``)."""
