@@ -11,7 +11,6 @@ await, first come first served within a process, up to a timeout) or fail fast w
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import math
@@ -21,11 +20,14 @@ import warnings
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from .catalogue import Catalogue, default_catalogue
 from .errors import NotOffered, RateLimited
 from .store import Store, StoreUnavailable, WindowCheck, open_store
+
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger("qwen_meter.limiter")
 
@@ -95,6 +97,8 @@ class _AsyncFifoGate:
         self._queue: deque[asyncio.Future[None]] = deque()
 
     def enter(self) -> asyncio.Future[None]:
+        import asyncio
+
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append(future)
         if self._queue[0] is future:
@@ -124,7 +128,7 @@ class RateLimiter:
                  on_store_error: str = "closed", catalogue: Catalogue | None = None,
                  clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep,
-                 async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 async_sleep: Callable[[float], Awaitable[None]] | None = None) -> None:
         if on_store_error not in FAIL_POLICIES:
             raise ValueError(f"on_store_error must be 'closed' or 'open', not {on_store_error!r}")
         self.store = store if isinstance(store, Store) else open_store(store)
@@ -138,7 +142,7 @@ class RateLimiter:
         self.catalogue = catalogue
         self.clock = clock
         self.sleep = sleep
-        self.async_sleep = async_sleep
+        self.async_sleep = async_sleep  # None: asyncio.sleep, imported when first needed
         self._gates: dict[str, _FifoGate] = {}
         self._async_gates: dict[str, _AsyncFifoGate] = {}
         self._cache: dict[str, RateLimit] = {}
@@ -263,6 +267,8 @@ class RateLimiter:
     async def acquire_async(self, model: str, tokens: int = 0, *, timeout: float | None = None,
                             wait: bool = True) -> Permit:
         """:meth:`acquire` for asyncio: awaits instead of sleeping."""
+        import asyncio
+
         if not wait:
             return self.try_acquire(model, tokens)
         deadline = math.inf if timeout is None else self.clock() + timeout
@@ -282,7 +288,7 @@ class RateLimiter:
                 if self.clock() + outcome > deadline:
                     raise RateLimited(f"{model}: rate limit reached; retry in {outcome:.3f} s "
                                       f"(beyond the {timeout} s timeout)", retry_after=outcome)
-                await self.async_sleep(outcome)
+                await (self.async_sleep or asyncio.sleep)(outcome)
         finally:
             gate.leave(turn)
 
