@@ -13,15 +13,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from redis_server import running_redis
 
 HUGE = 10**12
 
@@ -49,34 +51,13 @@ def rate(fn: Callable[[], object], n: int, threads: int) -> dict[str, float]:
 
 
 @contextmanager
-def redis_server():
+def redis_server() -> Iterator[str | None]:
     url = os.environ.get("QWEN_METER_BENCH_REDIS_URL")
     if url:
         yield url
         return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        yield None
-        return
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    import redis
-
-    client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.exceptions.ConnectionError:
-            time.sleep(0.05)
-    try:
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait()
+    with running_redis() as started:
+        yield started
 
 
 def qwen_meter_case(store, smooth: bool = True) -> Callable[[], object]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
-from .catalogue import ModelSpec, resolve
+from .catalogue import Catalogue, ModelSpec, default_catalogue, resolve
 from .errors import InvalidMessages
 from .tokens.backends import TokenizerBackend, TransformersBackend, load_backend
 from .tokens.chat import IM_START, render_completion, render_prompt
@@ -66,7 +66,17 @@ class _Setup:
 
 def _setup(model: str | None, family: str | None, template: str | TemplateProfile | None,
            tokenizer: PathLike | None, backend: str | None) -> _Setup:
-    spec = resolve(model or DEFAULT_MODEL)
+    path = None if tokenizer is None else os.fspath(tokenizer)
+    return _cached_setup(default_catalogue(), model or DEFAULT_MODEL, family, template, path,
+                         backend)
+
+
+@lru_cache(maxsize=256)
+def _cached_setup(catalogue: Catalogue, model: str, family: str | None,
+                  template: str | TemplateProfile | None, tokenizer: str | None,
+                  backend: str | None) -> _Setup:
+    # Keyed by the catalogue object, so overrides loaded later ($QWEN_METER_CATALOGUE) apply.
+    spec = catalogue.resolve(model)
     chosen = load_backend(family or spec.family, tokenizer=tokenizer, backend=backend)
     profile = get_profile(template or spec.template)
     if template is None and spec.thinking_default is not None \
@@ -75,17 +85,9 @@ def _setup(model: str | None, family: str | None, template: str | TemplateProfil
     return _Setup(spec, chosen, profile)
 
 
-@lru_cache(maxsize=256)
-def _cached_backend(model: str | None, family: str | None, tokenizer: str | None,
-                    backend: str | None) -> TokenizerBackend:
-    return load_backend(family or resolve(model or DEFAULT_MODEL).family, tokenizer=tokenizer,
-                        backend=backend)
-
-
 def _text_backend(model: str | None, family: str | None, tokenizer: PathLike | None,
                   backend: str | None) -> TokenizerBackend:
-    path = None if tokenizer is None else os.fspath(tokenizer)
-    return _cached_backend(model, family, path, backend)
+    return _setup(model, family, None, tokenizer, backend).backend
 
 
 def get_tokenizer(model: str | None = None, *, family: str | None = None,

@@ -227,8 +227,12 @@ class RateLimiter:
         outcome = self._attempt(model, tokens)
         if isinstance(outcome, Permit):
             return outcome
-        raise RateLimited(f"{model}: rate limit reached; retry in {outcome:.3f} s",
-                          retry_after=outcome)
+        raise self._refused(model, outcome)
+
+    @staticmethod
+    def _refused(model: str, retry_after: float, why: str = "") -> RateLimited:
+        return RateLimited(f"{model}: rate limit reached; retry in {retry_after:.3f} s{why}",
+                           retry_after=retry_after)
 
     def acquire(self, model: str, tokens: int = 0, *, timeout: float | None = None,
                 wait: bool = True) -> Permit:
@@ -240,13 +244,12 @@ class RateLimiter:
         gate = self._gates.get(model)
         if gate is None:
             gate = self._gates.setdefault(model, _FifoGate())
-        if gate.idle or not wait:  # nobody queued: no turn to wait for
+        if not wait:
+            return self.try_acquire(model, tokens)
+        if gate.idle:  # nobody queued: no turn to wait for
             outcome = self._attempt(model, tokens)
             if isinstance(outcome, Permit):
                 return outcome
-            if not wait:
-                raise RateLimited(f"{model}: rate limit reached; retry in {outcome:.3f} s",
-                                  retry_after=outcome)
         deadline = math.inf if timeout is None else self.clock() + timeout
         event = gate.enter()
         try:
@@ -258,8 +261,7 @@ class RateLimiter:
                 if isinstance(outcome, Permit):
                     return outcome
                 if self.clock() + outcome > deadline:
-                    raise RateLimited(f"{model}: rate limit reached; retry in {outcome:.3f} s "
-                                      f"(beyond the {timeout} s timeout)", retry_after=outcome)
+                    raise self._refused(model, outcome, f" (beyond the {timeout} s timeout)")
                 self.sleep(outcome)
         finally:
             gate.leave(event)
@@ -286,8 +288,7 @@ class RateLimiter:
                 if isinstance(outcome, Permit):
                     return outcome
                 if self.clock() + outcome > deadline:
-                    raise RateLimited(f"{model}: rate limit reached; retry in {outcome:.3f} s "
-                                      f"(beyond the {timeout} s timeout)", retry_after=outcome)
+                    raise self._refused(model, outcome, f" (beyond the {timeout} s timeout)")
                 await (self.async_sleep or asyncio.sleep)(outcome)
         finally:
             gate.leave(turn)

@@ -97,6 +97,16 @@ class MeteredCall:
     def estimated_prompt_tokens(self) -> int | None:
         return None if self.prompt is None else self.prompt.tokens + self.calibration
 
+    def next_attempt(self, error: DashScopeError, *, http_status: int | None = None,
+                     request_id: str | None = None) -> float | None:
+        """After an attempt DashScope refused: the seconds to wait before trying again, or
+        None when the call has failed for good (it is then settled, its holds released)."""
+        policy = self.meter.retry
+        if policy.should_retry(self.attempts, error):
+            return policy.delay(self.attempts, error)
+        self.fail(error, http_status=http_status, request_id=request_id)
+        return None
+
     def retry(self) -> None:
         """Before trying again: a new limiter slot (the failed attempt keeps its request)."""
         self.attempts += 1

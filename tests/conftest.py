@@ -51,51 +51,25 @@ def hf_folder(tmp_path_factory: pytest.TempPathFactory):
 REDIS_REQUIRED = bool(__import__("os").environ.get("QWEN_METER_REQUIRE_REDIS"))
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def redis_url():
     """A real redis-server on 127.0.0.1: $QWEN_METER_TEST_REDIS_URL, or one started here."""
     import os
-    import shutil
-    import subprocess
-    import time
+
+    from redis_server import running_redis
 
     pytest.importorskip("redis") if not REDIS_REQUIRED else __import__("redis")
     url = os.environ.get("QWEN_METER_TEST_REDIS_URL")
     if url:
         yield url
         return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if REDIS_REQUIRED:
-            pytest.fail("redis-server is required (QWEN_METER_REQUIRE_REDIS) but not installed")
-        pytest.skip("redis-server is not installed; the Redis store tests need it")
-    port = _free_port()
-    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1",
-                                "--save", "", "--appendonly", "no"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    import redis
-
-    client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.exceptions.ConnectionError:
-            time.sleep(0.05)
-    else:
-        process.kill()
-        pytest.fail("redis-server did not start")
-    yield f"redis://127.0.0.1:{port}/0"
-    process.terminate()
-    process.wait(10)
+    with running_redis() as started:
+        if started is None:
+            if REDIS_REQUIRED:
+                pytest.fail("redis-server is required (QWEN_METER_REQUIRE_REDIS) but not "
+                            "installed")
+            pytest.skip("redis-server is not installed; the Redis store tests need it")
+        yield started
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])

@@ -143,13 +143,13 @@ def test_falls_back_to_heuristic_when_no_ranks(monkeypatch):
 
     monkeypatch.setattr(backends, "bundled_ranks_path", missing)
     backends._tiktoken_backend.cache_clear()
-    counting._cached_backend.cache_clear()
+    counting._cached_setup.cache_clear()
     try:
         count = qm.count_tokens("hello", "qwen-plus")
         assert count.exact is False and count.backend == "heuristic"
     finally:
         backends._tiktoken_backend.cache_clear()
-        counting._cached_backend.cache_clear()
+        counting._cached_setup.cache_clear()
 
 
 def test_count_tokens_rejects_non_text():

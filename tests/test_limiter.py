@@ -185,11 +185,11 @@ def test_fifo_gate_serves_in_arrival_order():
 
 
 def dead_redis():
-    from conftest import _free_port
+    from redis_server import free_port
 
     from qwen_meter.store.redis import RedisStore
 
-    return RedisStore(f"redis://127.0.0.1:{_free_port()}/0", timeout=0.2)
+    return RedisStore(f"redis://127.0.0.1:{free_port()}/0", timeout=0.2)
 
 
 def test_store_down_fail_closed_and_open():

@@ -63,7 +63,11 @@ class _StreamState:
         self.content = ""
         self.reasoning = ""
 
-    def see(self, item: Any) -> None:
+    def see(self, item: Any) -> bool:
+        """Take one chunk; False (and the call settled) if it is an error answer."""
+        if _error(item) is not None:
+            self.settle("dropped")
+            return False
         self.usage = _usage(item) or self.usage
         self.request_id = getattr(item, "request_id", None) or self.request_id
         reply = _reply(item)
@@ -74,6 +78,10 @@ class _StreamState:
         else:
             self.content = text or self.content
             self.reasoning = thought or self.reasoning
+        return True
+
+    def end(self) -> None:
+        self.settle("ok" if self.usage is not None else "incomplete")
 
     def settle(self, status: str) -> None:
         if not self.call.settled:
@@ -96,7 +104,6 @@ class MeteredGeneration:
     def call(self, model: str, prompt: Any = None, messages: Any = None,
              **options: Any) -> Any:
         call = self._meter.begin(_request(model, prompt, messages, options))
-        attempt = 1
         while True:
             try:
                 response = self._generation.call(model=model, prompt=prompt, messages=messages,
@@ -109,14 +116,13 @@ class MeteredGeneration:
                 raise
             error = _error(first) if first is not None else None
             if error is not None:
-                if self._meter.retry.should_retry(attempt, error):
-                    self._meter.retry.sleep(self._meter.retry.delay(attempt, error))
-                    call.retry()
-                    attempt += 1
-                    continue
-                call.fail(error, http_status=error.status,
-                          request_id=getattr(first, "request_id", None))
-                return iter([first]) if options.get("stream") else first
+                delay = call.next_attempt(error, http_status=error.status,
+                                          request_id=getattr(first, "request_id", None))
+                if delay is None:
+                    return iter([first]) if options.get("stream") else first
+                self._meter.retry.sleep(delay)
+                call.retry()
+                continue
             if options.get("stream"):
                 rest = itertools.chain([] if first is None else [first], response)
                 return self._stream(call, rest, bool(options.get("incremental_output")))
@@ -129,19 +135,17 @@ class MeteredGeneration:
         state = _StreamState(call, incremental)
         try:
             for item in items:
-                if _error(item) is not None:
-                    state.settle("dropped")
-                    yield item
-                    return
-                state.see(item)
+                ok = state.see(item)
                 yield item
+                if not ok:
+                    return
         except GeneratorExit:
             state.settle("closed")
             raise
         except Exception:
             state.settle("dropped")
             raise
-        state.settle("ok" if state.usage is not None else "incomplete")
+        state.end()
 
 
 class MeteredAioGeneration(MeteredGeneration):
@@ -150,7 +154,6 @@ class MeteredAioGeneration(MeteredGeneration):
     async def call(self, model: str, prompt: Any = None, messages: Any = None,
                    **options: Any) -> Any:
         call = self._meter.begin(_request(model, prompt, messages, options))
-        attempt = 1
         while True:
             try:
                 response = await self._generation.call(model=model, prompt=prompt,
@@ -163,14 +166,13 @@ class MeteredAioGeneration(MeteredGeneration):
                 raise
             error = _error(first) if first is not None else None
             if error is not None:
-                if self._meter.retry.should_retry(attempt, error):
-                    await asyncio.sleep(self._meter.retry.delay(attempt, error))
-                    call.retry()
-                    attempt += 1
-                    continue
-                call.fail(error, http_status=error.status,
-                          request_id=getattr(first, "request_id", None))
-                return _one(first) if options.get("stream") else first
+                delay = call.next_attempt(error, http_status=error.status,
+                                          request_id=getattr(first, "request_id", None))
+                if delay is None:
+                    return _one(first) if options.get("stream") else first
+                await asyncio.sleep(delay)
+                call.retry()
+                continue
             if options.get("stream"):
                 return self._astream(call, first, response,
                                      bool(options.get("incremental_output")))
@@ -191,19 +193,17 @@ class MeteredAioGeneration(MeteredGeneration):
 
         try:
             async for item in items():
-                if _error(item) is not None:
-                    state.settle("dropped")
-                    yield item
-                    return
-                state.see(item)
+                ok = state.see(item)
                 yield item
+                if not ok:
+                    return
         except GeneratorExit:
             state.settle("closed")
             raise
         except Exception:
             state.settle("dropped")
             raise
-        state.settle("ok" if state.usage is not None else "incomplete")
+        state.end()
 
 
 async def _one(item: Any) -> AsyncIterator[Any]:

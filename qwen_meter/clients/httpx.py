@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from ..meter import Meter, MeteredCall
-from ..server_errors import classify
+from ..server_errors import DashScopeError, classify
 
 _ENDPOINTS = (("/chat/completions", "chat"), ("/embeddings", "embeddings"))
 
@@ -109,6 +109,12 @@ class _Settle:
         self.call = call
         self.reply = reply
 
+    def end(self) -> bytes:
+        """The stream ran to its end: settle, and return what was still buffered."""
+        tail = self.reply.flush()
+        self.done("ok" if self.reply.usage is not None else "incomplete")
+        return tail
+
     def done(self, status: str = "ok") -> None:
         if self.call.settled:
             return
@@ -134,13 +140,12 @@ class _MeteredStream(httpx.SyncByteStream):
                 out = reply.feed(data)
                 if out:
                     yield out
-            tail = reply.flush()
+            tail = self.settle.end()
             if tail:
                 yield tail
         except Exception:
             self.settle.done("dropped")
             raise
-        self.settle.done("ok" if reply.usage is not None else "incomplete")
 
     def close(self) -> None:
         try:
@@ -161,13 +166,12 @@ class _AsyncMeteredStream(httpx.AsyncByteStream):
                 out = reply.feed(data)
                 if out:
                     yield out
-            tail = reply.flush()
+            tail = self.settle.end()
             if tail:
                 yield tail
         except Exception:
             self.settle.done("dropped")
             raise
-        self.settle.done("ok" if reply.usage is not None else "incomplete")
 
     async def aclose(self) -> None:
         try:
@@ -200,6 +204,10 @@ def _prepare(meter: Meter, request: httpx.Request
     return call, request, inject
 
 
+def _error(response: httpx.Response) -> DashScopeError:
+    return classify(response.status_code, response.content, response.headers)
+
+
 def _is_stream(response: httpx.Response) -> bool:
     return "text/event-stream" in response.headers.get("content-type", "")
 
@@ -229,7 +237,6 @@ class MeteredTransport(httpx.BaseTransport):
         if prepared is None:
             return self.inner.handle_request(request)
         call, request, inject = prepared
-        attempt = 1
         while True:
             try:
                 response = self.inner.handle_request(request)
@@ -238,15 +245,13 @@ class MeteredTransport(httpx.BaseTransport):
                 raise
             if response.status_code >= 400:
                 response.read()
-                error = classify(response.status_code, response.content, response.headers)
-                if self.meter.retry.should_retry(attempt, error):
-                    response.close()
-                    self.meter.retry.sleep(self.meter.retry.delay(attempt, error))
-                    call.retry()
-                    attempt += 1
-                    continue
-                call.fail(error, http_status=response.status_code)
-                return response
+                delay = call.next_attempt(_error(response), http_status=response.status_code)
+                if delay is None:
+                    return response
+                response.close()
+                self.meter.retry.sleep(delay)
+                call.retry()
+                continue
             if _is_stream(response):
                 settle = _Settle(call, _Reply(hide_usage_chunk=inject))
                 return httpx.Response(response.status_code, headers=response.headers,
@@ -274,7 +279,6 @@ class AsyncMeteredTransport(httpx.AsyncBaseTransport):
         if prepared is None:
             return await self.inner.handle_async_request(request)
         call, request, inject = prepared
-        attempt = 1
         while True:
             try:
                 response = await self.inner.handle_async_request(request)
@@ -283,15 +287,13 @@ class AsyncMeteredTransport(httpx.AsyncBaseTransport):
                 raise
             if response.status_code >= 400:
                 await response.aread()
-                error = classify(response.status_code, response.content, response.headers)
-                if self.meter.retry.should_retry(attempt, error):
-                    await response.aclose()
-                    await asyncio.sleep(self.meter.retry.delay(attempt, error))
-                    call.retry()
-                    attempt += 1
-                    continue
-                call.fail(error, http_status=response.status_code)
-                return response
+                delay = call.next_attempt(_error(response), http_status=response.status_code)
+                if delay is None:
+                    return response
+                await response.aclose()
+                await asyncio.sleep(delay)
+                call.retry()
+                continue
             if _is_stream(response):
                 settle = _Settle(call, _Reply(hide_usage_chunk=inject))
                 return httpx.Response(response.status_code, headers=response.headers,

@@ -218,19 +218,7 @@ class TiktokenBackend(TokenizerBackend):
         return ids
 
     def count(self, text: str) -> int:
-        if self._fast(text):
-            return len(self._encode_all(text) if "<" in text else self._encode_ordinary(text))
-        total = 0
-        for chunk in self._chunks(text):
-            if isinstance(chunk, int):
-                total += 1
-            elif len(chunk) >= PARALLEL_THRESHOLD and self.threads > 1:
-                parts = list(_safe_cuts(chunk, self.threads * 4))
-                total += sum(map(len, self.encoding.encode_ordinary_batch(
-                    parts, num_threads=self.threads)))
-            else:
-                total += len(self._encode_ordinary(chunk))
-        return total
+        return len(self.encode(text))
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.encoding.decode_bytes(list(ids)).decode("utf-8", errors="replace")
