@@ -10,6 +10,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .attribution import Attribution, attribute, current_attribution
     from .budget import Budget, BudgetStatus, Reservation, ThresholdEvent
     from .catalogue import Catalogue, Limits, ModelSpec, Offer, PriceTier, resolve
     from .counting import (
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from .limiter import Permit, RateLimit, RateLimiter
     from .log import JsonlLog, SQLiteLog, UsageLog, UsageRecord, read_usage
     from .meter import Meter, MeteredCall, UnsupportedClient
+    from .observers import Observer
     from .preflight import Preflight, check, fit_messages
     from .pricing import Cost, CostEstimate, cost, estimate_cost
     from .server_errors import (
@@ -63,6 +65,10 @@ if TYPE_CHECKING:
     from .usage import Usage
 
 _EXPORTS: dict[str, str] = {
+    "Attribution": ".attribution",
+    "attribute": ".attribution",
+    "current_attribution": ".attribution",
+    "Observer": ".observers",
     "AuthenticationFailed": ".server_errors",
     "BadRequest": ".server_errors",
     "Budget": ".budget",
@@ -156,6 +162,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_MODEL",
+    "Attribution",
     "AuthenticationFailed",
     "BadRequest",
     "Budget",
@@ -179,6 +186,7 @@ __all__ = [
     "MeteredCall",
     "ModelSpec",
     "NotOffered",
+    "Observer",
     "Offer",
     "OutputLimitExceeded",
     "Permit",
@@ -210,12 +218,14 @@ __all__ = [
     "UsageRecord",
     "VisionRule",
     "__version__",
+    "attribute",
     "check",
     "classify",
     "cost",
     "count_completion",
     "count_messages",
     "count_tokens",
+    "current_attribution",
     "decode",
     "encode",
     "estimate_cost",

@@ -71,6 +71,7 @@ class UsageRecord:
     latency_ms: float | None = None
     tags: tuple[str, ...] = ()
     user: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:
         data = {name: getattr(self, name) for name in _FIELD_NAMES}

@@ -22,12 +22,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from .attribution import current_attribution
 from .budget import Budget, Reservation
 from .catalogue import Catalogue, ModelSpec, default_catalogue
 from .counting import TokenCount, count_completion, count_messages
 from .errors import InvalidMessages, QwenMeterError
 from .limiter import Permit, RateLimiter
 from .log import UsageLog, UsageRecord, open_log, redact
+from .observers import Observer, notify
 from .preflight import check_prompt
 from .pricing import Cost, CostEstimate, cost, estimate_cost
 from .request import Request
@@ -90,6 +92,7 @@ class MeteredCall:
     started: float
     tags: tuple[str, ...]
     user: str | None
+    metadata: dict[str, str]
     attempts: int = 1
     settled: bool = False
 
@@ -103,7 +106,9 @@ class MeteredCall:
         None when the call has failed for good (it is then settled, its holds released)."""
         policy = self.meter.retry
         if policy.should_retry(self.attempts, error):
-            return policy.delay(self.attempts, error)
+            delay = policy.delay(self.attempts, error)
+            notify(self.meter.observers, "on_retry", self, error, delay)
+            return delay
         self.fail(error, http_status=http_status, request_id=request_id)
         return None
 
@@ -205,9 +210,10 @@ class MeteredCall:
             currency=cost_.currency if cost_ else (estimate.currency if estimate else None),
             unpriced=(cost_.unpriced or None) if cost_ else None,
             latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
-            tags=self.tags, user=self.user)
+            tags=self.tags, user=self.user, metadata=self.metadata)
         if self.meter.log is not None:
             self.meter.log.append(record)
+        notify(self.meter.observers, "on_record", record, self)
         return record
 
 
@@ -247,7 +253,8 @@ class Meter:
                  log: str | os.PathLike[str] | UsageLog | _DefaultLog | None = DEFAULT_LOG,
                  preflight: bool = True, wait: bool = True, timeout: float | None = None,
                  retry: RetryPolicy | None = None, calibrate: bool = True,
-                 tags: Sequence[str] = (), user: str | None = None) -> None:
+                 tags: Sequence[str] = (), user: str | None = None,
+                 observers: Sequence[Observer] = ()) -> None:
         self.region = region
         self.catalogue = catalogue
         self.limiter = limiter
@@ -261,6 +268,11 @@ class Meter:
         self.calibration = Calibration() if calibrate else None
         self.tags = tuple(tags)
         self.user = user
+        self.observers: list[Observer] = list(observers)
+
+    def add_observer(self, observer: Observer) -> None:
+        """See every call from now on (OpenTelemetry, Prometheus, logging integrations)."""
+        self.observers.append(observer)
 
     # --- the pipeline -----------------------------------------------------------------------
 
@@ -286,8 +298,9 @@ class Meter:
             if "messages" not in request:
                 raise InvalidMessages("the request has no messages")
             max_tokens = Request.of(request).max_tokens  # validated
-        user = user or self.user or (request.get("user") if isinstance(request.get("user"), str)
-                                     else None)
+        context = current_attribution()
+        user = user or context.user or self.user or (
+            request.get("user") if isinstance(request.get("user"), str) else None)
         prompt = self._count(request, spec, endpoint, enable_thinking)
         calibration = self.calibration.offset(spec.name) if self.calibration else 0
         if self.preflight and endpoint == "chat":
@@ -307,7 +320,7 @@ class Meter:
         output = estimate.max_output_tokens if estimate and estimate.max_output_tokens else 0
         tokens = reserve_tokens + (output if endpoint == "chat" else 0)
         reservations: list[tuple[Budget, Reservation]] = []
-        all_tags = (*self.tags, *tags)
+        all_tags = (*self.tags, *context.tags, *tags)
         try:
             for budget in self.budgets:
                 key = None if budget.scope == "global" else (
@@ -320,9 +333,11 @@ class Meter:
             for budget, reservation in reservations:
                 budget.release(reservation)
             raise
-        return MeteredCall(self, spec, str(model), endpoint, bool(request.get("stream")),
+        call = MeteredCall(self, spec, str(model), endpoint, bool(request.get("stream")),
                            enable_thinking, prompt, calibration, estimate, reservations, permit,
-                           tokens, started, all_tags, user)
+                           tokens, started, all_tags, user, dict(context.metadata))
+        notify(self.observers, "on_begin", call)
+        return call
 
     def _count(self, request: Mapping[str, Any], spec: ModelSpec, endpoint: str,
                enable_thinking: bool | None) -> TokenCount:

@@ -8,6 +8,8 @@ import json
 import threading
 import warnings
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
 import pytest
 from fake_dashscope import FakeDashScope
@@ -431,3 +433,32 @@ def test_default_log_is_never_the_working_folder(tmp_path, monkeypatch):
     meter.close()
     assert (tmp_path / "data" / "qwen_meter" / "usage.jsonl").is_file()
     assert not list(tmp_path.glob("*.jsonl"))
+
+
+def test_attribution_and_observers_reach_the_record(tmp_path: Path) -> None:
+    """Per-call tags/user/metadata from `attribute` blocks, and observers seeing each event."""
+    import qwen_meter as qm
+
+    seen: list[str] = []
+
+    class Spy(qm.Observer):
+        def on_begin(self, call: Any) -> None:
+            seen.append("begin")
+
+        def on_record(self, record: Any, call: Any) -> None:
+            seen.append(f"record:{record.status}")
+
+    meter = qm.Meter(log=tmp_path / "u.jsonl", observers=[Spy()], tags=["app=demo"])
+    request = {"model": "qwen-plus", "messages": [{"role": "user", "content": "你好"}]}
+    with qm.attribute(tags=["feature=search"], user="李娜", metadata={"run": "7"}), \
+            qm.attribute(tags=["step=2"]):  # blocks nest: tags add up
+        call = meter.begin(request)
+    outside = meter.begin(request)
+    record = call.finish({"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12})
+    outside.finish({"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12})
+    assert record.tags == ("app=demo", "feature=search", "step=2")
+    assert record.user == "李娜" and record.metadata == {"run": "7"}
+    assert outside.tags == ("app=demo",) and outside.user is None and outside.metadata == {}
+    assert seen == ["begin", "begin", "record:ok", "record:ok"]
+    logged = qm.read_usage(tmp_path / "u.jsonl")
+    assert logged[0].metadata == {"run": "7"}
