@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         TokenizerUnavailable,
         UnknownFamily,
         UnknownModel,
+        UnpricedCall,
         UsageParseError,
     )
     from .limiter import Permit, RateLimit, RateLimiter
@@ -64,7 +65,15 @@ if TYPE_CHECKING:
     from .tokens.templates import TemplateProfile, get_profile
     from .usage import Usage
 
+    # issue #10: metering policies
+    from .regions import region_for_url
+    from .unlisted import FallbackPrice
+
 _EXPORTS: dict[str, str] = {
+    # issue #10: metering policies
+    "FallbackPrice": ".unlisted",
+    "UnpricedCall": ".errors",
+    "region_for_url": ".regions",
     "Attribution": ".attribution",
     "attribute": ".attribution",
     "current_attribution": ".attribution",
@@ -175,6 +184,7 @@ __all__ = [
     "Cost",
     "CostEstimate",
     "DashScopeError",
+    "FallbackPrice",
     "InputDecodeError",
     "InvalidMessages",
     "JsonlLog",
@@ -211,6 +221,7 @@ __all__ = [
     "TokenizerUnavailable",
     "UnknownFamily",
     "UnknownModel",
+    "UnpricedCall",
     "UnsupportedClient",
     "Usage",
     "UsageLog",
@@ -236,6 +247,7 @@ __all__ = [
     "load_backend",
     "open_store",
     "read_usage",
+    "region_for_url",
     "render_messages",
     "resolve",
 ]

@@ -143,3 +143,12 @@ class RateLimited(QwenMeterError):
     def __init__(self, message: str, retry_after: float) -> None:
         self.retry_after = retry_after
         super().__init__(message)
+
+
+# --- issue #10 (pipeline) -----------------------------------------------------------------
+
+class UnpricedCall(BudgetExceeded):
+    """A hard budget is in force and the call cannot be priced (a model the catalogue does
+    not list or does not offer in the region), so it cannot be checked against the budget.
+    The message names the fixes: a catalogue override, ``Meter(fallback_price=...)``, or
+    ``Meter(unpriced="allow")``."""

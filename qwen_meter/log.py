@@ -72,6 +72,10 @@ class UsageRecord:
     tags: tuple[str, ...] = ()
     user: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    #: what went wrong while settling (a store down, an unpriced cost ...); the call still counts
+    warnings: tuple[str, ...] = ()
+    #: a budget or limiter update did not reach its store: totals there may be off
+    degraded: bool = False
 
     def to_json(self) -> str:
         data = {name: getattr(self, name) for name in _FIELD_NAMES}
@@ -84,6 +88,7 @@ class UsageRecord:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["tags"] = tuple(values.get("tags") or ())
+        values["warnings"] = tuple(values.get("warnings") or ())
         return cls(**values)
 
 

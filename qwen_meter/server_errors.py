@@ -1,8 +1,14 @@
 """DashScope's error answers, classified, and the retry policy that follows from them.
 
-Model Studio answers 429 for four different things (RPM, TPM, a burst within a second, and
-quota / arrears), 403 when a free-quota-only account has used its quota, 401 for a bad key and
-500 / 503 when the service struggles. Only some of these can succeed on a retry.
+Model Studio answers 429 for three rate limits (RPM ``Throttling.RateQuota``, TPM
+``Throttling.AllocationQuota`` — whose OpenAI-compatible text is "You exceeded your current quota,
+please check your plan and billing details" or "Allocated quota exceeded" — and a burst within
+a second ``Throttling.BurstRate``); all three clear within a minute and are retried. The account
+itself is out of money with ``Arrearage`` (HTTP 400 "Access denied, please make sure your account
+is in good standing") and a free-tier-only account that used its free quota gets 403
+``AllocationQuota.FreeTierOnly``: those are :class:`QuotaExhausted` and never retried (rate-limit
+page, Last Updated 2026-06-25; error-code page). 401 is a bad key; 500 / 502 / 503 / 504 mean the
+service struggles and are retried.
 """
 
 from __future__ import annotations
@@ -43,7 +49,8 @@ class ServerRateLimited(DashScopeError):
 
 
 class QuotaExhausted(DashScopeError):
-    """Quota used up or the account in arrears (429), or free quota only and used (403)."""
+    """The account is in arrears (``Arrearage``) or free-tier-only with its free quota used
+    (403 ``AllocationQuota.FreeTierOnly``). A retry cannot help."""
 
     kind = "quota"
 
@@ -69,10 +76,12 @@ class BadRequest(DashScopeError):
 
 _RPM = ("requests rate limit", "throttling.ratequota", "rate limit reached for requests",
         "exceeding rate quota", "current requests list")
-_TPM = ("allocated quota exceeded", "throttling.allocationquota")
+# A 429 "You exceeded your current quota" (type insufficient_quota in compatible mode) is
+# DashScope's TPM limit, not an exhausted account: it clears within the minute.
+_TPM = ("allocated quota exceeded", "throttling.allocationquota", "exceeded your current quota",
+        "insufficient_quota")
 _BURST = ("rate increased too quickly", "throttling.burstrate")
-_QUOTA = ("arrearage", "insufficient_quota", "exceeded your current quota", "free tier",
-          "freetieronly", "quota exhausted", "allocationquota.freetier")
+_QUOTA = ("arrearage", "good standing", "free tier", "freetieronly", "allocationquota.freetier")
 
 
 def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
@@ -118,7 +127,8 @@ def classify(status: int | None, body: Any = None,
         kind = AuthenticationFailed
     elif any(k in haystack for k in _QUOTA) or status == 403:
         kind = QuotaExhausted
-    elif status == 429 or any(k in haystack for k in (*_RPM, *_TPM, *_BURST)):
+    elif status == 429 or any(k in haystack for k in (*_RPM, *_BURST)) or (
+            status is None and any(k in haystack for k in _TPM)):
         limited = ServerRateLimited(text, status=status, code=code, retry_after=after)
         limited.limit = ("tokens" if any(k in haystack for k in _TPM) else
                          "burst" if any(k in haystack for k in _BURST) else "requests")

@@ -227,7 +227,7 @@ def test_bad_requests_fail_before_anything_is_sent(make_meter, server):
     meter = make_meter(budget=qm.Budget("0.00001 CNY"))
     wrapped = client(meter, server)
     before = len(server.requests)
-    with pytest.raises(qm.UnknownModel):
+    with pytest.raises(qm.UnpricedCall, match="catalogue override"):  # unknown, hard budget
         wrapped.chat.completions.create(model="qwen-plsu", messages=HELLO)
     with pytest.raises(qm.InvalidMessages):
         wrapped.chat.completions.create(model="qwen-plus", messages=[{"role": "robot",
@@ -236,7 +236,10 @@ def test_bad_requests_fail_before_anything_is_sent(make_meter, server):
         wrapped.chat.completions.create(model="qwen-plus", messages=HELLO, max_tokens=10**6)
     with pytest.raises(qm.BudgetExceeded):
         wrapped.chat.completions.create(model="qwen-plus", messages=HELLO)
-    assert len(server.requests) == before and records(meter) == []
+    assert len(server.requests) == before
+    assert [(r.status, r.error_kind) for r in records(meter)] == [
+        ("refused", "UnpricedCall"), ("refused", "InvalidMessages"),
+        ("refused", "OutputLimitExceeded"), ("refused", "BudgetExceeded")]
     with pytest.raises(qm.UnsupportedClient):
         meter.wrap(object())
 
@@ -397,8 +400,10 @@ def test_32_threads_share_one_budget_and_limiter(make_meter, server):
         thread.start()
     for thread in threads:
         thread.join(60)
-    logged = records(meter)
+    logged = [r for r in records(meter) if r.status == "ok"]
+    refused = [r for r in records(meter) if r.status == "refused"]
     assert len(logged) == outcomes.count("ok") > 0 and "refused" in outcomes
+    assert len(refused) == outcomes.count("refused")
     status = meter.budgets[0].status()
     assert status.committed == sum(Decimal(r.cost) for r in logged) <= status.limit
     assert status.reserved == 0
