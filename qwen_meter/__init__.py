@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from .observers import Observer
     from .preflight import Preflight, check, fit_messages
     from .pricing import Cost, CostEstimate, cost, estimate_cost
+    from .regions import region_for_url  # issue #10
     from .server_errors import (
         AuthenticationFailed,
         BadRequest,
@@ -63,11 +64,8 @@ if TYPE_CHECKING:
     from .tokens.backends import TokenizerBackend, load_backend
     from .tokens.media import VisionRule, image_tokens
     from .tokens.templates import TemplateProfile, get_profile
+    from .unlisted import FallbackPrice  # issue #10
     from .usage import Usage
-
-    # issue #10: metering policies
-    from .regions import region_for_url
-    from .unlisted import FallbackPrice
 
 _EXPORTS: dict[str, str] = {
     # issue #10: metering policies

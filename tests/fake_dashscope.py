@@ -6,7 +6,14 @@ server-sent-event streams, usage placement and error bodies shaped as in DashSco
 (usage in a final ``choices: []`` chunk only with ``stream_options.include_usage``; cumulative
 ``output_tokens`` in native streams; ``{"error": {...}}`` / ``{"code", "message"}`` errors).
 Usage is counted with qwen_meter itself, plus ``prompt_offset`` to imitate a server template
-that differs from the catalogue's. Tests queue behaviours for the next requests with ``push``.
+that differs from the catalogue's. Tests queue behaviours for the next requests with ``push``:
+``status`` (an error answer), ``no_usage``, ``usage`` (a usage object to send as is), ``sep``
+(the SSE line ending: ``"\r\n"`` or ``"\r"``), ``no_finish`` (a stream without its final
+``finish_reason``), ``drop_after`` (cut a stream), ``slow`` (seconds between chunks).
+Also served: ``/completions``, ``/responses`` (compatible mode), native
+``multimodal-generation`` and ``text-embedding``. :meth:`FakeDashScope.transport` gives an
+httpx (or httpx2) transport that sends any URL — ``https://dashscope-intl.aliyuncs.com/...`` —
+here, so clients configured for the real hosts can be tested.
 """
 
 from __future__ import annotations
@@ -66,6 +73,28 @@ class FakeDashScope:
         self.httpd.shutdown()
         self.httpd.server_close()
 
+    def transport(self, hx: Any = None, *, asynchronous: bool = False) -> Any:
+        """An ``hx`` (httpx by default) transport that sends every request to this server,
+        whatever host its URL names, keeping path and query."""
+        if hx is None:
+            import httpx as hx
+        port = self.httpd.server_address[1]
+        base = hx.AsyncHTTPTransport if asynchronous else hx.HTTPTransport
+
+        def local(request: Any) -> Any:
+            url = request.url.copy_with(scheme="http", host="127.0.0.1", port=port)
+            return hx.Request(request.method, url, headers=request.headers,
+                              content=request.content, extensions=request.extensions)
+
+        class Local(base):  # type: ignore[misc, valid-type]
+            def handle_request(self, request: Any) -> Any:
+                return super().handle_request(local(request))
+
+            async def handle_async_request(self, request: Any) -> Any:
+                return await super().handle_async_request(local(request))
+
+        return Local()
+
     # --- answers ----------------------------------------------------------------------------
 
     def _next(self) -> dict[str, Any]:
@@ -78,17 +107,25 @@ class FakeDashScope:
         with self.lock:
             self.requests.append({"path": h.path, "body": body,
                                   "headers": {k.lower(): v for k, v in h.headers.items()}})
-        known = ("/chat/completions", "/embeddings", "/text-generation/generation")
-        if not h.path.endswith(known):
+        known = ("/completions", "/embeddings", "/responses", "/text-generation/generation",
+                 "/multimodal-generation/generation", "/text-embedding/text-embedding")
+        path = h.path.split("?")[0]
+        if not path.endswith(known):
             return self._send_json(h, 501, {"error": {"message": "not implemented here"}})
         behaviour = self._next()
-        native = h.path.startswith("/api/v1/")
+        native = path.startswith("/api/v1/")
         if "status" in behaviour:
             return self._error(h, behaviour, native)
-        if h.path.endswith("/embeddings"):
+        if path.endswith("/embeddings"):
             return self._embeddings(h, body)
+        if path.endswith("/text-embedding/text-embedding"):
+            return self._native_embeddings(h, body)
         if native:
             return self._native(h, body, behaviour)
+        if path.endswith("/responses"):
+            return self._responses(h, body, behaviour)
+        if not path.endswith("/chat/completions"):
+            return self._completions(h, body, behaviour)
         return self._compatible(h, body, behaviour)
 
     def _send_json(self, h: BaseHTTPRequestHandler, status: int, data: Any,
@@ -124,9 +161,10 @@ class FakeDashScope:
         thinking = body.get("enable_thinking")
         prompt, completion = self._counts(model, body["messages"], body.get("tools"),
                                           thinking, bool(thinking))
-        usage = {"prompt_tokens": prompt, "completion_tokens": completion,
-                 "total_tokens": prompt + completion}
+        usage = b.get("usage") or {"prompt_tokens": prompt, "completion_tokens": completion,
+                                   "total_tokens": prompt + completion}
         rid = f"chatcmpl-{uuid.uuid4().hex[:12]}"
+        sep = b.get("sep", "\n")
         if not body.get("stream"):
             message = {"role": "assistant", "content": REPLY}
             if thinking:
@@ -148,7 +186,8 @@ class FakeDashScope:
                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish,
                                  "logprobs": None}] if choices else [],
                     "usage": with_usage}
-            h.wfile.write(f"data: {json.dumps(data, ensure_ascii=False)}\n\n".encode())
+            h.wfile.write(f": keep-alive{sep}data: {json.dumps(data, ensure_ascii=False)}"
+                          f"{sep}{sep}".encode())
             h.wfile.flush()
             if b.get("slow"):
                 time.sleep(b["slow"])
@@ -160,10 +199,11 @@ class FakeDashScope:
             if b.get("drop_after") is not None and n >= b["drop_after"]:
                 return  # the connection closes mid-stream
             chunk(delta)
-        chunk({"content": ""}, finish="stop")
+        if not b.get("no_finish"):
+            chunk({"content": ""}, finish="stop")
         if (body.get("stream_options") or {}).get("include_usage") and not b.get("no_usage"):
             chunk({}, choices=False, with_usage=usage)
-        h.wfile.write(b"data: [DONE]\n\n")
+        h.wfile.write(f"data: [DONE]{sep}{sep}".encode())
 
     def _embeddings(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
         texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
@@ -178,15 +218,27 @@ class FakeDashScope:
                 b: dict[str, Any]) -> None:
         model = body["model"]
         inputs = body.get("input", {})
-        messages = inputs.get("messages") or [{"role": "user", "content": inputs.get("prompt")}]
+        if "history" in inputs:  # the legacy form: {"user": ..., "bot": ...} turns + prompt
+            messages = [{"role": role, "content": turn[key]} for turn in inputs["history"]
+                        for key, role in (("user", "user"), ("bot", "assistant"))
+                        if key in turn]
+            messages += [{"role": "user", "content": inputs["prompt"]}] \
+                if inputs.get("prompt") else []
+        else:
+            messages = inputs.get("messages") or [{"role": "user",
+                                                   "content": inputs.get("prompt")}]
         params = body.get("parameters", {})
         thinking = params.get("enable_thinking")
         prompt, completion = self._counts(model, messages, params.get("tools"), thinking,
                                           bool(thinking))
         rid = uuid.uuid4().hex
+        multimodal = "/multimodal-generation/" in h.path
         as_message = params.get("result_format") == "message"
 
         def output(text: str, finish: str) -> dict[str, Any]:
+            if multimodal:
+                return {"choices": [{"finish_reason": finish, "message": {
+                    "role": "assistant", "content": [{"text": text}]}}]}
             if as_message:
                 return {"choices": [{"finish_reason": finish,
                                      "message": {"role": "assistant", "content": text}}]}
@@ -203,6 +255,7 @@ class FakeDashScope:
         h.send_header("Content-Type", "text/event-stream;charset=UTF-8")
         h.end_headers()
         incremental = params.get("incremental_output")
+        sep = b.get("sep", "\n")
         so_far = ""
         done = 0
         for n, piece in enumerate(PIECES):
@@ -210,14 +263,71 @@ class FakeDashScope:
                 return
             so_far += piece
             done = qm.count_completion(so_far, model).tokens
-            last = n == len(PIECES) - 1
+            last = n == len(PIECES) - 1 and not b.get("no_finish")
             data = {"output": output(piece if incremental else so_far,
                                      "stop" if last else "null"),
                     "usage": {"input_tokens": prompt, "output_tokens": done,
                               "total_tokens": prompt + done},
                     "request_id": rid}
-            h.wfile.write(f"id:{n + 1}\nevent:result\n:HTTP_STATUS/200\n"
-                          f"data:{json.dumps(data, ensure_ascii=False)}\n\n".encode())
+            h.wfile.write(f"id:{n + 1}{sep}event:result{sep}:HTTP_STATUS/200{sep}"
+                          f"data:{json.dumps(data, ensure_ascii=False)}{sep}{sep}".encode())
             h.wfile.flush()
             if b.get("slow"):
                 time.sleep(b["slow"])
+
+    def _completions(self, h: BaseHTTPRequestHandler, body: dict[str, Any],
+                     b: dict[str, Any]) -> None:
+        prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
+        prompt = sum(qm.count_tokens(p, body["model"]).tokens for p in prompts)
+        completion = qm.count_tokens(REPLY, body["model"]).tokens
+        self._send_json(h, 200, {
+            "id": f"cmpl-{uuid.uuid4().hex[:12]}", "object": "text_completion",
+            "model": body["model"],
+            "choices": [{"index": 0, "text": REPLY, "finish_reason": "stop"}],
+            "usage": b.get("usage") or {"prompt_tokens": prompt, "completion_tokens": completion,
+                                        "total_tokens": prompt + completion}})
+
+    def _responses(self, h: BaseHTTPRequestHandler, body: dict[str, Any],
+                   b: dict[str, Any]) -> None:
+        items = body.get("input")
+        messages = ([{"role": "system", "content": body["instructions"]}]
+                    if body.get("instructions") else [])
+        messages += [{"role": "user", "content": items}] if isinstance(items, str) else [
+            {"role": i["role"], "content": i["content"]} for i in items]
+        prompt, completion = self._counts(body["model"], messages, None, None, False)
+        rid = f"resp_{uuid.uuid4().hex[:12]}"
+        response = {"id": rid, "object": "response", "model": body["model"],
+                    "status": "completed", "created_at": int(time.time()),
+                    "output": [{"type": "message", "id": "msg_1", "role": "assistant",
+                                "status": "completed",
+                                "content": [{"type": "output_text", "text": REPLY,
+                                             "annotations": []}]}],
+                    "usage": {"input_tokens": prompt, "output_tokens": completion,
+                              "total_tokens": prompt + completion,
+                              "input_tokens_details": {"cached_tokens": 0},
+                              "output_tokens_details": {"reasoning_tokens": 0}}}
+        if not body.get("stream"):
+            return self._send_json(h, 200, response)
+        h.send_response(200)
+        h.send_header("Content-Type", "text/event-stream")
+        h.end_headers()
+        events = [{"type": "response.created", "response": {**response, "usage": None,
+                                                             "status": "in_progress",
+                                                             "output": []}}]
+        events += [{"type": "response.output_text.delta", "item_id": "msg_1", "output_index": 0,
+                    "content_index": 0, "delta": p} for p in PIECES]
+        events.append({"type": "response.completed", "response": response})
+        for n, event in enumerate(events):
+            h.wfile.write(f"event: {event['type']}\ndata: "
+                          f"{json.dumps({**event, 'sequence_number': n}, ensure_ascii=False)}"
+                          "\n\n".encode())
+            h.wfile.flush()
+
+    def _native_embeddings(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        texts = body["input"]["texts"]
+        texts = texts if isinstance(texts, list) else [texts]
+        tokens = sum(qm.count_tokens(t, body["model"]).tokens + 1 for t in texts)
+        self._send_json(h, 200, {
+            "output": {"embeddings": [{"text_index": i, "embedding": [0.1, 0.2]}
+                                      for i in range(len(texts))]},
+            "usage": {"total_tokens": tokens}, "request_id": uuid.uuid4().hex})

@@ -173,8 +173,8 @@ def test_rate_limit_is_retried_honouring_retry_after(make_meter, server):
 @pytest.mark.parametrize(("behaviour", "error", "kind"), [
     ({"status": 429, "code": "Arrearage", "message": "Access denied, please make sure your "
       "account is in good standing."}, "RateLimitError", "quota"),
-    ({"status": 429, "code": "insufficient_quota", "message": "You exceeded your current quota, "
-      "please check your plan and billing details"}, "RateLimitError", "quota"),
+    ({"status": 400, "code": "Arrearage", "message": "Access denied, please make sure your "
+      "account is in good standing."}, "BadRequestError", "quota"),
     ({"status": 403, "code": "AllocationQuota.FreeTierOnly", "message": "The free tier of the "
       "model has been exhausted."}, "PermissionDeniedError", "quota"),
     ({"status": 401, "code": "invalid_api_key", "message": f"Incorrect API key provided: {KEY}"},
@@ -330,7 +330,9 @@ def test_dashscope_stream_stopped_early(make_meter, dashscope_sdk, server):
     next(stream)
     stream.close()
     (record,) = records(meter)
-    assert record.status == "ok" and record.completion_tokens == 1  # cumulative usage so far
+    # stopped before the final finish_reason: closed, with the cumulative usage reached
+    assert record.status == "closed" and record.completion_tokens == 1
+    assert not record.usage_estimated
 
 
 def test_dashscope_errors_retry_and_return_the_sdk_response(make_meter, dashscope_sdk, server):

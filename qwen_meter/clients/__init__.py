@@ -7,6 +7,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..meter import Meter
 
+_DASHSCOPE = {"Generation": "MeteredGeneration", "AioGeneration": "MeteredAioGeneration",
+              "MultiModalConversation": "MeteredMultiModalConversation",
+              "AioMultiModalConversation": "MeteredAioMultiModalConversation",
+              "TextEmbedding": "MeteredTextEmbedding"}
+
 
 def wrap(meter: Meter, client: Any) -> Any:
     """The metered counterpart of ``client`` (see :meth:`qwen_meter.Meter.wrap`)."""
@@ -18,16 +23,15 @@ def wrap(meter: Meter, client: Any) -> Any:
         from .openai import wrap_openai
 
         return wrap_openai(meter, client)
-    if module.startswith("dashscope") and name in ("Generation", "AioGeneration"):
-        from .dashscope import MeteredAioGeneration, MeteredGeneration
+    if module.startswith("dashscope") and name in _DASHSCOPE:
+        from . import dashscope
 
-        return (MeteredGeneration if name == "Generation" else MeteredAioGeneration)(meter,
-                                                                                     client)
-    if module.startswith("httpx") and name in ("Client", "AsyncClient"):
+        return getattr(dashscope, _DASHSCOPE[name])(meter, client)
+    if module.split(".")[0] in ("httpx", "httpx2") and name in ("Client", "AsyncClient"):
         from .httpx import wrap_httpx
 
         return wrap_httpx(meter, client)
     raise UnsupportedClient(
         f"cannot meter a {module}.{name}; supported: openai.OpenAI / AsyncOpenAI, "
-        "dashscope.Generation / AioGeneration, httpx.Client / AsyncClient "
+        f"dashscope.{' / '.join(_DASHSCOPE)}, httpx / httpx2 Client / AsyncClient "
         "(LangChain: pass meter.httpx_client() as http_client)")

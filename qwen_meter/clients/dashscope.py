@@ -1,16 +1,21 @@
-"""``dashscope.Generation`` / ``AioGeneration``: the native SDK's ``call``, metered.
+"""The native dashscope SDK's ``call``, metered: ``Generation`` / ``AioGeneration``,
+``MultiModalConversation`` / ``AioMultiModalConversation`` and ``TextEmbedding``.
 
 The SDK returns error answers as responses (``status_code``, ``code``, ``message``) rather than
 raising; the wrapper retries those DashScope says can succeed and otherwise returns them as the
 SDK would. Streams (``incremental_output`` true or false) carry cumulative usage in every chunk;
-the last one settles the call, and a stream the caller stops early is settled from the text it
-received.
+the last one settles the call. A stream that ends without a final ``finish_reason`` is
+``incomplete``; one the caller stops early is ``closed``, with the usage reached so far.
+
+What is counted is what the SDK sends: with ``history`` the history turns plus ``prompt``
+(``messages`` is then ignored, as the SDK ignores it); with ``messages`` the messages plus
+``prompt`` appended as a user turn; else ``prompt`` alone. The region comes from
+``base_address=`` or ``dashscope.base_http_api_url``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
@@ -18,14 +23,32 @@ from ..meter import Meter, MeteredCall
 from ..server_errors import DashScopeError, classify
 
 
-def _request(model: str, prompt: Any, messages: Any, options: Mapping[str, Any]
-             ) -> dict[str, Any]:
-    if messages is None and prompt is not None:
-        messages = [{"role": "user", "content": prompt}]
-    return {"model": model, "messages": messages, "tools": options.get("tools"),
+def _history(history: Any) -> list[dict[str, Any]]:
+    turns: list[dict[str, Any]] = []
+    for turn in history or []:
+        if isinstance(turn, Mapping):
+            if turn.get("user") is not None:
+                turns.append({"role": "user", "content": str(turn["user"])})
+            if turn.get("bot") is not None:
+                turns.append({"role": "assistant", "content": str(turn["bot"])})
+    return turns
+
+
+def chat_request(model: Any, prompt: Any, messages: Any, history: Any,
+                 options: Mapping[str, Any]) -> dict[str, Any]:
+    """The chat request the SDK sends for these ``call`` arguments (see the module docs)."""
+    ask = [{"role": "user", "content": prompt}] if prompt else []
+    if history is not None:
+        sent = _history(history) + ask
+    elif messages is not None:
+        sent = list(messages) + ask
+    else:
+        sent = [{"role": "user", "content": prompt}]
+    return {"model": model, "messages": sent, "tools": options.get("tools"),
             "max_tokens": options.get("max_tokens"),
             "enable_thinking": options.get("enable_thinking"),
-            "stream": bool(options.get("stream"))}
+            "vl_high_resolution_images": options.get("vl_high_resolution_images"),
+            "user": options.get("user"), "stream": bool(options.get("stream"))}
 
 
 def _error(response: Any) -> DashScopeError | None:
@@ -36,40 +59,64 @@ def _error(response: Any) -> DashScopeError | None:
                              "message": getattr(response, "message", None)})
 
 
-def _reply(response: Any) -> dict[str, Any]:
+def _output(response: Any) -> Mapping[str, Any]:
     output = getattr(response, "output", None) or {}
-    choices = output.get("choices") if isinstance(output, Mapping) else None
+    return output if isinstance(output, Mapping) else {}
+
+
+def _reply(response: Any) -> dict[str, Any]:
+    output = _output(response)
+    choices = output.get("choices")
     if choices:
         message = choices[0].get("message") or {}
-        return {"content": message.get("content"),
-                "reasoning_content": message.get("reasoning_content"),
+        content = message.get("content")
+        if isinstance(content, list):  # multimodal replies: [{"text": ...}]
+            content = "".join(str(p.get("text") or "") for p in content
+                              if isinstance(p, Mapping))
+        return {"content": content, "reasoning_content": message.get("reasoning_content"),
                 "tool_calls": message.get("tool_calls")}
-    return {"content": output.get("text") if isinstance(output, Mapping) else None}
+    return {"content": output.get("text")}
+
+
+def _finished(response: Any) -> bool:
+    output = _output(response)
+    choices = output.get("choices")
+    reason = choices[0].get("finish_reason") if choices else output.get("finish_reason")
+    return bool(reason) and reason != "null"
 
 
 def _usage(response: Any) -> Any:
     usage = getattr(response, "usage", None)
-    return dict(usage) if usage and "input_tokens" in usage else None
+    if not usage:
+        return None
+    usage = dict(usage)
+    if "input_tokens" in usage:
+        return usage
+    if "total_tokens" in usage:  # embeddings: input only
+        return {"input_tokens": usage["total_tokens"], "output_tokens": 0}
+    return None
 
 
 class _StreamState:
     """Follows a native stream: the latest cumulative usage and the reply so far."""
 
-    def __init__(self, call: MeteredCall, incremental: bool) -> None:
-        self.call = call
+    def __init__(self, incremental: bool) -> None:
         self.incremental = incremental
         self.usage: Any = None
         self.request_id: str | None = None
         self.content = ""
         self.reasoning = ""
+        self.finished = False
+        self.failed = False
 
     def see(self, item: Any) -> bool:
-        """Take one chunk; False (and the call settled) if it is an error answer."""
+        """Take one chunk; False if it is an error answer (the stream then ends)."""
         if _error(item) is not None:
-            self.settle("dropped")
+            self.failed = True
             return False
         self.usage = _usage(item) or self.usage
         self.request_id = getattr(item, "request_id", None) or self.request_id
+        self.finished = self.finished or _finished(item)
         reply = _reply(item)
         text, thought = reply.get("content") or "", reply.get("reasoning_content") or ""
         if self.incremental:
@@ -80,37 +127,54 @@ class _StreamState:
             self.reasoning = thought or self.reasoning
         return True
 
-    def end(self) -> None:
-        self.settle("ok" if self.usage is not None else "incomplete")
-
-    def settle(self, status: str) -> None:
-        if not self.call.settled:
-            self.call.finish(self.usage, request_id=self.request_id,
-                             reply={"content": self.content,
-                                    "reasoning_content": self.reasoning or None},
-                             status=status if self.usage is None else "ok")
+    def outcome(self, status: str) -> dict[str, Any]:
+        if status == "ok" and not self.finished:
+            status = "incomplete"  # no final finish_reason: the answer may be cut
+        if self.failed:
+            status = "dropped"
+        return {"usage": self.usage, "request_id": self.request_id, "status": status,
+                "reply": {"content": self.content, "reasoning_content": self.reasoning or None}}
 
 
 class MeteredGeneration:
-    """``dashscope.Generation`` with a metered ``call``; everything else passes through."""
+    """A dashscope API class with a metered ``call``; everything else passes through."""
 
-    def __init__(self, meter: Meter, generation: Any) -> None:
+    endpoint = "chat"
+    #: the names of ``call``'s positional parameters, to read positional arguments by name
+    positional: tuple[str, ...] = ("model", "prompt", "history", "api_key", "messages")
+
+    def __init__(self, meter: Meter, api: Any) -> None:
         self._meter = meter
-        self._generation = generation
+        self._api = api
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._generation, name)
+        return getattr(self._api, name)
 
-    def call(self, model: str, prompt: Any = None, messages: Any = None,
-             **options: Any) -> Any:
-        call = self._meter.begin(_request(model, prompt, messages, options))
+    def _metered(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The request the meter counts, from the ``call`` arguments."""
+        options = {**dict(zip(self.positional, args, strict=False)), **kwargs}
+        model = options.pop("model", None)
+        if self.endpoint == "embeddings":
+            return {"model": model, "input": options.get("input")}
+        return chat_request(model, options.pop("prompt", None), options.pop("messages", None),
+                            options.pop("history", None), options)
+
+    def _url(self, kwargs: Mapping[str, Any]) -> Any:
+        if kwargs.get("base_address"):
+            return kwargs["base_address"]
+        import dashscope
+
+        return getattr(dashscope, "base_http_api_url", None)
+
+    def call(self, *args: Any, **kwargs: Any) -> Any:
+        meter = self._meter
+        call = meter.begin(self._metered(args, kwargs), endpoint=self.endpoint,
+                           url=self._url(kwargs))
+        stream = bool(kwargs.get("stream"))
         while True:
             try:
-                response = self._generation.call(model=model, prompt=prompt, messages=messages,
-                                                  **options)
-                first = response
-                if options.get("stream"):
-                    first = next(response, None)
+                response = self._api.call(*args, **kwargs)
+                first = next(response, None) if stream else response
             except Exception as exc:
                 call.fail(exc)
                 raise
@@ -119,91 +183,109 @@ class MeteredGeneration:
                 delay = call.next_attempt(error, http_status=error.status,
                                           request_id=getattr(first, "request_id", None))
                 if delay is None:
-                    return iter([first]) if options.get("stream") else first
-                self._meter.retry.sleep(delay)
+                    return iter([first]) if stream else first
+                meter.retry.sleep(delay)
                 call.retry()
                 continue
-            if options.get("stream"):
-                rest = itertools.chain([] if first is None else [first], response)
-                return self._stream(call, rest, bool(options.get("incremental_output")))
+            if stream:
+                return self._stream(call, first, response, bool(kwargs.get("incremental_output")))
             call.finish(_usage(response), request_id=getattr(response, "request_id", None),
                         reply=_reply(response))
             return response
 
     @staticmethod
-    def _stream(call: MeteredCall, items: Iterator[Any], incremental: bool) -> Iterator[Any]:
-        state = _StreamState(call, incremental)
+    def _stream(call: MeteredCall, first: Any, rest: Iterator[Any],
+                incremental: bool) -> Iterator[Any]:
+        state = _StreamState(incremental)
         try:
-            for item in items:
+            for item in ([] if first is None else [first]):
+                state.see(item)
+                yield item
+            for item in rest:
                 ok = state.see(item)
                 yield item
                 if not ok:
-                    return
+                    break
         except GeneratorExit:
-            state.settle("closed")
+            call.finish(**state.outcome("closed"))
             raise
         except Exception:
-            state.settle("dropped")
+            call.finish(**state.outcome("dropped"))
             raise
-        state.end()
+        call.finish(**state.outcome("ok"))
 
 
 class MeteredAioGeneration(MeteredGeneration):
-    """``dashscope.AioGeneration`` with a metered ``call`` (awaitable, async streams)."""
+    """An async dashscope API class (``AioGeneration`` ...) with a metered ``call``."""
 
-    async def call(self, model: str, prompt: Any = None, messages: Any = None,
-                   **options: Any) -> Any:
-        call = self._meter.begin(_request(model, prompt, messages, options))
+    async def call(self, *args: Any, **kwargs: Any) -> Any:
+        meter = self._meter
+        call = await meter.begin_async(self._metered(args, kwargs), endpoint=self.endpoint,
+                                       url=self._url(kwargs))
+        stream = bool(kwargs.get("stream"))
         while True:
             try:
-                response = await self._generation.call(model=model, prompt=prompt,
-                                                        messages=messages, **options)
-                first = response
-                if options.get("stream"):
-                    first = await anext(response, None)
+                response = await self._api.call(*args, **kwargs)
+                first = await anext(response, None) if stream else response
             except Exception as exc:
-                call.fail(exc)
+                await call.fail_async(exc)
                 raise
             error = _error(first) if first is not None else None
             if error is not None:
-                delay = call.next_attempt(error, http_status=error.status,
-                                          request_id=getattr(first, "request_id", None))
+                delay = await call.next_attempt_async(
+                    error, http_status=error.status, request_id=getattr(first, "request_id", None))
                 if delay is None:
-                    return _one(first) if options.get("stream") else first
+                    return _one(first) if stream else first
                 await asyncio.sleep(delay)
-                call.retry()
+                await call.retry_async()
                 continue
-            if options.get("stream"):
+            if stream:
                 return self._astream(call, first, response,
-                                     bool(options.get("incremental_output")))
-            call.finish(_usage(response), request_id=getattr(response, "request_id", None),
-                        reply=_reply(response))
+                                     bool(kwargs.get("incremental_output")))
+            await call.finish_async(_usage(response),
+                                    request_id=getattr(response, "request_id", None),
+                                    reply=_reply(response))
             return response
 
     @staticmethod
     async def _astream(call: MeteredCall, first: Any, rest: AsyncIterator[Any],
                        incremental: bool) -> AsyncIterator[Any]:
-        state = _StreamState(call, incremental)
-
-        async def items() -> AsyncIterator[Any]:
+        state = _StreamState(incremental)
+        try:
             if first is not None:
+                state.see(first)
                 yield first
             async for item in rest:
-                yield item
-
-        try:
-            async for item in items():
                 ok = state.see(item)
                 yield item
                 if not ok:
-                    return
-        except GeneratorExit:
-            state.settle("closed")
+                    break
+        except GeneratorExit:  # aclose() (or the loop's finaliser) may still await
+            await call.finish_async(**state.outcome("closed"))
             raise
         except Exception:
-            state.settle("dropped")
+            await call.finish_async(**state.outcome("dropped"))
             raise
-        state.end()
+        await call.finish_async(**state.outcome("ok"))
+
+
+class MeteredMultiModalConversation(MeteredGeneration):
+    """``dashscope.MultiModalConversation`` with a metered ``call``."""
+
+    positional = ("model", "messages", "api_key")
+
+
+class MeteredAioMultiModalConversation(MeteredAioGeneration):
+    """``dashscope.AioMultiModalConversation`` with a metered ``call``."""
+
+    positional = ("model", "messages", "api_key")
+
+
+class MeteredTextEmbedding(MeteredGeneration):
+    """``dashscope.TextEmbedding`` with a metered ``call`` (input tokens only)."""
+
+    endpoint = "embeddings"
+    positional = ("model", "input")
 
 
 async def _one(item: Any) -> AsyncIterator[Any]:
