@@ -532,7 +532,9 @@ class Meter:
                           tags: Sequence[str] = (), user: str | None = None,
                           region: str | None = None, url: Any = None) -> MeteredCall:
         """:meth:`begin` for asyncio: the limiter wait is awaited, store I/O runs off the
-        loop."""
+        loop. Counting stays on the loop (pure CPU, cached; in a worker thread it would only
+        fight the loop for the GIL); the first call of a model loads its tokenizer, so warm
+        it at startup (``qm.count_tokens("", model)``) where that first stall matters."""
         plan = self._plan_or_refuse(request, endpoint, tags, user, region, url)
         return await steps.run_async(self._begin_steps(plan))
 

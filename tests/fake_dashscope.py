@@ -48,7 +48,10 @@ class FakeDashScope:
             def do_POST(self) -> None:
                 server.handle(self)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 256  # many concurrent clients (the default backlog is 5)
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
@@ -150,6 +153,10 @@ class FakeDashScope:
 
     def _counts(self, model: str, messages: Any, tools: Any, thinking: bool | None,
                 reasoning: bool) -> tuple[int, int]:
+        try:
+            qm.resolve(model)
+        except qm.UnknownModel:  # a model the catalogue lacks: the server knows it anyway
+            model = "qwen-plus"
         prompt = qm.count_messages(messages, model, tools=tools,
                                    enable_thinking=thinking).tokens + self.prompt_offset
         reply = {"content": REPLY, "reasoning_content": REASONING if reasoning else None}

@@ -156,10 +156,12 @@ class _Reply:
 
     def outcome(self, status: str) -> dict[str, Any]:
         """finish() arguments for a stream that ended with ``status``."""
-        if status == "ok" and self.usage is None:
+        if self.usage is not None:
+            # The server's usage arrived (SDKs close the stream at [DONE], after it): the call
+            # is fully known, and complete if the answer had its finish_reason.
+            status = "ok" if self.finished else "incomplete"
+        elif status == "ok":
             status = "incomplete"
-        elif self.usage is not None and status in ("closed", "dropped"):
-            status = "ok"  # the server's own usage arrived: the call is fully known
         return {"usage": self.usage, "reply": self.message(), "served_model": self.model,
                 "request_id": self.request_id, "status": status}
 
