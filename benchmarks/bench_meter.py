@@ -1,18 +1,32 @@
-"""Overhead of the metered client: the same calls, bare and metered, to one local server.
+"""The meter's own cost per call, next to the bare client's, and the event loop under waiting.
 
-Run:  python benchmarks/bench_meter.py
-The server (tests/fake_dashscope.py) answers like DashScope on 127.0.0.1. The meter uses the
-memory store for its limiter and budget and writes a JSONL log, i.e. the full pipeline.
+Run:  python benchmarks/bench_meter.py [--calls 200]
+The server (tests/fake_dashscope.py) answers like DashScope on 127.0.0.1, in this process. The
+meter uses the memory store for its limiter and budget and writes a JSONL log: the full
+pipeline. Figures, in one run:
+
+* sync and async openai clients, plain and streamed: median µs per call bare and metered;
+* the pipeline alone (begin + finish, no HTTP), sync and async;
+* the largest event-loop stall (a 20 ms heartbeat's worst gap) while 50 AsyncOpenAI calls
+  wait on an RPM-limited limiter (15 calls a second), metered, next to the bare client doing
+  the same 50 calls with no limiter.
+
+Figures measured on a shared, loaded machine are noisy: compare the columns of one run.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import gc
 import json
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
@@ -22,11 +36,12 @@ import qwen_meter as qm
 
 HELLO = [{"role": "system", "content": "You are a helpful assistant."},
          {"role": "user", "content": "你是誰?"}]
+USAGE = {"prompt_tokens": 22, "completion_tokens": 16, "total_tokens": 38}
 
 
-def timed(fn, n: int) -> float:
+def timed(fn: Callable[[], Any], n: int) -> float:
     """Median seconds per call over n calls (after warm-up)."""
-    for _ in range(20):
+    for _ in range(min(20, n)):
         fn()
     samples = []
     for _ in range(n):
@@ -36,35 +51,118 @@ def timed(fn, n: int) -> float:
     return statistics.median(samples)
 
 
+async def atimed(fn: Callable[[], Awaitable[Any]], n: int) -> float:
+    for _ in range(min(20, n)):
+        await fn()
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        await fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def row(plain: float, metered: float) -> dict[str, Any]:
+    return {"bare µs": round(plain * 1e6), "metered µs": round(metered * 1e6),
+            "overhead µs": round((metered - plain) * 1e6), "ratio": round(metered / plain, 3)}
+
+
+async def stall(client: Any, calls: int = 50) -> tuple[float, float]:
+    """(worst heartbeat gap beyond its 20 ms, seconds) while ``calls`` calls run at once."""
+    await client.chat.completions.create(model="qwen-plus", messages=HELLO)  # warm
+    gc.collect()
+    gc.freeze()  # the process's own full collections are not the meter's stalls
+    gaps: list[float] = []
+    done = asyncio.Event()
+
+    async def heartbeat() -> None:
+        last = time.perf_counter()
+        while not done.is_set():
+            await asyncio.sleep(0.02)
+            now = time.perf_counter()
+            gaps.append(now - last - 0.02)
+            last = now
+
+    started = time.perf_counter()
+    running = asyncio.gather(*(client.chat.completions.create(model="qwen-plus",
+                                                              messages=HELLO)
+                               for _ in range(calls)))
+    await asyncio.sleep(0.3)  # past the SDK building all requests at once (bare or not)
+    beat = asyncio.create_task(heartbeat())
+    await running
+    elapsed = time.perf_counter() - started
+    done.set()
+    await beat
+    gc.unfreeze()
+    return max(gaps), elapsed
+
+
 def main() -> None:
     import openai
 
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=200)
+    n = parser.parse_args().calls
     server = FakeDashScope()
+    report: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as folder:
-        meter = qm.Meter(log=Path(folder) / "usage.jsonl", budget=qm.Budget("1000 CNY"),
-                         limiter=qm.RateLimiter(limits={"qwen-plus": (10**9, 10**12)}))
+        def new_meter(**options: Any) -> qm.Meter:
+            options.setdefault("limiter", qm.RateLimiter(limits={"qwen-plus": (10**9, 10**12)}))
+            return qm.Meter(log=Path(folder) / "usage.jsonl", budget=qm.Budget("1000 CNY"),
+                            **options)
+
+        meter = new_meter()
         bare = openai.OpenAI(api_key="sk-x", base_url=server.compatible, max_retries=0)
-        metered = meter.wrap(openai.OpenAI(api_key="sk-x", base_url=server.compatible))
-        report = {}
-        for label, kwargs in (("chat", {}), ("chat, stream", {"stream": True})):
-            def call(client, kwargs=kwargs):
+        metered = meter.wrap(bare)
+        for label, stream in (("sync chat", False), ("sync chat, stream", True)):
+            def call(client: Any, stream: bool = stream) -> None:
                 result = client.chat.completions.create(model="qwen-plus", messages=HELLO,
-                                                        **kwargs)
-                if kwargs.get("stream"):
+                                                        stream=stream)
+                if stream:
                     for _ in result:
                         pass
 
-            plain = timed(lambda: call(bare), 300)
-            with_meter = timed(lambda: call(metered), 300)
-            report[label] = {"bare µs": round(plain * 1e6), "metered µs": round(with_meter * 1e6),
-                             "overhead µs": round((with_meter - plain) * 1e6),
-                             "ratio": round(with_meter / plain, 3)}
-        # The pipeline alone (no HTTP): begin + finish with a usage dict.
-        usage = {"prompt_tokens": 22, "completion_tokens": 16, "total_tokens": 38}
-        pipeline = timed(lambda: meter.begin({"model": "qwen-plus", "messages": HELLO})
-                         .finish(usage), 2000)
-        report["pipeline only (begin + finish, no HTTP)"] = {"µs": round(pipeline * 1e6, 1)}
+            report[label] = row(timed(lambda: call(bare), n), timed(lambda: call(metered), n))
+
+        async def async_rows() -> None:
+            abare = openai.AsyncOpenAI(api_key="sk-x", base_url=server.compatible,
+                                       max_retries=0)
+            ametered = meter.wrap(abare)
+            for label, stream in (("async chat", False), ("async chat, stream", True)):
+                async def acall(client: Any, stream: bool = stream) -> None:
+                    result = await client.chat.completions.create(model="qwen-plus",
+                                                                  messages=HELLO, stream=stream)
+                    if stream:
+                        async for _ in result:
+                            pass
+
+                plain = await atimed(lambda: acall(abare), n)
+                report[label] = row(plain, await atimed(lambda: acall(ametered), n))
+
+            async def pipeline_async() -> None:
+                call = await meter.begin_async({"model": "qwen-plus", "messages": HELLO})
+                await call.finish_async(USAGE)
+
+            report["pipeline only, async (begin_async + finish_async)"] = {
+                "µs": round(await atimed(pipeline_async, n * 5) * 1e6, 1)}
+
+        asyncio.run(async_rows())
+        report["pipeline only, sync (begin + finish, no HTTP)"] = {
+            "µs": round(timed(lambda: meter.begin({"model": "qwen-plus", "messages": HELLO})
+                              .finish(USAGE), n * 5) * 1e6, 1)}
         meter.close()
+
+        limited = new_meter(limiter=qm.RateLimiter(limits={"qwen-plus": (900, None)}))
+        waiting = limited.wrap(openai.AsyncOpenAI(api_key="sk-x", base_url=server.compatible))
+        worst, seconds = asyncio.run(stall(waiting))
+        plain_worst, plain_seconds = asyncio.run(stall(openai.AsyncOpenAI(
+            api_key="sk-x", base_url=server.compatible)))
+        report["event loop, 50 async calls"] = {
+            "metered, RPM 900 limiter: largest stall ms": round(worst * 1000, 1),
+            "metered: seconds": round(seconds, 2),
+            "bare, no limiter: largest stall ms": round(plain_worst * 1000, 1),
+            "bare: seconds": round(plain_seconds, 2)}
+        limited.close()
     server.close()
     print(json.dumps(report, indent=2, ensure_ascii=False))
 

@@ -256,8 +256,9 @@ class FakeDashScope:
         if not stream:
             return self._send_json(h, 200, {
                 "output": output(REPLY, "stop"), "request_id": rid,
-                "usage": {"input_tokens": prompt, "output_tokens": completion,
-                          "total_tokens": prompt + completion}})
+                "usage": b["usage"] if "usage" in b else {
+                    "input_tokens": prompt, "output_tokens": completion,
+                    "total_tokens": prompt + completion}})
         h.send_response(200)
         h.send_header("Content-Type", "text/event-stream;charset=UTF-8")
         h.end_headers()
