@@ -240,9 +240,10 @@ class MeteredCall:
                            served_model: str | None = None, request_id: str | None = None,
                            reply: Any = None, http_status: int | None = 200,
                            status: str = "ok") -> UsageRecord:
-        """:meth:`finish` for asyncio: store and log I/O run off the event loop."""
-        return await steps.run_async(self._finish_steps(usage, served_model, request_id, reply,
-                                                        http_status, status))
+        """:meth:`finish` for asyncio: store and log I/O run off the event loop. Shielded:
+        a caller cancelled meanwhile does not stop the settlement half-way."""
+        return await _shielded(self._finish_steps(usage, served_model, request_id, reply,
+                                                  http_status, status))
 
     def fail(self, error: BaseException | DashScopeError, *, http_status: int | None = None,
              request_id: str | None = None, status: str = "error") -> UsageRecord:
@@ -253,9 +254,9 @@ class MeteredCall:
     async def fail_async(self, error: BaseException | DashScopeError, *,
                          http_status: int | None = None, request_id: str | None = None,
                          status: str = "error") -> UsageRecord:
-        """:meth:`fail` for asyncio."""
-        return await steps.run_async(self._fail_steps(error, http_status=http_status,
-                                                      request_id=request_id, status=status))
+        """:meth:`fail` for asyncio (shielded like :meth:`finish_async`)."""
+        return await _shielded(self._fail_steps(error, http_status=http_status,
+                                                request_id=request_id, status=status))
 
     def _claim(self) -> bool:
         """True for the one settlement that may run; any later one returns the first record."""
@@ -393,6 +394,12 @@ class MeteredCall:
             latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
             tags=self.tags, user=self.user, metadata=self.metadata,
             warnings=tuple(self.warnings), degraded=degraded)
+
+
+async def _shielded(step: steps.Step[UsageRecord]) -> UsageRecord:
+    import asyncio
+
+    return await asyncio.shield(steps.run_async(step))
 
 
 class _DefaultLog:

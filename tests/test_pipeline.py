@@ -679,3 +679,56 @@ def test_refused_calls_are_recorded_unless_turned_off(make_meter, server):
         quiet.wrap(openai.OpenAI(api_key=KEY, base_url=server.compatible)).chat.completions \
             .create(model="qwen-plus", messages=HELLO, max_tokens=10)
     assert hush.records == []
+
+
+# --- the async steps, as a gateway drives them ----------------------------------------------
+
+def test_async_steps_settle_once_even_when_cancelled(make_meter):
+    class Slow(MemoryStore):  # not the memory store by name: runs in a worker thread
+        def ledger_commit(self, *args: Any, **kwargs: Any) -> Any:
+            time.sleep(0.05)
+            return super().ledger_commit(*args, **kwargs)
+
+    budget = qm.Budget("1 CNY", store=Slow())
+    limiter = qm.RateLimiter(limits={"qwen-plus": (2, None)}, smooth=False)
+    meter = make_meter(budget=budget, limiter=limiter, wait=False)
+    request = {"model": "qwen-plus", "messages": HELLO}
+
+    async def main() -> None:
+        call = await meter.begin_async(request, tags=["route=/v1/chat"], user="gw")
+        settling = asyncio.ensure_future(call.finish_async(USAGE))
+        await asyncio.sleep(0.01)
+        settling.cancel()  # the caller goes away mid-settlement
+        await asyncio.sleep(0.2)
+        second = await meter.begin_async({**request, "max_tokens": 5})
+        await asyncio.sleep(0)
+        with pytest.raises(qm.RateLimited):  # 2 RPM: the retry's slot is refused
+            await second.retry_async()
+        assert second.settled
+
+    asyncio.run(main())
+    first, refused = records(meter)
+    assert first.status == "ok" and first.tags == ("route=/v1/chat",) and first.user == "gw"
+    assert refused.status == "refused" and refused.attempts == 2
+    status = budget.status()
+    assert status.committed == Decimal(first.cost) and status.reserved == 0
+
+
+USAGE = {"prompt_tokens": 22, "completion_tokens": 16, "total_tokens": 38}
+
+
+@pytest.mark.parametrize("kind", ["openai", "dashscope"])
+def test_streams_settle_through_a_failing_store(make_meter, server, dashscope_sdk, kind):
+    meter = make_meter(budget=qm.Budget("1 CNY", store=CommitFails()))
+    if kind == "openai":
+        wrapped = meter.wrap(openai.OpenAI(api_key=KEY, base_url=server.compatible))
+        text = "".join(c.choices[0].delta.content or "" for c in wrapped.chat.completions
+                       .create(model="qwen-plus", messages=HELLO, stream=True) if c.choices)
+    else:
+        text = "".join(c.output.choices[0].message.content for c in meter.wrap(
+            dashscope_sdk.Generation).call(model="qwen-plus", messages=HELLO, api_key=KEY,
+                                           stream=True, incremental_output=True,
+                                           result_format="message"))
+    assert text == REPLY
+    (record,) = records(meter)
+    assert record.status == "ok" and record.degraded and record.total_tokens == 38
