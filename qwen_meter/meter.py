@@ -532,7 +532,10 @@ class Meter:
 
         ``url`` is the endpoint the client sends to (its region is used unless the meter or
         ``region=`` names one). A refusal is recorded (status ``refused``) and raised."""
-        plan = self._plan_or_refuse(request, endpoint, tags, user, region, url)
+        plan = self._plan_or_refusal(request, endpoint, tags, user, region, url)
+        if not isinstance(plan, _Plan):
+            steps.run(self._write_refusal(plan, request, endpoint, region, url))
+            raise plan
         return steps.run(self._begin_steps(plan))
 
     async def begin_async(self, request: Mapping[str, Any], *, endpoint: str = "chat",
@@ -542,18 +545,29 @@ class Meter:
         loop. Counting stays on the loop (pure CPU, cached; in a worker thread it would only
         fight the loop for the GIL); the first call of a model loads its tokenizer, so warm
         it at startup (``qm.count_tokens("", model)``) where that first stall matters."""
-        plan = self._plan_or_refuse(request, endpoint, tags, user, region, url)
+        plan = self._plan_or_refusal(request, endpoint, tags, user, region, url)
+        if not isinstance(plan, _Plan):
+            await steps.run_async(self._write_refusal(plan, request, endpoint, region, url))
+            raise plan
         return await steps.run_async(self._begin_steps(plan))
 
-    def _plan_or_refuse(self, request: Mapping[str, Any], endpoint: str, tags: Sequence[str],
-                        user: str | None, region: str | None, url: Any) -> _Plan:
+    def _plan_or_refusal(self, request: Mapping[str, Any], endpoint: str,
+                         tags: Sequence[str], user: str | None, region: str | None,
+                         url: Any) -> _Plan | QwenMeterError:
         try:
             return self._plan(request, endpoint, tags, user, region, url)
         except QwenMeterError as exc:
+            return exc
+
+    def _write_refusal(self, exc: QwenMeterError, request: Any, endpoint: str,
+                       region: str | None, url: Any) -> steps.Step[None]:
+        """Record a call refused while planning (before any hold was taken)."""
+        if self.record_refused:
             model = request.get("model") if isinstance(request, Mapping) else None
-            self._refused(exc, model=str(model) if model else "", endpoint=endpoint,
-                          region=self.region_of(url, region), plan=None)
-            raise
+            record = self._refused_record(exc, model=str(model) if model else "",
+                                          endpoint=endpoint, region=self.region_of(url, region),
+                                          plan=None)
+            yield from self._write_steps(record, None)
 
     def _plan(self, request: Mapping[str, Any], endpoint: str, tags: Sequence[str],
               user: str | None, region: str | None, url: Any) -> _Plan:
@@ -665,13 +679,6 @@ class Meter:
             user=plan.user if plan else (context.user or self.user),
             metadata=plan.metadata if plan else dict(context.metadata),
             warnings=tuple(plan.warnings) if plan else ())
-
-    def _refused(self, exc: BaseException, *, model: str, endpoint: str, region: str,
-                 plan: _Plan | None) -> None:
-        if self.record_refused:
-            record = self._refused_record(exc, model=model, endpoint=endpoint, region=region,
-                                          plan=plan)
-            steps.run(self._write_steps(record, None))
 
     def _refused_steps(self, exc: BaseException, plan: _Plan) -> steps.Step[None]:
         if self.record_refused:

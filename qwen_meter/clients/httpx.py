@@ -231,14 +231,11 @@ def _json_outcome(endpoint: str, response: Any) -> dict[str, Any]:
             "reply": reply, "http_status": response.status_code}
 
 
-def _final(hx: Any, request: Any, response: Any, call: MeteredCall) -> Any:
+def _final(response: Any, call: MeteredCall) -> Any:
     """The error answer the meter gives up on, marked so the client does not retry it."""
-    if call.meter.retry.max_retries <= 0:
-        return response  # retries left to the client
-    headers = hx.Headers(response.headers)
-    headers["x-should-retry"] = "false"
-    return hx.Response(response.status_code, headers=headers, content=response.content,
-                       request=request, extensions=response.extensions)
+    if call.meter.retry.max_retries > 0:  # else retries are left to the client
+        response.headers["x-should-retry"] = "false"
+    return response
 
 
 @cache
@@ -331,7 +328,7 @@ def transports(hx: Any) -> tuple[type, type]:
                     delay = call.next_attempt(_error(response),
                                               http_status=response.status_code)
                     if delay is None:
-                        return _final(hx, request, response, call)
+                        return _final(response, call)
                     response.close()
                     self.meter.retry.sleep(delay)
                     call.retry()
@@ -378,7 +375,7 @@ def transports(hx: Any) -> tuple[type, type]:
                     delay = await call.next_attempt_async(_error(response),
                                                           http_status=response.status_code)
                     if delay is None:
-                        return _final(hx, request, response, call)
+                        return _final(response, call)
                     await response.aclose()
                     await asyncio.sleep(delay)
                     await call.retry_async()
