@@ -732,3 +732,77 @@ def test_streams_settle_through_a_failing_store(make_meter, server, dashscope_sd
     assert text == REPLY
     (record,) = records(meter)
     assert record.status == "ok" and record.degraded and record.total_tokens == 38
+
+
+class Flaky(MemoryStore):
+    """A memory store whose commit and window adjustments fail on demand."""
+
+    fail_commit = False
+    fail_adjust = False
+
+    def ledger_commit(self, *args: Any, **kwargs: Any) -> Any:
+        if self.fail_commit:
+            raise StoreUnavailable("injected")
+        return super().ledger_commit(*args, **kwargs)
+
+    def window_adjust(self, *args: Any, **kwargs: Any) -> Any:
+        if self.fail_adjust:
+            raise StoreUnavailable("injected")
+        return super().window_adjust(*args, **kwargs)
+
+
+usages = st.one_of(
+    st.none(),
+    st.fixed_dictionaries({"prompt_tokens": st.integers(-5, 200),
+                           "completion_tokens": st.integers(-5, 200)}),
+    st.fixed_dictionaries({"input_tokens": st.integers(0, 200),
+                           "output_tokens": st.integers(0, 200)}),
+    st.just({"weird": 1}), st.just("not a usage"))
+
+
+@given(usage=usages, fail_commit=st.booleans(), fail_adjust=st.booleans(),
+       cost_fails=st.booleans(), outcome=st.sampled_from(["finish", "fail", "both"]),
+       asynchronous=st.booleans())
+def test_settlement_never_raises_and_settles_once(usage, fail_commit, fail_adjust, cost_fails,
+                                                  outcome, asynchronous):
+    """Whatever fails while settling: no exception, one record, holds settled once."""
+    import qwen_meter.unlisted as unlisted
+
+    store = Flaky()
+    seen = Seen()
+    budget = qm.Budget("1 CNY", store=store)
+    limiter = qm.RateLimiter(store=store)
+    meter = qm.Meter(log=None, budget=budget, limiter=limiter, observers=[seen])
+    call = meter.begin({"model": "qwen-plus", "messages": HELLO, "max_tokens": 100})
+    store.fail_commit, store.fail_adjust = fail_commit, fail_adjust
+    original = unlisted.cost
+    if cost_fails:
+        unlisted.cost = lambda *a, **k: (_ for _ in ()).throw(qm.NotOffered("x", "cn", ()))
+    try:
+        async def settle() -> None:
+            if outcome in ("finish", "both"):
+                await call.finish_async(usage, reply={"content": REPLY})
+            if outcome in ("fail", "both"):
+                await call.fail_async(RuntimeError("after"))
+
+        if asynchronous:
+            asyncio.run(settle())
+        else:
+            if outcome in ("finish", "both"):
+                call.finish(usage, reply={"content": REPLY})
+            if outcome in ("fail", "both"):
+                call.fail(RuntimeError("after"))
+    finally:
+        unlisted.cost = original
+    (record,) = seen.records
+    status = budget.status()
+    if record.status == "ok" and not fail_commit:
+        committed = Decimal(record.cost) if record.cost else Decimal(record.estimated_cost_high)
+        assert status.reserved == 0 and status.committed == committed
+    elif record.status == "error":
+        assert status.reserved == 0 == status.committed
+    assert not record.degraded or fail_commit or fail_adjust
+    if record.status == "ok" and fail_commit or record.status == "error" and fail_adjust:
+        assert record.degraded  # commit / release (window adjust) failed, and it says so
+    if record.status == "ok" and not isinstance(usage, dict):
+        assert record.usage_estimated and record.completion_tokens == 16  # the reply, counted
