@@ -802,7 +802,7 @@ def test_settlement_never_raises_and_settles_once(usage, fail_commit, fail_adjus
     elif record.status == "error":
         assert status.reserved == 0 == status.committed
     assert not record.degraded or fail_commit or fail_adjust
-    if record.status == "ok" and fail_commit or record.status == "error" and fail_adjust:
+    if (record.status == "ok" and fail_commit) or (record.status == "error" and fail_adjust):
         assert record.degraded  # commit / release (window adjust) failed, and it says so
     if record.status == "ok" and not isinstance(usage, dict):
         assert record.usage_estimated and record.completion_tokens == 16  # the reply, counted
