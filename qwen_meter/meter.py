@@ -624,8 +624,12 @@ class Meter:
         output = found.max_output_tokens if found and found.max_output_tokens else 0
         tokens = reserve_tokens + (output if endpoint != "embeddings" else 0)
         limiter = self.limiter_for(where)
-        if limiter is not None and not resolved.listed and str(model) not in limiter.overrides:
-            limiter = None  # no limits known for it: nothing to check or count against
+        if limiter is not None and not resolved.listed and str(model) not in limiter.overrides \
+                and not (limiter.default is not None and resolved.backend is None):
+            # No limits known for it: nothing to check or count against. (A name-rule match
+            # resolves in the limiter, so its ``default`` limits apply; a name nothing matches
+            # is limited only by ``limits={name: ...}``.)
+            limiter = None
         return _Plan(resolved, str(model), endpoint, bool(request.get("stream")),
                      enable_thinking, prompt, calibration, shape, where, found, tokens, limiter,
                      all_tags, user, metadata, holds, notes, started)

@@ -806,3 +806,17 @@ def test_settlement_never_raises_and_settles_once(usage, fail_commit, fail_adjus
         assert record.degraded  # commit / release (window adjust) failed, and it says so
     if record.status == "ok" and not isinstance(usage, dict):
         assert record.usage_estimated and record.completion_tokens == 16  # the reply, counted
+
+
+def test_model_not_offered_in_the_region_is_metered(make_meter, server):
+    meter = make_meter(region="intl", limiter=qm.RateLimiter())
+    wrapped = meter.wrap(openai.OpenAI(api_key=KEY, base_url=server.compatible))
+    reply = wrapped.chat.completions.create(model="qwen3-max-2025-09-23", messages=HELLO)
+    assert reply.choices[0].message.content == REPLY
+    (record,) = records(meter)
+    assert record.status == "ok" and record.region == "intl" and record.cost is None
+    assert "not offered in region 'intl'" in record.unpriced
+    hard = make_meter(region="intl", budget=qm.Budget("1 USD"), log=None)
+    with pytest.raises(qm.UnpricedCall, match="intl"):
+        hard.wrap(openai.OpenAI(api_key=KEY, base_url=server.compatible)).chat.completions \
+            .create(model="qwen3-max-2025-09-23", messages=HELLO)
