@@ -619,9 +619,12 @@ class Meter:
                         "Meter(fallback_price=FallbackPrice(input, output, currency)) with "
                         "max_tokens on the request, or Meter(unpriced='allow') to let "
                         "unpriced calls through uncounted")
-                notes.append(f"budget {budget.name!r}: unpriced call let through uncounted")
+            if found is None:
+                notes.append(f"budget {budget.name!r}: unpriced call not counted ({unpriced})")
             holds.append((budget, found if found is not None else Decimal(0), key))
-        output = found.max_output_tokens if found and found.max_output_tokens else 0
+        # The limiter holds prompt + the output allowed (the request's max_tokens when the
+        # catalogue cannot say), corrected to the real total at settlement.
+        output = (found.max_output_tokens if found else None) or max_tokens or 0
         tokens = reserve_tokens + (output if endpoint != "embeddings" else 0)
         limiter = self.limiter_for(where)
         if limiter is not None and not resolved.listed and str(model) not in limiter.overrides \
