@@ -610,15 +610,14 @@ class Meter:
             key = None if budget.scope == "global" else (
                 user if budget.scope == "user" else
                 next((t for t in all_tags if t.startswith(f"{budget.scope}=")), None))
-            if found is None and budget.mode == "hard":
-                if self.unpriced == "refuse":
-                    raise UnpricedCall(
-                        f"{model}: cannot be priced in region {where!r} ({unpriced}), and "
-                        f"budget {budget.name!r} is hard. Fix: add the model's price in a "
-                        "catalogue override file ($QWEN_METER_CATALOGUE), or pass "
-                        "Meter(fallback_price=FallbackPrice(input, output, currency)) with "
-                        "max_tokens on the request, or Meter(unpriced='allow') to let "
-                        "unpriced calls through uncounted")
+            if found is None and budget.mode == "hard" and self.unpriced == "refuse":
+                raise UnpricedCall(
+                    f"{model}: cannot be priced in region {where!r} ({unpriced}), and "
+                    f"budget {budget.name!r} is hard. Fix: add the model's price in a "
+                    "catalogue override file ($QWEN_METER_CATALOGUE), or pass "
+                    "Meter(fallback_price=FallbackPrice(input, output, currency)) with "
+                    "max_tokens on the request, or Meter(unpriced='allow') to let "
+                    "unpriced calls through uncounted")
             if found is None:
                 notes.append(f"budget {budget.name!r}: unpriced call not counted ({unpriced})")
             holds.append((budget, found if found is not None else Decimal(0), key))
