@@ -820,3 +820,15 @@ def test_model_not_offered_in_the_region_is_metered(make_meter, server):
     with pytest.raises(qm.UnpricedCall, match="intl"):
         hard.wrap(openai.OpenAI(api_key=KEY, base_url=server.compatible)).chat.completions \
             .create(model="qwen3-max-2025-09-23", messages=HELLO)
+
+
+def test_crlf_stream_chunks_are_not_held_back(make_meter, server):
+    """Each CRLF-separated event reaches the caller when it arrives, not at the end."""
+    meter = make_meter()
+    server.push({"sep": "\r\n", "slow": 0.1})
+    wrapped = meter.wrap(openai.OpenAI(api_key=KEY, base_url=server.compatible))
+    started = time.perf_counter()
+    arrivals = [time.perf_counter() - started for c in wrapped.chat.completions.create(
+        model="qwen-plus", messages=HELLO, stream=True) if c.choices]
+    assert len(arrivals) >= 5 and arrivals[0] < arrivals[-1] - 0.3
+    assert records(meter)[0].status == "ok"
