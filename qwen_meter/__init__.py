@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         InvalidMessages,
         LimitExceeded,
         MediaError,
+        MissingExtra,
         NotOffered,
         OutputLimitExceeded,
         QwenMeterError,
@@ -42,6 +43,10 @@ if TYPE_CHECKING:
         UnknownModel,
         UsageParseError,
     )
+    from .integrations.langchain import QwenMeterCallbackHandler
+    from .integrations.otel import OpenTelemetryObserver
+    from .integrations.prometheus import PrometheusObserver
+    from .integrations.usage_logging import UsageLoggingObserver
     from .limiter import Permit, RateLimit, RateLimiter
     from .log import JsonlLog, SQLiteLog, UsageLog, UsageRecord, read_usage
     from .meter import Meter, MeteredCall, UnsupportedClient
@@ -69,6 +74,11 @@ _EXPORTS: dict[str, str] = {
     "attribute": ".attribution",
     "current_attribution": ".attribution",
     "Observer": ".observers",
+    # integrations (issue #17): each needs its extra, imported on first use
+    "OpenTelemetryObserver": ".integrations.otel",
+    "PrometheusObserver": ".integrations.prometheus",
+    "QwenMeterCallbackHandler": ".integrations.langchain",
+    "UsageLoggingObserver": ".integrations.usage_logging",
     "AuthenticationFailed": ".server_errors",
     "BadRequest": ".server_errors",
     "Budget": ".budget",
@@ -88,6 +98,7 @@ _EXPORTS: dict[str, str] = {
     "LimitExceeded": ".errors",
     "Limits": ".catalogue",
     "MediaError": ".errors",
+    "MissingExtra": ".errors",
     "MemoryStore": ".store",
     "Meter": ".meter",
     "MeteredCall": ".meter",
@@ -184,15 +195,19 @@ __all__ = [
     "MemoryStore",
     "Meter",
     "MeteredCall",
+    "MissingExtra",
     "ModelSpec",
     "NotOffered",
     "Observer",
     "Offer",
+    "OpenTelemetryObserver",
     "OutputLimitExceeded",
     "Permit",
     "Preflight",
     "PriceTier",
+    "PrometheusObserver",
     "QuotaExhausted",
+    "QwenMeterCallbackHandler",
     "QwenMeterError",
     "RateLimit",
     "RateLimited",
@@ -214,6 +229,7 @@ __all__ = [
     "UnsupportedClient",
     "Usage",
     "UsageLog",
+    "UsageLoggingObserver",
     "UsageParseError",
     "UsageRecord",
     "VisionRule",

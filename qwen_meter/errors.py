@@ -143,3 +143,9 @@ class RateLimited(QwenMeterError):
     def __init__(self, message: str, retry_after: float) -> None:
         self.retry_after = retry_after
         super().__init__(message)
+
+
+# --- issue #17: integrations ----------------------------------------------------------------
+
+class MissingExtra(QwenMeterError, ImportError):
+    """An integration's library is not installed; the message names the extra to install."""

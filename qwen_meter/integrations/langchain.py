@@ -36,9 +36,14 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from langchain_core.callbacks import BaseCallbackHandler
-
 from ..attribution import attribute
+from ..errors import MissingExtra
+
+try:
+    from langchain_core.callbacks import BaseCallbackHandler
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise MissingExtra("the LangChain integration needs langchain-core: "
+                       "pip install 'qwen-meter[langchain]'") from exc
 
 if TYPE_CHECKING:
     from ..meter import Meter
@@ -124,7 +129,11 @@ def _tongyi_class() -> type:
     import functools
     from collections.abc import AsyncIterator
 
-    from langchain_community.chat_models.tongyi import ChatTongyi
+    try:
+        from langchain_community.chat_models.tongyi import ChatTongyi
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MissingExtra("ChatTongyi needs langchain-community and dashscope: "
+                           "pip install 'qwen-meter[langchain]'") from exc
 
     class MeteredChatTongyi(ChatTongyi):
         """ChatTongyi whose dashscope calls run in the caller's context, sync and async."""

@@ -25,10 +25,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
-from litellm.integrations.custom_logger import CustomLogger
-
 from ..catalogue import Catalogue, default_catalogue
-from ..errors import QwenMeterError
+from ..errors import MissingExtra, QwenMeterError
+
+try:
+    from litellm.integrations.custom_logger import CustomLogger
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise MissingExtra("the LiteLLM logger needs litellm: pip install 'qwen-meter[litellm]'"
+                       ) from exc
 from ..log import UsageLog, UsageRecord, open_log
 from ..observers import Observer, notify
 from ..pricing import cost

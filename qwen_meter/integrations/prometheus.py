@@ -30,11 +30,16 @@ import weakref
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
+from ..errors import ConfigurationError, MissingExtra
 
-from ..errors import ConfigurationError
+try:
+    from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+    from prometheus_client.core import GaugeMetricFamily
+    from prometheus_client.registry import Collector
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise MissingExtra("the Prometheus integration needs prometheus-client: "
+                       "pip install 'qwen-meter[prometheus]'") from exc
+
 from ..observers import Observer
 from . import _common as c
 
