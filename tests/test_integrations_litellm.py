@@ -55,12 +55,23 @@ def test_cn_prices_in_cny_unless_converted():
         price_map(region="cn", usd_per_cny="-1")
     with pytest.raises(qm.ConfigurationError):
         price_map(region="eu")
-    spec = next(s for s in qm.Catalogue.load() if s.aliases and "cn" in s.regions
-                and s.offer("cn").priced)
     with_aliases = price_map(region="cn", aliases=True)
+    spec = next(s for s in qm.Catalogue.load() if s.aliases
+                and f"dashscope/{s.name}" in with_aliases)
     assert with_aliases[f"dashscope/{spec.aliases[0]}"] == with_aliases[f"dashscope/{spec.name}"]
     assert f"dashscope/{spec.aliases[0]}" not in price_map(region="cn")
     assert all(v["metadata"]["region"] == "cn" for v in price_map(region="cn").values())
+
+
+def test_incomplete_prices_and_folded_snapshots_are_left_out():
+    prices = price_map(region="cn")
+    # qwen-max-1201 has no output price: LiteLLM would bill its output as free
+    assert qm.cost(qm.Usage(10, 10), "qwen-max-1201", region="cn").amount is None
+    assert "dashscope/qwen-max-1201" not in prices
+    # LiteLLM files a dated snapshot under its base name: it would overwrite qwen-max
+    assert "dashscope/qwen-max" in prices
+    assert not any(k.startswith("dashscope/qwen-max-20") for k in prices)
+    assert all(v["tiered_pricing"] for v in prices.values())
 
 
 def test_cli_writes_the_map(tmp_path, capsys):
@@ -81,26 +92,45 @@ litellm = pytest.importorskip("litellm")
 
 @pytest.fixture(scope="module")
 def registered():
-    saved = dict(litellm.model_cost)
-    litellm.register_model(price_map(region="intl"))
-    yield
-    litellm.model_cost.clear()
-    litellm.model_cost.update(saved)
+    prices = price_map(region="cn")
+    litellm.register_model(prices)
+    return prices
 
 
-@given(prompt=st.integers(1, 258_048), completion=st.integers(0, 65_536),
-       cached=st.integers(0, 258_048))
-def test_litellm_prices_the_map_as_qwen_meter_does(registered, prompt, completion, cached):
-    cached = min(cached, prompt)
-    usage = litellm.Usage(prompt_tokens=prompt, completion_tokens=completion,
-                          total_tokens=prompt + completion,
-                          prompt_tokens_details={"cached_tokens": cached})
+def litellm_cost(model, prompt, completion, cached=0, reasoning=0):
     from litellm.llms.dashscope.cost_calculator import cost_per_token
 
-    theirs = sum(cost_per_token("qwen3-max", usage))
-    ours = qm.cost(qm.Usage(prompt, completion, cached_tokens=cached), "qwen3-max",
-                   region="intl")
-    assert theirs == pytest.approx(float(ours.amount), rel=1e-9, abs=1e-15)
+    usage = litellm.Usage(prompt_tokens=prompt, completion_tokens=completion,
+                          total_tokens=prompt + completion,
+                          prompt_tokens_details={"cached_tokens": cached},
+                          completion_tokens_details={"reasoning_tokens": reasoning})
+    return sum(cost_per_token(model, usage))
+
+
+def test_a_32500_token_prompt_stays_in_the_first_tier(registered):
+    first = qm.resolve("qwen3-max").offer("cn").tiers[0]
+    assert first.upto == 32768
+    assert litellm_cost("qwen3-max", 32_500, 0) == pytest.approx(
+        float(32_500 * first.input / 10**6))
+
+
+@given(data=st.data())
+def test_litellm_prices_the_map_as_qwen_meter_does(registered, data):
+    key = data.draw(st.sampled_from(sorted(k for k, v in registered.items()
+                                           if v["mode"] == "chat")))
+    model = key.split("/", 1)[1]
+    spec = qm.resolve(model)
+    limit = registered[key].get("max_input_tokens") or 1_000_000
+    prompt = data.draw(st.integers(1, limit))
+    completion = data.draw(st.integers(0, 20_000))
+    cached = data.draw(st.integers(0, prompt))
+    # outside thinking mode (whose answer tokens LiteLLM cannot price), except for
+    # thinking-only models, which the map prices exactly
+    reasoning = data.draw(st.integers(0, completion)) if spec.thinking == "only" else 0
+    ours = qm.cost(qm.Usage(prompt, completion, cached_tokens=cached,
+                            reasoning_tokens=reasoning), spec, region="cn")
+    theirs = litellm_cost(model, prompt, completion, cached, reasoning)
+    assert theirs == pytest.approx(float(ours.amount), rel=1e-9, abs=1e-12)
 
 
 def _wait(logger, n):

@@ -7,7 +7,8 @@ the catalogue as entries of LiteLLM's ``model_prices_and_context_window.json``
 
 * request-size tiers as ``tiered_pricing`` with qwen_meter's integer bounds (``range`` is
   ``(above, upto]`` in LiteLLM too), so a 32,500-token qwen3-max prompt stays in the first
-  tier (its bound is 32K = 32,768, not 32,000);
+  tier (its bound is 32K = 32,768, not 32,000) — a one-tier list for flat prices too, so that
+  ``litellm.register_model``, which merges into LiteLLM's own entry, drops LiteLLM's tiers;
 * the cache-hit price — the printed one, else the implicit-cache rate (20 % of input) —
   as ``cache_read_input_token_cost``; explicit-cache hits (10 %) and creation (125 %) as
   ``explicit_cache_read_input_token_cost`` / ``cache_creation_input_token_cost``;
@@ -28,7 +29,9 @@ What it cannot express (listed in :data:`LIMITATIONS`, printed by the CLI):
 * audio / image input, audio output and the output price after media input of Omni and VL
   models (single-tier entries get ``input_cost_per_audio_token`` /
   ``output_cost_per_audio_token``; the rest is not expressible);
-* free quotas, price history and the date of each price (``metadata.as_of`` records it).
+* free quotas, price history and the date of each price (``metadata.as_of`` records it);
+* a dated snapshot's own price: LiteLLM files ``qwen-max-2024-09-19`` under ``qwen-max``,
+  so such snapshots are left out when their base model is exported.
 
 :class:`QwenMeterLogger` (imported lazily: it needs ``litellm``) is a ``CustomLogger`` that
 prices LiteLLM's calls to DashScope models with qwen_meter and writes qwen_meter usage
@@ -38,6 +41,7 @@ records — see :mod:`qwen_meter.integrations.litellm_logger`.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -49,6 +53,7 @@ if TYPE_CHECKING:
     from .litellm_logger import QwenMeterLogger as QwenMeterLogger
 
 PROVIDER = "dashscope"
+_DATED = re.compile(r"(.+)-\d{4}-\d{2}-\d{2}")
 MILLION = Decimal(1_000_000)
 LIMITATIONS = (
     "costs are USD in LiteLLM: cn prices are written in CNY unless --usd-per-cny converts them",
@@ -58,6 +63,8 @@ LIMITATIONS = (
     "media: image input, output after media input and multi-tier audio prices are not "
     "expressible",
     "free quotas and price history are not expressible",
+    "dated snapshots (qwen-max-2024-09-19): LiteLLM files them under the base name, so they "
+    "are left out where the base model is exported",
 )
 
 
@@ -65,10 +72,15 @@ def _per_token(price: Decimal | None, rate: Decimal) -> float | None:
     return None if price is None else float(price * rate / MILLION)
 
 
-def _tier_prices(tier: PriceTier, offer: Offer, rate: Decimal) -> dict[str, float]:
+def _tier_prices(tier: PriceTier, offer: Offer, rate: Decimal, thinking_only: bool
+                 ) -> dict[str, float]:
+    # A thinking-only model bills every output token at the thinking price: LiteLLM's plain
+    # output price can say that exactly.
+    output = tier.output_thinking if thinking_only and tier.output_thinking is not None \
+        else tier.output
     prices: dict[str, float | None] = {
         "input_cost_per_token": _per_token(tier.input, rate),
-        "output_cost_per_token": _per_token(tier.output, rate),
+        "output_cost_per_token": _per_token(output, rate),
         "output_cost_per_reasoning_token": _per_token(tier.output_thinking, rate),
     }
     if tier.input is not None:
@@ -98,13 +110,16 @@ def entry(spec: ModelSpec, offer: Offer, *, usd_per_cny: Decimal | None = None
     if limits.max_output is not None:
         out["max_output_tokens"] = out["max_tokens"] = limits.max_output
     first = offer.tiers[0]
-    out.update(_tier_prices(first, offer, rate))
-    if len(offer.tiers) > 1:
-        out["tiered_pricing"] = [
-            {"range": [tier.above, tier.upto if tier.upto is not None
-                       else max(max_input or 0, tier.above + 1)],
-             **_tier_prices(tier, offer, rate)} for tier in offer.tiers]
-    elif first.input_audio is not None or first.output_audio is not None:
+    thinking_only = spec.thinking == "only"
+    out.update(_tier_prices(first, offer, rate, thinking_only))
+    # Always a tier list, even of one: litellm.register_model merges into LiteLLM's own
+    # entry, and an entry without tiers would keep LiteLLM's (wrong) tier table.
+    out["tiered_pricing"] = [
+        {"range": [tier.above, tier.upto if tier.upto is not None
+                   else max(max_input or 0, tier.above + 1)],
+         **_tier_prices(tier, offer, rate, thinking_only)} for tier in offer.tiers]
+    if len(offer.tiers) == 1 and (first.input_audio is not None
+                                  or first.output_audio is not None):
         audio = {"input_cost_per_audio_token": _per_token(first.input_audio, rate),
                  "output_cost_per_audio_token": _per_token(first.output_audio, rate)}
         out.update({k: v for k, v in audio.items() if v is not None})
@@ -129,10 +144,22 @@ def entry(spec: ModelSpec, offer: Offer, *, usd_per_cny: Decimal | None = None
     return out
 
 
+def _complete(spec: ModelSpec, offer: Offer) -> bool:
+    """Whether every tier has the prices LiteLLM needs (a missing one would bill as zero)."""
+    if not offer.priced:
+        return False
+    for tier in offer.tiers:
+        output = tier.output_thinking if spec.thinking == "only" else tier.output
+        if tier.input is None or (spec.kind != "embedding" and output is None):
+            return False
+    return True
+
+
 def price_map(catalogue: Catalogue | None = None, *, region: str = "intl",
               usd_per_cny: Decimal | str | None = None, aliases: bool = False
               ) -> dict[str, dict[str, Any]]:
-    """``{"dashscope/<model>": entry}`` for every priced model offered in ``region``.
+    """``{"dashscope/<model>": entry}`` for every model offered and fully priced in ``region``
+    (a model missing an input or output price is left out: LiteLLM would bill it as zero).
 
     ``usd_per_cny`` converts CNY prices to USD; ``aliases`` adds an entry per alias too.
     """
@@ -153,12 +180,15 @@ def price_map(catalogue: Catalogue | None = None, *, region: str = "intl",
             offer = spec.offer(region)
         except NotOffered:
             continue
-        if not offer.priced:
+        if not _complete(spec, offer):
             continue
         value = entry(spec, offer, usd_per_cny=rate)
         for name in (spec.name, *(spec.aliases if aliases else ())):
             out[f"{PROVIDER}/{name}"] = value
-    return out
+    # LiteLLM files a dated snapshot ("qwen-max-2024-09-19") under its base name, so the
+    # snapshot's entry would overwrite the base model's prices: leave it out.
+    return {key: value for key, value in out.items()
+            if not ((m := _DATED.fullmatch(key)) and m.group(1) in out)}
 
 
 def dumps(prices: Mapping[str, Any]) -> str:
