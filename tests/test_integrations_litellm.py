@@ -204,6 +204,22 @@ def test_logger_records_streams_and_failures(logger, server):
     assert failed.status == "error" and failed.http_status == 400 and failed.cost is None
 
 
+def test_logger_records_async_calls(logger, server):
+    import asyncio
+
+    async def go():
+        await litellm.acompletion(model="dashscope/qwen-plus", api_base=server.compatible,
+                                  api_key=KEY, messages=HELLO, metadata={"run": "async"})
+        for _ in range(500):  # LiteLLM logs async calls in a task of this loop
+            if logger.records:
+                return
+            await asyncio.sleep(0.01)
+
+    asyncio.run(go())
+    (record,) = _wait(logger, 1)
+    assert record.status == "ok" and record.metadata["run"] == "async" and record.cost
+
+
 def test_logger_ignores_other_providers(logger):
     logger.log_success_event({"model": "gpt-4o", "custom_llm_provider": "openai",
                               "litellm_params": {"api_base": "https://api.openai.com/v1"}},

@@ -120,3 +120,30 @@ def test_close_unregisters():
     observer = PrometheusObserver(registry)
     observer.close()
     PrometheusObserver(registry)  # the names are free again
+
+
+def test_an_unreadable_store_does_not_break_the_scrape(make_meter, server, monkeypatch):
+    registry = CollectorRegistry()
+    budget = qm.Budget("1 CNY")
+    meter = make_meter(budget=budget)
+    instrument(meter, registry=registry)
+    openai_client(meter, server).chat.completions.create(model="qwen-plus", messages=HELLO)
+
+    def down(key=None):
+        raise qm.StoreUnavailable("redis is down")
+
+    monkeypatch.setattr(budget, "status", down)
+    text = metrics_text(registry).decode()
+    assert "qwen_meter_requests_total" in text and "qwen_meter_budget_remaining{" not in text
+
+
+def test_in_flight_counts_only_calls_it_saw_begin(make_meter, server):
+    registry = CollectorRegistry()
+    meter = make_meter()
+    observer = PrometheusObserver(registry)
+    call = meter.begin({"model": "qwen-plus", "messages": HELLO})
+    meter.add_observer(observer)  # added while the call is in flight
+    call.finish({"prompt_tokens": 22, "completion_tokens": 16, "total_tokens": 38})
+    assert value(registry, "qwen_meter_in_flight", model="qwen-plus") in (None, 0)
+    assert value(registry, "qwen_meter_requests_total", model="qwen-plus", endpoint="chat",
+                 status="ok") == 1

@@ -8,6 +8,7 @@ here so the three cannot drift apart.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 import time
 import weakref
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from ..limiter import RateLimiter
     from ..log import UsageRecord
     from ..meter import MeteredCall
+
+log = logging.getLogger("qwen_meter.integrations")
 
 #: ``gen_ai.provider.name`` (and the older ``gen_ai.system``) for DashScope / Model Studio.
 PROVIDER = "dashscope"
@@ -109,12 +112,17 @@ class Watched:
                 self._limiters.setdefault(limiter, set()).add(call.permit.model)
 
     def budgets(self) -> Iterator[tuple[Budget, str, Decimal, Decimal]]:
-        """(budget, scope value, limit, remaining) for every scope seen."""
+        """(budget, scope value, limit, remaining) for every scope seen; a scope whose store
+        cannot be read is skipped (logged), so one unreachable store never fails a scrape."""
         with self._lock:
             items = [(b, sorted(s)) for b, s in self._budgets.items()]
         for budget, scopes in items:
             for scope in scopes:
-                status = budget.status(None if budget.scope == "global" else scope)
+                try:
+                    status = budget.status(None if budget.scope == "global" else scope)
+                except Exception as exc:  # a store outage must not break the exporter
+                    log.warning("cannot read budget %s (%s): %s", budget.name, scope, exc)
+                    continue
                 yield budget, scope, status.limit, status.remaining
 
     def limiters(self) -> Iterator[tuple[RateLimiter, str, str, float]]:
@@ -123,8 +131,12 @@ class Watched:
             items = [(lim, sorted(m)) for lim, m in self._limiters.items()]
         for limiter, models in items:
             for model in models:
-                limits = limiter.limits_for(model)
-                requests, tokens = limiter.usage(model)
+                try:
+                    limits = limiter.limits_for(model)
+                    requests, tokens = limiter.usage(model)
+                except Exception as exc:  # as above
+                    log.warning("cannot read the limiter for %s: %s", model, exc)
+                    continue
                 if limits.rpm:
                     yield limiter, model, "rpm", requests / limits.rpm
                 if limits.tpm:

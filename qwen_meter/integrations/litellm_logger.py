@@ -39,8 +39,7 @@ from ..pricing import cost
 from ..usage import Usage
 
 #: Hosts whose region qwen_meter knows.
-_HOST_REGIONS = (("dashscope-intl", "intl"), ("dashscope-us", "intl"),
-                 ("dashscope.aliyuncs.com", "cn"))
+_HOST_REGIONS = (("dashscope-intl", "intl"), ("dashscope.aliyuncs.com", "cn"))
 PROVIDER = "dashscope"
 # LiteLLM's own bookkeeping inside ``metadata``: not the caller's.
 _INTERNAL = frozenset({"hidden_params", "llm_api_timing_windows", "tags", "model_info",
