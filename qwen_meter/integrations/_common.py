@@ -143,6 +143,42 @@ class Watched:
                     yield limiter, model, "tpm", tokens / limits.tpm
 
 
+class CallSlot:
+    """One observer's value riding on a call between ``on_begin`` and ``on_record``.
+
+    Kept in the call's ``__dict__`` so it dies with the call (no registry to leak when a
+    caller abandons a stream); calls without one (a slotted class) use a table instead.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = f"_qwen_meter_{name}_{id(self)}"
+        self._table: dict[int, tuple[Any, Any]] = {}
+        self._lock = threading.Lock()
+
+    def put(self, call: Any, value: Any) -> None:
+        try:
+            vars(call)[self.name] = value
+        except TypeError:
+            with self._lock:
+                self._table[id(call)] = (call, value)
+
+    def get(self, call: Any) -> Any:
+        try:
+            return vars(call).get(self.name)
+        except TypeError:
+            with self._lock:
+                entry = self._table.get(id(call))
+            return None if entry is None else entry[1]
+
+    def pop(self, call: Any) -> Any:
+        try:
+            return vars(call).pop(self.name, None)
+        except TypeError:
+            with self._lock:
+                entry = self._table.pop(id(call), None)
+            return None if entry is None else entry[1]
+
+
 def record_fields(record: UsageRecord) -> dict[str, Any]:
     """The record as a plain dict (tags as a list), as the JSONL log writes it."""
     from ..log import _FIELD_NAMES

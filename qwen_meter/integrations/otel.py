@@ -52,9 +52,6 @@ TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4
 #: ... and for ``gen_ai.client.operation.duration`` (seconds).
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48,
                     40.96, 81.92)
-# The open span rides on the call object itself, so it dies with the call (no registry to
-# leak when a caller abandons a stream) and several observers never see each other's.
-_SLOT = "_qwen_meter_otel_span"
 _SCOPE = "qwen_meter"
 
 
@@ -83,6 +80,7 @@ class OpenTelemetryObserver(Observer):
         self._tracer = trace.get_tracer(_SCOPE, version, tracer_provider=tracer_provider) \
             if with_spans else None
         self._watched = c.Watched()
+        self._spans = c.CallSlot("otel")  # the open span and its start, per call
         self._metrics = with_metrics
         if not with_metrics:
             return
@@ -115,10 +113,10 @@ class OpenTelemetryObserver(Observer):
         span = self._tracer.start_span(
             f"{c.operation(call.endpoint)} {call.model}", context=otel_context.get_current(),
             kind=SpanKind.CLIENT, start_time=start, attributes=self._begin_attributes(call))
-        call.__dict__[_SLOT] = (span, start)
+        self._spans.put(call, (span, start))
 
     def on_retry(self, call: MeteredCall, error: BaseException, delay: float) -> None:
-        opened = call.__dict__.get(_SLOT)
+        opened = self._spans.get(call)
         if opened is not None:
             opened[0].add_event("qwen_meter.retry", {
                 "error.type": str(getattr(error, "kind", type(error).__name__)),
@@ -129,7 +127,7 @@ class OpenTelemetryObserver(Observer):
             self._measure(record)
         if self._tracer is None:
             return
-        opened = call.__dict__.pop(_SLOT, None) if call is not None else None
+        opened = self._spans.pop(call) if call is not None else None
         if opened is None:  # refused before it began (or observed from mid-call on)
             end = c.end_time_ns(record)
             start = end - int((record.latency_ms or 0.0) * 1_000_000)

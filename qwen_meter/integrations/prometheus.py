@@ -97,7 +97,7 @@ class PrometheusObserver(Observer):
                 raise ConfigurationError(f"tag label {label!r} must be a Python identifier "
                                          "other than model, endpoint, status, kind")
         self._watched = c.Watched()
-        self._slot = f"_qwen_meter_prometheus_{id(self)}"
+        self._begun = c.CallSlot("prometheus")
         r, ns, extra = self.registry, namespace, list(self.tag_labels)
         self.requests = Counter("requests", "Metered calls by outcome", namespace=ns,
                                 labelnames=["model", "endpoint", "status", *extra], registry=r)
@@ -130,14 +130,13 @@ class PrometheusObserver(Observer):
     def on_begin(self, call: MeteredCall) -> None:
         self._watched.see(call)
         self.in_flight.labels(call.model).inc()
-        call.__dict__[self._slot] = True  # so only calls counted in are counted out
-
+        self._begun.put(call, True)  # so only calls counted in are counted out
 
     def on_retry(self, call: MeteredCall, error: BaseException, delay: float) -> None:
         self.retries.labels(call.model, str(getattr(error, "kind", type(error).__name__))).inc()
 
     def on_record(self, record: UsageRecord, call: MeteredCall | None) -> None:
-        if call is not None and call.__dict__.pop(self._slot, False):
+        if call is not None and self._begun.pop(call):
             self.in_flight.labels(call.model).dec()
         extra = self._extra(record.tags)
         model = record.model
