@@ -95,6 +95,7 @@ class MeteredCall:
     metadata: dict[str, str]
     attempts: int = 1
     settled: bool = False
+    max_tokens: int | None = None  # the request's, for observers (gen_ai.request.max_tokens)
 
     @property
     def estimated_prompt_tokens(self) -> int | None:
@@ -336,6 +337,7 @@ class Meter:
         call = MeteredCall(self, spec, str(model), endpoint, bool(request.get("stream")),
                            enable_thinking, prompt, calibration, estimate, reservations, permit,
                            tokens, started, all_tags, user, dict(context.metadata))
+        call.max_tokens = max_tokens
         notify(self.observers, "on_begin", call)
         return call
 

@@ -66,6 +66,7 @@ def test_span_per_call_nested_under_the_callers_span(make_meter, server, otel):
     assert a["gen_ai.operation.name"] == "chat"
     assert a["gen_ai.provider.name"] == a["gen_ai.system"] == "dashscope"
     assert a["gen_ai.request.model"] == "qwen-plus" and a["gen_ai.response.model"] == "qwen-plus"
+    assert a["gen_ai.request.max_tokens"] == 100
     assert a["gen_ai.response.id"] == record.request_id
     assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (22, 16)
     assert Decimal(a["qwen_meter.cost.exact"]) == Decimal("0.0000496")

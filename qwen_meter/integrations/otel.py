@@ -154,7 +154,7 @@ class OpenTelemetryObserver(Observer):
 
     def _begin_attributes(self, call: MeteredCall) -> dict[str, Any]:
         attributes = self._request_attributes(call.model, call.endpoint, call.stream)
-        max_tokens = c.any_attr(call, "max_tokens")  # when the pipeline keeps it
+        max_tokens = c.any_attr(call, "max_tokens")
         if max_tokens is not None:
             attributes["gen_ai.request.max_tokens"] = max_tokens
         outcome = c.outcome(call)
