@@ -129,6 +129,7 @@ def test_refused_call_gets_an_error_span(otel):
     span = next(s for s in exporter.get_finished_spans() if s.name == "chat qwen-plus")
     assert span.status.status_code is StatusCode.ERROR
     assert span.attributes["error.type"] == "BudgetExceeded"
+    assert span.attributes["qwen_meter.refused_by"] == "BudgetExceeded"
     assert span.parent.span_id == outer.get_span_context().span_id
     assert span.end_time - span.start_time == 2_500_000
 

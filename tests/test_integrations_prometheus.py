@@ -83,6 +83,8 @@ def test_failures_retries_and_refusals(make_meter, server):
     assert value(registry, "qwen_meter_requests_total", model="qwen-plus", endpoint="chat",
                  status="refused") == 1
     assert value(registry, "qwen_meter_tokens_total", model="qwen-plus", kind="input") == 22
+    assert value(registry, "qwen_meter_refusals_total", model="qwen-plus",
+                 reason="BudgetExceeded") == 1
 
 
 def test_one_observer_per_registry_shared_by_meters(make_meter, server):

@@ -46,6 +46,14 @@ def error_type(record: UsageRecord) -> str | None:
     return record.error_kind or record.status
 
 
+def refusal(record: UsageRecord) -> str | None:
+    """What refused a call before sending (its error kind: ``BudgetExceeded``,
+    ``RateLimited``, ``ContextLimitExceeded`` ...), or None if it was not refused."""
+    if record.status != "refused":
+        return None
+    return record.error_kind or "refused"
+
+
 def cost_amount(record: UsageRecord) -> Decimal | None:
     """The record's cost as Decimal (None when unpriced or failed)."""
     return None if record.cost is None else Decimal(record.cost)

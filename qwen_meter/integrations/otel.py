@@ -194,6 +194,9 @@ class OpenTelemetryObserver(Observer):
                       "gen_ai.usage.cache_read.input_tokens": r.cached_tokens,
                       "gen_ai.usage.reasoning.output_tokens": r.reasoning_tokens,
                       "qwen_meter.usage_estimated": r.usage_estimated})
+        refused = c.refusal(r)
+        if refused is not None:
+            a["qwen_meter.refused_by"] = refused
         if r.calibration:
             a["qwen_meter.calibration"] = r.calibration
         if r.tags:

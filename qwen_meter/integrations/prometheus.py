@@ -12,7 +12,8 @@ Metrics (prefix ``qwen_meter_``; ``model`` is the name the caller asked for):
 * ``cost_total{model,currency}`` — cost as qwen_meter prices it (a float view of the exact
   Decimal in the usage log);
 * ``request_duration_seconds{model,endpoint}`` — histogram, from counting to the record;
-* ``retries_total{model,error}``, ``in_flight{model}``;
+* ``retries_total{model,error}``, ``refusals_total{model,reason}`` (budget, limiter or
+  pre-flight said no), ``in_flight{model}``;
 * ``budget_limit``, ``budget_remaining{budget,scope,currency}`` and
   ``limiter_utilisation{model,account,window}`` — read from the budget and limiter stores
   when scraped (one store read per scope and scrape; nothing per call).
@@ -110,6 +111,9 @@ class PrometheusObserver(Observer):
                                   registry=r)
         self.retries = Counter("retries", "Attempts retried", namespace=ns,
                                labelnames=["model", "error"], registry=r)
+        self.refusals = Counter("refusals", "Calls refused before sending, by what refused "
+                                "them (BudgetExceeded, RateLimited, ...)", namespace=ns,
+                                labelnames=["model", "reason"], registry=r)
         self.in_flight = Gauge("in_flight", "Calls begun and not yet settled", namespace=ns,
                                labelnames=["model"], registry=r)
         self._gauges = _StoreGauges(self._watched, ns)
@@ -118,7 +122,7 @@ class PrometheusObserver(Observer):
     def close(self) -> None:
         """Remove this observer's metrics from its registry."""
         for metric in (self.requests, self.tokens, self.cost, self.duration, self.retries,
-                       self.in_flight, self._gauges):
+                       self.refusals, self.in_flight, self._gauges):
             self.registry.unregister(metric)
 
     def _extra(self, tags: Sequence[str]) -> list[str]:
@@ -142,6 +146,9 @@ class PrometheusObserver(Observer):
         model = record.model
         self.requests.labels(model, record.endpoint, record.status, *extra).inc()
         self.duration.labels(model, record.endpoint).observe(c.duration_s(record))
+        refused = c.refusal(record)
+        if refused is not None:
+            self.refusals.labels(model, refused).inc()
         if record.status not in c.FAILED:
             for kind, name in c.TOKEN_KINDS:
                 value = getattr(record, name)
