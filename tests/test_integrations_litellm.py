@@ -240,3 +240,28 @@ def test_intl_host_prices_in_usd(logger):
     assert Decimal(record.cost) == qm.cost(qm.Usage(40_000, 10), "qwen3-max",
                                            region="intl").amount
     assert record.latency_ms == 1500
+
+
+def test_logger_shares_a_meters_log_and_observers(tmp_path):
+    from qwen_meter.integrations.litellm import QwenMeterLogger
+
+    seen = []
+
+    class Seen(qm.Observer):
+        def on_record(self, record, call):
+            seen.append(record)
+
+    meter = qm.Meter(log=tmp_path / "meter.jsonl", region="intl", observers=[Seen()])
+    shared = QwenMeterLogger(meter=meter)
+    usage = litellm.Usage(prompt_tokens=100, completion_tokens=10, total_tokens=110,
+                          completion_tokens_details={"reasoning_tokens": 4})
+    shared.log_success_event({"model": "dashscope/qwen-flash", "custom_llm_provider": "dashscope",
+                              "litellm_params": {"api_base": "http://127.0.0.1:1/v1"}},
+                             litellm.ModelResponse(model="qwen-flash", usage=usage), 0.0, 0.2)
+    shared.close()  # the meter's log stays open
+    (record,) = list(meter.log)
+    assert seen == [record] and record.region == "intl" and record.reasoning_tokens == 4
+    # reasoning tokens: priced in thinking mode, as qwen_meter prices a thinking call
+    assert Decimal(record.cost) == qm.cost(qm.Usage(100, 10, reasoning_tokens=4), "qwen-flash",
+                                           region="intl").amount
+    meter.close()

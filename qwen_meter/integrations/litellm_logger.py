@@ -2,14 +2,16 @@
 
     import litellm
     from qwen_meter.integrations.litellm import QwenMeterLogger
-    litellm.callbacks = [QwenMeterLogger(log="usage.jsonl")]
+    litellm.callbacks = [QwenMeterLogger(log="usage.jsonl")]   # or QwenMeterLogger(meter=meter)
 
 For each call LiteLLM routes to DashScope (provider ``dashscope``, or any provider whose
 ``api_base`` is a DashScope host) the logger reads the usage LiteLLM got back — streams
 included, from LiteLLM's assembled response — prices it with :func:`qwen_meter.cost` (tiers
 with K = 1024, cache hits, thinking mode, the region's currency) and writes a
 :class:`~qwen_meter.log.UsageRecord` to the usage log and to its observers (OpenTelemetry,
-Prometheus, logging). LiteLLM's own ``response_cost`` is kept as ``metadata.litellm_cost``
+Prometheus, logging); with ``meter=`` it shares that meter's log, observers, region and
+catalogue. The default log is the meter's default (``$QWEN_METER_LOG``, else the user's
+data folder). LiteLLM's own ``response_cost`` is kept as ``metadata.litellm_cost``
 for comparison. Failures are recorded with status ``error``. The region comes from the host
 (``dashscope-intl`` → intl), else from ``region=``. LiteLLM's ``metadata`` (scalar values)
 and ``metadata["tags"]`` and ``user`` become the record's metadata, tags and user.
@@ -34,6 +36,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise MissingExtra("the LiteLLM logger needs litellm: pip install 'qwen-meter[litellm]'"
                        ) from exc
 from ..log import UsageLog, UsageRecord, open_log
+from ..meter import DEFAULT_LOG, Meter, _DefaultLog, default_log_path
 from ..observers import Observer, notify
 from ..pricing import cost
 from ..usage import Usage
@@ -61,15 +64,25 @@ def _seconds(start: Any, end: Any) -> float | None:
 class QwenMeterLogger(CustomLogger):
     """Records LiteLLM's DashScope calls (see the module docs)."""
 
-    def __init__(self, log: str | os.PathLike[str] | UsageLog | None = None, *,
-                 region: str | None = None, catalogue: Catalogue | None = None,
-                 observers: Sequence[Observer] = (), providers: Sequence[str] = (PROVIDER,),
-                 **kwargs: Any) -> None:
+    def __init__(self, log: str | os.PathLike[str] | UsageLog | _DefaultLog | None = DEFAULT_LOG,
+                 *, meter: Meter | None = None, region: str | None = None,
+                 catalogue: Catalogue | None = None, observers: Sequence[Observer] = (),
+                 providers: Sequence[str] = (PROVIDER,), **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.log = open_log(log)
-        self.region = region
-        self.catalogue = catalogue
-        self.observers = list(observers)
+        if meter is not None:
+            # Share the meter's log, observers (the live list), region and catalogue, so
+            # LiteLLM's calls land where the meter's own calls do.
+            self.log = meter.log if isinstance(log, _DefaultLog) else open_log(log)
+            self.observers = meter.observers
+            self.region = region or meter.region
+            self.catalogue = catalogue or meter.catalogue
+            self.observers.extend(o for o in observers if o not in self.observers)
+        else:
+            self.log = open_log(default_log_path() if isinstance(log, _DefaultLog) else log)
+            self.observers = list(observers)
+            self.region = region
+            self.catalogue = catalogue
+        self._owns_log = meter is None or not isinstance(log, _DefaultLog)
         self.providers = tuple(providers)
         self.records: list[UsageRecord] = []  # the last few, for inspection
         self._keep = 100
@@ -171,6 +184,7 @@ class QwenMeterLogger(CustomLogger):
             unpriced=unpriced, **common)
 
     def close(self) -> None:
-        if self.log is not None:
+        """Close the usage log (not a meter's: the meter closes its own)."""
+        if self.log is not None and self._owns_log:
             self.log.close()
 
