@@ -31,6 +31,9 @@ def test_each_integration_loads_only_its_library():
         "qwen_meter.integrations"}
     assert "prometheus_client" not in loaded_after("import qwen_meter.integrations.otel")
     assert "opentelemetry" not in loaded_after("import qwen_meter.integrations.prometheus")
+    handler_only = loaded_after("from qwen_meter.integrations.langchain import "
+                                "QwenMeterCallbackHandler")
+    assert "langchain_community" not in handler_only and "litellm" not in handler_only
 
 
 def test_missing_library_names_the_extra():

@@ -34,7 +34,14 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigurationError, MissingExtra
 
 try:
-    from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+    from prometheus_client import (
+        CONTENT_TYPE_LATEST,
+        REGISTRY,
+        CollectorRegistry,
+        Counter,
+        Gauge,
+        Histogram,
+    )
     from prometheus_client.core import GaugeMetricFamily
     from prometheus_client.registry import Collector
 except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -188,8 +195,13 @@ def instrument(meter: Meter, *, registry: CollectorRegistry | None = None,
     return observer
 
 
+#: The ``Content-Type`` of :func:`metrics_text`'s answer.
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
 def metrics_text(registry: CollectorRegistry | None = None) -> bytes:
-    """The registry in Prometheus' text format (what a ``/metrics`` endpoint returns)."""
+    """The registry in Prometheus' text format (what a ``/metrics`` endpoint returns, with
+    :data:`CONTENT_TYPE`)."""
     from prometheus_client import generate_latest
 
     return generate_latest(REGISTRY if registry is None else registry)
