@@ -150,3 +150,15 @@ def test_chat_tongyi_async_keeps_the_attribution(tongyi, server):
 def test_chat_tongyi_refuses_what_it_cannot_meter(tongyi):
     with pytest.raises(qm.UnsupportedClient):
         chat_tongyi(tongyi, model="qwen-vl-plus", api_key=KEY)
+
+
+def test_a_stream_left_early_closes_its_block(make_meter, server):
+    meter = make_meter()
+    chat = chat_openai(meter, server)
+    for _ in chat.stream("你是誰?", config=config(60)):
+        break
+    assert qm.current_attribution() == qm.Attribution()
+    chat.invoke("你是誰?")
+    later = list(meter.log)[-1]
+    assert later.metadata["langchain_run_id"] != str(uuid.UUID(int=60))
+    assert "session" not in later.metadata
