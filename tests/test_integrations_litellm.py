@@ -220,6 +220,16 @@ def test_logger_records_async_calls(logger, server):
     assert record.status == "ok" and record.metadata["run"] == "async" and record.cost
 
 
+def test_logger_records_embeddings(logger, server):
+    litellm.embedding(model="dashscope/text-embedding-v4", api_base=server.compatible,
+                      api_key=KEY, input=["你好", "世界"])
+    (record,) = _wait(logger, 1)
+    tokens = sum(qm.count_tokens(t, "text-embedding-v4").tokens + 1 for t in ("你好", "世界"))
+    assert (record.endpoint, record.prompt_tokens, record.completion_tokens) == (
+        "embeddings", tokens, 0)
+    assert Decimal(record.cost) == qm.cost(qm.Usage(tokens), "text-embedding-v4").amount
+
+
 def test_logger_ignores_other_providers(logger):
     logger.log_success_event({"model": "gpt-4o", "custom_llm_provider": "openai",
                               "litellm_params": {"api_base": "https://api.openai.com/v1"}},
