@@ -183,3 +183,18 @@ def test_a_broken_exporter_never_breaks_the_call(make_meter, server, otel):
     reply = openai_client(meter, server).chat.completions.create(model="qwen-plus",
                                                                  messages=HELLO)
     assert reply.choices[0].message.content and len(list(meter.log)) == 1
+
+
+def test_sampled_out_calls_export_no_span_but_still_count(make_meter, server, otel):
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    _, mp, _, reader = otel
+    exporter = InMemorySpanExporter()
+    tp = TracerProvider(sampler=ALWAYS_OFF)
+    tp.add_span_processor(SimpleSpanProcessor(exporter))
+    meter = make_meter()
+    instrument(meter, tracer_provider=tp, meter_provider=mp)
+    openai_client(meter, server).chat.completions.create(model="qwen-plus", messages=HELLO)
+    assert exporter.get_finished_spans() == ()
+    (duration,) = points(reader, "gen_ai.client.operation.duration")
+    assert duration.count == 1

@@ -112,7 +112,10 @@ class OpenTelemetryObserver(Observer):
         start = c.start_time_ns(call.started)
         span = self._tracer.start_span(
             f"{c.operation(call.endpoint)} {call.model}", context=otel_context.get_current(),
-            kind=SpanKind.CLIENT, start_time=start, attributes=self._begin_attributes(call))
+            kind=SpanKind.CLIENT, start_time=start,
+            attributes=self._request_attributes(call.model, call.endpoint, call.stream))
+        if span.is_recording():  # sampled out or no SDK: build nothing more
+            span.set_attributes(self._begin_attributes(call))
         self._spans.put(call, (span, start))
 
     def on_retry(self, call: MeteredCall, error: BaseException, delay: float) -> None:
@@ -138,10 +141,11 @@ class OpenTelemetryObserver(Observer):
                                                     record.stream))
         else:
             span, start = opened
-        span.set_attributes(self._record_attributes(record))
-        kind = c.error_type(record)
-        if kind is not None:
-            span.set_status(Status(StatusCode.ERROR, record.error or kind))
+        if span.is_recording():
+            span.set_attributes(self._record_attributes(record))
+            kind = c.error_type(record)
+            if kind is not None:
+                span.set_status(Status(StatusCode.ERROR, record.error or kind))
         span.end(end_time=start + int((record.latency_ms or 0.0) * 1_000_000))
 
     # --- attributes -------------------------------------------------------------------------
@@ -153,7 +157,7 @@ class OpenTelemetryObserver(Observer):
                 "gen_ai.request.model": model, "gen_ai.request.stream": stream}
 
     def _begin_attributes(self, call: MeteredCall) -> dict[str, Any]:
-        attributes = self._request_attributes(call.model, call.endpoint, call.stream)
+        attributes: dict[str, Any] = {}
         max_tokens = c.any_attr(call, "max_tokens")
         if max_tokens is not None:
             attributes["gen_ai.request.max_tokens"] = max_tokens
