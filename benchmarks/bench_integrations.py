@@ -46,7 +46,7 @@ def one_call(meter: qm.Meter) -> Callable[[], object]:
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
+    n = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 5000
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace import TracerProvider
@@ -84,7 +84,10 @@ def main() -> None:
         "logging added, logger disabled": lambda: qm.Meter(log=None, observers=[
             UsageLoggingObserver(quiet)]),
     }
-    calls = {label: one_call(make()) for label, make in rows.items()}
+    order = list(rows.items())
+    if "--reverse" in sys.argv:  # to see whether a row gains from its place in the turn
+        order.reverse()
+    calls = {label: one_call(make()) for label, make in order}
     for run in calls.values():  # warm-up
         for _ in range(200):
             run()
