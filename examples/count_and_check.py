@@ -13,6 +13,7 @@ from pathlib import Path
 
 import qwen_meter as qm
 
+
 def load_request(argv: list[str]) -> dict[str, object]:
     if len(argv) > 1:
         return dict(json.loads(Path(argv[1]).read_text(encoding="utf-8")))

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         InvalidMessages,
         LimitExceeded,
         MediaError,
+        MissingExtra,
         NotOffered,
         OutputLimitExceeded,
         QwenMeterError,
@@ -43,6 +44,10 @@ if TYPE_CHECKING:
         UnpricedCall,
         UsageParseError,
     )
+    from .integrations.langchain import QwenMeterCallbackHandler
+    from .integrations.otel import OpenTelemetryObserver
+    from .integrations.prometheus import PrometheusObserver
+    from .integrations.usage_logging import UsageLoggingObserver
     from .limiter import Permit, RateLimit, RateLimiter
     from .log import JsonlLog, SQLiteLog, UsageLog, UsageRecord, read_usage
     from .meter import Meter, MeteredCall, UnsupportedClient
@@ -76,6 +81,11 @@ _EXPORTS: dict[str, str] = {
     "attribute": ".attribution",
     "current_attribution": ".attribution",
     "Observer": ".observers",
+    # integrations (issue #17): each needs its extra, imported on first use
+    "OpenTelemetryObserver": ".integrations.otel",
+    "PrometheusObserver": ".integrations.prometheus",
+    "QwenMeterCallbackHandler": ".integrations.langchain",
+    "UsageLoggingObserver": ".integrations.usage_logging",
     "AuthenticationFailed": ".server_errors",
     "BadRequest": ".server_errors",
     "Budget": ".budget",
@@ -95,6 +105,7 @@ _EXPORTS: dict[str, str] = {
     "LimitExceeded": ".errors",
     "Limits": ".catalogue",
     "MediaError": ".errors",
+    "MissingExtra": ".errors",
     "MemoryStore": ".store",
     "Meter": ".meter",
     "MeteredCall": ".meter",
@@ -192,15 +203,19 @@ __all__ = [
     "MemoryStore",
     "Meter",
     "MeteredCall",
+    "MissingExtra",
     "ModelSpec",
     "NotOffered",
     "Observer",
     "Offer",
+    "OpenTelemetryObserver",
     "OutputLimitExceeded",
     "Permit",
     "Preflight",
     "PriceTier",
+    "PrometheusObserver",
     "QuotaExhausted",
+    "QwenMeterCallbackHandler",
     "QwenMeterError",
     "RateLimit",
     "RateLimited",
@@ -223,6 +238,7 @@ __all__ = [
     "UnsupportedClient",
     "Usage",
     "UsageLog",
+    "UsageLoggingObserver",
     "UsageParseError",
     "UsageRecord",
     "VisionRule",

@@ -385,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--region", choices=("cn", "intl"),
                         help="region to price raw responses in (default cn)")
     report.set_defaults(run=_report)
+    from .cli_export import register as register_export  # issue #17
+
+    register_export(sub)
     return parser
 
 

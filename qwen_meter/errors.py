@@ -152,3 +152,9 @@ class UnpricedCall(BudgetExceeded):
     not list or does not offer in the region), so it cannot be checked against the budget.
     The message names the fixes: a catalogue override, ``Meter(fallback_price=...)``, or
     ``Meter(unpriced="allow")``."""
+
+
+# --- issue #17: integrations ----------------------------------------------------------------
+
+class MissingExtra(QwenMeterError, ImportError):
+    """An integration's library is not installed; the message names the extra to install."""

@@ -77,10 +77,16 @@ class UsageRecord:
     #: a budget or limiter update did not reach its store: totals there may be off
     degraded: bool = False
 
-    def to_json(self) -> str:
+    def to_dict(self) -> dict[str, Any]:
+        """The record as plain JSON values (tuples as lists), as the JSONL log writes it."""
         data = {name: getattr(self, name) for name in _FIELD_NAMES}
         data["tags"] = list(self.tags)
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        data["warnings"] = list(self.warnings)
+        data["metadata"] = dict(self.metadata)
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> UsageRecord:

@@ -123,6 +123,7 @@ class _Plan:
     holds: list[tuple[Budget, Any, str | None]]
     warnings: list[str]
     started: float
+    max_tokens: int | None = None
 
 
 @dataclass
@@ -153,6 +154,7 @@ class MeteredCall:
     attempts: int = 1
     settled: bool = False
     record: UsageRecord | None = None
+    max_tokens: int | None = None  # the request's, for observers (gen_ai.request.max_tokens)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -634,7 +636,7 @@ class Meter:
             limiter = None
         return _Plan(resolved, str(model), endpoint, bool(request.get("stream")),
                      enable_thinking, prompt, calibration, shape, where, found, tokens, limiter,
-                     all_tags, user, metadata, holds, notes, started)
+                     all_tags, user, metadata, holds, notes, started, max_tokens)
 
     def _begin_steps(self, plan: _Plan) -> steps.Step[MeteredCall]:
         reservations: list[tuple[Budget, Reservation]] = []
@@ -661,7 +663,7 @@ class Meter:
                            reservations, permit, plan.tokens, plan.started, plan.tags, plan.user,
                            plan.metadata, region=plan.region, shape=plan.shape,
                            limiter=plan.limiter, resolved=plan.resolved,
-                           warnings=list(plan.warnings))
+                           warnings=list(plan.warnings), max_tokens=plan.max_tokens)
         notify(self.observers, "on_begin", call)
         return call
 

@@ -20,7 +20,8 @@ def server():
     fake.close()
 
 
-def run(script: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(script: str, *args: str,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, str(EXAMPLES / script), *args], capture_output=True,
                           text=True, timeout=120, env={**os.environ, **(env or {})})
 

@@ -1,0 +1,151 @@
+"""Prometheus metrics in a real prometheus_client registry."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from integration_support import HELLO, make_meter, openai_client, refused_record, server
+
+import qwen_meter as qm
+
+prometheus_client = pytest.importorskip("prometheus_client")
+from prometheus_client import CollectorRegistry  # noqa: E402
+
+from qwen_meter.integrations.prometheus import (  # noqa: E402
+    PrometheusObserver,
+    instrument,
+    metrics_text,
+    observer_for,
+)
+
+__all__ = ["make_meter", "server"]
+
+
+def value(registry, name, **labels):
+    return registry.get_sample_value(name, labels)
+
+
+def test_counts_tokens_cost_and_duration(make_meter, server):
+    registry = CollectorRegistry()
+    meter = make_meter(budget=qm.Budget("1 CNY"), limiter=qm.RateLimiter(
+        limits={"qwen-plus": (100, 1_000_000)}))
+    instrument(meter, registry=registry)
+    client = openai_client(meter, server)
+    for _ in range(3):
+        client.chat.completions.create(model="qwen-plus", messages=HELLO, max_tokens=100)
+    assert value(registry, "qwen_meter_requests_total", model="qwen-plus", endpoint="chat",
+                 status="ok") == 3
+    assert value(registry, "qwen_meter_tokens_total", model="qwen-plus", kind="input") == 66
+    assert value(registry, "qwen_meter_tokens_total", model="qwen-plus", kind="output") == 48
+    assert value(registry, "qwen_meter_tokens_total", model="qwen-plus", kind="cached") is None
+    assert value(registry, "qwen_meter_cost_total", model="qwen-plus",
+                 currency="CNY") == pytest.approx(3 * 0.0000496)
+    assert value(registry, "qwen_meter_request_duration_seconds_count", model="qwen-plus",
+                 endpoint="chat") == 3
+    assert value(registry, "qwen_meter_in_flight", model="qwen-plus") == 0
+    left = value(registry, "qwen_meter_budget_remaining", budget="budget", scope="global",
+                 currency="CNY")
+    assert left == pytest.approx(float(1 - 3 * Decimal("0.0000496")))
+    assert value(registry, "qwen_meter_budget_limit", budget="budget", scope="global",
+                 currency="CNY") == 1
+    assert value(registry, "qwen_meter_limiter_utilisation", model="qwen-plus",
+                 account="default", window="rpm") == pytest.approx(0.03)
+    assert value(registry, "qwen_meter_limiter_utilisation", model="qwen-plus",
+                 account="default", window="tpm") == pytest.approx(3 * 38 / 1_000_000)
+
+
+def test_per_user_budget_gauge_per_scope(make_meter, server):
+    registry = CollectorRegistry()
+    meter = make_meter(budget=qm.Budget("2 CNY", scope="user", name="per-user"))
+    instrument(meter, registry=registry)
+    client = openai_client(meter, server)
+    for user in ("ana", "bo", "bo"):
+        with qm.attribute(user=user):
+            client.chat.completions.create(model="qwen-plus", messages=HELLO)
+    ana = value(registry, "qwen_meter_budget_remaining", budget="per-user", scope="user=ana",
+                currency="CNY")
+    bo = value(registry, "qwen_meter_budget_remaining", budget="per-user", scope="user=bo",
+               currency="CNY")
+    assert ana == pytest.approx(2 - 0.0000496) and bo == pytest.approx(2 - 2 * 0.0000496)
+
+
+def test_failures_retries_and_refusals(make_meter, server):
+    registry = CollectorRegistry()
+    meter = make_meter()
+    observer = instrument(meter, registry=registry)
+    server.push({"status": 429, "code": "Throttling.RateQuota"})
+    openai_client(meter, server).chat.completions.create(model="qwen-plus", messages=HELLO)
+    (retried,) = [s for m in registry.collect() if m.name == "qwen_meter_retries"
+                  for s in m.samples if s.name.endswith("_total")]
+    assert retried.value == 1 and retried.labels["model"] == "qwen-plus"
+    observer.on_record(refused_record(), None)
+    assert value(registry, "qwen_meter_requests_total", model="qwen-plus", endpoint="chat",
+                 status="refused") == 1
+    assert value(registry, "qwen_meter_tokens_total", model="qwen-plus", kind="input") == 22
+    assert value(registry, "qwen_meter_refusals_total", model="qwen-plus",
+                 reason="BudgetExceeded") == 1
+
+
+def test_one_observer_per_registry_shared_by_meters(make_meter, server):
+    registry = CollectorRegistry()
+    first, second = make_meter(), make_meter()
+    assert instrument(first, registry=registry) is instrument(second, registry=registry)
+    instrument(first, registry=registry)
+    assert len(first.observers) == 1
+    for meter in (first, second):
+        openai_client(meter, server).chat.completions.create(model="qwen-plus",
+                                                             messages=HELLO)
+    assert value(registry, "qwen_meter_requests_total", model="qwen-plus", endpoint="chat",
+                 status="ok") == 2
+    text = metrics_text(registry).decode()
+    assert 'qwen_meter_requests_total{endpoint="chat",model="qwen-plus",status="ok"} 2.0' in text
+    with pytest.raises(qm.ConfigurationError):
+        observer_for(registry, tag_labels=("feature",))
+
+
+def test_tag_labels(make_meter, server):
+    registry = CollectorRegistry()
+    meter = make_meter()
+    meter.add_observer(PrometheusObserver(registry, tag_labels=("feature",)))
+    with qm.attribute(tags=["feature=search"]):
+        openai_client(meter, server).chat.completions.create(model="qwen-plus",
+                                                             messages=HELLO)
+    assert value(registry, "qwen_meter_cost_total", model="qwen-plus", currency="CNY",
+                 feature="search") == pytest.approx(0.0000496)
+    with pytest.raises(qm.ConfigurationError):
+        PrometheusObserver(CollectorRegistry(), tag_labels=("not a label",))
+
+
+def test_close_unregisters():
+    registry = CollectorRegistry()
+    observer = PrometheusObserver(registry)
+    observer.close()
+    PrometheusObserver(registry)  # the names are free again
+
+
+def test_an_unreadable_store_does_not_break_the_scrape(make_meter, server, monkeypatch):
+    registry = CollectorRegistry()
+    budget = qm.Budget("1 CNY")
+    meter = make_meter(budget=budget)
+    instrument(meter, registry=registry)
+    openai_client(meter, server).chat.completions.create(model="qwen-plus", messages=HELLO)
+
+    def down(key=None):
+        raise qm.StoreUnavailable("redis is down")
+
+    monkeypatch.setattr(budget, "status", down)
+    text = metrics_text(registry).decode()
+    assert "qwen_meter_requests_total" in text and "qwen_meter_budget_remaining{" not in text
+
+
+def test_in_flight_counts_only_calls_it_saw_begin(make_meter, server):
+    registry = CollectorRegistry()
+    meter = make_meter()
+    observer = PrometheusObserver(registry)
+    call = meter.begin({"model": "qwen-plus", "messages": HELLO})
+    meter.add_observer(observer)  # added while the call is in flight
+    call.finish({"prompt_tokens": 22, "completion_tokens": 16, "total_tokens": 38})
+    assert value(registry, "qwen_meter_in_flight", model="qwen-plus") in (None, 0)
+    assert value(registry, "qwen_meter_requests_total", model="qwen-plus", endpoint="chat",
+                 status="ok") == 1
