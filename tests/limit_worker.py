@@ -29,7 +29,7 @@ def main(url: str, account: str, threads: int, attempts: int, log_path: str,
     limiter = RateLimiter(store, account=account, limits={"m": (RPM, TPM)}, smooth=False)
     budget = Budget(BUDGET, name=account, store=store, lease=1.0)
     lock = threading.Lock()
-    log = open(log_path, "a", buffering=1, encoding="utf-8")
+    log = open(log_path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - os._exit ends it
     reserved = [0]
     start = threading.Barrier(threads)
 
