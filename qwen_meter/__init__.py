@@ -30,12 +30,17 @@ if TYPE_CHECKING:
         ContextLimitExceeded,
         InputDecodeError,
         InvalidMessages,
+        InvalidTimeout,
         LimitExceeded,
         MediaError,
         NotOffered,
         OutputLimitExceeded,
         QwenMeterError,
         RateLimited,
+        ReservationError,
+        ReservationExpired,
+        ReservationSettled,
+        ReservationUnknown,
         TokenizerUnavailable,
         UnknownFamily,
         UnknownModel,
@@ -56,7 +61,7 @@ if TYPE_CHECKING:
         ServerUnavailable,
         classify,
     )
-    from .store import MemoryStore, Store, StoreUnavailable, open_store
+    from .store import CircuitBreaker, MemoryStore, Store, StoreUnavailable, open_store
     from .tokens.backends import TokenizerBackend, load_backend
     from .tokens.media import VisionRule, image_tokens
     from .tokens.templates import TemplateProfile, get_profile
@@ -135,6 +140,13 @@ _EXPORTS: dict[str, str] = {
     "read_usage": ".log",
     "render_messages": ".counting",
     "resolve": ".catalogue",
+    # issue #11 [limits]
+    "InvalidTimeout": ".errors",
+    "ReservationError": ".errors",
+    "ReservationExpired": ".errors",
+    "ReservationSettled": ".errors",
+    "ReservationUnknown": ".errors",
+    "CircuitBreaker": ".store",
 }
 
 
@@ -163,6 +175,7 @@ __all__ = [
     "BudgetStatus",
     "Catalogue",
     "CatalogueError",
+    "CircuitBreaker",
     "ConfigurationError",
     "ContextLimitExceeded",
     "Cost",
@@ -170,6 +183,7 @@ __all__ = [
     "DashScopeError",
     "InputDecodeError",
     "InvalidMessages",
+    "InvalidTimeout",
     "JsonlLog",
     "LimitExceeded",
     "Limits",
@@ -190,6 +204,10 @@ __all__ = [
     "RateLimited",
     "RateLimiter",
     "Reservation",
+    "ReservationError",
+    "ReservationExpired",
+    "ReservationSettled",
+    "ReservationUnknown",
     "RetryPolicy",
     "SQLiteLog",
     "ServerRateLimited",

@@ -8,12 +8,14 @@ window can hold more than the limit. ``window_adjust`` corrects an earlier bucke
 release).
 
 *Which* second is current is decided inside that atomic step, never before it: the store reads
-the clock (a callable) under its lock / transaction / script, and then clamps the second to the
-newest one already written for those keys. The clamp is what makes the window correct for any
-interleaving and any clock: a caller delayed after reading its clock, a process whose clock is a
-little behind, or a clock stepped back can only ever add to the newest second, which every later
-check still counts; buckets of one key are therefore written in non-decreasing order, and every
-61-second span of them was checked whole by its last admission. A clock stepped *forward* just
+the clock (a callable) under its lock / transaction / script, and then clamps the second up to
+the newest one any operation on those keys has used so far (admitted, refused or summed; it is
+recorded per key). The clamp is what makes the window correct for any interleaving and any
+clock: a caller delayed after reading its clock, a process whose clock is a little behind, or a
+clock stepped back can only ever add to the newest second, which every later check still counts;
+buckets of one key are therefore written in non-decreasing order, no bucket is ever pruned and
+then looked at again, and every 61-second span of them was checked whole by its last
+admission. A clock stepped *forward* just
 starts a fresh window, as real time would. (The price of a large backward step is liveness, not
 safety: admissions keep landing in the newest second until the clock passes it again.)
 

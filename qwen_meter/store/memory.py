@@ -27,7 +27,8 @@ from .base import (
 
 
 class _Window:
-    """One key's buckets (written in non-decreasing order) with a running total.
+    """One key's buckets (written in non-decreasing order) with a running total; ``latest`` is
+    the newest second any operation has looked at (the clamp, see base.py).
 
     ``pending`` takes reconciles without the lock (``deque.append`` is atomic); whoever next
     holds the lock applies them before looking, so no check ever misses one.
@@ -113,6 +114,8 @@ class MemoryStore(Store):
             for window in windows:
                 if window.latest > second:
                     second = window.latest
+            for window in windows:  # the newest second seen, admitted or not (see base.py)
+                window.latest = second
             oldest = second - WINDOW_BUCKETS + 1
             for check, window in zip(checks, windows, strict=True):
                 window.settle(oldest)
@@ -132,7 +135,6 @@ class MemoryStore(Store):
                 else:
                     buckets[second] = check.amount
                     window.order.append(second)
-                    window.latest = second
                 window.total += check.amount
         return AcquireResult(True, 0, None, second, now)
 
@@ -144,9 +146,10 @@ class MemoryStore(Store):
     def window_sum(self, key: str, bucket: int) -> int:
         lock, (window,) = self._group((key,))
         with lock:  # the window as the next acquire sees it: ending at the clamped second
-            end = max(bucket, window.latest)
-            window.settle(end - WINDOW_BUCKETS + 1)
-            return window.total if end == window.latest else sum(window.values(end))
+            if bucket > window.latest:
+                window.latest = bucket
+            window.settle(window.latest - WINDOW_BUCKETS + 1)
+            return window.total
 
     # --- ledgers ----------------------------------------------------------------------------
 

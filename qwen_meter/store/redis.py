@@ -49,6 +49,8 @@ local function live(key, bucket)
   if oldest_kept and oldest_kept < oldest then
     if bucket - oldest_kept > 122 then
       redis.call('DEL', key)
+      redis.call('HSET', key, 't', bucket)  -- keep the clamp's floor
+      redis.call('EXPIRE', key, 130)
       return 0, 0
     end
     for b = oldest_kept, oldest - 1 do
@@ -78,6 +80,10 @@ for i = 1, #KEYS do
   local newest = tonumber(redis.call('HGET', KEYS[i], 't'))
   if newest and newest > bucket then bucket = newest end
 end
+for i = 1, #KEYS do  -- the newest second seen, admitted or not
+  redis.call('HSET', KEYS[i], 't', bucket)
+  redis.call('EXPIRE', KEYS[i], 130)
+end
 for i = 1, #KEYS do
   local base = 1 + (i - 1) * 3
   local limit, amount = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
@@ -106,8 +112,6 @@ for i = 1, #KEYS do
   redis.call('HINCRBY', key, tostring(bucket), amount)
   redis.call('HINCRBY', key, 's', amount)
   redis.call('HSETNX', key, 'm', bucket - 60)
-  redis.call('HSET', key, 't', bucket)
-  redis.call('EXPIRE', key, 130)
 end
 return {1, 0, 0, bucket, tostring(now)}
 """
@@ -128,6 +132,8 @@ local bucket = tonumber(ARGV[1])
 local newest = tonumber(redis.call('HGET', KEYS[1], 't'))
 if newest and newest > bucket then bucket = newest end
 local sum = live(KEYS[1], bucket)
+redis.call('HSET', KEYS[1], 't', bucket)
+redis.call('EXPIRE', KEYS[1], 130)
 return sum
 """
 

@@ -115,6 +115,7 @@ class SQLiteStore(Store):
                     second = row[0]
             result = plan_acquire(checks, [self._buckets(db, c.key, second) for c in checks],
                                   second)
+            self._mark(db, [c.key for c in checks], second)
             if result.ok:
                 db.executemany(
                     "INSERT INTO window (key, bucket, amount) VALUES (?, ?, ?) "
@@ -130,7 +131,15 @@ class SQLiteStore(Store):
     def window_sum(self, key: str, bucket: int) -> int:
         with self._tx() as db:  # the window as the next acquire sees it (clamped second)
             row = db.execute("SELECT MAX(bucket) FROM window WHERE key = ?", (key,)).fetchone()
-            return sum(self._buckets(db, key, bucket if row[0] is None else max(bucket, row[0])))
+            end = bucket if row[0] is None else max(bucket, row[0])
+            self._mark(db, [key], end)
+            return sum(self._buckets(db, key, end))
+
+    @staticmethod
+    def _mark(db: sqlite3.Connection, keys: list[str], second: int) -> None:
+        """Remember the newest second looked at (an empty bucket row): the clamp's floor."""
+        db.executemany("INSERT INTO window (key, bucket, amount) VALUES (?, ?, 0) "
+                       "ON CONFLICT (key, bucket) DO NOTHING", [(k, second) for k in keys])
 
     # --- ledgers ----------------------------------------------------------------------------
 
