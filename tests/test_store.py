@@ -222,3 +222,29 @@ def test_money_units_round_trip():
     assert to_units(Decimal("0.0000496")) == 49_600
     assert from_units(49_600) == Decimal("0.0000496")
     assert to_units(Decimal("1e-10"), reserve=True) == 1  # reservations round up
+
+
+def test_ready_clients_and_cluster_urls(redis_url, redis_cluster_url):
+    import asyncio
+
+    import redis
+    import redis.cluster
+
+    from qwen_meter.store import open_store
+
+    for client in (redis.Redis.from_url(redis_url),
+                   redis.cluster.RedisCluster.from_url("redis" + redis_cluster_url[13:])):
+        store = open_store(client)
+        assert store.cluster == isinstance(client, redis.cluster.RedisCluster)
+        key = f"rl:{{ready-{id(client)}:m}}:req"
+        assert store.window_acquire([WindowCheck(key, 1, 1)], 10).ok
+
+        async def twin(store=store, key=key):
+            refused = await store.awindow_acquire([WindowCheck(key, 1, 1)], 10)
+            await store.aclose()
+            return refused
+
+        assert not asyncio.run(twin()).ok  # the async client reached the same server
+        store.close()
+    with pytest.raises(ValueError, match="store URL"):
+        open_store("mysql://x")

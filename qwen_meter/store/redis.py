@@ -248,6 +248,21 @@ def _cluster_url(url: str) -> str:
     return "redis" + url[len("redis+cluster"):]
 
 
+def _url_of(client: Any, cluster: bool) -> str | None:
+    """The URL a ready redis-py client talks to (host, port, db), when it can be read."""
+    try:
+        if cluster:
+            node = client.get_default_node()
+            return f"redis+cluster://{node.host}:{node.port}"
+        kwargs = client.connection_pool.connection_kwargs
+        if "path" in kwargs:
+            return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
+        return f"redis://{kwargs.get('host', '127.0.0.1')}:{kwargs.get('port', 6379)}/" \
+               f"{kwargs.get('db', 0)}"
+    except (AttributeError, KeyError, TypeError):
+        return None
+
+
 class RedisStore(Store):
     """Counters in Redis, shared by every process and host that uses the same server or cluster.
 
@@ -280,6 +295,8 @@ class RedisStore(Store):
             cluster = url.startswith("redis+cluster:") or isinstance(
                 client, redis.cluster.RedisCluster)
         self.cluster = cluster
+        if client is not None and url == "redis://127.0.0.1:6379/0":
+            url = _url_of(client, cluster) or url  # so the asyncio twin reaches the same server
         self.url = url
         self.prefix = prefix
         self.server_time = server_time
