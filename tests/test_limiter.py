@@ -323,3 +323,26 @@ def test_async_waiting_does_not_block_the_loop():
         return ticks
 
     assert asyncio.run(main()) >= 5
+
+
+def test_sqlite_caller_blocked_on_the_lock_uses_the_second_it_gets_the_lock_in(tmp_path):
+    """The stale-second case: a caller that waits for another process's write lock across a
+    second boundary must count in the second it is admitted in, not the one it started in."""
+    import sqlite3
+
+    from qwen_meter.store.sqlite import SQLiteStore
+
+    path = tmp_path / "stale.db"
+    clock = FakeClock(3000.9)
+    rl = RateLimiter(SQLiteStore(path, timeout=5), account="a", limits={"m": (100, None)},
+                     smooth=False, clock=clock)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    got = []
+    caller = threading.Thread(target=lambda: got.append(rl.acquire("m")))
+    caller.start()
+    time.sleep(0.3)  # the caller is now waiting for the lock, its clock says 3000
+    clock.now = 3001.2
+    holder.execute("COMMIT")
+    caller.join(5)
+    assert got and got[0].bucket == 3001
