@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .catalogue import Catalogue, default_catalogue
-from .errors import NotOffered, RateLimited
+from .errors import ConfigurationError, NotOffered, RateLimited
 from .store import Store, StoreUnavailable, WindowCheck, open_store
 from .store.base import AcquireResult, check_seconds
 
@@ -131,7 +131,8 @@ class RateLimiter:
                  sleep: Callable[[float], None] = time.sleep,
                  async_sleep: Callable[[float], Awaitable[None]] | None = None) -> None:
         if on_store_error not in FAIL_POLICIES:
-            raise ValueError(f"on_store_error must be 'closed' or 'open', not {on_store_error!r}")
+            raise ConfigurationError(
+                f"on_store_error must be 'closed' or 'open', not {on_store_error!r}")
         self.store = open_store(store)
         self.account = account
         self.region = region
