@@ -248,3 +248,17 @@ def test_ready_clients_and_cluster_urls(redis_url, redis_cluster_url):
         store.close()
     with pytest.raises(ValueError, match="store URL"):
         open_store("mysql://x")
+
+
+def test_tombstones_are_forgotten_and_then_still_never_counted(make_store):
+    from qwen_meter.store.base import TOMBSTONE_SECONDS
+
+    store = make_store()
+    for n in range(50):
+        store.ledger_reserve("g", f"r{n}", 1, None, lease_until=1010, now=1000, expire_at=None)
+        store.ledger_commit("g", f"r{n}", 1, now=1001, expire_at=None, strict=True)
+    later = 1010 + TOMBSTONE_SECONDS + 1
+    again = store.ledger_commit("g", "r0", 1, now=later, expire_at=None, strict=True)
+    assert (again.ok, again.state, again.committed) == (False, "unknown", 50)
+    if hasattr(store, "_ledgers"):  # memory: nothing left to grow
+        assert not store._ledgers["g"].settled and not store._ledgers["g"].forget

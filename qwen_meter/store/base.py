@@ -48,8 +48,10 @@ log = logging.getLogger("qwen_meter.store")
 WINDOW_BUCKETS = 61
 #: Money is stored as whole multiples of this (exact for prices with up to 3 decimals per 1M).
 UNIT = Decimal("1e-9")
-#: How long a committed, released or expired reservation is remembered after its lease.
-TOMBSTONE_SECONDS = 86_400
+#: How long a committed, released or expired reservation is remembered after its lease, to
+#: name a second commit precisely. Safety does not depend on it: once forgotten, a strict
+#: commit finds the reservation unknown and still counts nothing.
+TOMBSTONE_SECONDS = 3_600
 
 #: Ledger states: what a reserve/commit/release found.
 OK, REFUSED, UNKNOWN, COMMITTED, RELEASED, EXPIRED = (

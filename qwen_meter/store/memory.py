@@ -61,13 +61,20 @@ class _Window:
 
 
 class _Ledger:
-    __slots__ = ("committed", "expire_at", "live", "settled")
+    __slots__ = ("committed", "expire_at", "forget", "live", "settled")
 
     def __init__(self) -> None:
         self.committed = 0
         self.live: dict[str, tuple[int, float]] = {}
         self.settled: dict[str, tuple[str, float]] = {}  # id -> (state, forget at)
+        # (forget at, id) in about that order (leases are mostly of one length): forgetting
+        # pops from the front, so an operation never scans every tombstone.
+        self.forget: deque[tuple[float, str]] = deque()
         self.expire_at: float | None = None
+
+    def tombstone(self, rid: str, state: str, forget_at: float) -> None:
+        self.settled[rid] = (state, forget_at)
+        self.forget.append((forget_at, rid))
 
 
 class MemoryStore(Store):
@@ -159,11 +166,13 @@ class MemoryStore(Store):
         ledger = self._ledgers.get(key)
         if ledger is None or (ledger.expire_at is not None and ledger.expire_at <= now):
             ledger = self._ledgers[key] = _Ledger()
-        live, settled = ledger.live, ledger.settled
+        live, settled, forget = ledger.live, ledger.settled, ledger.forget
         for rid in [r for r, (_, lease) in live.items() if lease <= now]:
-            settled[rid] = (EXPIRED, live.pop(rid)[1] + TOMBSTONE_SECONDS)
-        if settled:
-            for rid in [r for r, (_, until) in settled.items() if until <= now]:
+            ledger.tombstone(rid, EXPIRED, live.pop(rid)[1] + TOMBSTONE_SECONDS)
+        while forget and forget[0][0] <= now:
+            _, rid = forget.popleft()
+            entry = settled.get(rid)
+            if entry is not None and entry[1] <= now:
                 del settled[rid]
         return ledger
 
@@ -205,7 +214,7 @@ class MemoryStore(Store):
                     return self._result(ledger, False, state)
                 forget = now + TOMBSTONE_SECONDS
             ledger.committed += amount
-            ledger.settled[reservation] = (COMMITTED, forget)
+            ledger.tombstone(reservation, COMMITTED, forget)
             self._touch(ledger, expire_at)
             return self._result(ledger, True, state)
 
@@ -216,7 +225,7 @@ class MemoryStore(Store):
             if held is None:
                 state, _ = ledger.settled.get(reservation, (UNKNOWN, 0.0))
                 return self._result(ledger, False, state)
-            ledger.settled[reservation] = (RELEASED, held[1] + TOMBSTONE_SECONDS)
+            ledger.tombstone(reservation, RELEASED, held[1] + TOMBSTONE_SECONDS)
             return self._result(ledger, True, OK)
 
     def ledger_totals(self, key: str, now: float) -> LedgerResult:

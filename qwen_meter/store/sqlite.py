@@ -46,6 +46,8 @@ CREATE TABLE IF NOT EXISTS reservation (key TEXT NOT NULL, id TEXT NOT NULL,
     amount INTEGER NOT NULL, lease_until REAL NOT NULL, PRIMARY KEY (key, id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS settled (key TEXT NOT NULL, id TEXT NOT NULL, state TEXT NOT NULL,
     forget_at REAL NOT NULL, PRIMARY KEY (key, id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS settled_forget ON settled (key, forget_at);
+CREATE INDEX IF NOT EXISTS reservation_lease ON reservation (key, lease_until);
 """
 
 
