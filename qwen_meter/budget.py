@@ -6,7 +6,11 @@ call, :meth:`Budget.reserve` holds its worst-case cost; after it, :meth:`Budget.
 the real cost and frees the rest; :meth:`Budget.release` frees a call that failed. The store
 admits a reservation only while committed + reserved + amount <= limit, atomically, so the
 invariant committed + reserved <= limit holds at every moment, across threads, processes and
-hosts. Reservations are leased: a crashed caller's hold expires.
+hosts. Reservations are leased: a crashed caller's hold expires. Commits are exactly once and
+checked by the store (a second commit, a commit after release or after the lease ran out is a
+typed :class:`~qwen_meter.errors.ReservationError` and counts nothing); releases are
+idempotent. Every operation has an asyncio twin (``reserve_async`` ...) sharing the same plan
+and decision code.
 """
 
 from __future__ import annotations

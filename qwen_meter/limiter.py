@@ -7,6 +7,12 @@ with ``smooth``, within the current second); ``reconcile`` corrects the tokens t
 ``total_tokens``; ``release`` gives a failed call's reservation back. Callers wait (sleep or
 await, first come first served within a process, up to a timeout) or fail fast with
 :class:`~qwen_meter.errors.RateLimited` and its ``retry_after``.
+
+The limiter hands its *clock* to the store, which reads it inside its atomic step and clamps
+the second to the newest one it has used (see :mod:`qwen_meter.store.base`): so no thread,
+process or clock step can push a window past RPM or TPM. The sync and async methods share one
+decision core (``_checks``, ``_decide``, ``_reconcile_plan``, ``_release_plan``) and differ only
+in how they call the store.
 """
 
 from __future__ import annotations
@@ -119,7 +125,10 @@ class RateLimiter:
     ``limits`` maps model names to :class:`RateLimit` (or ``(rpm, tpm)``) and overrides the
     catalogue's figures for ``region``; ``default`` applies to models with neither.
     ``on_store_error`` is ``"closed"`` (raise :class:`~qwen_meter.store.StoreUnavailable`) or
-    ``"open"`` (admit, warn and mark the permit ``degraded``).
+    ``"open"`` (admit, warn, log and mark the permit ``degraded``); the store's circuit breaker
+    makes either answer immediate while the store is known to be failing. ``store`` is a
+    :class:`~qwen_meter.store.Store`, a URL for :func:`~qwen_meter.store.open_store`, or a
+    ready ``redis.Redis`` / ``redis.cluster.RedisCluster`` client.
     """
 
     def __init__(self, store: Store | str | Any = None, *, account: str = "default",

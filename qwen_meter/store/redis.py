@@ -267,7 +267,10 @@ class RedisStore(Store):
     """Counters in Redis, shared by every process and host that uses the same server or cluster.
 
     ``server_time`` (default) takes the window's second from Redis's own clock (``TIME``, inside
-    the script), so hosts with skewed clocks still share one window. ``timeout`` bounds every
+    the script), so hosts with skewed clocks still share one window. With ``server_time=False``
+    the caller's clock is read just before the script is sent (a script cannot call back); the
+    clamp still keeps every key's seconds in order, so a late reading can only count in the
+    newest second, never over-admit. ``timeout`` bounds every
     round trip (there are no client-side retries: a failure goes straight to the caller's
     ``on_store_error`` policy); ``breaker`` skips the server for a while after repeated failures.
     ``client`` / ``async_client`` accept ready clients (``redis.Redis``,
