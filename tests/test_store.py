@@ -262,3 +262,29 @@ def test_tombstones_are_forgotten_and_then_still_never_counted(make_store):
     assert (again.ok, again.state, again.committed) == (False, "unknown", 50)
     if hasattr(store, "_ledgers"):  # memory: nothing left to grow
         assert not store._ledgers["g"].settled and not store._ledgers["g"].forget
+
+
+def test_memory_checks_spanning_lock_stripes_stay_atomic():
+    """Keys of different hash tags live under different locks; one check over both takes both,
+    so 16 threads can never admit more than the limit of either."""
+    import threading
+
+    from qwen_meter.store import MemoryStore
+
+    store = MemoryStore()
+    checks = [WindowCheck("{a}:req", 50, 1), WindowCheck("{b}:tok", 10_000, 7)]
+    admitted = []
+
+    def worker():
+        for _ in range(40):
+            if store.window_acquire(checks, 100).ok:
+                admitted.append(1)
+            store.window_acquire([WindowCheck("{a}:req", 50, 0)], 100)  # the other stripe alone
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(admitted) == 50 == store.window_sum("{a}:req", 100)
+    assert store.window_sum("{b}:tok", 100) == 350

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Sequence
+from typing import TypeAlias
 
 from .base import (
     COMMITTED,
@@ -60,6 +61,26 @@ class _Window:
         return [self.buckets.get(b, 0) for b in range(bucket - WINDOW_BUCKETS + 1, bucket + 1)]
 
 
+class _AllOf:
+    """Several stripe locks held together (acquired in a fixed order)."""
+
+    __slots__ = ("locks",)
+
+    def __init__(self, locks: list[threading.Lock]) -> None:
+        self.locks = locks
+
+    def __enter__(self) -> None:
+        for lock in self.locks:
+            lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        for lock in reversed(self.locks):
+            lock.release()
+
+
+_Locks: TypeAlias = "threading.Lock | _AllOf"  # a string: threading.Lock is a factory
+
+
 class _Ledger:
     __slots__ = ("committed", "expire_at", "forget", "live", "settled")
 
@@ -90,7 +111,7 @@ class MemoryStore(Store):
         self._locks: dict[str, threading.Lock] = {}
         self._windows: dict[str, _Window] = {}
         self._ledgers: dict[str, _Ledger] = {}
-        self._plans: dict[tuple[str, ...], tuple[threading.Lock, list[_Window]]] = {}
+        self._plans: dict[tuple[str, ...], tuple[_Locks, list[_Window]]] = {}
 
     def _lock(self, group: str) -> threading.Lock:
         lock = self._locks.get(group)
@@ -98,14 +119,18 @@ class MemoryStore(Store):
             lock = self._locks.setdefault(group, threading.Lock())  # atomic: one winner
         return lock
 
-    def _group(self, keys: tuple[str, ...]) -> tuple[threading.Lock, list[_Window]]:
-        """The lock and windows for a set of keys, looked up once and cached."""
+    def _group(self, keys: tuple[str, ...]) -> tuple[_Locks, list[_Window]]:
+        """The lock(s) and windows for a set of keys, looked up once and cached. Each window
+        belongs to the stripe of its hash tag (untagged keys share one); a check spanning
+        several stripes takes them all, in one global order (no deadlock)."""
         plan = self._plans.get(keys)
         if plan is None:
-            tags = {hash_tag(k) or "" for k in keys}
-            group = tags.pop() if len(tags) == 1 else ""
+            locks = {id(lock): lock for lock in
+                     (self._lock(f"w:{hash_tag(k) or ''}") for k in keys)}
+            ordered = [locks[i] for i in sorted(locks)]
+            lock: _Locks = ordered[0] if len(ordered) == 1 else _AllOf(ordered)
             windows = [self._windows.setdefault(k, _Window()) for k in keys]
-            plan = self._plans.setdefault(keys, (self._lock(f"w:{group}"), windows))
+            plan = self._plans.setdefault(keys, (lock, windows))
         return plan
 
     def window_acquire(self, checks: Sequence[WindowCheck], bucket: When) -> AcquireResult:
