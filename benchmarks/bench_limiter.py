@@ -1,8 +1,10 @@
-"""Limiter overhead and throughput: qwen_meter's memory, SQLite and Redis limiters side by side
-with aiolimiter, pyrate-limiter and limits, and the floor of one Redis round trip.
+"""Limiter overhead and throughput: qwen_meter's memory, SQLite, Redis and Redis Cluster
+limiters at 1 and 8 threads side by side with aiolimiter, pyrate-limiter and limits, and the
+floor of one Redis round trip (PING, EVALSHA of 'return 1').
 
 Run:  pip install ".[bench]"; python benchmarks/bench_limiter.py
-A redis-server binary on PATH is started on a free port (or set QWEN_METER_BENCH_REDIS_URL).
+A redis-server binary on PATH is started on a free port (or set QWEN_METER_BENCH_REDIS_URL), and
+a 3-master Redis Cluster next to it (or set QWEN_METER_BENCH_REDIS_CLUSTER_URL).
 Limits are set so high that nothing is ever refused: this measures the bookkeeping itself.
 qwen_meter enforces RPM and TPM together (acquire + reconcile per call); the peers enforce one
 rate per call, as they can.
@@ -23,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from redis_server import running_redis
+from redis_server import running_redis, running_redis_cluster
 
 HUGE = 10**12
 
@@ -57,6 +59,16 @@ def redis_server() -> Iterator[str | None]:
         yield url
         return
     with running_redis() as started:
+        yield started
+
+
+@contextmanager
+def redis_cluster() -> Iterator[str | None]:
+    url = os.environ.get("QWEN_METER_BENCH_REDIS_CLUSTER_URL")
+    if url:
+        yield url
+        return
+    with running_redis_cluster() as started:
         yield started
 
 
@@ -181,6 +193,22 @@ def main() -> None:
                     "8 threads": rate(lambda: counter.hit(item, "k"), 10_000, 8)}
             except ImportError:
                 pass
+    with redis_cluster() as url:
+        if url is None:
+            report["redis cluster"] = {"skipped": "no redis-server"}
+        else:
+            from qwen_meter.store.redis import RedisStore
+
+            store = RedisStore(url, prefix="bench:")
+            client = store.redis
+            sha = client.script_load("return 1")
+            report["Redis Cluster floor: EVALSHA 'return 1' (one key)"] = {
+                "1 thread": rate(lambda: client.evalsha(sha, 1, "{m}"), 10_000, 1),
+                "8 threads": rate(lambda: client.evalsha(sha, 1, "{m}"), 10_000, 8)}
+            fn = qwen_meter_case(store)
+            report["qwen_meter Redis Cluster acquire + reconcile (2 EVALSHA)"] = {
+                "1 thread": rate(fn, 10_000, 1), "8 threads": rate(fn, 10_000, 8)}
+            store.close()
     print(json.dumps({"python": sys.version.split()[0], "cpus": os.cpu_count(),
                       "results": report}, indent=2, ensure_ascii=False))
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         ContextLimitExceeded,
         InputDecodeError,
         InvalidMessages,
+        InvalidTimeout,
         LimitExceeded,
         MediaError,
         MissingExtra,
@@ -38,6 +39,10 @@ if TYPE_CHECKING:
         OutputLimitExceeded,
         QwenMeterError,
         RateLimited,
+        ReservationError,
+        ReservationExpired,
+        ReservationSettled,
+        ReservationUnknown,
         TokenizerUnavailable,
         UnknownFamily,
         UnknownModel,
@@ -65,7 +70,7 @@ if TYPE_CHECKING:
         ServerUnavailable,
         classify,
     )
-    from .store import MemoryStore, Store, StoreUnavailable, open_store
+    from .store import CircuitBreaker, MemoryStore, Store, StoreUnavailable, open_store
     from .tokens.backends import TokenizerBackend, load_backend
     from .tokens.media import VisionRule, image_tokens
     from .tokens.templates import TemplateProfile, get_profile
@@ -159,6 +164,13 @@ _EXPORTS: dict[str, str] = {
     "read_usage": ".log",
     "render_messages": ".counting",
     "resolve": ".catalogue",
+    # issue #11 [limits]
+    "InvalidTimeout": ".errors",
+    "ReservationError": ".errors",
+    "ReservationExpired": ".errors",
+    "ReservationSettled": ".errors",
+    "ReservationUnknown": ".errors",
+    "CircuitBreaker": ".store",
 }
 
 
@@ -188,6 +200,7 @@ __all__ = [
     "BudgetStatus",
     "Catalogue",
     "CatalogueError",
+    "CircuitBreaker",
     "ConfigurationError",
     "ContextLimitExceeded",
     "Cost",
@@ -196,6 +209,7 @@ __all__ = [
     "FallbackPrice",
     "InputDecodeError",
     "InvalidMessages",
+    "InvalidTimeout",
     "JsonlLog",
     "LimitExceeded",
     "Limits",
@@ -221,6 +235,10 @@ __all__ = [
     "RateLimited",
     "RateLimiter",
     "Reservation",
+    "ReservationError",
+    "ReservationExpired",
+    "ReservationSettled",
+    "ReservationUnknown",
     "RetryPolicy",
     "SQLiteLog",
     "ServerRateLimited",

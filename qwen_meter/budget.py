@@ -6,7 +6,11 @@ call, :meth:`Budget.reserve` holds its worst-case cost; after it, :meth:`Budget.
 the real cost and frees the rest; :meth:`Budget.release` frees a call that failed. The store
 admits a reservation only while committed + reserved + amount <= limit, atomically, so the
 invariant committed + reserved <= limit holds at every moment, across threads, processes and
-hosts. Reservations are leased: a crashed caller's hold expires.
+hosts. Reservations are leased: a crashed caller's hold expires. Commits are exactly once and
+checked by the store (a second commit, a commit after release or after the lease ran out is a
+typed :class:`~qwen_meter.errors.ReservationError` and counts nothing); releases are
+idempotent. Every operation has an asyncio twin (``reserve_async`` ...) sharing the same plan
+and decision code.
 """
 
 from __future__ import annotations
@@ -17,15 +21,30 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from .catalogue import CURRENCIES
-from .errors import BudgetExceeded, ConfigurationError
+from .errors import (
+    BudgetExceeded,
+    ConfigurationError,
+    ReservationError,
+    ReservationExpired,
+    ReservationSettled,
+    ReservationUnknown,
+)
 from .pricing import Cost, CostEstimate
 from .store import Store, StoreUnavailable, open_store
-from .store.base import from_units, to_units
+from .store.base import (
+    COMMITTED,
+    EXPIRED,
+    RELEASED,
+    LedgerResult,
+    check_seconds,
+    from_units,
+    to_units,
+)
 
 log = logging.getLogger("qwen_meter.budget")
 
@@ -60,6 +79,7 @@ class BudgetStatus:
     committed: Decimal
     reserved: Decimal
     period: str
+    degraded: bool = False  # True: the store could not be asked (``on_store_error="open"``)
 
     @property
     def remaining(self) -> Decimal:
@@ -133,7 +153,7 @@ class Budget:
                  scope: str = "global", name: str = "budget", tz: str | dt.tzinfo = "UTC",
                  mode: str = "hard", thresholds: Sequence[float] = (0.5, 0.8, 1.0),
                  on_threshold: Callable[[ThresholdEvent], None] | None = None,
-                 store: Store | str | None = None, lease: float = 600.0,
+                 store: Store | str | Any = None, lease: float = 600.0,
                  on_store_error: str = "closed", clock: Callable[[], float] = time.time) -> None:
         amount, currency = parse_money(limit, currency)
         if amount < 0:
@@ -148,8 +168,7 @@ class Budget:
             raise ConfigurationError(f"mode must be 'hard' or 'soft', not {mode!r}")
         if on_store_error not in ("closed", "open"):
             raise ConfigurationError("on_store_error must be 'closed' or 'open'")
-        if lease <= 0:
-            raise ConfigurationError("lease must be positive (seconds)")
+        lease = check_seconds(lease, "lease", positive=True) or 0.0
         if any(not 0 < t <= 10 for t in thresholds):
             raise ConfigurationError("thresholds are fractions of the limit, e.g. 0.8")
         if isinstance(tz, str):
@@ -168,7 +187,7 @@ class Budget:
         self.mode = mode
         self.thresholds = tuple(sorted(thresholds))
         self.on_threshold = on_threshold
-        self.store = store if isinstance(store, Store) else open_store(store)
+        self.store = open_store(store)
         self.lease = lease
         self.on_store_error = on_store_error
         self.clock = clock
@@ -218,14 +237,10 @@ class Budget:
                       RuntimeWarning, stacklevel=3)
         log.warning("budget %s: %s without the store: %s", self.name, action, exc)
 
-    # --- the cycle ------------------------------------------------------------------------
+    # --- the cycle: each operation is a plan, one store call (sync or async), a decision --
 
-    def reserve(self, amount: Any, *, key: str | None = None) -> Reservation:
-        """Hold ``amount`` (money, a :class:`Cost`, or a :class:`CostEstimate`'s high end).
-
-        Hard mode raises :class:`~qwen_meter.errors.BudgetExceeded` if it does not fit; soft
-        mode warns (:class:`BudgetWarning`) and holds it anyway.
-        """
+    def _reserve_plan(self, amount: Any, key: str | None) -> tuple[Reservation, str, int | None,
+                                                                   float]:
         scope_value = self._scope_value(key)
         try:
             value = self._money(amount, "the reservation")
@@ -233,34 +248,62 @@ class Budget:
             if self.mode == "hard":
                 raise
             warnings.warn(f"budget {self.name!r}: unpriced call not counted", BudgetWarning,
-                          stacklevel=2)
+                          stacklevel=3)
             value = Decimal(0)
         units = to_units(value, reserve=True)
         now = self.clock()
-        ledger, period, expire_at = self._ledger(scope_value, now)
-        rid = uuid.uuid4().hex
+        ledger, _, expire_at = self._ledger(scope_value, now)
         limit = self._limit_units if self.mode == "hard" else None
-        try:
-            result = self.store.ledger_reserve(ledger, rid, units, limit, now + self.lease, now,
-                                               expire_at)
-        except StoreUnavailable as exc:
-            self._store_failed(exc, "reserving")
-            return Reservation(rid, self.name, ledger, scope_value, value, units, expire_at,
-                               degraded=True)
+        held = Reservation(uuid.uuid4().hex, self.name, ledger, scope_value, value, units,
+                           expire_at)
+        return held, ledger, limit, now
+
+    def _reserve_done(self, held: Reservation, result: LedgerResult | StoreUnavailable
+                      ) -> Reservation:
+        period = held.key.rsplit(":", 1)[1]
+        if isinstance(result, StoreUnavailable):
+            self._store_failed(result, "reserving")
+            return replace(held, degraded=True)
         if not result.ok:
             raise BudgetExceeded(
-                f"budget {self.name!r} ({self.scope}={scope_value}, {period}): "
-                f"{value} {self.currency} does not fit; committed "
+                f"budget {self.name!r} ({self.scope}={held.scope_value}, {period}): "
+                f"{held.amount} {self.currency} does not fit; committed "
                 f"{from_units(result.committed)}, reserved {from_units(result.reserved)}, "
                 f"limit {self.limit} {self.currency}")
         if self.mode == "soft" and result.committed + result.reserved > self._limit_units:
-            warnings.warn(f"budget {self.name!r} ({self.scope}={scope_value}, {period}) is over "
-                          f"its limit of {self.limit} {self.currency}", BudgetWarning,
-                          stacklevel=2)
-        return Reservation(rid, self.name, ledger, scope_value, value, units, expire_at)
+            warnings.warn(f"budget {self.name!r} ({self.scope}={held.scope_value}, {period}) is "
+                          f"over its limit of {self.limit} {self.currency}", BudgetWarning,
+                          stacklevel=3)
+        return held
 
-    def commit(self, reservation: Reservation, cost: Any = None) -> BudgetStatus:
-        """Record the call's real cost (default: the reserved amount) and free the rest."""
+    def reserve(self, amount: Any, *, key: str | None = None) -> Reservation:
+        """Hold ``amount`` (money, a :class:`Cost`, or a :class:`CostEstimate`'s high end).
+
+        Hard mode raises :class:`~qwen_meter.errors.BudgetExceeded` if it does not fit; soft
+        mode warns (:class:`BudgetWarning`) and holds it anyway.
+        """
+        held, ledger, limit, now = self._reserve_plan(amount, key)
+        try:
+            result: LedgerResult | StoreUnavailable = self.store.ledger_reserve(
+                ledger, held.id, held.units, limit, now + self.lease, now, held.expire_at)
+        except StoreUnavailable as exc:
+            result = exc
+        return self._reserve_done(held, result)
+
+    async def reserve_async(self, amount: Any, *, key: str | None = None) -> Reservation:
+        """:meth:`reserve` for asyncio (the store call never blocks the event loop)."""
+        held, ledger, limit, now = self._reserve_plan(amount, key)
+        try:
+            result: LedgerResult | StoreUnavailable = await self.store.aledger_reserve(
+                ledger, held.id, held.units, limit, now + self.lease, now, held.expire_at)
+        except StoreUnavailable as exc:
+            result = exc
+        return self._reserve_done(held, result)
+
+    def _commit_units(self, reservation: Reservation, cost: Any) -> int:
+        if not isinstance(reservation, Reservation):
+            raise ConfigurationError(f"commit needs the Reservation that reserve returned, "
+                                     f"got {type(reservation).__name__}")
         if cost is None:
             value = reservation.amount
         else:
@@ -269,37 +312,114 @@ class Budget:
             except BudgetExceeded:
                 log.warning("budget %s: unpriced cost, committing the reservation", self.name)
                 value = reservation.amount
-        units = to_units(value)
-        now = self.clock()
-        try:
-            result = self.store.ledger_commit(reservation.key, reservation.id, units, now,
-                                              reservation.expire_at)
-        except StoreUnavailable as exc:
-            self._store_failed(exc, "committing")
-            return self._status(reservation.key, 0, 0)
+        return to_units(value)
+
+    def _commit_done(self, reservation: Reservation, units: int,
+                     result: LedgerResult | StoreUnavailable) -> BudgetStatus:
+        if isinstance(result, StoreUnavailable):
+            self._store_failed(result, "committing")
+            return self._status(reservation.key, 0, 0, degraded=True)
+        if not result.ok:
+            raise self._misuse(reservation, result.state, "commit")
         self._fire_thresholds(reservation, result.committed - units, result.committed)
         return self._status(reservation.key, result.committed, result.reserved)
 
-    def release(self, reservation: Reservation) -> BudgetStatus:
-        """Free a reservation whose call did not happen (or did not cost anything)."""
+    def _misuse(self, reservation: Reservation, state: str, action: str) -> ReservationError:
+        where = f"budget {self.name!r}: cannot {action} reservation {reservation.id}"
+        if state in (COMMITTED, RELEASED):
+            return ReservationSettled(f"{where}: it was already {state}; nothing was counted",
+                                      reservation=reservation.id, budget=self.name, state=state)
+        if state == EXPIRED:
+            return ReservationExpired(
+                f"{where}: its lease of {self.lease:g} s ran out, so its hold was already freed "
+                "for other calls; nothing was counted (give calls this long a longer lease=)",
+                reservation=reservation.id, budget=self.name)
+        return ReservationUnknown(f"{where}: the store has no such reservation (another "
+                                  "store or budget, or settled long ago); nothing was counted",
+                                  reservation=reservation.id, budget=self.name)
+
+    def commit(self, reservation: Reservation, cost: Any = None) -> BudgetStatus:
+        """Record the call's real cost (default: the reserved amount) and free the rest.
+
+        Exactly once per reservation: committing one that was already committed or released
+        raises :class:`~qwen_meter.errors.ReservationSettled`, one whose lease ran out
+        :class:`~qwen_meter.errors.ReservationExpired`, one the store never saw
+        :class:`~qwen_meter.errors.ReservationUnknown` — and none of them counts anything.
+        A ``degraded`` reservation (made while the store was down under ``"open"``) is
+        recorded as spend without a hold, still only once.
+        """
+        units = self._commit_units(reservation, cost)
         now = self.clock()
         try:
-            result = self.store.ledger_release(reservation.key, reservation.id, now)
+            result: LedgerResult | StoreUnavailable = self.store.ledger_commit(
+                reservation.key, reservation.id, units, now, reservation.expire_at,
+                strict=not reservation.degraded)
         except StoreUnavailable as exc:
-            self._store_failed(exc, "releasing")
-            return self._status(reservation.key, 0, 0)
+            result = exc
+        return self._commit_done(reservation, units, result)
+
+    async def commit_async(self, reservation: Reservation, cost: Any = None) -> BudgetStatus:
+        """:meth:`commit` for asyncio."""
+        units = self._commit_units(reservation, cost)
+        now = self.clock()
+        try:
+            result: LedgerResult | StoreUnavailable = await self.store.aledger_commit(
+                reservation.key, reservation.id, units, now, reservation.expire_at,
+                strict=not reservation.degraded)
+        except StoreUnavailable as exc:
+            result = exc
+        return self._commit_done(reservation, units, result)
+
+    def _release_done(self, reservation: Reservation, result: LedgerResult | StoreUnavailable
+                      ) -> BudgetStatus:
+        if isinstance(result, StoreUnavailable):
+            self._store_failed(result, "releasing")
+            return self._status(reservation.key, 0, 0, degraded=True)
         return self._status(reservation.key, result.committed, result.reserved)
+
+    def release(self, reservation: Reservation) -> BudgetStatus:
+        """Free a reservation whose call did not happen (or did not cost anything).
+
+        Idempotent: releasing one that is no longer held (released, committed, expired) is a
+        no-op — a commit that happened stands, and nothing is freed twice.
+        """
+        if not isinstance(reservation, Reservation):
+            raise ConfigurationError(f"release needs the Reservation that reserve returned, "
+                                     f"got {type(reservation).__name__}")
+        try:
+            result: LedgerResult | StoreUnavailable = self.store.ledger_release(
+                reservation.key, reservation.id, self.clock())
+        except StoreUnavailable as exc:
+            result = exc
+        return self._release_done(reservation, result)
+
+    async def release_async(self, reservation: Reservation) -> BudgetStatus:
+        """:meth:`release` for asyncio."""
+        if not isinstance(reservation, Reservation):
+            raise ConfigurationError(f"release needs the Reservation that reserve returned, "
+                                     f"got {type(reservation).__name__}")
+        try:
+            result: LedgerResult | StoreUnavailable = await self.store.aledger_release(
+                reservation.key, reservation.id, self.clock())
+        except StoreUnavailable as exc:
+            result = exc
+        return self._release_done(reservation, result)
 
     def status(self, key: str | None = None) -> BudgetStatus:
         """Committed and reserved spend of the current period."""
         now = self.clock()
         ledger, _, _ = self._ledger(self._scope_value(key), now)
-        result = self.store.ledger_totals(ledger, now)
+        try:
+            result = self.store.ledger_totals(ledger, now)
+        except StoreUnavailable as exc:
+            self._store_failed(exc, "reporting")
+            return self._status(ledger, 0, 0, degraded=True)
         return self._status(ledger, result.committed, result.reserved)
 
-    def _status(self, ledger: str, committed: int, reserved: int) -> BudgetStatus:
+    def _status(self, ledger: str, committed: int, reserved: int, *,
+                degraded: bool = False) -> BudgetStatus:
         return BudgetStatus(self.limit, self.currency, from_units(committed),
-                            from_units(reserved), ledger.rsplit(":", 1)[1])
+                            from_units(reserved), ledger.rsplit(":", 1)[1], degraded)
 
     def _fire_thresholds(self, reservation: Reservation, before: int, after: int) -> None:
         if self.on_threshold is None or self._limit_units == 0:

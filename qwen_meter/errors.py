@@ -158,3 +158,38 @@ class UnpricedCall(BudgetExceeded):
 
 class MissingExtra(QwenMeterError, ImportError):
     """An integration's library is not installed; the message names the extra to install."""
+
+
+# --- issue #11 [limits]: ledger misuse and bad waits ---------------------------------------
+
+
+class InvalidTimeout(ConfigurationError, TypeError):
+    """A timeout (or other wait in seconds) that is not a finite number >= 0: NaN, a negative
+    number, infinity (use ``None`` to wait without bound) or not a number at all."""
+
+
+class ReservationError(QwenMeterError, LookupError):
+    """A budget reservation that cannot be committed; ``reservation`` is its id, ``budget``
+    the budget's name. Nothing was counted."""
+
+    def __init__(self, message: str, *, reservation: str, budget: str) -> None:
+        self.reservation = reservation
+        self.budget = budget
+        super().__init__(message)
+
+
+class ReservationUnknown(ReservationError):
+    """The store holds no such reservation (never made there, or forgotten long ago)."""
+
+
+class ReservationSettled(ReservationError):
+    """The reservation was already committed or released; ``state`` says which."""
+
+    def __init__(self, message: str, *, reservation: str, budget: str, state: str) -> None:
+        self.state = state
+        super().__init__(message, reservation=reservation, budget=budget)
+
+
+class ReservationExpired(ReservationError):
+    """The reservation's lease ran out before the commit (its hold was already freed for
+    others), so committing it now could take the budget over its limit."""

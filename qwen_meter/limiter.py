@@ -7,6 +7,12 @@ with ``smooth``, within the current second); ``reconcile`` corrects the tokens t
 ``total_tokens``; ``release`` gives a failed call's reservation back. Callers wait (sleep or
 await, first come first served within a process, up to a timeout) or fail fast with
 :class:`~qwen_meter.errors.RateLimited` and its ``retry_after``.
+
+The limiter hands its *clock* to the store, which reads it inside its atomic step and clamps
+the second to the newest one it has used (see :mod:`qwen_meter.store.base`): so no thread,
+process or clock step can push a window past RPM or TPM. The sync and async methods share one
+decision core (``_checks``, ``_decide``, ``_reconcile_plan``, ``_release_plan``) and differ only
+in how they call the store.
 """
 
 from __future__ import annotations
@@ -20,11 +26,12 @@ import warnings
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .catalogue import Catalogue, default_catalogue
-from .errors import NotOffered, RateLimited
+from .errors import ConfigurationError, NotOffered, RateLimited
 from .store import Store, StoreUnavailable, WindowCheck, open_store
+from .store.base import AcquireResult, check_seconds
 
 if TYPE_CHECKING:
     import asyncio
@@ -118,10 +125,13 @@ class RateLimiter:
     ``limits`` maps model names to :class:`RateLimit` (or ``(rpm, tpm)``) and overrides the
     catalogue's figures for ``region``; ``default`` applies to models with neither.
     ``on_store_error`` is ``"closed"`` (raise :class:`~qwen_meter.store.StoreUnavailable`) or
-    ``"open"`` (admit, warn and mark the permit ``degraded``).
+    ``"open"`` (admit, warn, log and mark the permit ``degraded``); the store's circuit breaker
+    makes either answer immediate while the store is known to be failing. ``store`` is a
+    :class:`~qwen_meter.store.Store`, a URL for :func:`~qwen_meter.store.open_store`, or a
+    ready ``redis.Redis`` / ``redis.cluster.RedisCluster`` client.
     """
 
-    def __init__(self, store: Store | str | None = None, *, account: str = "default",
+    def __init__(self, store: Store | str | Any = None, *, account: str = "default",
                  region: str | None = None,
                  limits: Mapping[str, RateLimit | tuple[int | None, int | None]] | None = None,
                  default: RateLimit | None = None, smooth: bool = True,
@@ -130,8 +140,9 @@ class RateLimiter:
                  sleep: Callable[[float], None] = time.sleep,
                  async_sleep: Callable[[float], Awaitable[None]] | None = None) -> None:
         if on_store_error not in FAIL_POLICIES:
-            raise ValueError(f"on_store_error must be 'closed' or 'open', not {on_store_error!r}")
-        self.store = store if isinstance(store, Store) else open_store(store)
+            raise ConfigurationError(
+                f"on_store_error must be 'closed' or 'open', not {on_store_error!r}")
+        self.store = open_store(store)
         self.account = account
         self.region = region
         self.overrides = {name: v if isinstance(v, RateLimit) else RateLimit(*v)
@@ -170,7 +181,9 @@ class RateLimiter:
         return limit
 
     def _keys(self, model: str) -> tuple[str, str]:
-        base = f"rl:{self.account}:{model}"
+        # One hash tag per (account, model): both windows of a model live in one Redis Cluster
+        # slot (a script may only touch one slot) and share one memory-store lock stripe.
+        base = f"rl:{{{self.account}:{model}}}"
         return f"{base}:req", f"{base}:tok"
 
     def _plan(self, model: str) -> tuple[WindowCheck | None, WindowCheck | None, int | None]:
@@ -188,6 +201,8 @@ class RateLimiter:
         return plan
 
     def _checks(self, model: str, tokens: int) -> list[WindowCheck]:
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
+            raise ValueError(f"tokens must be a whole number >= 0, got {tokens!r}")
         requests, template, tpm = self._plan(model)
         if tpm is not None and tokens > tpm:
             raise RateLimited(f"{tokens} tokens can never fit {model}'s limit of {tpm} "
@@ -197,30 +212,50 @@ class RateLimiter:
             checks.append(WindowCheck(template.key, template.limit, tokens, template.per_second))
         return checks
 
-    # --- one attempt --------------------------------------------------------------------------
+    # --- one attempt: a sync and an async driver around one decision ----------------------
+
+    def _decide(self, model: str, tokens: int, result: AcquireResult | StoreUnavailable
+                ) -> Permit | float:
+        """A permit, or the seconds to wait before trying again."""
+        if isinstance(result, StoreUnavailable):
+            if self.on_store_error == "closed":
+                raise result
+            warnings.warn(f"rate limiter store unavailable, admitting anyway: {result}",
+                          RuntimeWarning, stacklevel=4)
+            log.warning("admitted %s (%d tokens) without the store: %s", model, tokens, result)
+            return Permit(next(_permit_ids), self.account, model, math.floor(self.clock()),
+                          tokens, degraded=True)
+        bucket = result.bucket if result.bucket is not None else math.floor(self.clock())
+        if result.ok:
+            return Permit(next(_permit_ids), self.account, model, bucket, tokens)
+        now = result.now if result.now is not None else self.clock()
+        # The store may have clamped the second ahead of this clock: wait for that too.
+        return max(result.retry_buckets - (now - bucket), 0.001)
 
     def _attempt(self, model: str, tokens: int) -> Permit | float:
-        """A permit, or the seconds to wait before trying again."""
-        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
-            raise ValueError(f"tokens must be a whole number >= 0, got {tokens!r}")
         checks = self._checks(model, tokens)
-        now = self.clock()
-        bucket = math.floor(now)
         if not checks:
-            return Permit(next(_permit_ids), self.account, model, bucket, tokens)
+            return Permit(next(_permit_ids), self.account, model, math.floor(self.clock()),
+                          tokens)
         try:
-            result = self.store.window_acquire(checks, bucket)
+            # The clock itself goes to the store, which reads it inside its atomic step.
+            result: AcquireResult | StoreUnavailable = self.store.window_acquire(checks,
+                                                                                 self.clock)
         except StoreUnavailable as exc:
-            if self.on_store_error == "closed":
-                raise
-            warnings.warn(f"rate limiter store unavailable, admitting anyway: {exc}",
-                          RuntimeWarning, stacklevel=3)
-            log.warning("admitted %s (%d tokens) without the store: %s", model, tokens, exc)
-            return Permit(next(_permit_ids), self.account, model, bucket, tokens, degraded=True)
-        if result.ok:
-            used = result.bucket if result.bucket is not None else bucket
-            return Permit(next(_permit_ids), self.account, model, used, tokens)
-        return max(result.retry_buckets - (now - bucket), 0.001)
+            result = exc
+        return self._decide(model, tokens, result)
+
+    async def _attempt_async(self, model: str, tokens: int) -> Permit | float:
+        checks = self._checks(model, tokens)
+        if not checks:
+            return Permit(next(_permit_ids), self.account, model, math.floor(self.clock()),
+                          tokens)
+        try:
+            result: AcquireResult | StoreUnavailable = await self.store.awindow_acquire(
+                checks, self.clock)
+        except StoreUnavailable as exc:
+            result = exc
+        return self._decide(model, tokens, result)
 
     def try_acquire(self, model: str, tokens: int = 0) -> Permit:
         """Admit now or raise :class:`~qwen_meter.errors.RateLimited` (no waiting)."""
@@ -234,23 +269,35 @@ class RateLimiter:
         return RateLimited(f"{model}: rate limit reached; retry in {retry_after:.3f} s{why}",
                            retry_after=retry_after)
 
+    def _deadline(self, timeout: float | None) -> float:
+        seconds = check_seconds(timeout, "timeout", allow_none=True)
+        return math.inf if seconds is None else self.clock() + seconds
+
+    def _pause(self, model: str, wait: float, deadline: float, timeout: float | None) -> float:
+        """How long to sleep before the next attempt, or RateLimited past the deadline."""
+        if self.clock() + wait > deadline:
+            raise self._refused(model, wait, f" (beyond the {timeout} s timeout)")
+        return wait
+
     def acquire(self, model: str, tokens: int = 0, *, timeout: float | None = None,
                 wait: bool = True) -> Permit:
         """Reserve one request and ``tokens`` (prompt + the output allowed), waiting if needed.
 
-        Waiters of one process are served in arrival order; ``timeout`` (seconds) bounds
-        the wait, after which :class:`~qwen_meter.errors.RateLimited` is raised.
+        Waiters of one process are served in arrival order; ``timeout`` (seconds, finite and
+        >= 0; None waits without bound) bounds the wait, after which
+        :class:`~qwen_meter.errors.RateLimited` is raised. A bad ``timeout`` (NaN, negative,
+        infinite, not a number) raises :class:`~qwen_meter.errors.InvalidTimeout`.
         """
+        deadline = self._deadline(timeout)
+        if not wait:
+            return self.try_acquire(model, tokens)
         gate = self._gates.get(model)
         if gate is None:
             gate = self._gates.setdefault(model, _FifoGate())
-        if not wait:
-            return self.try_acquire(model, tokens)
         if gate.idle:  # nobody queued: no turn to wait for
             outcome = self._attempt(model, tokens)
             if isinstance(outcome, Permit):
                 return outcome
-        deadline = math.inf if timeout is None else self.clock() + timeout
         event = gate.enter()
         try:
             while not event.wait(0.05):
@@ -260,71 +307,110 @@ class RateLimiter:
                 outcome = self._attempt(model, tokens)
                 if isinstance(outcome, Permit):
                     return outcome
-                if self.clock() + outcome > deadline:
-                    raise self._refused(model, outcome, f" (beyond the {timeout} s timeout)")
-                self.sleep(outcome)
+                self.sleep(self._pause(model, outcome, deadline, timeout))
         finally:
             gate.leave(event)
 
     async def acquire_async(self, model: str, tokens: int = 0, *, timeout: float | None = None,
                             wait: bool = True) -> Permit:
-        """:meth:`acquire` for asyncio: awaits instead of sleeping."""
+        """:meth:`acquire` for asyncio: awaits the store and the wait, never blocking the loop."""
         import asyncio
 
+        deadline = self._deadline(timeout)
         if not wait:
-            return self.try_acquire(model, tokens)
-        deadline = math.inf if timeout is None else self.clock() + timeout
+            outcome = await self._attempt_async(model, tokens)
+            if isinstance(outcome, Permit):
+                return outcome
+            raise self._refused(model, outcome)
         gate = self._async_gates.setdefault(model, _AsyncFifoGate())
         turn = gate.enter()
         try:
-            remaining = None if timeout is None else max(deadline - self.clock(), 0)
+            remaining = None if deadline == math.inf else max(deadline - self.clock(), 0)
             try:
                 await asyncio.wait_for(asyncio.shield(turn), remaining)
             except asyncio.TimeoutError:
                 raise RateLimited(f"{model}: waited {timeout} s in the queue",
                                   retry_after=0) from None
             while True:
-                outcome = self._attempt(model, tokens)
+                outcome = await self._attempt_async(model, tokens)
                 if isinstance(outcome, Permit):
                     return outcome
-                if self.clock() + outcome > deadline:
-                    raise self._refused(model, outcome, f" (beyond the {timeout} s timeout)")
-                await (self.async_sleep or asyncio.sleep)(outcome)
+                await (self.async_sleep or asyncio.sleep)(
+                    self._pause(model, outcome, deadline, timeout))
         finally:
             gate.leave(turn)
 
     # --- after the call -------------------------------------------------------------------
 
-    def reconcile(self, permit: Permit, total_tokens: int) -> Permit:
-        """Correct the permit's tokens to what the call really used (input + output)."""
+    def _reconcile_plan(self, permit: Permit, total_tokens: int
+                        ) -> tuple[Permit, list[tuple[str, int, int]]]:
+        """The reconciled permit and the (key, bucket, delta) adjustments it takes."""
         if isinstance(total_tokens, bool) or not isinstance(total_tokens, int) \
                 or total_tokens < 0:
             raise ValueError(f"total_tokens must be a whole number >= 0, got {total_tokens!r}")
         delta = total_tokens - permit.tokens
         limit = self.limits_for(permit.model)
+        adjust = []
         if delta and limit.tpm is not None and not permit.degraded:
-            self._adjust(self._keys(permit.model)[1], permit.bucket, delta)
+            adjust.append((self._keys(permit.model)[1], permit.bucket, delta))
         return Permit(permit.id, permit.account, permit.model, permit.bucket, total_tokens,
-                      permit.degraded)
+                      permit.degraded), adjust
+
+    def _release_plan(self, permit: Permit) -> list[tuple[str, int, int]]:
+        if permit.degraded:
+            return []
+        limit = self.limits_for(permit.model)
+        req_key, tok_key = self._keys(permit.model)
+        adjust = []
+        if limit.rpm is not None:
+            adjust.append((req_key, permit.bucket, -1))
+        if limit.tpm is not None and permit.tokens:
+            adjust.append((tok_key, permit.bucket, -permit.tokens))
+        return adjust
+
+    def reconcile(self, permit: Permit, total_tokens: int) -> Permit:
+        """Correct the permit's tokens to what the call really used (input + output)."""
+        reconciled, adjust = self._reconcile_plan(permit, total_tokens)
+        self._adjust(adjust)
+        return reconciled
+
+    async def reconcile_async(self, permit: Permit, total_tokens: int) -> Permit:
+        """:meth:`reconcile` for asyncio."""
+        reconciled, adjust = self._reconcile_plan(permit, total_tokens)
+        await self._adjust_async(adjust)
+        return reconciled
 
     def release(self, permit: Permit) -> None:
         """Give back a call that never reached the server (its request and tokens)."""
-        if permit.degraded:
-            return
-        limit = self.limits_for(permit.model)
-        req_key, tok_key = self._keys(permit.model)
-        if limit.rpm is not None:
-            self._adjust(req_key, permit.bucket, -1)
-        if limit.tpm is not None and permit.tokens:
-            self._adjust(tok_key, permit.bucket, -permit.tokens)
+        self._adjust(self._release_plan(permit))
 
-    def _adjust(self, key: str, bucket: int, delta: int) -> None:
-        try:
-            self.store.window_adjust(key, bucket, delta)
-        except StoreUnavailable as exc:
-            if self.on_store_error == "closed":
-                raise
-            log.warning("could not adjust %s by %d: %s", key, delta, exc)
+    async def release_async(self, permit: Permit) -> None:
+        """:meth:`release` for asyncio."""
+        await self._adjust_async(self._release_plan(permit))
+
+    def _adjust_failed(self, key: str, delta: int, exc: StoreUnavailable) -> None:
+        if self.on_store_error == "closed":
+            raise exc
+        log.warning("could not adjust %s by %d: %s", key, delta, exc)
+
+    def _adjust(self, adjust: list[tuple[str, int, int]]) -> None:
+        for key, bucket, delta in adjust:
+            try:
+                self.store.window_adjust(key, bucket, delta)
+            except StoreUnavailable as exc:
+                self._adjust_failed(key, delta, exc)
+
+    async def _adjust_async(self, adjust: list[tuple[str, int, int]]) -> None:
+        for key, bucket, delta in adjust:
+            try:
+                await self.store.awindow_adjust(key, bucket, delta)
+            except StoreUnavailable as exc:
+                self._adjust_failed(key, delta, exc)
+
+    @property
+    def degraded(self) -> bool:
+        """True while the store's circuit breaker is skipping it (admissions are degraded)."""
+        return self.store.degraded
 
     def usage(self, model: str) -> tuple[int, int]:
         """(requests, tokens) counted in the current window for ``model``."""

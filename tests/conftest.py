@@ -72,7 +72,28 @@ def redis_url():
         yield started
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(scope="session")
+def redis_cluster_url():
+    """A real 3-master Redis Cluster on 127.0.0.1: $QWEN_METER_TEST_REDIS_CLUSTER_URL, or one
+    started here (``redis+cluster://host:port``)."""
+    import os
+
+    from redis_server import running_redis_cluster
+
+    pytest.importorskip("redis") if not REDIS_REQUIRED else __import__("redis")
+    url = os.environ.get("QWEN_METER_TEST_REDIS_CLUSTER_URL")
+    if url:
+        yield url
+        return
+    with running_redis_cluster() as started:
+        if started is None:
+            if REDIS_REQUIRED:
+                pytest.fail("redis-server and redis-cli are required (QWEN_METER_REQUIRE_REDIS)")
+            pytest.skip("redis-server is not installed; the Redis Cluster tests need it")
+        yield started
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis", "cluster"])
 def store_kind(request):
     return request.param
 
@@ -98,8 +119,9 @@ def make_store(store_kind, tmp_path, request):
         else:
             from qwen_meter.store.redis import RedisStore
 
-            store = RedisStore(request.getfixturevalue("redis_url"), prefix=prefix,
-                               server_time=False)
+            url = request.getfixturevalue("redis_url" if store_kind == "redis"
+                                          else "redis_cluster_url")
+            store = RedisStore(url, prefix=prefix, server_time=False)
         opened.append(store)
         return store
 

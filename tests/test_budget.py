@@ -213,3 +213,94 @@ def test_store_down_policies():
         reservation = opened.reserve("0.1")
         assert reservation.degraded
         opened.commit(reservation, "0.05")
+
+
+# --- issue #11: the ledger is exactly-once and checked ------------------------------------
+
+
+class Clock:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_misuse_is_a_typed_error_and_never_double_counts(make_store):
+    clock = Clock()
+    budget = Budget("10 CNY", store=make_store(), name=uuid.uuid4().hex, clock=clock, lease=60)
+    first = budget.reserve("4")
+    assert budget.commit(first, "3").committed == Decimal(3)
+    with pytest.raises(qm.ReservationSettled) as twice:
+        budget.commit(first, "3")
+    assert twice.value.state == "committed" and twice.value.reservation == first.id
+    assert budget.release(first).committed == Decimal(3)  # no-op: the commit stands
+    second = budget.reserve("2")
+    budget.release(second)
+    budget.release(second)  # idempotent
+    with pytest.raises(qm.ReservationSettled, match="released"):
+        budget.commit(second, "2")
+    stranger = Budget("10 CNY", store=MemoryStore(), name="other").reserve("1")
+    with pytest.raises(qm.ReservationUnknown):
+        budget.commit(stranger)
+    status = budget.status()
+    assert (status.committed, status.reserved) == (Decimal(3), Decimal(0))
+    assert issubclass(qm.ReservationError, qm.QwenMeterError)
+
+
+def test_commit_after_the_lease_expired_cannot_overshoot(make_store):
+    """The reported case: a lease ran out, its room was reserved again, then the late commit
+    came; it used to take committed to 16 against a limit of 10."""
+    clock = Clock()
+    budget = Budget("10 CNY", store=make_store(), name=uuid.uuid4().hex, clock=clock, lease=30)
+    slow = budget.reserve("8")
+    clock.now += 31  # the caller was stuck past its lease; its hold is gone
+    quick = budget.reserve("8")
+    budget.commit(quick, "8")
+    with pytest.raises(qm.ReservationExpired, match="lease"):
+        budget.commit(slow, "8")
+    assert budget.release(slow).committed == Decimal(8)  # releasing it is a no-op
+    assert budget.status().committed == Decimal(8) <= budget.limit
+
+
+def test_degraded_reservation_commits_once_when_the_store_is_back():
+    store = MemoryStore()
+    budget = Budget("10 CNY", store=store, name="d", on_store_error="open")
+    from qwen_meter.budget import Reservation
+
+    held = budget.reserve("2")
+    degraded = Reservation(held.id + "x", held.budget, held.key, held.scope_value,
+                           held.amount, held.units, held.expire_at, degraded=True)
+    assert budget.commit(degraded, "1").committed == Decimal(1)  # spend without a hold
+    with pytest.raises(qm.ReservationSettled):
+        budget.commit(degraded, "1")
+
+
+def test_async_twins_match_the_sync_cycle(make_store):
+    import asyncio
+
+    store = make_store()
+    budget = Budget("1 CNY", store=store, name=uuid.uuid4().hex)
+
+    async def main():
+        held = await budget.reserve_async("0.6")
+        with pytest.raises(qm.BudgetExceeded):
+            await budget.reserve_async("0.6")
+        status = await budget.commit_async(held, "0.5")
+        with pytest.raises(qm.ReservationSettled):
+            await budget.commit_async(held, "0.5")
+        other = await budget.reserve_async("0.2")
+        released = await budget.release_async(other)
+        if hasattr(store, "aclose"):
+            await store.aclose()
+        return status, released
+
+    status, released = asyncio.run(main())
+    assert status.committed == Decimal("0.5") and released.reserved == 0
+    assert budget.status().committed == Decimal("0.5")
+
+
+@pytest.mark.parametrize("lease", [float("nan"), -1, 0, float("inf"), "10"])
+def test_bad_leases(lease):
+    with pytest.raises(qm.InvalidTimeout):
+        Budget("1 CNY", lease=lease)

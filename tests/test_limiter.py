@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import threading
 import time
@@ -218,3 +219,130 @@ def test_redis_server_time_shares_one_window(redis_url):
     normal.acquire("m")
     with pytest.raises(qm.RateLimited):
         normal.try_acquire("m")
+
+
+# --- issue #11 -----------------------------------------------------------------------------
+
+
+def test_clock_stepping_back_cannot_over_admit(make_store):
+    """The reported case: two admissions at 1001.2, the clock steps back to 1000.9, and 100 of
+    100 further calls used to be admitted."""
+    c = {"t": 1001.2}
+    lim = RateLimiter(make_store(), account=uuid.uuid4().hex,
+                      limits={"qwen-plus": (2, 1000)}, smooth=False, clock=lambda: c["t"])
+    lim.try_acquire("qwen-plus", 10)
+    lim.try_acquire("qwen-plus", 10)
+    c["t"] = 1000.9
+    admitted = 0
+    for _ in range(100):
+        with contextlib.suppress(qm.RateLimited):
+            lim.try_acquire("qwen-plus", 10)
+            admitted += 1
+    assert admitted == 0 and lim.usage("qwen-plus") == (2, 20)
+    with pytest.raises(qm.RateLimited) as refused:
+        lim.try_acquire("qwen-plus", 10)
+    assert refused.value.retry_after == pytest.approx(61.1)  # 1001's window ends at 1062
+    c["t"] = 1062.0
+    assert lim.try_acquire("qwen-plus", 10).bucket == 1062
+
+
+def test_a_caller_delayed_in_the_store_uses_the_second_it_is_admitted_in():
+    """The second is read inside the store's lock: a caller that waited for it cannot write
+    into a second it looked at before the wait."""
+    store = MemoryStore()
+    clock = FakeClock(2000.5)
+    rl = RateLimiter(store, account="a", limits={"m": (2, None)}, smooth=False, clock=clock)
+    reads = []
+
+    def clock_read():
+        reads.append(clock.now)
+        return clock.now
+
+    rl.clock = clock_read
+    rl.try_acquire("m")
+    clock.now = 2001.5
+    permit = rl.try_acquire("m")
+    assert permit.bucket == 2001 and reads[-1] == 2001.5
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -0.5, float("inf"), "5", True, [1]])
+def test_bad_timeouts_are_refused(bad):
+    rl, _ = limiter(rpm=1)
+    with pytest.raises(qm.InvalidTimeout) as raised:
+        rl.acquire("m", 1, timeout=bad)
+    assert isinstance(raised.value, ValueError) and isinstance(raised.value, TypeError)
+
+    async def main():
+        await rl.acquire_async("m", 1, timeout=bad)
+
+    with pytest.raises(qm.InvalidTimeout):
+        asyncio.run(main())
+
+
+def test_nan_timeout_no_longer_hangs_and_zero_means_try_once():
+    rl, _ = limiter(rpm=1)
+    rl.acquire("m", 1)
+    with pytest.raises(qm.RateLimited):
+        rl.acquire("m", 1, timeout=0)
+
+
+def test_async_reconcile_and_release_share_the_sync_core(make_store):
+    store = make_store()
+    rl, _ = limiter(store, rpm=3, tpm=100)
+
+    async def main():
+        first = await rl.acquire_async("m", 60)
+        reconciled = await rl.reconcile_async(first, 20)
+        second = await rl.acquire_async("m", 70)
+        await rl.release_async(second)
+        usage = rl.usage("m")
+        if hasattr(store, "aclose"):
+            await store.aclose()
+        return reconciled, usage
+
+    reconciled, usage = asyncio.run(main())
+    assert reconciled.tokens == 20 and usage == (1, 20)
+
+
+def test_async_waiting_does_not_block_the_loop():
+    rl = RateLimiter(MemoryStore(), limits={"m": (60, None)}, smooth=True)  # 1 per second
+
+    async def main():
+        ticks = 0
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        task = asyncio.create_task(ticker())
+        await rl.acquire_async("m")
+        await rl.acquire_async("m", timeout=3)  # waits for the next second
+        task.cancel()
+        return ticks
+
+    assert asyncio.run(main()) >= 5
+
+
+def test_sqlite_caller_blocked_on_the_lock_uses_the_second_it_gets_the_lock_in(tmp_path):
+    """The stale-second case: a caller that waits for another process's write lock across a
+    second boundary must count in the second it is admitted in, not the one it started in."""
+    import sqlite3
+
+    from qwen_meter.store.sqlite import SQLiteStore
+
+    path = tmp_path / "stale.db"
+    clock = FakeClock(3000.9)
+    rl = RateLimiter(SQLiteStore(path, timeout=5), account="a", limits={"m": (100, None)},
+                     smooth=False, clock=clock)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    got = []
+    caller = threading.Thread(target=lambda: got.append(rl.acquire("m")))
+    caller.start()
+    time.sleep(0.3)  # the caller is now waiting for the lock, its clock says 3000
+    clock.now = 3001.2
+    holder.execute("COMMIT")
+    caller.join(5)
+    assert got and got[0].bucket == 3001

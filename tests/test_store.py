@@ -67,7 +67,9 @@ def test_ledger_reserve_commit_release(make_store):
 def test_unlimited_reserve_and_commit_without_reservation(make_store):
     store = make_store()
     assert store.ledger_reserve("u", "r", 10**12, None, 2000, 1000, None).ok
-    assert store.ledger_commit("u", "gone", 7, 1000, None).committed == 7
+    lax = store.ledger_commit("u", "gone", 7, 1000, None)  # spend recorded without a hold
+    assert (lax.ok, lax.committed, lax.state) == (True, 7, "unknown")
+    assert store.ledger_commit("u", "gone", 7, 1000, None).committed == 7  # but only once
 
 
 def test_expired_leases_stop_counting(make_store):
@@ -83,20 +85,126 @@ def test_ledger_expires_with_its_period(make_store, store_kind):
     store = make_store()
     store.ledger_commit("p", "r", 40, now=1000, expire_at=5000)
     assert store.ledger_totals("p", 1000).committed == 40
-    if store_kind == "redis":
+    if store_kind in ("redis", "cluster"):
         pytest.skip("Redis expires keys by its own clock; covered by the TTL check below")
     assert store.ledger_totals("p", 5001).committed == 0
 
 
-def test_redis_keys_carry_ttls(make_store, store_kind):
-    if store_kind != "redis":
+def _redis_keys(store):
+    return [k.decode() for k in store.redis.scan_iter(match=f"{store.prefix}*")]
+
+
+def test_every_redis_key_expires(make_store, store_kind):
+    if store_kind not in ("redis", "cluster"):
         pytest.skip("Redis only")
     store = make_store()
     store.window_acquire([WindowCheck("w", 10, 1)], 10)
     store.ledger_reserve("d", "r", 5, 100, 2_000_000_000, 1000, 2_100_000_000)
-    keys = [k.decode() for k in store.redis.keys(f"{store.prefix}*")]
-    assert keys and all(k.startswith(store.prefix) for k in keys)
-    assert all(store.redis.ttl(k) > 0 for k in keys)
+    # A lifetime ledger (no period end) too, and the tombstones a commit and release leave.
+    store.ledger_reserve("life", "a", 5, None, 2000, 1000, None)
+    store.ledger_reserve("life", "b", 5, None, 2000, 1000, None)
+    store.ledger_commit("life", "a", 5, 1001, None, strict=True)
+    store.ledger_release("life", "b", 1001)
+    keys = _redis_keys(store)
+    assert len(keys) >= 7 and all(k.startswith(store.prefix) for k in keys)
+    ttls = {k: store.redis.ttl(k) for k in keys}
+    assert all(ttl > 0 for ttl in ttls.values()), ttls
+    lifetime = [ttl for k, ttl in ttls.items() if "{life}:c" in k]
+    assert lifetime and lifetime[0] > 300 * 86_400  # the documented 400-day retention
+
+
+def test_one_limiter_or_ledger_lives_in_one_cluster_slot(make_store, store_kind):
+    if store_kind not in ("redis", "cluster"):
+        pytest.skip("Redis only")
+    from redis.crc import key_slot
+
+    store = make_store()
+    keys = [store._window_key(f"rl:{{acct:qwen-plus}}:{kind}") for kind in ("req", "tok")]
+    assert len({key_slot(k.encode()) for k in keys}) == 1
+    ledger = store._ledger_keys("budget:x:user={u}:all")
+    assert len({key_slot(k.encode()) for k in ledger}) == 1
+    models = {key_slot(store._window_key(f"rl:{{acct:m{i}}}:req").encode()) for i in range(20)}
+    assert len(models) > 1  # different models spread over the cluster
+
+
+def test_clamped_second_never_writes_behind_the_newest(make_store):
+    store = make_store()
+    check = [WindowCheck("c", 2, 1)]
+    assert store.window_acquire(check, 1001).ok
+    assert store.window_acquire(check, 1001).ok
+    # A caller whose clock (or stale reading) says 1000 must still see both admissions.
+    late = store.window_acquire(check, 1000)
+    assert not late.ok and late.bucket == 1001 and late.retry_buckets == 61
+    assert store.window_sum("c", 1000) == 2
+    assert store.window_acquire(check, lambda: 1062.5).ok
+
+
+def test_clock_is_read_inside_the_atomic_step(make_store):
+    store = make_store()
+    readings = []
+
+    def clock():
+        readings.append(1)
+        return 5000.25
+
+    result = store.window_acquire([WindowCheck("k2", 5, 1)], clock)
+    assert result.ok and result.bucket == 5000 and result.now == pytest.approx(5000.25)
+    assert readings == [1] or getattr(store, "server_time", False)
+
+
+def test_ledger_is_exactly_once(make_store):
+    store = make_store()
+    assert store.ledger_reserve("x", "r1", 50, 100, 2000, 1000, None).ok
+    first = store.ledger_commit("x", "r1", 40, 1001, None, strict=True)
+    assert (first.ok, first.committed, first.state) == (True, 40, "ok")
+    again = store.ledger_commit("x", "r1", 40, 1002, None, strict=True)
+    assert (again.ok, again.committed, again.state) == (False, 40, "committed")
+    assert store.ledger_commit("x", "r1", 40, 1002, None).committed == 40  # lax: still once
+    assert store.ledger_release("x", "r1", 1003).state == "committed"
+    assert store.ledger_reserve("x", "r2", 10, 100, 2000, 1003, None).ok
+    assert store.ledger_release("x", "r2", 1004).ok
+    assert store.ledger_release("x", "r2", 1004).state == "released"
+    late = store.ledger_commit("x", "r2", 10, 1005, None, strict=True)
+    assert (late.ok, late.committed, late.state) == (False, 40, "released")
+    unknown = store.ledger_commit("x", "nope", 10, 1005, None, strict=True)
+    assert (unknown.ok, unknown.committed, unknown.state) == (False, 40, "unknown")
+
+
+def test_expired_lease_cannot_be_committed(make_store):
+    store = make_store()
+    assert store.ledger_reserve("e", "slow", 90, 100, lease_until=1010, now=1000,
+                                expire_at=None).ok
+    assert store.ledger_reserve("e", "other", 10, 100, 1100, now=1011, expire_at=None).ok
+    late = store.ledger_commit("e", "slow", 90, 1012, None, strict=True)
+    assert (late.ok, late.state, late.committed) == (False, "expired", 0)
+    assert store.ledger_release("e", "slow", 1012).state == "expired"
+    assert store.ledger_totals("e", 1013).reserved == 10
+
+
+def test_async_twins_share_the_store(make_store):
+    import asyncio
+
+    store = make_store()
+
+    async def run():
+        ok = await store.awindow_acquire([WindowCheck("as", 2, 1)], 77)
+        await store.awindow_acquire([WindowCheck("as", 2, 1)], 77)
+        refused = await store.awindow_acquire([WindowCheck("as", 2, 1)], 77)
+        await store.awindow_adjust("as", 77, -1)
+        total = await store.awindow_sum("as", 77)
+        held = await store.aledger_reserve("al", "r", 5, 10, 2000, 1000, None)
+        done = await store.aledger_commit("al", "r", 3, 1001, None, strict=True)
+        twice = await store.aledger_commit("al", "r", 3, 1001, None, strict=True)
+        released = await store.aledger_release("al", "r", 1002)
+        totals = await store.aledger_totals("al", 1003)
+        if hasattr(store, "aclose"):
+            await store.aclose()
+        return ok, refused, total, held, done, twice, released, totals
+
+    ok, refused, total, held, done, twice, released, totals = asyncio.run(run())
+    assert ok.ok and not refused.ok and total == 1
+    assert held.ok and done.committed == 3 and twice.state == "committed"
+    assert released.state == "committed" and totals.committed == 3
 
 
 def test_data_survives_reopening(make_store, store_kind):
@@ -114,3 +222,69 @@ def test_money_units_round_trip():
     assert to_units(Decimal("0.0000496")) == 49_600
     assert from_units(49_600) == Decimal("0.0000496")
     assert to_units(Decimal("1e-10"), reserve=True) == 1  # reservations round up
+
+
+def test_ready_clients_and_cluster_urls(redis_url, redis_cluster_url):
+    import asyncio
+
+    import redis
+    import redis.cluster
+
+    from qwen_meter.store import open_store
+
+    for client in (redis.Redis.from_url(redis_url),
+                   redis.cluster.RedisCluster.from_url("redis" + redis_cluster_url[13:])):
+        store = open_store(client)
+        assert store.cluster == isinstance(client, redis.cluster.RedisCluster)
+        key = f"rl:{{ready-{id(client)}:m}}:req"
+        assert store.window_acquire([WindowCheck(key, 1, 1)], 10).ok
+
+        async def twin(store=store, key=key):
+            refused = await store.awindow_acquire([WindowCheck(key, 1, 1)], 10)
+            await store.aclose()
+            return refused
+
+        assert not asyncio.run(twin()).ok  # the async client reached the same server
+        store.close()
+    with pytest.raises(ValueError, match="store URL"):
+        open_store("mysql://x")
+
+
+def test_tombstones_are_forgotten_and_then_still_never_counted(make_store):
+    from qwen_meter.store.base import TOMBSTONE_SECONDS
+
+    store = make_store()
+    for n in range(50):
+        store.ledger_reserve("g", f"r{n}", 1, None, lease_until=1010, now=1000, expire_at=None)
+        store.ledger_commit("g", f"r{n}", 1, now=1001, expire_at=None, strict=True)
+    later = 1010 + TOMBSTONE_SECONDS + 1
+    again = store.ledger_commit("g", "r0", 1, now=later, expire_at=None, strict=True)
+    assert (again.ok, again.state, again.committed) == (False, "unknown", 50)
+    if hasattr(store, "_ledgers"):  # memory: nothing left to grow
+        assert not store._ledgers["g"].settled and not store._ledgers["g"].forget
+
+
+def test_memory_checks_spanning_lock_stripes_stay_atomic():
+    """Keys of different hash tags live under different locks; one check over both takes both,
+    so 16 threads can never admit more than the limit of either."""
+    import threading
+
+    from qwen_meter.store import MemoryStore
+
+    store = MemoryStore()
+    checks = [WindowCheck("{a}:req", 50, 1), WindowCheck("{b}:tok", 10_000, 7)]
+    admitted = []
+
+    def worker():
+        for _ in range(40):
+            if store.window_acquire(checks, 100).ok:
+                admitted.append(1)
+            store.window_acquire([WindowCheck("{a}:req", 50, 0)], 100)  # the other stripe alone
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(admitted) == 50 == store.window_sum("{a}:req", 100)
+    assert store.window_sum("{b}:tok", 100) == 350

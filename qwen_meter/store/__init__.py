@@ -2,22 +2,44 @@
 
 * :class:`MemoryStore` — the default; one process, safe across threads and asyncio tasks.
 * :class:`SQLiteStore` — several processes on one host (a WAL-mode file, short transactions).
-* :class:`RedisStore` — several hosts (one atomic Lua script per operation, keys that expire).
+* :class:`RedisStore` — several hosts (one atomic Lua script per operation, keys that expire),
+  on one Redis server or a Redis Cluster.
 
 :func:`open_store` picks one from a URL: ``memory://``, ``sqlite:///path/to/file.db``,
-``redis://host:6379/0`` (``sqlite:///relative.db`` or ``sqlite:////absolute/path.db``).
+``redis://host:6379/0``, ``redis+cluster://host:7000`` (``sqlite:///relative.db`` or
+``sqlite:////absolute/path.db``), or wraps a ready ``redis.Redis`` /
+``redis.cluster.RedisCluster`` client.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .base import AcquireResult, LedgerResult, Store, StoreUnavailable, WindowCheck
+from .base import (
+    AcquireResult,
+    CircuitBreaker,
+    LedgerResult,
+    Store,
+    StoreUnavailable,
+    WindowCheck,
+)
 from .memory import MemoryStore
 
 
-def open_store(url: str | None = None, **options: Any) -> Store:
-    """A store from a URL (default: a new in-memory store)."""
+def open_store(url: Any = None, **options: Any) -> Store:
+    """A store from a URL (default: a new in-memory store) or a redis-py client."""
+    if isinstance(url, Store):
+        return url
+    if url is not None and not isinstance(url, str):
+        module = type(url).__module__
+        if module.startswith("redis.asyncio"):
+            raise ValueError("pass an asyncio Redis client as RedisStore(async_client=...) "
+                             "together with a sync client or URL")
+        if module.startswith("redis."):
+            from .redis import RedisStore
+
+            return RedisStore(client=url, **options)
+        raise ValueError(f"not a store, store URL or Redis client: {url!r}")
     if url is None or url.startswith("memory:"):
         return MemoryStore()
     if url.startswith("sqlite:"):
@@ -26,12 +48,13 @@ def open_store(url: str | None = None, **options: Any) -> Store:
         # As SQLAlchemy writes it: sqlite:///relative.db, sqlite:////absolute/path.db
         path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else url[len("sqlite:"):]
         return SQLiteStore(path, **options)
-    if url.startswith(("redis:", "rediss:", "unix:")):
+    if url.startswith(("redis:", "rediss:", "unix:", "redis+cluster:")):
         from .redis import RedisStore
 
         return RedisStore(url, **options)
-    raise ValueError(f"unknown store URL {url!r}; use memory://, sqlite:///file or redis://host")
+    raise ValueError(f"unknown store URL {url!r}; use memory://, sqlite:///file, "
+                     "redis://host or redis+cluster://host:port")
 
 
-__all__ = ["AcquireResult", "LedgerResult", "MemoryStore", "Store", "StoreUnavailable",
-           "WindowCheck", "open_store"]
+__all__ = ["AcquireResult", "CircuitBreaker", "LedgerResult", "MemoryStore", "Store",
+           "StoreUnavailable", "WindowCheck", "open_store"]

@@ -1,26 +1,59 @@
-"""The in-memory store: one process, every operation under one lock."""
+"""The in-memory store: one process, safe across threads and asyncio tasks (which never wait
+inside it: every operation is a few dictionary steps under a short lock)."""
 
 from __future__ import annotations
 
 import threading
 from collections import deque
 from collections.abc import Sequence
+from typing import TypeAlias
 
-from .base import WINDOW_BUCKETS, AcquireResult, LedgerResult, Store, WindowCheck, plan_acquire
+from .base import (
+    COMMITTED,
+    EXPIRED,
+    OK,
+    REFUSED,
+    RELEASED,
+    TOMBSTONE_SECONDS,
+    UNKNOWN,
+    WINDOW_BUCKETS,
+    AcquireResult,
+    LedgerResult,
+    Store,
+    When,
+    WindowCheck,
+    hash_tag,
+    plan_acquire,
+)
 
 
 class _Window:
-    """One key's buckets with a running total; stale buckets leave from the front."""
+    """One key's buckets (written in non-decreasing order) with a running total; ``latest`` is
+    the newest second any operation has looked at (the clamp, see base.py).
 
-    __slots__ = ("buckets", "order", "total")
+    ``pending`` takes reconciles without the lock (``deque.append`` is atomic); whoever next
+    holds the lock applies them before looking, so no check ever misses one.
+    """
+
+    __slots__ = ("buckets", "latest", "order", "pending", "total")
 
     def __init__(self) -> None:
         self.buckets: dict[int, int] = {}
         self.order: deque[int] = deque()
+        self.pending: deque[tuple[int, int]] = deque()
         self.total = 0
+        self.latest = -(2**62)
 
-    def prune(self, oldest: int) -> None:
-        order, buckets = self.order, self.buckets
+    def settle(self, oldest: int) -> None:
+        pending, buckets = self.pending, self.buckets
+        while pending:
+            bucket, delta = pending.popleft()
+            value = buckets.get(bucket)
+            if value is not None:
+                new = value + delta if value + delta > 0 else 0
+                buckets[bucket] = new
+                self.total += new - value
+        order = self.order
         while order and order[0] < oldest:
             self.total -= buckets.pop(order.popleft())
 
@@ -28,124 +61,225 @@ class _Window:
         return [self.buckets.get(b, 0) for b in range(bucket - WINDOW_BUCKETS + 1, bucket + 1)]
 
 
-class MemoryStore(Store):
-    """Counters in dictionaries. Safe across threads; asyncio tasks never wait inside it.
+class _AllOf:
+    """Several stripe locks held together (acquired in a fixed order)."""
 
-    Each key keeps a running total, so an acquire costs O(1) however busy the window is.
+    __slots__ = ("locks",)
+
+    def __init__(self, locks: list[threading.Lock]) -> None:
+        self.locks = locks
+
+    def __enter__(self) -> None:
+        for lock in self.locks:
+            lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        for lock in reversed(self.locks):
+            lock.release()
+
+
+_Locks: TypeAlias = "threading.Lock | _AllOf"  # a string: threading.Lock is a factory
+
+
+class _Ledger:
+    __slots__ = ("committed", "expire_at", "forget", "live", "settled")
+
+    def __init__(self) -> None:
+        self.committed = 0
+        self.live: dict[str, tuple[int, float]] = {}
+        self.settled: dict[str, tuple[str, float]] = {}  # id -> (state, forget at)
+        # (forget at, id) in about that order (leases are mostly of one length): forgetting
+        # pops from the front, so an operation never scans every tombstone.
+        self.forget: deque[tuple[float, str]] = deque()
+        self.expire_at: float | None = None
+
+    def tombstone(self, rid: str, state: str, forget_at: float) -> None:
+        self.settled[rid] = (state, forget_at)
+        self.forget.append((forget_at, rid))
+
+
+class MemoryStore(Store):
+    """Counters in dictionaries.
+
+    Locks are striped: one per hash tag (the limiter tags each (account, model), so its request
+    and token windows share one) and one per ledger, so threads working on different models or
+    budgets never queue behind each other; the work done under a lock is a handful of dict
+    operations (an acquire is O(1) however busy the window is).
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
         self._windows: dict[str, _Window] = {}
-        self._pending: deque[tuple[str, int, int]] = deque()
-        self._committed: dict[str, int] = {}
-        self._reserved: dict[str, dict[str, tuple[int, float]]] = {}
-        self._expiry: dict[str, float] = {}
+        self._ledgers: dict[str, _Ledger] = {}
+        self._plans: dict[tuple[str, ...], tuple[_Locks, list[_Window]]] = {}
 
-    def _window(self, key: str, bucket: int) -> _Window:
-        window = self._windows.get(key)
-        if window is None:
-            window = self._windows[key] = _Window()
-        else:
-            window.prune(bucket - WINDOW_BUCKETS + 1)
-        return window
+    def _lock(self, group: str) -> threading.Lock:
+        lock = self._locks.get(group)
+        if lock is None:
+            lock = self._locks.setdefault(group, threading.Lock())  # atomic: one winner
+        return lock
 
-    def window_acquire(self, checks: Sequence[WindowCheck], bucket: int) -> AcquireResult:
-        oldest = bucket - WINDOW_BUCKETS + 1
-        with self._lock:
-            if self._pending:
-                self._apply_pending()
-            windows = []
-            for check in checks:
-                window = self._windows.get(check.key)
-                if window is None:
-                    window = self._windows[check.key] = _Window()
-                elif window.order and window.order[0] < oldest:
-                    window.prune(oldest)
-                windows.append(window)
+    def _group(self, keys: tuple[str, ...]) -> tuple[_Locks, list[_Window]]:
+        """The lock(s) and windows for a set of keys, looked up once and cached. Each window
+        belongs to the stripe of its hash tag (untagged keys share one); a check spanning
+        several stripes takes them all, in one global order (no deadlock)."""
+        plan = self._plans.get(keys)
+        if plan is None:
+            locks = {id(lock): lock for lock in
+                     (self._lock(f"w:{hash_tag(k) or ''}") for k in keys)}
+            ordered = [locks[i] for i in sorted(locks)]
+            lock: _Locks = ordered[0] if len(ordered) == 1 else _AllOf(ordered)
+            windows = [self._windows.setdefault(k, _Window()) for k in keys]
+            plan = self._plans.setdefault(keys, (lock, windows))
+        return plan
+
+    def window_acquire(self, checks: Sequence[WindowCheck], bucket: When) -> AcquireResult:
+        lock, windows = self._group(tuple(c.key for c in checks))
+        now: float | None = None
+        with lock:
+            # The second is read under the lock, then clamped to the newest one written.
+            if callable(bucket):
+                now = bucket()
+                second = int(now // 1)
+            else:
+                second = bucket
+            for window in windows:
+                if window.latest > second:
+                    second = window.latest
+            for window in windows:  # the newest second seen, admitted or not (see base.py)
+                window.latest = second
+            oldest = second - WINDOW_BUCKETS + 1
             for check, window in zip(checks, windows, strict=True):
-                current = window.buckets.get(bucket, 0)
+                window.settle(oldest)
+                current = window.buckets.get(second, 0)
                 if (check.per_second is not None and current > 0
                         and current + check.amount > check.per_second) \
                         or window.total + check.amount > check.limit:
-                    return plan_acquire(checks, [w.values(bucket) for w in windows])
+                    for w in windows:
+                        w.settle(oldest)
+                    planned = plan_acquire(checks, [w.values(second) for w in windows], second)
+                    return AcquireResult(False, planned.retry_buckets, planned.refused_key,
+                                         second, now)
             for check, window in zip(checks, windows, strict=True):
                 buckets = window.buckets
-                if bucket in buckets:
-                    buckets[bucket] += check.amount
+                if second in buckets:
+                    buckets[second] += check.amount
                 else:
-                    # A clock that steps back appends out of order; the total only over-counts
-                    # until that bucket reaches the front, so limits still hold.
-                    buckets[bucket] = check.amount
-                    window.order.append(bucket)
+                    buckets[second] = check.amount
+                    window.order.append(second)
                 window.total += check.amount
-            return AcquireResult(True)
+        return AcquireResult(True, 0, None, second, now)
 
     def window_adjust(self, key: str, bucket: int, delta: int) -> None:
-        # deque.append is atomic: reconciles never wait for the lock. The next acquire (or
-        # sum) applies them before it looks at the window, so no check ever misses one.
-        self._pending.append((key, bucket, delta))
-
-    def _apply_pending(self) -> None:
-        pending, windows = self._pending, self._windows
-        while pending:
-            key, bucket, delta = pending.popleft()
-            window = windows.get(key)
-            if window is not None and bucket in window.buckets:
-                value = window.buckets[bucket]
-                new = max(0, value + delta)
-                window.buckets[bucket] = new
-                window.total += new - value
+        window = self._windows.get(key)
+        if window is not None:
+            window.pending.append((bucket, delta))
 
     def window_sum(self, key: str, bucket: int) -> int:
-        with self._lock:
-            self._apply_pending()
-            return self._window(key, bucket).total
+        lock, (window,) = self._group((key,))
+        with lock:  # the window as the next acquire sees it: ending at the clamped second
+            if bucket > window.latest:
+                window.latest = bucket
+            window.settle(window.latest - WINDOW_BUCKETS + 1)
+            return window.total
 
-    def _live(self, key: str, now: float) -> dict[str, tuple[int, float]]:
-        if key in self._expiry and self._expiry[key] <= now:
-            self._committed.pop(key, None)
-            self._reserved.pop(key, None)
-            del self._expiry[key]
-        live = self._reserved.setdefault(key, {})
+    # --- ledgers ----------------------------------------------------------------------------
+
+    def _ledger(self, key: str, now: float) -> _Ledger:
+        """The ledger (started over if its period ended), with dead leases turned to
+        tombstones and old tombstones forgotten. Call under the ledger's lock."""
+        ledger = self._ledgers.get(key)
+        if ledger is None or (ledger.expire_at is not None and ledger.expire_at <= now):
+            ledger = self._ledgers[key] = _Ledger()
+        live, settled, forget = ledger.live, ledger.settled, ledger.forget
         for rid in [r for r, (_, lease) in live.items() if lease <= now]:
-            del live[rid]
-        return live
+            ledger.tombstone(rid, EXPIRED, live.pop(rid)[1] + TOMBSTONE_SECONDS)
+        while forget and forget[0][0] <= now:
+            _, rid = forget.popleft()
+            entry = settled.get(rid)
+            if entry is not None and entry[1] <= now:
+                del settled[rid]
+        return ledger
 
-    def _totals(self, key: str, live: dict[str, tuple[int, float]], ok: bool) -> LedgerResult:
-        return LedgerResult(ok, self._committed.get(key, 0), sum(a for a, _ in live.values()))
+    @staticmethod
+    def _result(ledger: _Ledger, ok: bool, state: str) -> LedgerResult:
+        return LedgerResult(ok, ledger.committed, sum(a for a, _ in ledger.live.values()), state)
 
-    def _touch(self, key: str, expire_at: float | None) -> None:
+    @staticmethod
+    def _touch(ledger: _Ledger, expire_at: float | None) -> None:
         if expire_at is not None:
-            self._expiry[key] = expire_at
+            ledger.expire_at = expire_at
 
     def ledger_reserve(self, key: str, reservation: str, amount: int, limit: int | None,
                        lease_until: float, now: float, expire_at: float | None) -> LedgerResult:
-        with self._lock:
-            live = self._live(key, now)
-            committed = self._committed.get(key, 0)
-            reserved = sum(a for a, _ in live.values())
-            if limit is not None and committed + reserved + amount > limit:
-                return LedgerResult(False, committed, reserved)
-            live[reservation] = (amount, lease_until)
-            self._touch(key, expire_at)
-            return LedgerResult(True, committed, reserved + amount)
+        with self._lock(f"l:{key}"):
+            ledger = self._ledger(key, now)
+            if reservation in ledger.live:  # the same id again: already held
+                return self._result(ledger, True, OK)
+            if reservation in ledger.settled:
+                return self._result(ledger, False, ledger.settled[reservation][0])
+            reserved = sum(a for a, _ in ledger.live.values())
+            if limit is not None and ledger.committed + reserved + amount > limit:
+                return LedgerResult(False, ledger.committed, reserved, REFUSED)
+            ledger.live[reservation] = (amount, lease_until)
+            self._touch(ledger, expire_at)
+            return LedgerResult(True, ledger.committed, reserved + amount, OK)
 
     def ledger_commit(self, key: str, reservation: str, amount: int, now: float,
-                      expire_at: float | None) -> LedgerResult:
-        with self._lock:
-            live = self._live(key, now)
-            live.pop(reservation, None)
-            self._committed[key] = self._committed.get(key, 0) + amount
-            self._touch(key, expire_at)
-            return self._totals(key, live, True)
+                      expire_at: float | None, *, strict: bool = False) -> LedgerResult:
+        with self._lock(f"l:{key}"):
+            ledger = self._ledger(key, now)
+            held = ledger.live.pop(reservation, None)
+            if held is not None:
+                state = OK
+                forget = held[1] + TOMBSTONE_SECONDS
+            else:
+                state, _ = ledger.settled.get(reservation, (UNKNOWN, 0.0))
+                if state in (COMMITTED, RELEASED) or strict:
+                    return self._result(ledger, False, state)
+                forget = now + TOMBSTONE_SECONDS
+            ledger.committed += amount
+            ledger.tombstone(reservation, COMMITTED, forget)
+            self._touch(ledger, expire_at)
+            return self._result(ledger, True, state)
 
     def ledger_release(self, key: str, reservation: str, now: float) -> LedgerResult:
-        with self._lock:
-            live = self._live(key, now)
-            live.pop(reservation, None)
-            return self._totals(key, live, True)
+        with self._lock(f"l:{key}"):
+            ledger = self._ledger(key, now)
+            held = ledger.live.pop(reservation, None)
+            if held is None:
+                state, _ = ledger.settled.get(reservation, (UNKNOWN, 0.0))
+                return self._result(ledger, False, state)
+            ledger.tombstone(reservation, RELEASED, held[1] + TOMBSTONE_SECONDS)
+            return self._result(ledger, True, OK)
 
     def ledger_totals(self, key: str, now: float) -> LedgerResult:
-        with self._lock:
-            return self._totals(key, self._live(key, now), True)
+        with self._lock(f"l:{key}"):
+            return self._result(self._ledger(key, now), True, OK)
+
+    # Nothing here blocks for long: the async twins run inline on the event loop.
+
+    async def awindow_acquire(self, checks: Sequence[WindowCheck], bucket: When
+                              ) -> AcquireResult:
+        return self.window_acquire(checks, bucket)
+
+    async def awindow_adjust(self, key: str, bucket: int, delta: int) -> None:
+        self.window_adjust(key, bucket, delta)
+
+    async def awindow_sum(self, key: str, bucket: int) -> int:
+        return self.window_sum(key, bucket)
+
+    async def aledger_reserve(self, key: str, reservation: str, amount: int, limit: int | None,
+                              lease_until: float, now: float, expire_at: float | None
+                              ) -> LedgerResult:
+        return self.ledger_reserve(key, reservation, amount, limit, lease_until, now, expire_at)
+
+    async def aledger_commit(self, key: str, reservation: str, amount: int, now: float,
+                             expire_at: float | None, *, strict: bool = False) -> LedgerResult:
+        return self.ledger_commit(key, reservation, amount, now, expire_at, strict=strict)
+
+    async def aledger_release(self, key: str, reservation: str, now: float) -> LedgerResult:
+        return self.ledger_release(key, reservation, now)
+
+    async def aledger_totals(self, key: str, now: float) -> LedgerResult:
+        return self.ledger_totals(key, now)

@@ -1,7 +1,12 @@
 """The SQLite store: several processes on one host share one WAL-mode database file.
 
 Every operation is one short ``BEGIN IMMEDIATE`` transaction, so a check and the write that
-follows it cannot interleave with another process's.
+follows it cannot interleave with another process's; the window's second is read *inside* it
+(after the write lock is held), so a caller that waited for the lock never writes into a second
+it checked before the wait. Every :mod:`sqlite3` failure — locked past ``timeout``, disk full,
+I/O error, a corrupt file — becomes :class:`~qwen_meter.store.StoreUnavailable`, and the
+store's :class:`~qwen_meter.store.base.CircuitBreaker` skips the file for a while after repeated
+failures.
 """
 
 from __future__ import annotations
@@ -13,12 +18,22 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from .base import (
+    COMMITTED,
+    EXPIRED,
+    OK,
+    REFUSED,
+    RELEASED,
+    TOMBSTONE_SECONDS,
+    UNKNOWN,
     WINDOW_BUCKETS,
     AcquireResult,
+    CircuitBreaker,
     LedgerResult,
     Store,
     StoreUnavailable,
+    When,
     WindowCheck,
+    check_seconds,
     plan_acquire,
 )
 
@@ -29,18 +44,29 @@ CREATE TABLE IF NOT EXISTS ledger (key TEXT PRIMARY KEY, committed INTEGER NOT N
     expire_at REAL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS reservation (key TEXT NOT NULL, id TEXT NOT NULL,
     amount INTEGER NOT NULL, lease_until REAL NOT NULL, PRIMARY KEY (key, id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS settled (key TEXT NOT NULL, id TEXT NOT NULL, state TEXT NOT NULL,
+    forget_at REAL NOT NULL, PRIMARY KEY (key, id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS settled_forget ON settled (key, forget_at);
+CREATE INDEX IF NOT EXISTS reservation_lease ON reservation (key, lease_until);
 """
 
 
 class SQLiteStore(Store):
-    """Counters in an SQLite file (created if missing)."""
+    """Counters in an SQLite file (created if missing).
 
-    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 10.0) -> None:
+    ``timeout`` bounds the wait for another process's write lock; ``breaker`` (default: open
+    after 3 failures in a row, for 10 s) stops callers from waiting on a broken file each call.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 5.0,
+                 breaker: CircuitBreaker | None = None) -> None:
         self.path = os.fspath(path)
+        self.timeout = check_seconds(timeout, "SQLite store timeout")
+        self.breaker = breaker or CircuitBreaker(name=f"SQLite store {self.path}")
         self._lock = threading.Lock()
         try:
-            self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
-                                       check_same_thread=False)
+            self._db = sqlite3.connect(self.path, timeout=self.timeout or 0.0,
+                                       isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             for statement in filter(str.strip, _SCHEMA.split(";")):
@@ -50,36 +76,54 @@ class SQLiteStore(Store):
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        self.breaker.before()
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
+                self.breaker.failure()
                 raise StoreUnavailable(f"SQLite store {self.path} is busy: {exc}") from exc
             try:
                 yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            else:
                 self._db.execute("COMMIT")
+            except BaseException as exc:
+                try:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # SQLite rolls back by itself when a statement fails this badly
+                if isinstance(exc, sqlite3.Error):
+                    self.breaker.failure()
+                    raise StoreUnavailable(f"SQLite store {self.path} failed: {exc}") from exc
+                raise
+        self.breaker.success()
 
     @staticmethod
     def _buckets(db: sqlite3.Connection, key: str, bucket: int) -> list[int]:
         oldest = bucket - WINDOW_BUCKETS + 1
         db.execute("DELETE FROM window WHERE key = ? AND bucket < ?", (key, oldest))
-        rows = dict(db.execute("SELECT bucket, amount FROM window WHERE key = ? AND bucket >= ?",
-                               (key, oldest)).fetchall())
+        rows = dict(db.execute("SELECT bucket, amount FROM window WHERE key = ? AND bucket >= ? "
+                               "AND bucket <= ?", (key, oldest, bucket)).fetchall())
         return [rows.get(b, 0) for b in range(oldest, bucket + 1)]
 
-    def window_acquire(self, checks: Sequence[WindowCheck], bucket: int) -> AcquireResult:
+    def window_acquire(self, checks: Sequence[WindowCheck], bucket: When) -> AcquireResult:
         with self._tx() as db:
-            result = plan_acquire(checks, [self._buckets(db, c.key, bucket) for c in checks])
+            now = bucket() if callable(bucket) else None  # read under the write lock
+            second = int(now // 1) if now is not None else int(bucket)  # type: ignore[arg-type]
+            for check in checks:  # clamp: never write behind the newest second of a key
+                row = db.execute("SELECT MAX(bucket) FROM window WHERE key = ?",
+                                 (check.key,)).fetchone()
+                if row[0] is not None and row[0] > second:
+                    second = row[0]
+            result = plan_acquire(checks, [self._buckets(db, c.key, second) for c in checks],
+                                  second)
+            self._mark(db, [c.key for c in checks], second)
             if result.ok:
                 db.executemany(
                     "INSERT INTO window (key, bucket, amount) VALUES (?, ?, ?) "
                     "ON CONFLICT (key, bucket) DO UPDATE SET amount = amount + excluded.amount",
-                    [(c.key, bucket, c.amount) for c in checks])
-            return result
+                    [(c.key, second, c.amount) for c in checks])
+        return AcquireResult(result.ok, result.retry_buckets, result.refused_key, second, now)
 
     def window_adjust(self, key: str, bucket: int, delta: int) -> None:
         with self._tx() as db:
@@ -87,21 +131,56 @@ class SQLiteStore(Store):
                        (delta, key, bucket))
 
     def window_sum(self, key: str, bucket: int) -> int:
-        with self._tx() as db:
-            return sum(self._buckets(db, key, bucket))
+        with self._tx() as db:  # the window as the next acquire sees it (clamped second)
+            row = db.execute("SELECT MAX(bucket) FROM window WHERE key = ?", (key,)).fetchone()
+            end = bucket if row[0] is None else max(bucket, row[0])
+            self._mark(db, [key], end)
+            return sum(self._buckets(db, key, end))
+
+    @staticmethod
+    def _mark(db: sqlite3.Connection, keys: list[str], second: int) -> None:
+        """Remember the newest second looked at (an empty bucket row): the clamp's floor."""
+        db.executemany("INSERT INTO window (key, bucket, amount) VALUES (?, ?, 0) "
+                       "ON CONFLICT (key, bucket) DO NOTHING", [(k, second) for k in keys])
+
+    # --- ledgers ----------------------------------------------------------------------------
 
     @staticmethod
     def _live(db: sqlite3.Connection, key: str, now: float) -> tuple[int, int]:
         expired = db.execute("SELECT 1 FROM ledger WHERE key = ? AND expire_at <= ?",
                              (key, now)).fetchone()
         if expired:
-            db.execute("DELETE FROM ledger WHERE key = ?", (key,))
-            db.execute("DELETE FROM reservation WHERE key = ?", (key,))
+            for table in ("ledger", "reservation", "settled"):
+                db.execute(f"DELETE FROM {table} WHERE key = ?", (key,))
+        # Dead leases become tombstones, so a late commit is recognised as expired.
+        db.execute("INSERT OR REPLACE INTO settled (key, id, state, forget_at) "
+                   "SELECT key, id, ?, lease_until + ? FROM reservation "
+                   "WHERE key = ? AND lease_until <= ?", (EXPIRED, TOMBSTONE_SECONDS, key, now))
         db.execute("DELETE FROM reservation WHERE key = ? AND lease_until <= ?", (key, now))
+        db.execute("DELETE FROM settled WHERE key = ? AND forget_at <= ?", (key, now))
         committed = db.execute("SELECT committed FROM ledger WHERE key = ?", (key,)).fetchone()
         reserved = db.execute("SELECT COALESCE(SUM(amount), 0) FROM reservation WHERE key = ?",
                               (key,)).fetchone()
         return (committed[0] if committed else 0), reserved[0]
+
+    @staticmethod
+    def _state(db: sqlite3.Connection, key: str, reservation: str) -> str:
+        row = db.execute("SELECT state FROM settled WHERE key = ? AND id = ?",
+                         (key, reservation)).fetchone()
+        return str(row[0]) if row else UNKNOWN
+
+    @staticmethod
+    def _settle(db: sqlite3.Connection, key: str, reservation: str, state: str,
+                forget_at: float) -> None:
+        db.execute("INSERT OR REPLACE INTO settled (key, id, state, forget_at) "
+                   "VALUES (?, ?, ?, ?)", (key, reservation, state, forget_at))
+
+    @staticmethod
+    def _take(db: sqlite3.Connection, key: str, reservation: str) -> float | None:
+        """Remove a live reservation; its lease end, or None if it was not live."""
+        row = db.execute("DELETE FROM reservation WHERE key = ? AND id = ? RETURNING lease_until",
+                         (key, reservation)).fetchall()  # fetch all: the statement ends
+        return float(row[0][0]) if row else None
 
     @staticmethod
     def _touch(db: sqlite3.Connection, key: str, expire_at: float | None, add: int = 0) -> None:
@@ -113,32 +192,52 @@ class SQLiteStore(Store):
                        lease_until: float, now: float, expire_at: float | None) -> LedgerResult:
         with self._tx() as db:
             committed, reserved = self._live(db, key, now)
+            if db.execute("SELECT 1 FROM reservation WHERE key = ? AND id = ?",
+                          (key, reservation)).fetchone():
+                return LedgerResult(True, committed, reserved, OK)
+            state = self._state(db, key, reservation)
+            if state != UNKNOWN:
+                return LedgerResult(False, committed, reserved, state)
             if limit is not None and committed + reserved + amount > limit:
-                return LedgerResult(False, committed, reserved)
-            db.execute("INSERT OR REPLACE INTO reservation (key, id, amount, lease_until) "
+                return LedgerResult(False, committed, reserved, REFUSED)
+            db.execute("INSERT INTO reservation (key, id, amount, lease_until) "
                        "VALUES (?, ?, ?, ?)", (key, reservation, amount, lease_until))
             self._touch(db, key, expire_at)
-            return LedgerResult(True, committed, reserved + amount)
+            return LedgerResult(True, committed, reserved + amount, OK)
 
     def ledger_commit(self, key: str, reservation: str, amount: int, now: float,
-                      expire_at: float | None) -> LedgerResult:
+                      expire_at: float | None, *, strict: bool = False) -> LedgerResult:
         with self._tx() as db:
             self._live(db, key, now)
-            db.execute("DELETE FROM reservation WHERE key = ? AND id = ?", (key, reservation))
+            lease = self._take(db, key, reservation)
+            if lease is not None:
+                state, forget = OK, lease + TOMBSTONE_SECONDS
+            else:
+                state, forget = self._state(db, key, reservation), now + TOMBSTONE_SECONDS
+                if state in (COMMITTED, RELEASED) or strict:
+                    committed, reserved = self._live(db, key, now)
+                    return LedgerResult(False, committed, reserved, state)
             self._touch(db, key, expire_at, amount)
+            self._settle(db, key, reservation, COMMITTED, forget)
             committed, reserved = self._live(db, key, now)
-            return LedgerResult(True, committed, reserved)
+            return LedgerResult(True, committed, reserved, state)
 
     def ledger_release(self, key: str, reservation: str, now: float) -> LedgerResult:
         with self._tx() as db:
-            db.execute("DELETE FROM reservation WHERE key = ? AND id = ?", (key, reservation))
+            self._live(db, key, now)
+            lease = self._take(db, key, reservation)
+            if lease is None:
+                state, ok = self._state(db, key, reservation), False
+            else:
+                self._settle(db, key, reservation, RELEASED, lease + TOMBSTONE_SECONDS)
+                state, ok = OK, True
             committed, reserved = self._live(db, key, now)
-            return LedgerResult(True, committed, reserved)
+            return LedgerResult(ok, committed, reserved, state)
 
     def ledger_totals(self, key: str, now: float) -> LedgerResult:
         with self._tx() as db:
             committed, reserved = self._live(db, key, now)
-            return LedgerResult(True, committed, reserved)
+            return LedgerResult(True, committed, reserved, OK)
 
     def close(self) -> None:
         with self._lock:
