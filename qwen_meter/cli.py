@@ -385,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--region", choices=("cn", "intl"),
                         help="region to price raw responses in (default cn)")
     report.set_defaults(run=_report)
+    from .cli_serve import register as register_serve  # issue 16: the gateway
+
+    register_serve(sub)
     return parser
 
 

@@ -143,3 +143,16 @@ class RateLimited(QwenMeterError):
     def __init__(self, message: str, retry_after: float) -> None:
         self.retry_after = retry_after
         super().__init__(message)
+
+
+# --- issue 16: gateway ----------------------------------------------------------------------
+
+class GatewayConfigError(ConfigurationError):
+    """A gateway configuration that cannot work; names the file and the field."""
+
+    def __init__(self, message: str, *, file: str | None = None,
+                 field: str | None = None) -> None:
+        self.file = file
+        self.field = field
+        where = ": ".join(part for part in (file, field) if part)
+        super().__init__(f"{where}: {message}" if where else message)
