@@ -56,7 +56,7 @@ def serve(settings: dict[str, Any], *, workers: int = 1) -> None:
     print(f"qwen-meter gateway on {where} -> {config.upstreams['default'].url}; "
           f"store {config.store.split('@')[-1]}; {keys}", file=sys.stderr, flush=True)
     options: dict[str, Any] = {"host": config.host, "port": config.port,
-                               "log_level": "warning",
+                               "log_level": "warning", "access_log": False,
                                "timeout_graceful_shutdown": config.shutdown_timeout,
                                "lifespan": "on"}
     if workers > 1:

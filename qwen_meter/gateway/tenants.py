@@ -17,7 +17,7 @@ from ..log import UsageLog, open_log
 from ..meter import Meter, default_log_path
 from ..observers import Observer
 from ..server_errors import RetryPolicy
-from ..store import Store, open_store
+from ..store import MemoryStore, Store, open_store
 from .config import BudgetConfig, GatewayConfig, KeyConfig, UpstreamConfig
 from .limits import TenantLimiter
 
@@ -58,6 +58,8 @@ class Tenants:
                  log: str | os.PathLike[str] | None = None) -> None:
         self.config = config
         self.store = open_store(config.store)
+        #: the store does no I/O: settle on the event loop (see gateway.metering)
+        self.inline = isinstance(self.store, MemoryStore)
         self.log: UsageLog | None = open_log(log or config.log or default_log_path())
         self.replica = f"{socket.gethostname()}:{os.getpid()}"
         self.global_budgets = [_budget(b, self.store, "global") for b in config.budgets]
