@@ -133,7 +133,8 @@ def litellm_command(upstream: str, port: int, folder: Path) -> list[str] | None:
     config = folder / "litellm.yaml"
     config.write_text(json.dumps({"model_list": [{
         "model_name": "qwen-plus",
-        "litellm_params": {"model": "openai/qwen-plus", "api_base": f"{upstream}/compatible-mode/v1",
+        "litellm_params": {"model": "openai/qwen-plus",
+                           "api_base": f"{upstream}/compatible-mode/v1",
                            "api_key": "sk-bench"}}],
         "litellm_settings": {"drop_params": True, "telemetry": False}}), encoding="utf-8")
     return [str(binary), "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
@@ -161,7 +162,10 @@ def main() -> None:
         procs = {"qwen-meter": gateway.pid}
         litellm = None if args.no_litellm else litellm_command(upstream, ll_port, folder)
         stack = [serving(litellm, f"http://127.0.0.1:{ll_port}/health/liveliness",
-                         {"LITELLM_LOG": "ERROR"})] if litellm else []
+                         # its own key check on (it refuses to start without one), the
+                         # bundled price map (no network fetch), errors-only logging
+                         {"LITELLM_LOG": "ERROR", "LITELLM_MASTER_KEY": "sk-bench",
+                          "LITELLM_LOCAL_MODEL_COST_MAP": "True"})] if litellm else []
         with stack[0] if stack else _null() as proxy:
             if proxy is not None:
                 targets["litellm"] = f"http://127.0.0.1:{ll_port}/chat/completions"

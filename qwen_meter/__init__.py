@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         CatalogueError,
         ConfigurationError,
         ContextLimitExceeded,
+        GatewayConfigError,  # issue 16
         InputDecodeError,
         InvalidMessages,
         LimitExceeded,
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
         UnknownModel,
         UsageParseError,
     )
+    from .gateway import Gateway, GatewayConfig, create_gateway  # issue 16: needs [gateway]
     from .limiter import Permit, RateLimit, RateLimiter
     from .log import JsonlLog, SQLiteLog, UsageLog, UsageRecord, read_usage
     from .meter import Meter, MeteredCall, UnsupportedClient
@@ -65,6 +67,11 @@ if TYPE_CHECKING:
     from .usage import Usage
 
 _EXPORTS: dict[str, str] = {
+    # issue 16: the gateway (its dependencies load only when one of these is used)
+    "Gateway": ".gateway",
+    "GatewayConfig": ".gateway",
+    "GatewayConfigError": ".errors",
+    "create_gateway": ".gateway",
     "Attribution": ".attribution",
     "attribute": ".attribution",
     "current_attribution": ".attribution",
@@ -175,6 +182,9 @@ __all__ = [
     "Cost",
     "CostEstimate",
     "DashScopeError",
+    "Gateway",
+    "GatewayConfig",
+    "GatewayConfigError",
     "InputDecodeError",
     "InvalidMessages",
     "JsonlLog",
@@ -225,6 +235,7 @@ __all__ = [
     "count_completion",
     "count_messages",
     "count_tokens",
+    "create_gateway",
     "current_attribution",
     "decode",
     "encode",

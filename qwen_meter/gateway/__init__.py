@@ -12,4 +12,7 @@ from __future__ import annotations
 from .app import Gateway, create_app
 from .config import GatewayConfig, load_config
 
-__all__ = ["Gateway", "GatewayConfig", "create_app", "load_config"]
+#: ``qwen_meter.create_gateway(config)``: the ASGI app (the embedded default without config).
+create_gateway = create_app
+
+__all__ = ["Gateway", "GatewayConfig", "create_app", "create_gateway", "load_config"]

@@ -134,7 +134,7 @@ class Gateway:
             await _send_bytes(send, 200, self.metrics.render(), CONTENT_TYPE.encode())
             return
         route = ROUTES.get(path.rstrip("/"))
-        native = path.startswith("/api/")
+        native = route.native if route else path.startswith("/api/v1/")
         if route is None or method != "POST":
             await self._answer(send, answers.not_metered(path), native, None)
             return

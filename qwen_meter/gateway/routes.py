@@ -159,6 +159,8 @@ ROUTES = {route.path: route for route in (
     Route(f"{COMPATIBLE}/chat/completions", "chat"),
     Route(f"{COMPATIBLE}/embeddings", "embeddings"),
     Route(f"{COMPATIBLE}/responses", "responses"),
+    # The Responses API's first path, still served (DashScope announces its retirement).
+    Route(f"/api/v2/apps/protocols{COMPATIBLE}/responses", "responses"),
     Route(f"{COMPATIBLE}/completions", "completions"),
     Route(f"{NATIVE}/text-generation/generation", "native"),
     Route(f"{NATIVE}/multimodal-generation/generation", "native"),
