@@ -145,6 +145,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=1000,
                         help="requests per row (default 1000)")
+    parser.add_argument("--litellm-requests", type=int, default=300,
+                        help="requests per LiteLLM row (default 300: it is much slower)")
     parser.add_argument("--no-litellm", action="store_true")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
@@ -152,59 +154,60 @@ def main() -> None:
     upstream = f"http://127.0.0.1:{up_port}"
     env = {"PYTHONPATH": str(ROOT)}
     targets: dict[str, str] = {"direct": f"{upstream}/compatible-mode/v1/chat/completions"}
-    rows = []
+    rows: list[dict] = []
+    # One client in sequence shows the added latency without queueing; 50 and 200 the
+    # behaviour under concurrency.
+    plan = [(clients, stream) for clients in (1, 50, 200) for stream in (False, True)]
+    bases: dict[tuple[int, bool], dict] = {}
+
+    def measure(name: str, url: str, pid: int | None, clients: int, stream: bool,
+                n: int) -> None:
+        cpu = cpu_seconds(pid) if pid else 0.0
+        lat, first, rps = asyncio.run(load(url, clients, n, stream))
+        row = {"target": name, "clients": clients, "mode": "stream" if stream else "plain",
+               "requests": n, "p50": pct(lat, 0.5), "p99": pct(lat, 0.99), "rps": rps,
+               "first_p50": pct(first, 0.5) if stream else None,
+               "rss": rss_mb(pid) if pid else None,
+               # the proxy's own CPU per call: what it costs, whatever the machine's load
+               "cpu_ms": (cpu_seconds(pid) - cpu) * 1000 / (n + min(clients, 20)) if pid
+               else None}
+        base = bases.setdefault((clients, stream), row)
+        row["added_p50"] = row["p50"] - base["p50"]
+        row["added_p99"] = row["p99"] - base["p99"]
+        row["added_first"] = row["first_p50"] - base["first_p50"] if stream else None
+        rows.append(row)
+        print(_line(row), flush=True)
+
+    def count(clients: int, limit: int) -> int:
+        return min(limit, 300) if clients == 1 else limit
+
     with serving([sys.executable, str(HERE / "bench_upstream.py"), str(up_port)], upstream,
-                 env) as _, \
-            serving([sys.executable, "-m", "qwen_meter.cli", "serve", "--upstream", upstream,
-                     "--port", str(gw_port), "--log", str(folder / "usage.jsonl")],
-                    f"http://127.0.0.1:{gw_port}/healthz", env) as gateway:
-        targets["qwen-meter"] = f"http://127.0.0.1:{gw_port}/compatible-mode/v1/chat/completions"
-        procs = {"qwen-meter": gateway.pid}
+                 env):
+        # Direct and qwen-meter alternate row by row; LiteLLM runs afterwards, alone (its
+        # background work after each call would otherwise load the other rows).
+        with serving([sys.executable, "-m", "qwen_meter.cli", "serve", "--upstream", upstream,
+                      "--port", str(gw_port), "--log", str(folder / "usage.jsonl")],
+                     f"http://127.0.0.1:{gw_port}/healthz", env) as gateway:
+            for clients, stream in plan:
+                n = count(clients, args.requests)
+                measure("direct", targets["direct"], None, clients, stream, n)
+                measure("qwen-meter",
+                        f"http://127.0.0.1:{gw_port}/compatible-mode/v1/chat/completions",
+                        gateway.pid, clients, stream, n)
         litellm = None if args.no_litellm else litellm_command(upstream, ll_port, folder)
-        stack = [serving(litellm, f"http://127.0.0.1:{ll_port}/health/liveliness",
-                         # its own key check on (it refuses to start without one), the
-                         # bundled price map (no network fetch), errors-only logging
+        if litellm:
+            # its key check on (it refuses to start without one), the bundled price map (no
+            # network fetch), errors-only logging
+            with serving(litellm, f"http://127.0.0.1:{ll_port}/health/liveliness",
                          {"LITELLM_LOG": "ERROR", "LITELLM_MASTER_KEY": "sk-bench",
-                          "LITELLM_LOCAL_MODEL_COST_MAP": "True"})] if litellm else []
-        with stack[0] if stack else _null() as proxy:
-            if proxy is not None:
-                targets["litellm"] = f"http://127.0.0.1:{ll_port}/chat/completions"
-                procs["litellm"] = proxy.pid
-            # One client in sequence shows the added latency without queueing; 50 and 200 the
-            # behaviour under concurrency.
-            for clients in (1, 50, 200):
-                n = min(args.requests, 300) if clients == 1 else args.requests
-                for stream in (False, True):
-                    base = None
-                    for name, url in targets.items():
-                        cpu = cpu_seconds(procs[name]) if name in procs else 0.0
-                        lat, first, rps = asyncio.run(load(url, clients, n, stream))
-                        cpu = cpu_seconds(procs[name]) - cpu if name in procs else None
-                        row = {"target": name, "clients": clients,
-                               "mode": "stream" if stream else "plain",
-                               "p50": pct(lat, 0.5), "p99": pct(lat, 0.99), "rps": rps,
-                               "first_p50": pct(first, 0.5) if stream else None,
-                               "rss": rss_mb(procs[name]) if name in procs else None,
-                               # the proxy's own CPU per call: what it costs, whatever the load
-                               "cpu_ms": None if cpu is None
-                               else cpu * 1000 / (n + min(clients, 20))}
-                        if base is None:
-                            base = row
-                        row["added_p50"] = row["p50"] - base["p50"]
-                        row["added_p99"] = row["p99"] - base["p99"]
-                        row["added_first"] = (row["first_p50"] - base["first_p50"]) \
-                            if stream else None
-                        rows.append(row)
-                        print(_line(row), flush=True)
+                          "LITELLM_LOCAL_MODEL_COST_MAP": "True"}) as proxy:
+                for clients, stream in plan:
+                    measure("litellm", f"http://127.0.0.1:{ll_port}/chat/completions",
+                            proxy.pid, clients, stream, count(clients, args.litellm_requests))
     records = sum(1 for _ in (folder / "usage.jsonl").open(encoding="utf-8"))
     print(f"\nqwen-meter usage records written: {records}; upstream {upstream}; "
           f"{os.cpu_count()} CPUs; median direct plain p50 "
           f"{statistics.median(r['p50'] for r in rows if r['target'] == 'direct'):.1f} ms")
-
-
-@contextmanager
-def _null() -> Iterator[None]:
-    yield None
 
 
 def _line(row: dict) -> str:

@@ -354,3 +354,19 @@ def test_graceful_shutdown_finishes_open_streams(fake, tmp_path):
     reader.join(10)
     assert "data: [DONE]" in lines
     assert [r.status for r in records(log)] == ["ok"]
+
+
+def test_upstream_errors_pass_through_and_are_recorded(fake, open_gateway):
+    url, log, app = open_gateway
+    before = len(records(log))
+    fake.push({"status": 429, "retry_after": 3})
+    answer = httpx.post(f"{url}/compatible-mode/v1/chat/completions", timeout=10,
+                        json={"model": "qwen-plus", "messages": MESSAGES})
+    assert answer.status_code == 429 and answer.headers["retry-after"] == "3"
+    assert answer.json()["error"]["code"] == "Throttling.RateQuota"  # DashScope's own body
+    record = wait_records(log, before + 1)[-1]
+    assert (record.status, record.http_status, record.error_kind) == \
+        ("error", 429, "rate_limited")
+    assert record.cost is None and record.total_tokens == 0
+    assert app.metrics.sample("qwen_meter_gateway_upstream_errors_total", model="qwen-plus",
+                              key="-", kind="rate_limited") >= 1

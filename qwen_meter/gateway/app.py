@@ -110,7 +110,10 @@ class Gateway:
             # aiohttp for the upstream: its C parser costs a fraction of httpx's CPU per call.
             self._client = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60),
-                timeout=aiohttp.ClientTimeout(total=self.config.timeout or None, connect=10),
+                # A bound on the silence between reads, not on the whole call: a long
+                # generation may stream for many minutes.
+                timeout=aiohttp.ClientTimeout(total=None, connect=10,
+                                              sock_read=self.config.timeout or None),
                 auto_decompress=False, skip_auto_headers=("User-Agent",))
         self.ready = True
 
@@ -154,11 +157,15 @@ class Gateway:
             return
         # The relay runs as its own task so that a client hanging up cancels it (and with it
         # the upstream request) at once, even while nothing is being sent.
+        tracked = _TrackedSend(send)
         work = asyncio.ensure_future(self._proxy(route, tenant, headers, raw,
-                                                 scope.get("query_string", b""), send))
+                                                 scope.get("query_string", b""), tracked))
         watcher = asyncio.ensure_future(_disconnected(receive))
         try:
             await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if not work.done() and tracked.complete:
+                # The client has the whole answer and hung up: let the call settle.
+                await asyncio.wait({work})
         except asyncio.CancelledError:  # the server gave up on us (shutdown timeout)
             work.cancel()
             raise
@@ -332,6 +339,19 @@ class Gateway:
         await send({"type": "http.response.body", "body": tail, "more_body": False})
         await metering.finish(call, reader.usage, inline=self.tenants.inline,
                               **details("incomplete"))
+
+
+class _TrackedSend:
+    """``send``, noting when the answer's last byte has gone out."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.complete = False
+
+    async def __call__(self, message: Message) -> None:
+        await self.send(message)
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            self.complete = True
 
 
 def _refusal(exc: QwenMeterError, tenant: Tenant) -> Answer:

@@ -58,8 +58,8 @@ class Tenants:
                  log: str | os.PathLike[str] | None = None) -> None:
         self.config = config
         self.store = open_store(config.store)
-        #: the store does no I/O: settle on the event loop (see gateway.metering)
-        self.inline = isinstance(self.store, MemoryStore)
+        #: no I/O and no waiting in the pipeline: run it on the event loop (gateway.metering)
+        self.inline = isinstance(self.store, MemoryStore) and config.limiter_wait == 0
         self.log: UsageLog | None = open_log(log or config.log or default_log_path())
         self.replica = f"{socket.gethostname()}:{os.getpid()}"
         self.global_budgets = [_budget(b, self.store, "global") for b in config.budgets]
