@@ -55,6 +55,7 @@ class GatewayMetrics(Observer):
     def __init__(self, budgets: Callable[[], Iterable[tuple[Budget, str | None]]] = list
                  ) -> None:
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r = self.registry
         self.calls = Counter("qwen_meter_gateway_calls", "Metered calls by outcome",
                              ["endpoint", "model", "key", "status"], registry=r)
@@ -80,23 +81,31 @@ class GatewayMetrics(Observer):
                                   "Streams being relayed now", registry=r)
         r.register(_BudgetCollector(budgets))
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        # prometheus-client's labels() costs tens of µs; a call touches up to seven series.
+        found = self._children.get((id(metric), labels))
+        if found is None:
+            found = self._children[(id(metric), labels)] = metric.labels(*labels)
+        return found
+
     def on_record(self, record: UsageRecord, call: MeteredCall | None) -> None:
         key = key_of(record.tags)
-        self.calls.labels(record.endpoint, record.model, key, record.status).inc()
+        child = self._child
+        child(self.calls, record.endpoint, record.model, key, record.status).inc()
         for kind in ("prompt", "completion", "cached", "reasoning"):
             value = getattr(record, f"{kind}_tokens")
             if value:
-                self.tokens.labels(record.model, key, kind).inc(value)
+                child(self.tokens, record.model, key, kind).inc(value)
         if record.cost is not None and record.currency:
-            self.cost.labels(record.model, key, record.currency).inc(float(record.cost))
+            child(self.cost, record.model, key, record.currency).inc(float(record.cost))
         if record.status in ("error", "dropped"):
-            self.upstream_errors.labels(record.model, key,
-                                        record.error_kind or record.status).inc()
+            child(self.upstream_errors, record.model, key,
+                  record.error_kind or record.status).inc()
         if record.latency_ms is not None:
-            self.latency.labels(record.endpoint).observe(record.latency_ms / 1000)
+            child(self.latency, record.endpoint).observe(record.latency_ms / 1000)
 
     def refused(self, key: str | None, reason: str) -> None:
-        self.refusals.labels(key or "-", reason).inc()
+        self._child(self.refusals, key or "-", reason).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -79,7 +79,7 @@ class Tenants:
             limiter: RateLimiter | None = self._account_limiter(region)
             if key.rpm is not None or key.tpm is not None:
                 limiter = TenantLimiter(self.store, key.name, RateLimit(key.rpm, key.tpm),
-                                        limiter)
+                                        limiter, region)
             meter = self._meter(region, limiter, [*budgets, *self.global_budgets], observers)
             self.by_name[key.name] = Tenant(key.name, key, upstream, meter)
 
