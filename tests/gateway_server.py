@@ -74,7 +74,7 @@ def gateway_process(*args: str, env: dict[str, str] | None = None) -> Iterator[t
         if process.poll() is None:
             process.terminate()
         try:
-            process.communicate(timeout=20)
+            process.output = process.communicate(timeout=20)  # (stdout, stderr)
         except subprocess.TimeoutExpired:
             process.kill()
-            process.communicate()
+            process.output = process.communicate()

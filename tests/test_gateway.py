@@ -373,3 +373,20 @@ def test_upstream_errors_pass_through_and_are_recorded(fake, open_gateway):
     assert record.cost is None and record.total_tokens == 0
     assert app.metrics.sample("qwen_meter_gateway_upstream_errors_total", model="qwen-plus",
                               key="-", kind="rate_limited") >= 1
+
+
+def test_store_outage_is_503_not_a_client_error(fake, tmp_path):
+    """A budget whose Redis is gone: 503 + Retry-After (fail closed), nothing sent upstream."""
+    pytest.importorskip("redis")
+    from gateway_server import free_port
+
+    config = parse_config({"store": f"redis://127.0.0.1:{free_port()}/0",
+                           "upstreams": {"default": {"url": fake.url}},
+                           "budgets": [{"name": "all", "limit": "5 CNY", "per": "day"}]})
+    app = create_app(config, log_path=str(tmp_path / "usage.jsonl"))
+    sent = len(fake.requests)
+    with running_gateway(app) as url:
+        answer = httpx.post(f"{url}/compatible-mode/v1/chat/completions", timeout=20,
+                            json={"model": "qwen-plus", "messages": MESSAGES})
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
+    assert len(fake.requests) == sent

@@ -56,8 +56,8 @@ def test_two_replicas_one_rpm_and_one_budget(fake, redis_url, tmp_path):
     }), encoding="utf-8")
     logs = [tmp_path / "gw-1.jsonl", tmp_path / "gw-2.jsonl"]
     env = {"QM_SHARED_KEY": REAL_KEY}
-    with gateway_process("--config", str(config), "--log", str(logs[0]), env=env) as (a, _), \
-            gateway_process("--config", str(config), "--log", str(logs[1]), env=env) as (b, _):
+    with gateway_process("--config", str(config), "--log", str(logs[0]), env=env) as (a, p1), \
+            gateway_process("--config", str(config), "--log", str(logs[1]), env=env) as (b, p2):
         rpm_body = {"model": "qwen-flash", "messages": [{"role": "user",
                                                           "content": f"rpm {run}"}]}
         answers = fire([a, b], rpm_key, rpm_body, 12)
@@ -68,6 +68,11 @@ def test_two_replicas_one_rpm_and_one_budget(fake, redis_url, tmp_path):
         assert {r.status_code for r in budget_answers} <= {200, 403}
         admitted = sum(r.status_code == 200 for r in budget_answers)
 
+    for output in (*p1.output, *p2.output):  # what the gateways printed
+        assert REAL_KEY not in output and rpm_key not in output and budget_key not in output
+    for log in logs:
+        text = log.read_text(encoding="utf-8")
+        assert REAL_KEY not in text and rpm_key not in text and budget_key not in text
     records = [r for log in logs for r in read_jsonl(log)]
     upstream = [q for q in fake.requests if run in json.dumps(q["body"], ensure_ascii=False)]
     for name, content in ((rpm_name, f"rpm {run}"), (budget_name, f"budget {run}")):

@@ -217,11 +217,11 @@ class Gateway:
                 call = await metering.begin(tenant.meter, prepared.meter_request,
                                             endpoint=prepared.endpoint, user=tenant.user,
                                             inline=self.tenants.inline)
+            except StoreUnavailable:  # before QwenMeterError, of which it is one
+                await self._answer(send, answers.store_unavailable(), route.native, tenant)
+                return
             except QwenMeterError as exc:
                 await self._answer(send, _refusal(exc, tenant), route.native, tenant)
-                return
-            except StoreUnavailable:
-                await self._answer(send, answers.store_unavailable(), route.native, tenant)
                 return
             self.metrics.admission.observe(asyncio.get_running_loop().time() - started)
             await self._relay(route, tenant, headers, prepared, query, call, send)
