@@ -76,8 +76,10 @@ class Upstream:
                       for piece in REPLY]
             if (body.get("stream_options") or {}).get("include_usage"):
                 chunks.append({"id": "cmpl-1", "choices": [], "usage": usage})
-            return self.sse(h, [f"data: {json.dumps(c, ensure_ascii=False)}" for c in chunks]
-                            + ["data: [DONE]"])
+            events = [f"data: {json.dumps(c, ensure_ascii=False)}" for c in chunks]
+            if body.get("prompt") == "DROP":  # two events, then the connection goes
+                return self.sse(h, events[:2], drop=True)
+            return self.sse(h, [*events, "data: [DONE]"])
         if h.path.endswith("/multimodal-generation/generation"):
             return self.json(h, {"request_id": "r-1", "usage": {**USAGE, "image_tokens": 20},
                                  "output": {"choices": [{"finish_reason": "stop", "message": {
@@ -94,7 +96,7 @@ class Upstream:
         h.wfile.write(raw)
 
     @staticmethod
-    def sse(h: BaseHTTPRequestHandler, events: list[str]) -> None:
+    def sse(h: BaseHTTPRequestHandler, events: list[str], drop: bool = False) -> None:
         h.send_response(200)
         h.send_header("Content-Type", "text/event-stream")
         h.send_header("Transfer-Encoding", "chunked")
@@ -103,4 +105,7 @@ class Upstream:
             data = f"{event}\n\n".encode()
             h.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
             h.wfile.flush()
+        if drop:  # no terminating chunk: the body is cut short, as by a network failure
+            h.close_connection = True
+            return
         h.wfile.write(b"0\r\n\r\n")

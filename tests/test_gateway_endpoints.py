@@ -103,3 +103,17 @@ def test_native_multimodal_with_the_dashscope_sdk(gateway, monkeypatch):
     assert (record.prompt_tokens, record.completion_tokens, record.usage_estimated) == \
         (31, 7, False)
     assert record.estimated_prompt_tokens > 31  # the remote image was counted at its maximum
+
+
+def test_a_chunked_stream_cut_short_is_dropped_for_the_client_too(gateway):
+    url, log, _ = gateway
+    before = count(log)
+    seen = []
+    with pytest.raises(httpx.HTTPError), httpx.stream(
+            "POST", f"{url}/compatible-mode/v1/completions", timeout=10,
+            json={"model": "qwen3-coder-flash", "prompt": "DROP", "stream": True}) as response:
+        for line in response.iter_lines():
+            seen.append(line)
+    assert len([line for line in seen if line.startswith("data:")]) == 2
+    record = last_record(log, before)
+    assert record.status == "dropped" and record.usage_estimated and record.prompt_tokens > 0
