@@ -60,6 +60,10 @@ def serve(settings: dict[str, Any], *, workers: int = 1) -> None:
                                "timeout_graceful_shutdown": config.shutdown_timeout,
                                "lifespan": "on"}
     if workers > 1:
+        if config.store.startswith("memory:"):
+            print("qwen-meter gateway: warning: each worker keeps its own limits and budgets "
+                  "with a memory store; use a redis:// (or sqlite:///) store to share them",
+                  file=sys.stderr, flush=True)
         app.tenants.close()
         os.environ[_SETTINGS] = json.dumps(settings)
         uvicorn.run("qwen_meter.gateway.server:app_from_environment", factory=True,
