@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         CatalogueError,
         ConfigurationError,
         ContextLimitExceeded,
+        GatewayConfigError,  # issue 16
         InputDecodeError,
         InvalidMessages,
         InvalidTimeout,
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from .integrations.otel import OpenTelemetryObserver
     from .integrations.prometheus import PrometheusObserver
     from .integrations.usage_logging import UsageLoggingObserver
+    from .gateway import Gateway, GatewayConfig, create_gateway  # issue 16: needs [gateway]
     from .limiter import Permit, RateLimit, RateLimiter
     from .log import JsonlLog, SQLiteLog, UsageLog, UsageRecord, read_usage
     from .meter import Meter, MeteredCall, UnsupportedClient
@@ -82,6 +84,11 @@ _EXPORTS: dict[str, str] = {
     "FallbackPrice": ".unlisted",
     "UnpricedCall": ".errors",
     "region_for_url": ".regions",
+    # issue 16: the gateway (its dependencies load only when one of these is used)
+    "Gateway": ".gateway",
+    "GatewayConfig": ".gateway",
+    "GatewayConfigError": ".errors",
+    "create_gateway": ".gateway",
     "Attribution": ".attribution",
     "attribute": ".attribution",
     "current_attribution": ".attribution",
@@ -207,6 +214,9 @@ __all__ = [
     "CostEstimate",
     "DashScopeError",
     "FallbackPrice",
+    "Gateway",
+    "GatewayConfig",
+    "GatewayConfigError",
     "InputDecodeError",
     "InvalidMessages",
     "InvalidTimeout",
@@ -268,6 +278,7 @@ __all__ = [
     "count_completion",
     "count_messages",
     "count_tokens",
+    "create_gateway",
     "current_attribution",
     "decode",
     "encode",

@@ -388,6 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_export import register as register_export  # issue #17
 
     register_export(sub)
+    from .cli_serve import register as register_serve  # issue 16: the gateway
+
+    register_serve(sub)
     return parser
 
 

@@ -193,3 +193,16 @@ class ReservationSettled(ReservationError):
 class ReservationExpired(ReservationError):
     """The reservation's lease ran out before the commit (its hold was already freed for
     others), so committing it now could take the budget over its limit."""
+
+
+# --- issue 16: gateway ----------------------------------------------------------------------
+
+class GatewayConfigError(ConfigurationError):
+    """A gateway configuration that cannot work; names the file and the field."""
+
+    def __init__(self, message: str, *, file: str | None = None,
+                 field: str | None = None) -> None:
+        self.file = file
+        self.field = field
+        where = ": ".join(part for part in (file, field) if part)
+        super().__init__(f"{where}: {message}" if where else message)

@@ -1,0 +1,225 @@
+"""What the gateway adds: 50 and 200 concurrent clients, plain and streamed, through
+``qwen-meter serve`` (and LiteLLM's proxy, if installed) vs straight to the same upstream.
+
+Run:  pip install ".[gateway]"; python benchmarks/bench_gateway.py [--requests N]
+LiteLLM is looked for in /work/venv-litellm (or $LITELLM_VENV); it is skipped if absent.
+
+Every process (canned upstream, gateway, LiteLLM, the load generator) runs on this machine, so
+the figures include their competition for the cores; compare the rows with each other.
+Added latency is the proxied percentile minus the direct one; time to first chunk is to the
+first event of a stream. The gateway runs its embedded default (memory store, usage log in a
+temporary folder): every call is counted, priced, reconciled and logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from gateway_server import free_port  # noqa: E402
+
+BODY = {"model": "qwen-plus", "max_tokens": 64,
+        "messages": [{"role": "user", "content": "你好，请介绍一下你自己。"}]}
+
+
+def _wait(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url} exited with {process.returncode}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not start")
+
+
+@contextmanager
+def serving(command: list[str], probe: str, env: dict[str, str] | None = None
+            ) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(command, env={**os.environ, **(env or {})},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait(probe, process)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(current, peak) resident memory of a process, in MB."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        fields[name] = value.strip()
+    return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
+
+
+async def load(url: str, clients: int, requests: int, stream: bool
+               ) -> tuple[list[float], list[float], float]:
+    """(latencies ms, first-chunk times ms, requests/s)."""
+    body = {**BODY, "stream": stream}
+    latencies: list[float] = []
+    firsts: list[float] = []
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(limits=limits, timeout=60,
+                                 headers={"Authorization": "Bearer sk-bench"}) as client:
+        queue = iter(range(requests))
+
+        async def worker() -> None:
+            for _ in queue:
+                started = time.perf_counter()
+                if not stream:
+                    response = await client.post(url, json=body)
+                    response.raise_for_status()
+                else:
+                    async with client.stream("POST", url, json=body) as response:
+                        response.raise_for_status()
+                        first = None
+                        async for _chunk in response.aiter_bytes():
+                            if first is None:
+                                first = time.perf_counter()
+                        firsts.append(((first or time.perf_counter()) - started) * 1000)
+                latencies.append((time.perf_counter() - started) * 1000)
+
+        # Warm connections and caches first, untimed.
+        warm = [client.post(url, json=BODY) for _ in range(min(clients, 20))]
+        await asyncio.gather(*warm)
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        wall = time.perf_counter() - started
+    return latencies, firsts, requests / wall
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def litellm_command(upstream: str, port: int, folder: Path) -> list[str] | None:
+    venv = Path(os.environ.get("LITELLM_VENV", "/work/venv-litellm"))
+    binary = venv / "bin" / "litellm"
+    if not binary.exists():
+        return None
+    config = folder / "litellm.yaml"
+    config.write_text(json.dumps({"model_list": [{
+        "model_name": "qwen-plus",
+        "litellm_params": {"model": "openai/qwen-plus",
+                           "api_base": f"{upstream}/compatible-mode/v1",
+                           "api_key": "sk-bench"}}],
+        "litellm_settings": {"drop_params": True, "telemetry": False}}), encoding="utf-8")
+    return [str(binary), "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
+            "--num_workers", "1"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=1000,
+                        help="requests per row (default 1000)")
+    parser.add_argument("--litellm-requests", type=int, default=300,
+                        help="requests per LiteLLM row (default 300: it is much slower)")
+    parser.add_argument("--no-litellm", action="store_true")
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
+    up_port, gw_port, ll_port = free_port(), free_port(), free_port()
+    upstream = f"http://127.0.0.1:{up_port}"
+    env = {"PYTHONPATH": str(ROOT)}
+    targets: dict[str, str] = {"direct": f"{upstream}/compatible-mode/v1/chat/completions"}
+    rows: list[dict] = []
+    # One client in sequence shows the added latency without queueing; 50 and 200 the
+    # behaviour under concurrency.
+    plan = [(clients, stream) for clients in (1, 50, 200) for stream in (False, True)]
+    bases: dict[tuple[int, bool], dict] = {}
+
+    def measure(name: str, url: str, pid: int | None, clients: int, stream: bool,
+                n: int) -> None:
+        cpu = cpu_seconds(pid) if pid else 0.0
+        lat, first, rps = asyncio.run(load(url, clients, n, stream))
+        row = {"target": name, "clients": clients, "mode": "stream" if stream else "plain",
+               "requests": n, "p50": pct(lat, 0.5), "p99": pct(lat, 0.99), "rps": rps,
+               "first_p50": pct(first, 0.5) if stream else None,
+               "rss": rss_mb(pid) if pid else None,
+               # the proxy's own CPU per call: what it costs, whatever the machine's load
+               "cpu_ms": (cpu_seconds(pid) - cpu) * 1000 / (n + min(clients, 20)) if pid
+               else None}
+        base = bases.setdefault((clients, stream), row)
+        row["added_p50"] = row["p50"] - base["p50"]
+        row["added_p99"] = row["p99"] - base["p99"]
+        row["added_first"] = row["first_p50"] - base["first_p50"] if stream else None
+        rows.append(row)
+        print(_line(row), flush=True)
+
+    def count(clients: int, limit: int) -> int:
+        return min(limit, 300) if clients == 1 else limit
+
+    with serving([sys.executable, str(HERE / "bench_upstream.py"), str(up_port)], upstream,
+                 env):
+        # Direct and qwen-meter alternate row by row; LiteLLM runs afterwards, alone (its
+        # background work after each call would otherwise load the other rows).
+        with serving([sys.executable, "-m", "qwen_meter.cli", "serve", "--upstream", upstream,
+                      "--port", str(gw_port), "--log", str(folder / "usage.jsonl")],
+                     f"http://127.0.0.1:{gw_port}/healthz", env) as gateway:
+            for clients, stream in plan:
+                n = count(clients, args.requests)
+                measure("direct", targets["direct"], None, clients, stream, n)
+                measure("qwen-meter",
+                        f"http://127.0.0.1:{gw_port}/compatible-mode/v1/chat/completions",
+                        gateway.pid, clients, stream, n)
+        litellm = None if args.no_litellm else litellm_command(upstream, ll_port, folder)
+        if litellm:
+            # its key check on (it refuses to start without one), the bundled price map (no
+            # network fetch), errors-only logging
+            with serving(litellm, f"http://127.0.0.1:{ll_port}/health/liveliness",
+                         {"LITELLM_LOG": "ERROR", "LITELLM_MASTER_KEY": "sk-bench",
+                          "LITELLM_LOCAL_MODEL_COST_MAP": "True"}) as proxy:
+                for clients, stream in plan:
+                    measure("litellm", f"http://127.0.0.1:{ll_port}/chat/completions",
+                            proxy.pid, clients, stream, count(clients, args.litellm_requests))
+    records = sum(1 for _ in (folder / "usage.jsonl").open(encoding="utf-8"))
+    print(f"\nqwen-meter usage records written: {records}; upstream {upstream}; "
+          f"{os.cpu_count()} CPUs; median direct plain p50 "
+          f"{statistics.median(r['p50'] for r in rows if r['target'] == 'direct'):.1f} ms")
+
+
+def _line(row: dict) -> str:
+    first = f"  first {row['first_p50']:6.1f} ms (+{row['added_first']:5.1f})" \
+        if row["first_p50"] is not None else " " * 28
+    rss = f"  CPU {row['cpu_ms']:4.2f} ms/call  RSS {row['rss'][0]:4.0f} MB " \
+        f"(peak {row['rss'][1]:4.0f})" if row["rss"] else ""
+    return (f"{row['target']:<11} {row['clients']:>3} clients {row['mode']:<6} "
+            f"p50 {row['p50']:7.1f} ms (+{row['added_p50']:6.1f})  "
+            f"p99 {row['p99']:7.1f} ms (+{row['added_p99']:6.1f}){first}  "
+            f"{row['rps']:7.0f} req/s{rss}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""The gateway's own answers, shaped as DashScope shapes its errors.
+
+Compatible-mode paths get OpenAI's ``{"error": {message, type, param, code}}``; native paths
+get DashScope's ``{"code", "message", "request_id"}``. SDKs then raise their usual exceptions
+(``openai.RateLimitError``, a dashscope response with ``status_code`` 429 ...) and honour
+``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An HTTP answer the gateway gives without asking the upstream."""
+
+    status: int
+    code: str
+    message: str
+    kind: str  # a short reason for metrics: auth, too_large, bad_json, rate_limited ...
+    native_code: str | None = None
+    headers: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    def body(self, native: bool, request_id: str) -> bytes:
+        if native:
+            data: dict[str, object] = {"code": self.native_code or self.code,
+                                       "message": self.message, "request_id": request_id}
+        else:
+            data = {"error": {"message": self.message, "type": self.code, "param": None,
+                              "code": self.code}}
+        return json.dumps(data, ensure_ascii=False).encode("utf-8")
+
+    def render(self, native: bool) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        request_id = uuid.uuid4().hex
+        body = self.body(native, request_id)
+        headers = [(b"content-type", b"application/json"),
+                   (b"content-length", str(len(body)).encode()),
+                   (b"x-request-id", request_id.encode()),
+                   *((k.encode(), v.encode()) for k, v in self.headers)]
+        return self.status, headers, body
+
+
+def unauthorized() -> Answer:
+    return Answer(401, "invalid_api_key", "Incorrect API key provided: the gateway knows no "
+                  "such key, or it was revoked.", "auth", "InvalidApiKey")
+
+
+def too_large(limit: int) -> Answer:
+    return Answer(413, "request_too_large", f"Request body is larger than the gateway's "
+                  f"limit of {limit} bytes.", "too_large", "RequestTooLarge")
+
+
+def bad_json(reason: str) -> Answer:
+    return Answer(400, "invalid_request_error", f"Malformed JSON body: {reason}", "bad_json",
+                  "InvalidParameter")
+
+
+def bad_request(reason: str, kind: str = "bad_request") -> Answer:
+    return Answer(400, "invalid_request_error", reason, kind, "InvalidParameter")
+
+
+def model_denied(model: str, key: str) -> Answer:
+    return Answer(403, "model_access_denied", f"Model {model!r} is not allowed for the "
+                  f"gateway key {key!r}.", "model_denied", "Model.AccessDenied")
+
+
+def unknown_model(reason: str) -> Answer:
+    return Answer(404, "model_not_found", reason, "unknown_model", "ModelNotFound")
+
+
+def rate_limited(reason: str, retry_after: float) -> Answer:
+    # Whole seconds, rounded up: a client that waits that long finds room.
+    wait = max(1, math.ceil(retry_after))
+    return Answer(429, "limit_requests", f"Requests rate limit exceeded, please try again "
+                  f"later ({reason}).", "rate_limited", "Throttling.RateQuota",
+                  (("retry-after", str(wait)),))
+
+
+def budget_exceeded(reason: str) -> Answer:
+    # 403 as DashScope answers a used-up quota: no SDK retries it, unlike a 429.
+    return Answer(403, "budget_exceeded", f"Budget exceeded: {reason}", "budget",
+                  "Budget.Exceeded")
+
+
+def store_unavailable() -> Answer:
+    return Answer(503, "service_unavailable", "The gateway's limit store is unavailable; "
+                  "try again later.", "store", "ServiceUnavailable", (("retry-after", "1"),))
+
+
+def not_metered(path: str) -> Answer:
+    return Answer(404, "not_found", f"{path} is not an endpoint this gateway meters.",
+                  "not_found", "NotFound")
+
+
+def upstream_failed(reason: str) -> Answer:
+    return Answer(502, "upstream_error", f"The upstream did not answer: {reason}", "upstream",
+                  "BadGateway")

@@ -1,0 +1,354 @@
+"""The gateway's configuration: a YAML (or JSON) file, validated at start.
+
+Every mistake is reported as :class:`~qwen_meter.errors.GatewayConfigError` naming the file and
+the field (``keys[2].rpm``), so a gateway never starts half-configured. Without a file the
+embedded default applies: memory store, 127.0.0.1, upstream ``https://dashscope.aliyuncs.com``,
+no virtual keys (the client's own ``Authorization`` is forwarded as is).
+
+Example::
+
+    store: redis://127.0.0.1:6379/0
+    log: /var/log/qwen-meter/gw-1.jsonl
+    upstreams:
+      default: {url: https://dashscope.aliyuncs.com, region: cn, api_key_env: DASHSCOPE_API_KEY}
+      intl: {url: https://dashscope-intl.aliyuncs.com, region: intl, api_key_file: /run/secrets/k}
+    budgets: [{name: all, limit: 500 CNY, per: month}]
+    keys:
+      - name: search-team
+        hash: sha256:...          # written by `qwen-meter serve keys add`
+        user: search
+        tags: [team=search]
+        rpm: 60
+        tpm: 200000
+        models: [qwen-plus, qwen-flash]
+        budgets: [{name: daily, limit: 20 CNY, per: day}]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import GatewayConfigError
+
+DEFAULT_UPSTREAM = "https://dashscope.aliyuncs.com"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+REGIONS = ("cn", "intl")
+PERIODS = ("hour", "day", "week", "month")
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    """Where calls go and with which real key (read from the environment or a secret file)."""
+
+    name: str
+    url: str
+    region: str | None = None
+    api_key_env: str | None = None
+    api_key_file: str | None = None
+
+    def api_key(self, file: str | None = None) -> str | None:
+        """The real DashScope key, or None when the client's own key is forwarded."""
+        if self.api_key_env:
+            value = os.environ.get(self.api_key_env, "").strip()
+            if not value:
+                raise GatewayConfigError(f"environment variable {self.api_key_env} is not set",
+                                         file=file, field=f"upstreams.{self.name}.api_key_env")
+            return value
+        if self.api_key_file:
+            try:
+                value = Path(self.api_key_file).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise GatewayConfigError(f"cannot read the key file ({exc.strerror})",
+                                         file=file,
+                                         field=f"upstreams.{self.name}.api_key_file") from None
+            if not value:
+                raise GatewayConfigError("the key file is empty", file=file,
+                                         field=f"upstreams.{self.name}.api_key_file")
+            return value
+        return None
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    """A spending limit: global (top level) or per virtual key."""
+
+    name: str
+    limit: str
+    per: str | None = None
+    mode: str = "hard"
+
+
+@dataclass(frozen=True)
+class KeyConfig:
+    """A virtual key and its tenant. Only the key's hash is stored."""
+
+    name: str
+    hash: str
+    prefix: str = ""
+    user: str | None = None
+    tags: tuple[str, ...] = ()
+    upstream: str = "default"
+    rpm: int | None = None
+    tpm: int | None = None
+    models: tuple[str, ...] | None = None
+    budgets: tuple[BudgetConfig, ...] = ()
+    revoked: bool = False
+    created: str | None = None
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Everything ``qwen-meter serve`` needs; see the module docs for the file format."""
+
+    file: str | None = None
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    store: str = "memory://"
+    log: str | None = None
+    upstreams: Mapping[str, UpstreamConfig] = field(
+        default_factory=lambda: {"default": UpstreamConfig("default", DEFAULT_UPSTREAM)})
+    region: str | None = None
+    max_body_bytes: int = 10 * 1024 * 1024
+    preflight: bool = True
+    account_limits: bool = False
+    limiter_wait: float = 0.0
+    timeout: float = 600.0
+    shutdown_timeout: float = 30.0
+    budgets: tuple[BudgetConfig, ...] = ()
+    keys: tuple[KeyConfig, ...] = ()
+
+    @property
+    def virtual_keys(self) -> bool:
+        """True when clients must present a gateway key (the config lists keys)."""
+        return bool(self.keys)
+
+
+def default_config(upstream: str | None = None) -> GatewayConfig:
+    """The embedded default: memory store, 127.0.0.1 only, no virtual keys."""
+    return GatewayConfig(upstreams={"default": UpstreamConfig("default",
+                                                              upstream or DEFAULT_UPSTREAM)})
+
+
+# --- reading --------------------------------------------------------------------------------
+
+class _Fields:
+    """Typed access to one mapping of the file, naming ``file`` and the field on mistakes."""
+
+    def __init__(self, data: Any, path: str, file: str | None) -> None:
+        if not isinstance(data, Mapping):
+            raise GatewayConfigError(f"must be a mapping, not {type(data).__name__}",
+                                     file=file, field=path or None)
+        self.data = data
+        self.path = path
+        self.file = file
+
+    def where(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def fail(self, key: str, message: str) -> GatewayConfigError:
+        return GatewayConfigError(message, file=self.file, field=self.where(key))
+
+    def only(self, known: Sequence[str]) -> None:
+        for key in self.data:
+            if key not in known:
+                raise self.fail(str(key), f"unknown field (known: {', '.join(known)})")
+
+    def text(self, key: str, default: str | None = None, *, required: bool = False
+             ) -> str | None:
+        value = self.data.get(key, default)
+        if value is None:
+            if required:
+                raise self.fail(key, "is required")
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(key, f"must be a non-empty string, not {value!r}")
+        return value
+
+    def choice(self, key: str, options: Sequence[str | None], default: str | None) -> str | None:
+        value = self.data.get(key, default)
+        if value not in options:
+            raise self.fail(key, f"must be one of {', '.join(map(str, options))}, not {value!r}")
+        return None if value is None else str(value)
+
+    def whole(self, key: str, default: int | None, *, low: int = 1) -> int | None:
+        value = self.data.get(key, default)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise self.fail(key, f"must be a whole number >= {low}, not {value!r}")
+        return value
+
+    def seconds(self, key: str, default: float) -> float:
+        value = self.data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise self.fail(key, f"must be a number of seconds >= 0, not {value!r}")
+        return float(value)
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self.data.get(key, default)
+        if not isinstance(value, bool):
+            raise self.fail(key, f"must be true or false, not {value!r}")
+        return value
+
+    def strings(self, key: str) -> tuple[str, ...] | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise self.fail(key, "must be a list of non-empty strings")
+        return tuple(value)
+
+    def items(self, key: str) -> list[tuple[str, Any]]:
+        value = self.data.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self.fail(key, "must be a list")
+        return [(f"{self.where(key)}[{n}]", item) for n, item in enumerate(value)]
+
+
+def _budget(data: Any, path: str, file: str | None, default_name: str) -> BudgetConfig:
+    from ..budget import parse_money
+    from ..catalogue import CURRENCIES
+
+    f = _Fields(data, path, file)
+    f.only(("name", "limit", "per", "mode"))
+    limit = f.data.get("limit")
+    if limit is None:
+        raise f.fail("limit", "is required (e.g. '20 CNY')")
+    try:
+        amount, currency = parse_money(limit)
+    except ValueError as exc:
+        raise f.fail("limit", str(exc)) from None
+    if amount < 0 or currency not in CURRENCIES:
+        raise f.fail("limit", f"must be an amount >= 0 with a currency "
+                              f"({', '.join(CURRENCIES)}), e.g. '20 CNY'; got {limit!r}")
+    return BudgetConfig(name=f.text("name", default_name) or default_name,
+                        limit=f"{amount} {currency}",
+                        per=f.choice("per", (None, *PERIODS), None),
+                        mode=f.choice("mode", ("hard", "soft"), "hard") or "hard")
+
+
+def _upstream(name: str, data: Any, path: str, file: str | None) -> UpstreamConfig:
+    f = _Fields(data, path, file)
+    f.only(("url", "region", "api_key_env", "api_key_file"))
+    url = f.text("url", DEFAULT_UPSTREAM) or DEFAULT_UPSTREAM
+    if not url.startswith(("http://", "https://")):
+        raise f.fail("url", f"must start with http:// or https://, not {url!r}")
+    key_env, key_file = f.text("api_key_env"), f.text("api_key_file")
+    if key_env and key_file:
+        raise f.fail("api_key_file", "give api_key_env or api_key_file, not both")
+    return UpstreamConfig(name, url.rstrip("/"), f.choice("region", (None, *REGIONS), None),
+                          key_env, key_file)
+
+
+def _key(data: Any, path: str, file: str | None, upstreams: Mapping[str, UpstreamConfig]
+         ) -> KeyConfig:
+    f = _Fields(data, path, file)
+    f.only(("name", "hash", "prefix", "user", "tags", "upstream", "rpm", "tpm", "models",
+            "budgets", "revoked", "created"))
+    name = f.text("name", required=True) or ""
+    digest = f.text("hash", required=True) or ""
+    if not digest.startswith("sha256:") or len(digest) != 7 + 64:
+        raise f.fail("hash", "must be 'sha256:' and 64 hex digits (from `serve keys add`)")
+    upstream = f.text("upstream", "default") or "default"
+    if upstream not in upstreams:
+        raise f.fail("upstream", f"names no upstream (known: {', '.join(upstreams)})")
+    tags = f.strings("tags") or ()
+    for tag in tags:
+        if tag.startswith("key="):
+            raise f.fail("tags", "the tag key= is the gateway's own (the key's name)")
+    budgets = tuple(_budget(item, where, file, f"{name}-{n}")
+                    for n, (where, item) in enumerate(f.items("budgets")))
+    return KeyConfig(name=name, hash=digest.lower(), prefix=f.text("prefix") or "",
+                     user=f.text("user"), tags=tags, upstream=upstream,
+                     rpm=f.whole("rpm", None), tpm=f.whole("tpm", None),
+                     models=f.strings("models"), budgets=budgets,
+                     revoked=f.flag("revoked", False), created=f.text("created"))
+
+
+def parse_config(data: Any, file: str | None = None) -> GatewayConfig:
+    """A validated :class:`GatewayConfig` from the file's parsed content."""
+    if data is None:
+        data = {}
+    f = _Fields(data, "", file)
+    f.only(("host", "port", "store", "log", "upstreams", "region", "max_body_bytes",
+            "preflight", "account_limits", "limiter_wait", "timeout", "shutdown_timeout",
+            "budgets", "keys"))
+    raw_upstreams = f.data.get("upstreams") or {"default": {}}
+    if not isinstance(raw_upstreams, Mapping):
+        raise f.fail("upstreams", "must be a mapping of names to {url, region, api_key_env}")
+    upstreams = {str(name): _upstream(str(name), item, f"upstreams.{name}", file)
+                 for name, item in raw_upstreams.items()}
+    if "default" not in upstreams:
+        raise f.fail("upstreams", "needs one named 'default'")
+    store = f.text("store", "memory://") or "memory://"
+    if not store.startswith(("memory:", "sqlite:", "redis:", "rediss:", "unix:")):
+        raise f.fail("store", f"must be memory://, sqlite:///file or redis://host, not {store!r}")
+    keys = tuple(_key(item, where, file, upstreams) for where, item in f.items("keys"))
+    seen: dict[str, str] = {}
+    for n, key in enumerate(keys):
+        for value, what in ((key.name, "name"), (key.hash, "hash")):
+            if value in seen:
+                raise GatewayConfigError(f"duplicate {what} (also {seen[value]})", file=file,
+                                         field=f"keys[{n}].{what}")
+            seen[value] = f"keys[{n}]"
+    if keys:
+        for upstream in upstreams.values():
+            if not (upstream.api_key_env or upstream.api_key_file):
+                raise GatewayConfigError(
+                    "with virtual keys the gateway calls DashScope with its own key: set "
+                    "api_key_env or api_key_file", file=file, field=f"upstreams.{upstream.name}")
+    budgets = tuple(_budget(item, where, file, f"global-{n}")
+                    for n, (where, item) in enumerate(f.items("budgets")))
+    return GatewayConfig(
+        file=file, host=f.text("host", DEFAULT_HOST) or DEFAULT_HOST,
+        port=f.whole("port", DEFAULT_PORT, low=0) or 0, store=store, log=f.text("log"),
+        upstreams=upstreams, region=f.choice("region", (None, *REGIONS), None),
+        max_body_bytes=f.whole("max_body_bytes", 10 * 1024 * 1024) or 1,
+        preflight=f.flag("preflight", True), account_limits=f.flag("account_limits", False),
+        limiter_wait=f.seconds("limiter_wait", 0.0), timeout=f.seconds("timeout", 600.0),
+        shutdown_timeout=f.seconds("shutdown_timeout", 30.0), budgets=budgets, keys=keys)
+
+
+def read_file(path: str | os.PathLike[str]) -> Any:
+    """The parsed content of a config file (YAML, of which JSON is a subset)."""
+    import yaml
+
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise GatewayConfigError(f"cannot read ({exc.strerror})", file=name) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise GatewayConfigError(f"not valid YAML{at}: {getattr(exc, 'problem', exc)}",
+                                 file=name) from None
+
+
+def load_config(path: str | os.PathLike[str]) -> GatewayConfig:
+    """Read and validate a config file."""
+    return parse_config(read_file(path), str(path))
+
+
+def write_file(path: str | os.PathLike[str], data: Any) -> None:
+    """Write a config back (JSON for ``.json`` files, else YAML), replacing it atomically."""
+    import yaml
+
+    target = Path(path)
+    if target.suffix.lower() == ".json":
+        text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+    else:
+        text = yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
+    temp = target.with_name(f".{target.name}.tmp")
+    temp.write_text(text, encoding="utf-8")
+    os.replace(temp, target)

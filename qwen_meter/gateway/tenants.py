@@ -1,0 +1,110 @@
+"""Tenants: one meter per virtual key (its budgets and limits), sharing store, log, metrics.
+
+Budgets and limiter windows live in the configured store, so with ``redis://`` every replica
+enforces the same per-key and global figures. Each key's budgets use scope ``key`` and the
+call's ``key=<name>`` tag, so reports group by key as they group by any tag.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+from ..budget import Budget
+from ..limiter import RateLimit, RateLimiter
+from ..log import UsageLog, open_log
+from ..meter import Meter, default_log_path
+from ..observers import Observer
+from ..server_errors import RetryPolicy
+from ..store import MemoryStore, Store, open_store
+from .config import BudgetConfig, GatewayConfig, KeyConfig, UpstreamConfig
+from .limits import TenantLimiter
+
+
+@dataclass
+class Tenant:
+    """Who a call is for, where it goes, and the meter that enforces their limits."""
+
+    name: str | None  # None: no virtual keys (the client's key is forwarded)
+    key: KeyConfig | None
+    upstream: UpstreamConfig
+    meter: Meter
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        if self.key is None:
+            return ()
+        return (f"key={self.key.name}", *self.key.tags)
+
+    @property
+    def user(self) -> str | None:
+        return self.key.user if self.key else None
+
+    def allows(self, model: object) -> bool:
+        models = self.key.models if self.key else None
+        return models is None or model in models
+
+
+def _budget(config: BudgetConfig, store: Store, scope: str) -> Budget:
+    return Budget(config.limit, per=config.per, scope=scope, name=config.name,
+                  mode=config.mode, store=store)
+
+
+class Tenants:
+    """Builds every tenant's meter once, at start (a bad figure fails before serving)."""
+
+    def __init__(self, config: GatewayConfig, observers: list[Observer],
+                 log: str | os.PathLike[str] | None = None) -> None:
+        self.config = config
+        self.store = open_store(config.store)
+        #: no I/O and no waiting in the pipeline: run it on the event loop (gateway.metering)
+        self.inline = isinstance(self.store, MemoryStore) and config.limiter_wait == 0
+        self.log: UsageLog | None = open_log(log or config.log or default_log_path())
+        self.replica = f"{socket.gethostname()}:{os.getpid()}"
+        self.global_budgets = [_budget(b, self.store, "global") for b in config.budgets]
+        self.key_budgets: list[tuple[Budget, str]] = []
+        account = self._account_limiter(config.region)
+        self.default = Tenant(None, None, config.upstreams["default"],
+                              self._meter(config.region, account, self.global_budgets,
+                                          observers))
+        self.by_name: dict[str, Tenant] = {}
+        for key in config.keys:
+            if key.revoked:
+                continue
+            upstream = config.upstreams[key.upstream]
+            region = upstream.region or config.region
+            budgets = [_budget(b, self.store, "key") for b in key.budgets]
+            self.key_budgets += [(b, f"key={key.name}") for b in budgets]
+            limiter: RateLimiter | None = self._account_limiter(region)
+            if key.rpm is not None or key.tpm is not None:
+                limiter = TenantLimiter(self.store, key.name, RateLimit(key.rpm, key.tpm),
+                                        limiter, region)
+            meter = self._meter(region, limiter, [*budgets, *self.global_budgets], observers)
+            self.by_name[key.name] = Tenant(key.name, key, upstream, meter)
+
+    def _account_limiter(self, region: str | None) -> RateLimiter | None:
+        if not self.config.account_limits:
+            return None
+        # One window per (region, model), shared by every key: the real account's limits.
+        return RateLimiter(self.store, account=f"gateway-account:{region or 'cn'}",
+                           region=region)
+
+    def _meter(self, region: str | None, limiter: RateLimiter | None, budgets: list[Budget],
+               observers: list[Observer]) -> Meter:
+        wait = self.config.limiter_wait > 0
+        return Meter(region=region, limiter=limiter, budget=budgets, log=self.log,
+                     preflight=self.config.preflight, wait=wait,
+                     timeout=self.config.limiter_wait if wait else None,
+                     # The client's SDK retries; a second layer of retries would multiply them.
+                     retry=RetryPolicy(max_retries=0), observers=observers)
+
+    def budgets(self) -> list[tuple[Budget, str | None]]:
+        """Every budget and scope value, for the metrics endpoint."""
+        return [*((b, None) for b in self.global_budgets), *self.key_budgets]
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+        self.store.close()
