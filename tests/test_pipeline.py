@@ -281,16 +281,18 @@ def test_heartbeat_keeps_ticking_while_50_calls_wait(make_meter, server):
     assert min(stalls) < 0.05, f"event loop stalled {[round(s * 1000) for s in stalls]} ms"
 
 
-def test_async_steps_offload_blocking_stores(make_meter, server, monkeypatch):
-    """Store operations of a non-memory store leave the event loop thread."""
+def test_async_steps_offload_blocking_stores(make_meter, server, tmp_path):
+    """Store operations of a blocking (SQLite) store leave the event loop thread."""
+    from qwen_meter.store.sqlite import SQLiteStore
+
     threads: list[str] = []
 
-    class Slow(MemoryStore):
+    class Watched(SQLiteStore):
         def ledger_reserve(self, *args: Any, **kwargs: Any) -> Any:
             threads.append(threading.current_thread().name)
             return super().ledger_reserve(*args, **kwargs)
 
-    meter = make_meter(budget=qm.Budget("1 CNY", store=Slow()))
+    meter = make_meter(budget=qm.Budget("1 CNY", store=Watched(tmp_path / "spend.db")))
 
     async def main() -> None:
         call = await meter.begin_async({"model": "qwen-plus", "messages": HELLO})
