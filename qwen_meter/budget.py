@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from . import validate as check
 from .catalogue import CURRENCIES
 from .errors import BudgetExceeded, ConfigurationError
 from .pricing import Cost, CostEstimate
@@ -83,6 +84,9 @@ def parse_money(value: Any, currency: str | None = None) -> tuple[Decimal, str |
     if isinstance(value, str):
         parts = value.split()
         if len(parts) == 2 and parts[1].isalpha():
+            if currency is not None and str(currency).upper() != parts[1].upper():
+                raise ConfigurationError(f"{value!r} is in {parts[1].upper()}, but "
+                                         f"currency={currency!r} was given")
             value, currency = parts[0], parts[1].upper()
     if isinstance(value, bool):
         raise ConfigurationError(f"not an amount of money: {value!r}")
@@ -93,6 +97,24 @@ def parse_money(value: Any, currency: str | None = None) -> tuple[Decimal, str |
     if not amount.is_finite():
         raise ConfigurationError(f"not an amount of money: {value!r}")
     return amount, currency
+
+
+def _check_budget_args(*, currency: Any, scope: Any, name: Any, tz: Any, thresholds: Any,
+                       on_threshold: Any, store: Any, lease: Any, clock: Any) -> None:
+    """Types and ranges of Budget()'s arguments (the money itself: :func:`parse_money`)."""
+    check.optional_text(currency, "Budget(currency=)")
+    check.text(scope, "Budget(scope=)")
+    check.text(name, "Budget(name=)")
+    if not isinstance(tz, (str, dt.tzinfo)):
+        raise check.type_error("Budget(tz=)", "a time zone name or tzinfo", tz)
+    check.sequence(thresholds, "Budget(thresholds=)")
+    for n, threshold in enumerate(thresholds):
+        check.number(threshold, f"Budget(thresholds[{n}]=)", positive=True)
+    check.callable_(on_threshold, "Budget(on_threshold=)", optional=True)
+    if store is not None and not isinstance(store, (Store, str)):
+        raise check.type_error("Budget(store=)", "a Store or a store URL", store)
+    check.number(lease, "Budget(lease=)", positive=True)
+    check.callable_(clock, "Budget(clock=)")
 
 
 def period_bounds(period: str | None, now: float, tz: dt.tzinfo
@@ -135,6 +157,9 @@ class Budget:
                  on_threshold: Callable[[ThresholdEvent], None] | None = None,
                  store: Store | str | None = None, lease: float = 600.0,
                  on_store_error: str = "closed", clock: Callable[[], float] = time.time) -> None:
+        _check_budget_args(currency=currency, scope=scope, name=name, tz=tz,
+                           thresholds=thresholds, on_threshold=on_threshold, store=store,
+                           lease=lease, clock=clock)
         amount, currency = parse_money(limit, currency)
         if amount < 0:
             raise ConfigurationError(f"a budget limit cannot be negative: {amount}")
@@ -226,6 +251,7 @@ class Budget:
         Hard mode raises :class:`~qwen_meter.errors.BudgetExceeded` if it does not fit; soft
         mode warns (:class:`BudgetWarning`) and holds it anyway.
         """
+        check.optional_text(key, "Budget.reserve(key=)")
         scope_value = self._scope_value(key)
         try:
             value = self._money(amount, "the reservation")
@@ -261,6 +287,8 @@ class Budget:
 
     def commit(self, reservation: Reservation, cost: Any = None) -> BudgetStatus:
         """Record the call's real cost (default: the reserved amount) and free the rest."""
+        check.instance(reservation, Reservation, "Budget.commit(reservation=)",
+                       "a Reservation from reserve()")
         if cost is None:
             value = reservation.amount
         else:
@@ -282,6 +310,8 @@ class Budget:
 
     def release(self, reservation: Reservation) -> BudgetStatus:
         """Free a reservation whose call did not happen (or did not cost anything)."""
+        check.instance(reservation, Reservation, "Budget.release(reservation=)",
+                       "a Reservation from reserve()")
         now = self.clock()
         try:
             result = self.store.ledger_release(reservation.key, reservation.id, now)
@@ -292,6 +322,7 @@ class Budget:
 
     def status(self, key: str | None = None) -> BudgetStatus:
         """Committed and reserved spend of the current period."""
+        check.optional_text(key, "Budget.status(key=)")
         now = self.clock()
         ledger, _, _ = self._ledger(self._scope_value(key), now)
         result = self.store.ledger_totals(ledger, now)

@@ -532,6 +532,8 @@ class Catalogue:
             ctx = _Ctx(origin.get(str(name), str(base_path)), str(name))
             models[str(name)] = _spec(str(name), raw, ctx, defaults, sources)
         rules = []
+        if not isinstance(doc.get("name_rules") or [], list):
+            raise top.error("expected a list of rules", "name_rules")
         for n, rule in enumerate(doc.get("name_rules") or []):
             if not isinstance(rule, Mapping) or not isinstance(rule.get("match"), str):
                 raise top.error("a rule needs 'match'", f"name_rules[{n}]")

@@ -143,3 +143,18 @@ class RateLimited(QwenMeterError):
     def __init__(self, message: str, retry_after: float) -> None:
         self.retry_after = retry_after
         super().__init__(message)
+
+
+# --- issue #14 (hardening): invalid arguments at the public boundary ---------------------
+
+class InvalidArgument(QwenMeterError, ValueError):
+    """An argument of a public function with a value it cannot take (``where`` names the
+    function and argument, e.g. ``cost(at=)``)."""
+
+    def __init__(self, message: str, *, where: str | None = None) -> None:
+        self.where = where
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class InvalidArgumentType(InvalidArgument, TypeError):
+    """An argument of the wrong type (also a :class:`TypeError`, as Python users expect)."""

@@ -22,8 +22,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
+from . import validate as check
 from .catalogue import Catalogue, default_catalogue
-from .errors import NotOffered, RateLimited
+from .errors import InvalidArgument, NotOffered, RateLimited
 from .store import Store, StoreUnavailable, WindowCheck, open_store
 
 if TYPE_CHECKING:
@@ -46,7 +47,42 @@ class RateLimit:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or value < 1):
-                raise ValueError(f"{name} must be a positive whole number or None, got {value!r}")
+                raise InvalidArgument(f"must be a positive whole number or None, got "
+                                      f"{value!r}", where=f"RateLimit({name}=)")
+
+
+def _check_limiter_args(*, store: object, account: object, region: object, limits: object,
+                        default: object, smooth: object, catalogue: object,
+                        clocks: tuple[tuple[str, object], ...], async_sleep: object
+                        ) -> dict[str, RateLimit]:
+    """Types of RateLimiter()'s arguments; returns ``limits`` as {model: RateLimit}."""
+    if store is not None and not isinstance(store, (Store, str)):
+        raise check.type_error("RateLimiter(store=)", "a Store or a store URL", store)
+    check.text(account, "RateLimiter(account=)")
+    check.optional_text(region, "RateLimiter(region=)")
+    check.optional_instance(default, RateLimit, "RateLimiter(default=)", "a RateLimit")
+    check.flag(smooth, "RateLimiter(smooth=)")
+    check.catalogue_object(catalogue, "RateLimiter(catalogue=)")
+    for name, fn in clocks:
+        check.callable_(fn, f"RateLimiter({name}=)")
+    check.callable_(async_sleep, "RateLimiter(async_sleep=)", optional=True)
+    if limits is None:
+        return {}
+    if not isinstance(limits, Mapping):
+        raise check.type_error("RateLimiter(limits=)",
+                               "a mapping of model name to RateLimit or (rpm, tpm)", limits)
+    parsed: dict[str, RateLimit] = {}
+    for name, value in limits.items():
+        where = f"RateLimiter(limits[{name!r}]=)"
+        check.text(name, "RateLimiter(limits=) key")
+        if isinstance(value, RateLimit):
+            parsed[name] = value
+        elif isinstance(value, (tuple, list)) and len(value) == 2:
+            parsed[name] = RateLimit(check.optional_whole(value[0], where, minimum=1),
+                                     check.optional_whole(value[1], where, minimum=1))
+        else:
+            raise check.type_error(where, "a RateLimit or (rpm, tpm)", value)
+    return parsed
 
 
 class Permit(NamedTuple):
@@ -129,13 +165,15 @@ class RateLimiter:
                  clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep,
                  async_sleep: Callable[[float], Awaitable[None]] | None = None) -> None:
-        if on_store_error not in FAIL_POLICIES:
-            raise ValueError(f"on_store_error must be 'closed' or 'open', not {on_store_error!r}")
+        check.choice(on_store_error, FAIL_POLICIES, "RateLimiter(on_store_error=)")
+        limits = _check_limiter_args(store=store, account=account, region=region, limits=limits,
+                                     default=default, smooth=smooth, catalogue=catalogue,
+                                     clocks=(("clock", clock), ("sleep", sleep)),
+                                     async_sleep=async_sleep)
         self.store = store if isinstance(store, Store) else open_store(store)
         self.account = account
         self.region = region
-        self.overrides = {name: v if isinstance(v, RateLimit) else RateLimit(*v)
-                          for name, v in (limits or {}).items()}
+        self.overrides = limits
         self.default = default
         self.smooth = smooth
         self.on_store_error = on_store_error
@@ -152,6 +190,7 @@ class RateLimiter:
 
     def limits_for(self, model: str) -> RateLimit:
         """The limits that apply to ``model``: override, catalogue, then ``default``."""
+        check.text(model, "RateLimiter.limits_for(model=)")
         cached = self._cache.get(model)
         if cached is not None:
             return cached
@@ -201,8 +240,6 @@ class RateLimiter:
 
     def _attempt(self, model: str, tokens: int) -> Permit | float:
         """A permit, or the seconds to wait before trying again."""
-        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
-            raise ValueError(f"tokens must be a whole number >= 0, got {tokens!r}")
         checks = self._checks(model, tokens)
         now = self.clock()
         bucket = math.floor(now)
@@ -224,6 +261,7 @@ class RateLimiter:
 
     def try_acquire(self, model: str, tokens: int = 0) -> Permit:
         """Admit now or raise :class:`~qwen_meter.errors.RateLimited` (no waiting)."""
+        self._check_call(model, tokens, None, True, "try_acquire")
         outcome = self._attempt(model, tokens)
         if isinstance(outcome, Permit):
             return outcome
@@ -241,6 +279,7 @@ class RateLimiter:
         Waiters of one process are served in arrival order; ``timeout`` (seconds) bounds
         the wait, after which :class:`~qwen_meter.errors.RateLimited` is raised.
         """
+        self._check_call(model, tokens, timeout, wait, "acquire")
         gate = self._gates.get(model)
         if gate is None:
             gate = self._gates.setdefault(model, _FifoGate())
@@ -271,6 +310,8 @@ class RateLimiter:
         """:meth:`acquire` for asyncio: awaits instead of sleeping."""
         import asyncio
 
+        self._check_call(model, tokens, timeout, wait, "acquire_async")
+
         if not wait:
             return self.try_acquire(model, tokens)
         deadline = math.inf if timeout is None else self.clock() + timeout
@@ -293,13 +334,24 @@ class RateLimiter:
         finally:
             gate.leave(turn)
 
+    @staticmethod
+    def _check_call(model: object, tokens: object, timeout: object, wait: object,
+                    method: str) -> None:
+        where = f"RateLimiter.{method}"
+        check.model_name(model, f"{where}(model=)")
+        if model is None:
+            raise InvalidArgument("a model is required", where=f"{where}(model=)")
+        check.whole(tokens, f"{where}(tokens=)")
+        check.timeout(timeout, f"{where}(timeout=)")
+        check.flag(wait, f"{where}(wait=)")
+
     # --- after the call -------------------------------------------------------------------
 
     def reconcile(self, permit: Permit, total_tokens: int) -> Permit:
         """Correct the permit's tokens to what the call really used (input + output)."""
-        if isinstance(total_tokens, bool) or not isinstance(total_tokens, int) \
-                or total_tokens < 0:
-            raise ValueError(f"total_tokens must be a whole number >= 0, got {total_tokens!r}")
+        check.instance(permit, Permit, "RateLimiter.reconcile(permit=)",
+                       "a Permit from acquire()")
+        check.whole(total_tokens, "RateLimiter.reconcile(total_tokens=)")
         delta = total_tokens - permit.tokens
         limit = self.limits_for(permit.model)
         if delta and limit.tpm is not None and not permit.degraded:
@@ -309,6 +361,7 @@ class RateLimiter:
 
     def release(self, permit: Permit) -> None:
         """Give back a call that never reached the server (its request and tokens)."""
+        check.instance(permit, Permit, "RateLimiter.release(permit=)", "a Permit from acquire()")
         if permit.degraded:
             return
         limit = self.limits_for(permit.model)
@@ -328,6 +381,7 @@ class RateLimiter:
 
     def usage(self, model: str) -> tuple[int, int]:
         """(requests, tokens) counted in the current window for ``model``."""
+        check.text(model, "RateLimiter.usage(model=)")
         bucket = math.floor(self.clock())
         req_key, tok_key = self._keys(model)
         return self.store.window_sum(req_key, bucket), self.store.window_sum(tok_key, bucket)

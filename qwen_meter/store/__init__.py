@@ -17,8 +17,11 @@ from .memory import MemoryStore
 
 
 def open_store(url: str | None = None, **options: Any) -> Store:
-    """A store from a URL (default: a new in-memory store)."""
-    if url is None or url.startswith("memory:"):
+    """A store from a URL (default: a new in-memory store; ``"memory"`` alone works too)."""
+    from ..validate import optional_text
+
+    optional_text(url, "open_store(url=)")
+    if url is None or url == "memory" or url.startswith("memory:"):
         return MemoryStore()
     if url.startswith("sqlite:"):
         from .sqlite import SQLiteStore
@@ -30,7 +33,10 @@ def open_store(url: str | None = None, **options: Any) -> Store:
         from .redis import RedisStore
 
         return RedisStore(url, **options)
-    raise ValueError(f"unknown store URL {url!r}; use memory://, sqlite:///file or redis://host")
+    from ..errors import InvalidArgument
+
+    raise InvalidArgument(f"unknown store URL {url!r}; use memory://, sqlite:///file or "
+                          "redis://host", where="open_store(url=)")
 
 
 __all__ = ["AcquireResult", "LedgerResult", "MemoryStore", "Store", "StoreUnavailable",
