@@ -29,6 +29,8 @@ if TYPE_CHECKING:
         ConfigurationError,
         ContextLimitExceeded,
         InputDecodeError,
+        InvalidArgument,
+        InvalidArgumentType,
         InvalidMessages,
         LimitExceeded,
         MediaError,
@@ -42,7 +44,17 @@ if TYPE_CHECKING:
         UsageParseError,
     )
     from .limiter import Permit, RateLimit, RateLimiter
-    from .log import JsonlLog, SQLiteLog, UsageLog, UsageRecord, read_usage
+    from .log import (
+        JsonlLog,
+        SQLiteLog,
+        TornLineWarning,
+        UsageLog,
+        UsageLogError,
+        UsageRecord,
+        read_usage,
+        redact,
+        register_secret,
+    )
     from .meter import Meter, MeteredCall, UnsupportedClient
     from .preflight import Preflight, check, fit_messages
     from .pricing import Cost, CostEstimate, cost, estimate_cost
@@ -77,6 +89,8 @@ _EXPORTS: dict[str, str] = {
     "DEFAULT_MODEL": ".counting",
     "DashScopeError": ".server_errors",
     "InputDecodeError": ".errors",
+    "InvalidArgument": ".errors",
+    "InvalidArgumentType": ".errors",
     "InvalidMessages": ".errors",
     "JsonlLog": ".log",
     "LimitExceeded": ".errors",
@@ -115,6 +129,10 @@ _EXPORTS: dict[str, str] = {
     "Usage": ".usage",
     "UsageLog": ".log",
     "UsageParseError": ".errors",
+    "TornLineWarning": ".log",
+    "UsageLogError": ".log",
+    "redact": ".log",
+    "register_secret": ".log",
     "UsageRecord": ".log",
     "VisionRule": ".tokens.media",
     "check": ".preflight",
@@ -169,6 +187,8 @@ __all__ = [
     "CostEstimate",
     "DashScopeError",
     "InputDecodeError",
+    "InvalidArgument",
+    "InvalidArgumentType",
     "InvalidMessages",
     "JsonlLog",
     "LimitExceeded",
@@ -201,11 +221,13 @@ __all__ = [
     "TokenCount",
     "TokenizerBackend",
     "TokenizerUnavailable",
+    "TornLineWarning",
     "UnknownFamily",
     "UnknownModel",
     "UnsupportedClient",
     "Usage",
     "UsageLog",
+    "UsageLogError",
     "UsageParseError",
     "UsageRecord",
     "VisionRule",
@@ -226,6 +248,8 @@ __all__ = [
     "load_backend",
     "open_store",
     "read_usage",
+    "redact",
+    "register_secret",
     "render_messages",
     "resolve",
 ]

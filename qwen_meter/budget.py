@@ -31,6 +31,8 @@ from .store.base import from_units, to_units
 log = logging.getLogger("qwen_meter.budget")
 
 PERIODS = (None, "hour", "day", "week", "month")
+#: Largest amount of money a budget, a reservation or a cost may be (9.2e9 fits int64 units).
+MAX_AMOUNT = Decimal(10) ** 9
 MODES = ("hard", "soft")
 
 
@@ -96,6 +98,9 @@ def parse_money(value: Any, currency: str | None = None) -> tuple[Decimal, str |
         raise ConfigurationError(f"not an amount of money: {value!r}") from None
     if not amount.is_finite():
         raise ConfigurationError(f"not an amount of money: {value!r}")
+    if abs(amount) > MAX_AMOUNT:  # the stores keep money as 64-bit units of 1e-9
+        raise ConfigurationError(f"{value!r} is beyond the largest amount a budget can hold "
+                                 f"({MAX_AMOUNT})")
     return amount, currency
 
 

@@ -267,6 +267,8 @@ def count_completion(reply: str | Mapping[str, Any] | Any, model: str | None = N
         tool_calls = tool_calls if tool_calls is not None else message.get("tool_calls")
         if content is not None and not isinstance(content, str):
             raise InvalidMessages("a reply's content must be a string")
+        if reasoning is not None and not isinstance(reasoning, str):
+            raise InvalidMessages("a reply's reasoning_content must be a string")
     text = render_completion(setup.profile, content=content, reasoning=reasoning,
                              tool_calls=parse_tool_calls(tool_calls),
                              enable_thinking=enable_thinking)

@@ -43,7 +43,7 @@ _SHAPES = re.compile(
     r"|(bearer\s+)[A-Za-z0-9._~+/=-]+"
     r"|((?:x-)?(?:dashscope-)?api[_-]?key[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&]+"
     r"|((?:access[_-]?token|secret|password)[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&]+"
-    r"|(sk-[A-Za-z0-9_\-]{2})[A-Za-z0-9_\-]+"
+    r"|(?<![A-Za-z0-9])(sk-[A-Za-z0-9_\-]{2})[A-Za-z0-9_\-]+"
     r"|()\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*",
     re.IGNORECASE)
 _registered: set[str] = set()
@@ -228,6 +228,9 @@ class JsonlLog(UsageLog):
             os.close(self._fd)
 
 
+_TORN = object()
+
+
 def read_jsonl(path: str | os.PathLike[str], *, torn: list[int] | None = None
                ) -> list[UsageRecord]:
     """All complete records of a JSONL log.
@@ -248,10 +251,10 @@ def read_jsonl(path: str | os.PathLike[str], *, torn: list[int] | None = None
             if not line.strip():
                 continue
             try:
-                data = json.loads(line) if line.endswith(b"\n") else None
+                data = json.loads(line) if line.endswith(b"\n") else _TORN
             except ValueError:
-                data = None
-            if data is None:
+                data = _TORN
+            if data is _TORN:
                 skipped.append(number)
                 continue
             try:
@@ -311,7 +314,9 @@ def open_log(target: str | os.PathLike[str] | UsageLog | None) -> UsageLog | Non
     """A log from a path (``.db`` / ``.sqlite`` → SQLite, anything else → JSONL)."""
     if target is None or isinstance(target, UsageLog):
         return target
-    path = os.fspath(target)
+    from .validate import path as check_path
+
+    path = check_path(target, "log=") or ""
     if path.endswith((".db", ".sqlite", ".sqlite3")):
         return SQLiteLog(path)
     return JsonlLog(path)

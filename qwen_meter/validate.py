@@ -214,6 +214,10 @@ def catalogue_object(value: Any, where: str) -> Any:
     return instance(value, Catalogue, where, "a Catalogue")
 
 
+#: Above any vocabulary (Qwen's is ~152k); larger ids would overflow the tokenizer's C types.
+MAX_TOKEN_ID = 2**31 - 1
+
+
 def token_ids(value: Any, where: str) -> list[int]:
     """A sequence of token ids (whole numbers >= 0), not a string or a mapping."""
     from collections.abc import Mapping, Sequence
@@ -221,7 +225,8 @@ def token_ids(value: Any, where: str) -> list[int]:
     if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
         raise type_error(where, "a sequence of token ids", value)
     for n, item in enumerate(value):
-        whole(item, f"{where}[{n}]")
+        if whole(item, f"{where}[{n}]") > MAX_TOKEN_ID:
+            raise InvalidArgument(f"{item} is not a token id", where=f"{where}[{n}]")
     return list(value)
 
 
@@ -242,3 +247,36 @@ def sequence(value: Any, where: str) -> None:
 
     if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
         raise type_error(where, "a list", value)
+
+
+#: Deepest JSON nesting accepted in tool definitions and arguments (deeper is surely a cycle
+#: or a mistake, and would exhaust the recursion limit in json.dumps).
+MAX_JSON_DEPTH = 64
+
+
+def json_problem(value: Any, at: str = "") -> str | None:
+    """Where and why ``value`` cannot be sent as JSON (None when it can): sets, bytes,
+    dates, non-string keys, NaN, cycles — what ``json.dumps`` would trip over deep inside."""
+    stack: list[tuple[Any, str, int]] = [(value, at, 0)]
+    while stack:
+        item, where, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            shown = where if len(where) <= 60 else where[:57] + "..."
+            return f"{shown}: nested more than {MAX_JSON_DEPTH} deep (a cycle?)"
+        if item is None or isinstance(item, (str, bool, int)):
+            continue
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return f"{where or 'value'}: {item!r} is not valid JSON"
+            continue
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    return f"{where or 'value'}: key {_short(key)} is not a string"
+                stack.append((child, f"{where}.{key}" if where else key, depth + 1))
+            continue
+        if isinstance(item, (list, tuple)):
+            stack.extend((child, f"{where}[{n}]", depth + 1) for n, child in enumerate(item))
+            continue
+        return f"{where or 'value'}: a {_kind(item)} is not JSON (use str, number, list, dict)"
+    return None
