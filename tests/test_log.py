@@ -109,6 +109,18 @@ def test_torn_line_in_the_middle_and_at_the_end(tmp_path):
     assert len(records) == 2 and torn == [2, 4]
 
 
+def test_report_readers_skip_and_name_torn_lines(tmp_path):
+    pytest.importorskip("pyarrow")
+    from qwen_meter.report.read import load_usage
+
+    path = tmp_path / "usage.jsonl"
+    good = UsageRecord(model="qwen-plus", prompt_tokens=3, cost="0.1", currency="CNY").to_json()
+    path.write_bytes(f"{good}\n{good[:40]}\n{good}\n{good[:-7]}".encode())
+    data = load_usage(path)
+    assert len(data) == 2
+    assert [(s.line, s.source) for s in data.skipped] == [(2, str(path)), (4, str(path))]
+
+
 def test_threads_and_processes_never_interleave_lines(tmp_path):
     path = tmp_path / "usage.jsonl"
     log = JsonlLog(path)

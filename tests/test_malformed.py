@@ -408,6 +408,16 @@ for value, flavour in [(5, TypeError), ([], TypeError), ("", ValueError), ("ftp:
 case("open_store(redis on a closed port)",
      lambda: qm.open_store("redis://127.0.0.1:1/0").window_sum("k", 1))
 
+# --- loading a catalogue -------------------------------------------------------------------
+
+for value, flavour in [(5, TypeError), ("", ValueError), ([], TypeError),
+                       ("/nonexistent/models.yaml", None)]:
+    case(f"Catalogue.load(path={value!r})", lambda v=value: Catalogue.load(v), flavour)
+for value, flavour in [("override.yaml", TypeError), (5, TypeError), ([5], TypeError),
+                       ([""], ValueError), (["/nonexistent/o.yaml"], None)]:
+    case(f"Catalogue.load(overrides={value!r})",
+         lambda v=value: Catalogue.load(overrides=v), flavour)
+
 # --- log reading and writing ----------------------------------------------------------------
 
 for value, flavour in [(5, TypeError), (None, TypeError), ("", ValueError), (b"x", TypeError),
