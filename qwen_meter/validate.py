@@ -192,6 +192,9 @@ def counting_args(where: str, *, model: Any = None, family: Any = None, template
                   tokenizer: Any = None, backend: Any = None) -> None:
     """The arguments every counting function shares (they key a cache, so a list would
     otherwise fail as 'unhashable' deep inside)."""
+    if family is None and template is None and tokenizer is None and backend is None \
+            and (model is None or (type(model) is str and model.strip())):
+        return  # the common call, checked in one line: counting short texts is a hot loop
     model_name(model, f"{where}(model=)")
     optional_text(family, f"{where}(family=)")
     if template is not None and not isinstance(template, str):

@@ -10,6 +10,7 @@ says so and the error must be that too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import math
 import threading
@@ -36,6 +37,16 @@ from qwen_meter.log import JsonlLog, TornLineWarning, UsageLogError, read_jsonl
 GUARD_SECONDS = 5.0
 OK = [{"role": "user", "content": "hi"}]
 USAGE = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _warm() -> None:
+    """Pay the one-off costs (the catalogue, the transformers import behind a tokenizer
+    path) before the guard starts timing: the guard catches hangs, not a cold start on a
+    loaded machine."""
+    qm.count_tokens("warm")
+    with contextlib.suppress(ImportError):
+        import transformers  # noqa: F401
 
 
 def guarded(fn: Callable[[], Any], limit: float = GUARD_SECONDS) -> dict[str, Any]:
