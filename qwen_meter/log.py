@@ -64,6 +64,11 @@ def register_client_secrets(client: Any) -> None:
     """Register the key a client object is configured with (``api_key``, or its
     ``Authorization`` header) — called when a meter wraps the client."""
     register_secret(getattr(client, "api_key", None))
+    owner = client if isinstance(client, type) else type(client)
+    if owner.__module__.startswith("dashscope"):  # the SDK keeps its key on the module
+        import sys
+
+        register_secret(getattr(sys.modules.get("dashscope"), "api_key", None))
     headers = getattr(client, "headers", None)
     if isinstance(headers, Mapping) or hasattr(headers, "get"):
         with contextlib.suppress(Exception):

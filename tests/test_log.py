@@ -232,3 +232,10 @@ def test_processes_share_budget_and_limiter_through_the_wrapper(kind, tmp_path, 
         assert status.reserved == 0
     finally:
         server.close()
+
+
+def test_dashscope_module_key_is_masked_once_wrapped(monkeypatch):
+    dashscope = pytest.importorskip("dashscope")
+    monkeypatch.setattr(dashscope, "api_key", "ds-module-key-271828182", raising=False)
+    qm.Meter(log=None).wrap(dashscope.Generation)
+    assert redact("server echoed ds-module-key-271828182") == "server echoed ***"
