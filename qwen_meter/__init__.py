@@ -31,6 +31,8 @@ if TYPE_CHECKING:
         ContextLimitExceeded,
         GatewayConfigError,  # issue 16
         InputDecodeError,
+        InvalidArgument,
+        InvalidArgumentType,
         InvalidMessages,
         InvalidTimeout,
         LimitExceeded,
@@ -50,13 +52,23 @@ if TYPE_CHECKING:
         UnpricedCall,
         UsageParseError,
     )
+    from .gateway import Gateway, GatewayConfig, create_gateway  # issue 16: needs [gateway]
     from .integrations.langchain import QwenMeterCallbackHandler
     from .integrations.otel import OpenTelemetryObserver
     from .integrations.prometheus import PrometheusObserver
     from .integrations.usage_logging import UsageLoggingObserver
-    from .gateway import Gateway, GatewayConfig, create_gateway  # issue 16: needs [gateway]
     from .limiter import Permit, RateLimit, RateLimiter
-    from .log import JsonlLog, SQLiteLog, UsageLog, UsageRecord, read_usage
+    from .log import (
+        JsonlLog,
+        SQLiteLog,
+        TornLineWarning,
+        UsageLog,
+        UsageLogError,
+        UsageRecord,
+        read_usage,
+        redact,
+        register_secret,
+    )
     from .meter import Meter, MeteredCall, UnsupportedClient
     from .observers import Observer
     from .preflight import Preflight, check, fit_messages
@@ -112,6 +124,8 @@ _EXPORTS: dict[str, str] = {
     "DEFAULT_MODEL": ".counting",
     "DashScopeError": ".server_errors",
     "InputDecodeError": ".errors",
+    "InvalidArgument": ".errors",
+    "InvalidArgumentType": ".errors",
     "InvalidMessages": ".errors",
     "JsonlLog": ".log",
     "LimitExceeded": ".errors",
@@ -151,6 +165,10 @@ _EXPORTS: dict[str, str] = {
     "Usage": ".usage",
     "UsageLog": ".log",
     "UsageParseError": ".errors",
+    "TornLineWarning": ".log",
+    "UsageLogError": ".log",
+    "redact": ".log",
+    "register_secret": ".log",
     "UsageRecord": ".log",
     "VisionRule": ".tokens.media",
     "check": ".preflight",
@@ -218,6 +236,8 @@ __all__ = [
     "GatewayConfig",
     "GatewayConfigError",
     "InputDecodeError",
+    "InvalidArgument",
+    "InvalidArgumentType",
     "InvalidMessages",
     "InvalidTimeout",
     "JsonlLog",
@@ -260,12 +280,14 @@ __all__ = [
     "TokenCount",
     "TokenizerBackend",
     "TokenizerUnavailable",
+    "TornLineWarning",
     "UnknownFamily",
     "UnknownModel",
     "UnpricedCall",
     "UnsupportedClient",
     "Usage",
     "UsageLog",
+    "UsageLogError",
     "UsageLoggingObserver",
     "UsageParseError",
     "UsageRecord",
@@ -290,7 +312,9 @@ __all__ = [
     "load_backend",
     "open_store",
     "read_usage",
+    "redact",
     "region_for_url",
+    "register_secret",
     "render_messages",
     "resolve",
 ]

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from . import validate as check
 from .catalogue import CURRENCIES
 from .errors import (
     BudgetExceeded,
@@ -49,6 +50,8 @@ from .store.base import (
 log = logging.getLogger("qwen_meter.budget")
 
 PERIODS = (None, "hour", "day", "week", "month")
+#: Largest amount of money a budget, a reservation or a cost may be (9.2e9 fits int64 units).
+MAX_AMOUNT = Decimal(10) ** 9
 MODES = ("hard", "soft")
 
 
@@ -103,6 +106,9 @@ def parse_money(value: Any, currency: str | None = None) -> tuple[Decimal, str |
     if isinstance(value, str):
         parts = value.split()
         if len(parts) == 2 and parts[1].isalpha():
+            if currency is not None and str(currency).upper() != parts[1].upper():
+                raise ConfigurationError(f"{value!r} is in {parts[1].upper()}, but "
+                                         f"currency={currency!r} was given")
             value, currency = parts[0], parts[1].upper()
     if isinstance(value, bool):
         raise ConfigurationError(f"not an amount of money: {value!r}")
@@ -112,7 +118,29 @@ def parse_money(value: Any, currency: str | None = None) -> tuple[Decimal, str |
         raise ConfigurationError(f"not an amount of money: {value!r}") from None
     if not amount.is_finite():
         raise ConfigurationError(f"not an amount of money: {value!r}")
+    if abs(amount) > MAX_AMOUNT:  # the stores keep money as 64-bit units of 1e-9
+        raise ConfigurationError(f"{value!r} is beyond the largest amount a budget can hold "
+                                 f"({MAX_AMOUNT})")
     return amount, currency
+
+
+def _check_budget_args(*, currency: Any, scope: Any, name: Any, tz: Any, thresholds: Any,
+                       on_threshold: Any, store: Any, clock: Any) -> None:
+    """Types and ranges of Budget()'s arguments (the money itself: :func:`parse_money`)."""
+    check.optional_text(currency, "Budget(currency=)")
+    check.text(scope, "Budget(scope=)")
+    check.text(name, "Budget(name=)")
+    if not isinstance(tz, (str, dt.tzinfo)):
+        raise check.type_error("Budget(tz=)", "a time zone name or tzinfo", tz)
+    check.sequence(thresholds, "Budget(thresholds=)")
+    for n, threshold in enumerate(thresholds):
+        check.number(threshold, f"Budget(thresholds[{n}]=)", positive=True)
+    check.callable_(on_threshold, "Budget(on_threshold=)", optional=True)
+    if store is not None and not isinstance(store, (Store, str)) \
+            and not type(store).__module__.startswith("redis"):
+        raise check.type_error("Budget(store=)", "a Store, a store URL or a Redis client", store)
+    # lease: checked by check_seconds (InvalidTimeout), as every duration is.
+    check.callable_(clock, "Budget(clock=)")
 
 
 def period_bounds(period: str | None, now: float, tz: dt.tzinfo
@@ -155,6 +183,9 @@ class Budget:
                  on_threshold: Callable[[ThresholdEvent], None] | None = None,
                  store: Store | str | Any = None, lease: float = 600.0,
                  on_store_error: str = "closed", clock: Callable[[], float] = time.time) -> None:
+        _check_budget_args(currency=currency, scope=scope, name=name, tz=tz,
+                           thresholds=thresholds, on_threshold=on_threshold, store=store,
+                           clock=clock)
         amount, currency = parse_money(limit, currency)
         if amount < 0:
             raise ConfigurationError(f"a budget limit cannot be negative: {amount}")
@@ -241,6 +272,7 @@ class Budget:
 
     def _reserve_plan(self, amount: Any, key: str | None) -> tuple[Reservation, str, int | None,
                                                                    float]:
+        check.optional_text(key, "Budget.reserve(key=)")
         scope_value = self._scope_value(key)
         try:
             value = self._money(amount, "the reservation")
@@ -301,9 +333,8 @@ class Budget:
         return self._reserve_done(held, result)
 
     def _commit_units(self, reservation: Reservation, cost: Any) -> int:
-        if not isinstance(reservation, Reservation):
-            raise ConfigurationError(f"commit needs the Reservation that reserve returned, "
-                                     f"got {type(reservation).__name__}")
+        check.instance(reservation, Reservation, "Budget.commit(reservation=)",
+                       "a Reservation from reserve()")
         if cost is None:
             value = reservation.amount
         else:
@@ -383,9 +414,8 @@ class Budget:
         Idempotent: releasing one that is no longer held (released, committed, expired) is a
         no-op — a commit that happened stands, and nothing is freed twice.
         """
-        if not isinstance(reservation, Reservation):
-            raise ConfigurationError(f"release needs the Reservation that reserve returned, "
-                                     f"got {type(reservation).__name__}")
+        check.instance(reservation, Reservation, "Budget.release(reservation=)",
+                       "a Reservation from reserve()")
         try:
             result: LedgerResult | StoreUnavailable = self.store.ledger_release(
                 reservation.key, reservation.id, self.clock())
@@ -395,9 +425,8 @@ class Budget:
 
     async def release_async(self, reservation: Reservation) -> BudgetStatus:
         """:meth:`release` for asyncio."""
-        if not isinstance(reservation, Reservation):
-            raise ConfigurationError(f"release needs the Reservation that reserve returned, "
-                                     f"got {type(reservation).__name__}")
+        check.instance(reservation, Reservation, "Budget.release(reservation=)",
+                       "a Reservation from reserve()")
         try:
             result: LedgerResult | StoreUnavailable = await self.store.aledger_release(
                 reservation.key, reservation.id, self.clock())
@@ -407,6 +436,7 @@ class Budget:
 
     def status(self, key: str | None = None) -> BudgetStatus:
         """Committed and reserved spend of the current period."""
+        check.optional_text(key, "Budget.status(key=)")
         now = self.clock()
         ledger, _, _ = self._ledger(self._scope_value(key), now)
         try:

@@ -509,6 +509,12 @@ class Catalogue:
     def load(cls, path: str | Path | None = None,
              overrides: Sequence[str | Path] = ()) -> Catalogue:
         """Load the catalogue (default: the shipped one) with override files merged on top."""
+        from . import validate
+
+        validate.path(path, "Catalogue.load(path=)")
+        validate.sequence(overrides, "Catalogue.load(overrides=)")  # a lone str: its letters
+        for n, override in enumerate(overrides):
+            validate.path(override, f"Catalogue.load(overrides[{n}]=)")
         base_path = Path(path) if path is not None else data_dir() / "models.yaml"
         files = [base_path, *map(Path, overrides)]
         doc: Any = {}
@@ -532,6 +538,8 @@ class Catalogue:
             ctx = _Ctx(origin.get(str(name), str(base_path)), str(name))
             models[str(name)] = _spec(str(name), raw, ctx, defaults, sources)
         rules = []
+        if not isinstance(doc.get("name_rules") or [], list):
+            raise top.error("expected a list of rules", "name_rules")
         for n, rule in enumerate(doc.get("name_rules") or []):
             if not isinstance(rule, Mapping) or not isinstance(rule.get("match"), str):
                 raise top.error("a rule needs 'match'", f"name_rules[{n}]")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
+from . import validate as check
 from .catalogue import Catalogue, ModelSpec, default_catalogue, resolve
 from .errors import InvalidMessages
 from .tokens.backends import TokenizerBackend, TransformersBackend, load_backend
@@ -94,6 +95,8 @@ def get_tokenizer(model: str | None = None, *, family: str | None = None,
                   tokenizer: PathLike | None = None, backend: str | None = None
                   ) -> TokenizerBackend:
     """The tokenizer backend a model uses, for hot loops (``.count(text)``, ``.encode``)."""
+    check.counting_args("get_tokenizer", model=model, family=family, tokenizer=tokenizer,
+                        backend=backend)
     return _text_backend(model, family, tokenizer, backend)
 
 
@@ -104,8 +107,9 @@ def count_tokens(text: str, model: str | None = None, *, family: str | None = No
     Added tokens written in the text (``<|im_start|>``, ``<think>`` ...) count as the single
     tokens the server sees.
     """
-    if not isinstance(text, str):
-        raise TypeError(f"count_tokens() needs a str, not {type(text).__name__}")
+    check.text(text, "count_tokens(text=)", empty=True)
+    check.counting_args("count_tokens", model=model, family=family, tokenizer=tokenizer,
+                        backend=backend)
     chosen = _text_backend(model, family, tokenizer, backend)
     n = chosen.count(text)
     return TokenCount(n, chosen.exact, chosen.name, chosen.family.name, text_tokens=n)
@@ -114,12 +118,18 @@ def count_tokens(text: str, model: str | None = None, *, family: str | None = No
 def encode(text: str, model: str | None = None, *, family: str | None = None,
            tokenizer: PathLike | None = None, backend: str | None = None) -> list[int]:
     """Token ids of ``text`` for ``model``."""
+    check.text(text, "encode(text=)", empty=True)
+    check.counting_args("encode", model=model, family=family, tokenizer=tokenizer,
+                        backend=backend)
     return _text_backend(model, family, tokenizer, backend).encode(text)
 
 
 def decode(ids: Sequence[int], model: str | None = None, *, family: str | None = None,
            tokenizer: PathLike | None = None, backend: str | None = None) -> str:
     """Text of token ``ids`` for ``model``."""
+    check.token_ids(ids, "decode(ids=)")
+    check.counting_args("decode", model=model, family=family, tokenizer=tokenizer,
+                        backend=backend)
     return _text_backend(model, family, tokenizer, backend).decode(ids)
 
 
@@ -156,6 +166,9 @@ def render_messages(messages: Iterable[Any], model: str | None = None, *, tools:
                     template: str | TemplateProfile | None = None,
                     add_generation_prompt: bool = True) -> str:
     """The prompt text the model's template renders (one placeholder per media item)."""
+    check.counting_args("render_messages", model=model, template=template)
+    check.optional_flag(enable_thinking, "render_messages(enable_thinking=)")
+    check.flag(add_generation_prompt, "render_messages(add_generation_prompt=)")
     spec = resolve(model or DEFAULT_MODEL)
     profile = get_profile(template or spec.template)
     return render_prompt(parse_messages(messages), profile, tools=parse_tools(tools),
@@ -177,6 +190,11 @@ def count_messages(messages: Iterable[Any], model: str | None = None, *, tools: 
     request's switches. ``template`` overrides the model's template profile. With a
     transformers ``tokenizer`` and no ``template``, the tokenizer's own chat template renders.
     """
+    check.counting_args("count_messages", model=model, family=family, template=template,
+                        tokenizer=tokenizer, backend=backend)
+    check.optional_flag(enable_thinking, "count_messages(enable_thinking=)")
+    check.flag(high_resolution, "count_messages(high_resolution=)")
+    check.flag(add_generation_prompt, "count_messages(add_generation_prompt=)")
     setup = _setup(model, family, template, tokenizer, backend)
     parsed = parse_messages(messages)
     tool_defs = parse_tools(tools)
@@ -232,6 +250,11 @@ def count_completion(reply: str | Mapping[str, Any] | Any, model: str | None = N
     ``content``, ``reasoning_content`` and ``tool_calls`` are used. For a stream that ended
     without usage, pass the joined deltas.
     """
+    check.counting_args("count_completion", model=model, family=family, template=template,
+                        tokenizer=tokenizer, backend=backend)
+    check.optional_flag(enable_thinking, "count_completion(enable_thinking=)")
+    if reasoning is not None:
+        check.text(reasoning, "count_completion(reasoning=)", empty=True)
     setup = _setup(model, family, template, tokenizer, backend)
     if isinstance(reply, str) or reply is None:
         content = reply
@@ -244,6 +267,8 @@ def count_completion(reply: str | Mapping[str, Any] | Any, model: str | None = N
         tool_calls = tool_calls if tool_calls is not None else message.get("tool_calls")
         if content is not None and not isinstance(content, str):
             raise InvalidMessages("a reply's content must be a string")
+        if reasoning is not None and not isinstance(reasoning, str):
+            raise InvalidMessages("a reply's reasoning_content must be a string")
     text = render_completion(setup.profile, content=content, reasoning=reasoning,
                              tool_calls=parse_tool_calls(tool_calls),
                              enable_thinking=enable_thinking)

@@ -206,3 +206,17 @@ class GatewayConfigError(ConfigurationError):
         self.field = field
         where = ": ".join(part for part in (file, field) if part)
         super().__init__(f"{where}: {message}" if where else message)
+
+
+# --- issue #14 (hardening): invalid arguments at the public boundary ---------------------
+
+class InvalidArgument(QwenMeterError, ValueError):
+    """An argument of a public function with a value it cannot take (``where`` names the
+    function and argument, e.g. ``cost(at=)``)."""
+
+    def __init__(self, message: str, *, where: str | None = None) -> None:
+        self.where = where
+
+
+class InvalidArgumentType(InvalidArgument, TypeError):
+    """An argument of the wrong type (also a :class:`TypeError`, as Python users expect)."""

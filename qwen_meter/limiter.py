@@ -28,8 +28,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from . import validate as check
 from .catalogue import Catalogue, default_catalogue
-from .errors import ConfigurationError, NotOffered, RateLimited
+from .errors import InvalidArgument, NotOffered, RateLimited
 from .store import Store, StoreUnavailable, WindowCheck, open_store
 from .store.base import AcquireResult, check_seconds
 
@@ -53,7 +54,44 @@ class RateLimit:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or value < 1):
-                raise ValueError(f"{name} must be a positive whole number or None, got {value!r}")
+                raise InvalidArgument(f"must be a positive whole number or None, got "
+                                      f"{value!r}", where=f"RateLimit({name}=)")
+
+
+def _check_limiter_args(*, store: object, account: object, region: object, limits: object,
+                        default: object, smooth: object, catalogue: object,
+                        clocks: tuple[tuple[str, object], ...], async_sleep: object
+                        ) -> dict[str, RateLimit]:
+    """Types of RateLimiter()'s arguments; returns ``limits`` as {model: RateLimit}."""
+    if store is not None and not isinstance(store, (Store, str)) \
+            and not type(store).__module__.startswith("redis"):
+        raise check.type_error("RateLimiter(store=)", "a Store, a store URL or a Redis client",
+                               store)
+    check.text(account, "RateLimiter(account=)")
+    check.optional_text(region, "RateLimiter(region=)")
+    check.optional_instance(default, RateLimit, "RateLimiter(default=)", "a RateLimit")
+    check.flag(smooth, "RateLimiter(smooth=)")
+    check.catalogue_object(catalogue, "RateLimiter(catalogue=)")
+    for name, fn in clocks:
+        check.callable_(fn, f"RateLimiter({name}=)")
+    check.callable_(async_sleep, "RateLimiter(async_sleep=)", optional=True)
+    if limits is None:
+        return {}
+    if not isinstance(limits, Mapping):
+        raise check.type_error("RateLimiter(limits=)",
+                               "a mapping of model name to RateLimit or (rpm, tpm)", limits)
+    parsed: dict[str, RateLimit] = {}
+    for name, value in limits.items():
+        where = f"RateLimiter(limits[{name!r}]=)"
+        check.text(name, "RateLimiter(limits=) key")
+        if isinstance(value, RateLimit):
+            parsed[name] = value
+        elif isinstance(value, (tuple, list)) and len(value) == 2:
+            parsed[name] = RateLimit(check.optional_whole(value[0], where, minimum=1),
+                                     check.optional_whole(value[1], where, minimum=1))
+        else:
+            raise check.type_error(where, "a RateLimit or (rpm, tpm)", value)
+    return parsed
 
 
 class Permit(NamedTuple):
@@ -139,14 +177,15 @@ class RateLimiter:
                  clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep,
                  async_sleep: Callable[[float], Awaitable[None]] | None = None) -> None:
-        if on_store_error not in FAIL_POLICIES:
-            raise ConfigurationError(
-                f"on_store_error must be 'closed' or 'open', not {on_store_error!r}")
+        check.choice(on_store_error, FAIL_POLICIES, "RateLimiter(on_store_error=)")
+        limits = _check_limiter_args(store=store, account=account, region=region, limits=limits,
+                                     default=default, smooth=smooth, catalogue=catalogue,
+                                     clocks=(("clock", clock), ("sleep", sleep)),
+                                     async_sleep=async_sleep)
         self.store = open_store(store)
         self.account = account
         self.region = region
-        self.overrides = {name: v if isinstance(v, RateLimit) else RateLimit(*v)
-                          for name, v in (limits or {}).items()}
+        self.overrides = limits
         self.default = default
         self.smooth = smooth
         self.on_store_error = on_store_error
@@ -163,6 +202,7 @@ class RateLimiter:
 
     def limits_for(self, model: str) -> RateLimit:
         """The limits that apply to ``model``: override, catalogue, then ``default``."""
+        check.text(model, "RateLimiter.limits_for(model=)")
         cached = self._cache.get(model)
         if cached is not None:
             return cached
@@ -201,8 +241,6 @@ class RateLimiter:
         return plan
 
     def _checks(self, model: str, tokens: int) -> list[WindowCheck]:
-        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
-            raise ValueError(f"tokens must be a whole number >= 0, got {tokens!r}")
         requests, template, tpm = self._plan(model)
         if tpm is not None and tokens > tpm:
             raise RateLimited(f"{tokens} tokens can never fit {model}'s limit of {tpm} "
@@ -259,6 +297,7 @@ class RateLimiter:
 
     def try_acquire(self, model: str, tokens: int = 0) -> Permit:
         """Admit now or raise :class:`~qwen_meter.errors.RateLimited` (no waiting)."""
+        self._check_call(model, tokens, True, "try_acquire")
         outcome = self._attempt(model, tokens)
         if isinstance(outcome, Permit):
             return outcome
@@ -268,6 +307,16 @@ class RateLimiter:
     def _refused(model: str, retry_after: float, why: str = "") -> RateLimited:
         return RateLimited(f"{model}: rate limit reached; retry in {retry_after:.3f} s{why}",
                            retry_after=retry_after)
+
+    @staticmethod
+    def _check_call(model: object, tokens: object, wait: object, method: str) -> None:
+        # The timeout is checked by _deadline (InvalidTimeout); these are the rest.
+        where = f"RateLimiter.{method}"
+        check.model_name(model, f"{where}(model=)")
+        if model is None:
+            raise InvalidArgument("a model is required", where=f"{where}(model=)")
+        check.whole(tokens, f"{where}(tokens=)")
+        check.flag(wait, f"{where}(wait=)")
 
     def _deadline(self, timeout: float | None) -> float:
         seconds = check_seconds(timeout, "timeout", allow_none=True)
@@ -288,6 +337,7 @@ class RateLimiter:
         :class:`~qwen_meter.errors.RateLimited` is raised. A bad ``timeout`` (NaN, negative,
         infinite, not a number) raises :class:`~qwen_meter.errors.InvalidTimeout`.
         """
+        self._check_call(model, tokens, wait, "acquire")
         deadline = self._deadline(timeout)
         if not wait:
             return self.try_acquire(model, tokens)
@@ -316,6 +366,7 @@ class RateLimiter:
         """:meth:`acquire` for asyncio: awaits the store and the wait, never blocking the loop."""
         import asyncio
 
+        self._check_call(model, tokens, wait, "acquire_async")
         deadline = self._deadline(timeout)
         if not wait:
             outcome = await self._attempt_async(model, tokens)
@@ -345,9 +396,9 @@ class RateLimiter:
     def _reconcile_plan(self, permit: Permit, total_tokens: int
                         ) -> tuple[Permit, list[tuple[str, int, int]]]:
         """The reconciled permit and the (key, bucket, delta) adjustments it takes."""
-        if isinstance(total_tokens, bool) or not isinstance(total_tokens, int) \
-                or total_tokens < 0:
-            raise ValueError(f"total_tokens must be a whole number >= 0, got {total_tokens!r}")
+        check.instance(permit, Permit, "RateLimiter.reconcile(permit=)",
+                       "a Permit from acquire()")
+        check.whole(total_tokens, "RateLimiter.reconcile(total_tokens=)")
         delta = total_tokens - permit.tokens
         limit = self.limits_for(permit.model)
         adjust = []
@@ -357,6 +408,7 @@ class RateLimiter:
                       permit.degraded), adjust
 
     def _release_plan(self, permit: Permit) -> list[tuple[str, int, int]]:
+        check.instance(permit, Permit, "RateLimiter.release(permit=)", "a Permit from acquire()")
         if permit.degraded:
             return []
         limit = self.limits_for(permit.model)
@@ -414,6 +466,7 @@ class RateLimiter:
 
     def usage(self, model: str) -> tuple[int, int]:
         """(requests, tokens) counted in the current window for ``model``."""
+        check.text(model, "RateLimiter.usage(model=)")
         bucket = math.floor(self.clock())
         req_key, tok_key = self._keys(model)
         return self.store.window_sum(req_key, bucket), self.store.window_sum(tok_key, bucket)

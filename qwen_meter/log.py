@@ -1,9 +1,15 @@
 """The usage log: one versioned :class:`UsageRecord` per call, in JSONL (default) or SQLite.
 
-JSONL records are written with one ``write(2)`` on a file opened with ``O_APPEND``: a line is in
-the file whole or not at all, lines from several threads and processes never interleave, and a
-record whose ``append`` returned survives the process being killed. ``fsync=True`` also makes
-it survive a power cut. Readers skip (and count) a trailing line that is not complete.
+JSONL records are written with one ``write(2)`` of the whole line on a file opened with
+``O_APPEND``: lines from several threads and processes never interleave, and a record whose
+``append`` returned survives the process being killed. ``fsync=True`` also makes it survive a
+power cut. A writer killed in the middle of a large write can still leave a line without its
+newline; the next append sees that torn tail and starts on a new line, so the fragment never
+swallows a good record. Readers skip each torn line and name it (:class:`TornLineWarning`).
+
+:func:`redact` masks secrets in anything that reaches a record: keys by value (those
+registered with :func:`register_secret` and ``$DASHSCOPE_API_KEY`` / ``$OPENAI_API_KEY``) and
+by shape (``sk-...``, ``Authorization:`` values, bearer tokens, ``api_key=...``, JWTs).
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ import re
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -25,12 +32,70 @@ from .errors import QwenMeterError
 
 SCHEMA_VERSION = 1
 
-_SECRET = re.compile(r"(sk-[A-Za-z0-9_\-]{2})[A-Za-z0-9_\-]+|(Bearer\s+)\S+", re.IGNORECASE)
+#: Environment variables whose values are API keys (masked wherever they appear).
+KEY_ENV = ("DASHSCOPE_API_KEY", "OPENAI_API_KEY")
+MASK = "***"
+
+# By shape. Each pattern keeps its first group (the label) and masks the rest.
+_SHAPES = re.compile(
+    r"((?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?(?:(?:bearer|basic|token|apikey)\s+)?)"
+    r"[^\s\"',;]+"
+    r"|(bearer\s+)[A-Za-z0-9._~+/=-]+"
+    r"|((?:x-)?(?:dashscope-)?api[_-]?key[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&]+"
+    r"|((?:access[_-]?token|secret|password)[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&]+"
+    r"|(?<![A-Za-z0-9])(sk-[A-Za-z0-9_\-]{2})[A-Za-z0-9_\-]+"
+    r"|()\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*",
+    re.IGNORECASE)
+_registered: set[str] = set()
+_registered_lock = threading.Lock()
+#: Values shorter than this are not masked by value (they would mask ordinary words).
+MIN_SECRET_LENGTH = 8
 
 
-def redact(text: str) -> str:
-    """``text`` with API keys and bearer tokens masked."""
-    return _SECRET.sub(lambda m: (m.group(1) or m.group(2)) + "***", text)
+def register_secret(value: Any) -> None:
+    """Mask ``value`` (an API key the meter's client is configured with) in every record,
+    error and log message from now on. Short or non-string values are ignored."""
+    if isinstance(value, str) and len(value.strip()) >= MIN_SECRET_LENGTH:
+        with _registered_lock:
+            _registered.add(value.strip())
+
+
+def register_client_secrets(client: Any) -> None:
+    """Register the key a client object is configured with (``api_key``, or its
+    ``Authorization`` header) — called when a meter wraps the client."""
+    register_secret(getattr(client, "api_key", None))
+    owner = client if isinstance(client, type) else type(client)
+    if owner.__module__.startswith("dashscope"):  # the SDK keeps its key on the module
+        import sys
+
+        register_secret(getattr(sys.modules.get("dashscope"), "api_key", None))
+    headers = getattr(client, "headers", None)
+    if isinstance(headers, Mapping) or hasattr(headers, "get"):
+        with contextlib.suppress(Exception):
+            auth = headers.get("authorization")  # type: ignore[union-attr]
+            if isinstance(auth, str):
+                register_secret(auth.split()[-1] if auth.split() else None)
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with API keys and tokens masked: ``secrets`` and the registered keys by value,
+    then anything shaped like a key, an ``Authorization`` value or a bearer token."""
+    if not isinstance(text, str):
+        text = str(text)
+    with _registered_lock:
+        values = set(_registered)
+    values.update(s for s in secrets if isinstance(s, str) and s)
+    values.update(v for v in (os.environ.get(name) for name in KEY_ENV)
+                  if v and len(v) >= MIN_SECRET_LENGTH)
+    for value in sorted(values, key=len, reverse=True):  # longest first: no partial leftovers
+        if value in text:
+            text = text.replace(value, MASK)
+    return _SHAPES.sub(_mask_shape, text)
+
+
+def _mask_shape(match: re.Match[str]) -> str:
+    label = next((g for g in match.groups() if g is not None), "")
+    return label + MASK
 
 
 @dataclass(frozen=True)
@@ -80,6 +145,8 @@ class UsageRecord:
     def to_dict(self) -> dict[str, Any]:
         """The record as plain JSON values (tuples as lists), as the JSONL log writes it."""
         data = {name: getattr(self, name) for name in _FIELD_NAMES}
+        if self.error:  # server messages can echo a key or a header back
+            data["error"] = redact(self.error)
         data["tags"] = list(self.tags)
         data["warnings"] = list(self.warnings)
         data["metadata"] = dict(self.metadata)
@@ -105,6 +172,10 @@ class UsageLogError(QwenMeterError):
     """The usage log cannot be written or read."""
 
 
+class TornLineWarning(UserWarning):
+    """A JSONL log line that a killed writer left incomplete; it was skipped."""
+
+
 class UsageLog:
     """Where records go; see :class:`JsonlLog` and :class:`SQLiteLog`."""
 
@@ -122,18 +193,43 @@ class JsonlLog(UsageLog):
     """Append-only JSON lines, one per call."""
 
     def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False) -> None:
-        self.path = Path(path)
-        self.fsync = fsync
+        from .validate import flag
+        from .validate import path as check_path
+
+        self.path = Path(check_path(path, "JsonlLog(path=)") or "")
+        self.fsync = flag(fsync, "JsonlLog(fsync=)")
+        # Read access too, to look at the last byte; O_BINARY: no newline translation on Windows.
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._fd = os.open(self.path, flags, 0o644)
         except OSError as exc:
             raise UsageLogError(f"cannot open usage log {self.path}: {exc.strerror}") from exc
 
+    def _torn_tail(self) -> bool:
+        """Whether the file ends inside a line (a writer was killed mid-write)."""
+        size = os.fstat(self._fd).st_size
+        if size == 0:
+            return False
+        if hasattr(os, "pread"):
+            last = os.pread(self._fd, 1, size - 1)
+        else:  # Windows: appends seek to the end themselves, so moving the offset is harmless
+            os.lseek(self._fd, size - 1, os.SEEK_SET)
+            last = os.read(self._fd, 1)
+        return last not in (b"\n", b"")
+
     def append(self, record: UsageRecord) -> None:
+        if not isinstance(record, UsageRecord):
+            from .validate import type_error
+
+            raise type_error("JsonlLog.append(record=)", "a UsageRecord", record)
         line = (record.to_json() + "\n").encode("utf-8")
         try:
-            written = os.write(self._fd, line)
+            if self._torn_tail():
+                # Terminate the fragment in the same write as the record: the record's line
+                # then starts clean, and readers skip the fragment as one torn line.
+                line = b"\n" + line
+            written = os.write(self._fd, line)  # one write of the whole line
             if written != len(line):  # a full disk; the partial line will be skipped on read
                 raise UsageLogError(f"short write to {self.path} ({written} of {len(line)})")
             if self.fsync:
@@ -149,17 +245,46 @@ class JsonlLog(UsageLog):
             os.close(self._fd)
 
 
-def read_jsonl(path: str | os.PathLike[str]) -> list[UsageRecord]:
-    """All complete records of a JSONL log (a torn last line is skipped)."""
+_TORN = object()
+
+
+def read_jsonl(path: str | os.PathLike[str], *, torn: list[int] | None = None
+               ) -> list[UsageRecord]:
+    """All complete records of a JSONL log.
+
+    A torn line (cut short by a killed writer: no newline, or not parseable as JSON) is
+    skipped; each one is named in a :class:`TornLineWarning` and its line number appended to
+    ``torn`` when given. A line that is whole JSON but not a record raises
+    :class:`UsageLogError` naming the line.
+    """
+    skipped: list[int] = []
     records = []
-    with open(path, "rb") as handle:
-        for line in handle:
-            if not line.endswith(b"\n"):
-                break  # the writer was stopped mid-line (only possible on a full disk)
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 (closed below; OSError must be mapped)
+    except OSError as exc:
+        raise UsageLogError(f"cannot read usage log {path}: {exc.strerror}") from exc
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
             try:
-                records.append(UsageRecord.from_dict(json.loads(line)))
+                data = json.loads(line) if line.endswith(b"\n") else _TORN
+            except ValueError:
+                data = _TORN
+            if data is _TORN:
+                skipped.append(number)
+                continue
+            try:
+                if not isinstance(data, Mapping):
+                    raise TypeError("not a JSON object")
+                records.append(UsageRecord.from_dict(data))
             except (ValueError, TypeError) as exc:
-                raise UsageLogError(f"{path}: unreadable record: {exc}") from exc
+                raise UsageLogError(f"{path}, line {number}: not a usage record: {exc}") from exc
+    for number in skipped:
+        warnings.warn(f"{path}, line {number}: torn record skipped", TornLineWarning,
+                      stacklevel=2)
+    if torn is not None:
+        torn.extend(skipped)
     return records
 
 
@@ -206,7 +331,9 @@ def open_log(target: str | os.PathLike[str] | UsageLog | None) -> UsageLog | Non
     """A log from a path (``.db`` / ``.sqlite`` → SQLite, anything else → JSONL)."""
     if target is None or isinstance(target, UsageLog):
         return target
-    path = os.fspath(target)
+    from .validate import path as check_path
+
+    path = check_path(target, "log=") or ""
     if path.endswith((".db", ".sqlite", ".sqlite3")):
         return SQLiteLog(path)
     return JsonlLog(path)
@@ -214,9 +341,14 @@ def open_log(target: str | os.PathLike[str] | UsageLog | None) -> UsageLog | Non
 
 def read_usage(source: str | os.PathLike[str] | UsageLog | Sequence[UsageRecord]
                ) -> list[UsageRecord]:
-    """All records from a JSONL path, an SQLite path, a log object or a list."""
+    """All records from a JSONL path, an SQLite path, a log object or a list (torn JSONL
+    lines are skipped with a :class:`TornLineWarning`)."""
     if isinstance(source, (str, os.PathLike)):
-        path = os.fspath(source)
+        from .validate import path as check_path
+
+        path = check_path(source, "read_usage(source=)") or ""
+        if not os.path.isfile(path):
+            raise UsageLogError(f"no usage log at {path}")
         if path.endswith((".db", ".sqlite", ".sqlite3")):
             log = SQLiteLog(path)
             try:
@@ -224,4 +356,17 @@ def read_usage(source: str | os.PathLike[str] | UsageLog | Sequence[UsageRecord]
             finally:
                 log.close()
         return read_jsonl(path)
-    return list(source)
+    if isinstance(source, UsageLog):
+        return list(source)
+    if isinstance(source, (str, bytes, Mapping)) or not isinstance(source, Iterable):
+        from .validate import type_error
+
+        raise type_error("read_usage(source=)", "a log path, a UsageLog or a list of records",
+                         source)
+    records = list(source)
+    for n, record in enumerate(records):
+        if not isinstance(record, UsageRecord):
+            from .validate import type_error
+
+            raise type_error(f"read_usage(source[{n}]=)", "a UsageRecord", record)
+    return records

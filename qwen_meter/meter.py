@@ -412,11 +412,15 @@ DEFAULT_LOG = _DefaultLog()
 
 
 def default_log_path() -> Path:
-    """Where a meter logs when not told: $QWEN_METER_LOG, else the user's data folder."""
+    """Where a meter logs when not told: $QWEN_METER_LOG, else the user's data folder
+    (platformdirs: ``$XDG_DATA_HOME/qwen_meter`` or ``~/.local/share/qwen_meter`` on Linux,
+    ``~/Library/Application Support/qwen_meter`` on macOS, ``%LOCALAPPDATA%\\qwen_meter`` on
+    Windows)."""
     if os.environ.get("QWEN_METER_LOG"):
         return Path(os.environ["QWEN_METER_LOG"])
-    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(base) / "qwen_meter" / "usage.jsonl"
+    from platformdirs import user_data_path  # imported here: only a default log needs it
+
+    return user_data_path("qwen_meter", appauthor=False) / "usage.jsonl"
 
 
 def _money(amount: Decimal | None) -> str | None:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from . import validate
 from .catalogue import Catalogue, ModelSpec, default_catalogue
 from .counting import TokenCount, count_messages
 from .errors import (
@@ -47,7 +48,8 @@ def _spec(model: str | ModelSpec, catalogue: Catalogue | None) -> ModelSpec:
 
 def check(request: Any, model: str | ModelSpec, *, max_tokens: int | None = None,
           tools: Any = None, enable_thinking: bool | None = None, region: str | None = None,
-          at: dt.date | None = None, catalogue: Catalogue | None = None) -> Preflight:
+          at: dt.date | dt.datetime | str | None = None, catalogue: Catalogue | None = None
+          ) -> Preflight:
     """Check a request (messages, or a request object) against the model's limits.
 
     Raises :class:`~qwen_meter.errors.ContextLimitExceeded` when the prompt is above the input
@@ -55,6 +57,8 @@ def check(request: Any, model: str | ModelSpec, *, max_tokens: int | None = None
     :class:`~qwen_meter.errors.OutputLimitExceeded` when ``max_tokens`` is above the output
     limit; both carry the numbers. Limits follow the mode: thinking has its own.
     """
+    at = validate.pricing_args("check", model=model, region=region, at=at, catalogue=catalogue)
+    validate.optional_flag(enable_thinking, "check(enable_thinking=)")
     req = Request.of(request, tools=tools, max_tokens=max_tokens,
                      enable_thinking=enable_thinking)
     spec = _spec(model, catalogue)
@@ -121,6 +125,9 @@ def fit_messages(messages: Sequence[Any], model: str | ModelSpec, *,
     follow it. Returns the kept messages (the same objects); raises
     :class:`~qwen_meter.errors.ContextLimitExceeded` if not even the last turn fits.
     """
+    validate.pricing_args("fit_messages", model=model, region=region, catalogue=catalogue)
+    validate.optional_flag(enable_thinking, "fit_messages(enable_thinking=)")
+    validate.sequence(messages, "fit_messages(messages=)")
     items = list(messages)
     if not items:
         raise InvalidMessages("no messages")

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
+from . import validate as check
 from .catalogue import Catalogue, ModelSpec, Offer, PriceTier, default_catalogue
 from .errors import InvalidMessages
 from .request import Request
@@ -153,13 +154,17 @@ def _context(model: str | ModelSpec, region: str | None, at: dt.date | None,
 
 def cost(usage: Usage | Mapping[str, Any] | Any, model: str | ModelSpec, *,
          region: str | None = None, batch: bool = False, thinking: bool | None = None,
-         at: dt.date | None = None, catalogue: Catalogue | None = None) -> Cost:
+         at: dt.date | dt.datetime | str | None = None, catalogue: Catalogue | None = None
+         ) -> Cost:
     """The cost of a call from its billed ``usage`` (a :class:`Usage` or the API's object).
 
     ``thinking`` says whether the call ran in thinking mode; by default it is inferred from
     ``reasoning_tokens`` (and is always on for thinking-only models). ``at`` prices the call
-    at the catalogue's offer of that date.
+    at the catalogue's offer of that date (a date, a datetime or an ISO date string).
     """
+    at = check.pricing_args("cost", model=model, region=region, at=at, catalogue=catalogue)
+    check.flag(batch, "cost(batch=)")
+    check.optional_flag(thinking, "cost(thinking=)")
     usage = Usage.parse(usage)
     spec, offer = _context(model, region, at, catalogue)
     if thinking is None:
@@ -223,8 +228,8 @@ def prompt_usage(subject: Any, spec: ModelSpec, *, tools: Any = None,
 def estimate_cost(request: Any, model: str | ModelSpec, *, max_tokens: int | None = None,
                   region: str | None = None, tools: Any = None,
                   enable_thinking: bool | None = None, batch: bool = False,
-                  at: dt.date | None = None, catalogue: Catalogue | None = None
-                  ) -> CostEstimate:
+                  at: dt.date | dt.datetime | str | None = None,
+                  catalogue: Catalogue | None = None) -> CostEstimate:
     """The cost range of a request before sending it.
 
     ``request`` is a prompt token count, a text, a list of messages, or a request object
@@ -233,6 +238,10 @@ def estimate_cost(request: Any, model: str | ModelSpec, *, max_tokens: int | Non
     output limit, plus the reasoning allowance when thinking can apply) at the highest output
     price that can apply.
     """
+    at = check.pricing_args("estimate_cost", model=model, region=region, at=at,
+                            catalogue=catalogue)
+    check.optional_flag(enable_thinking, "estimate_cost(enable_thinking=)")
+    check.flag(batch, "estimate_cost(batch=)")
     req = Request.of(request, tools=tools, max_tokens=max_tokens,
                      enable_thinking=enable_thinking)
     spec, offer = _context(model, region, at, catalogue)

@@ -15,8 +15,10 @@ _DASHSCOPE = {"Generation": "MeteredGeneration", "AioGeneration": "MeteredAioGen
 
 def wrap(meter: Meter, client: Any) -> Any:
     """The metered counterpart of ``client`` (see :meth:`qwen_meter.Meter.wrap`)."""
+    from ..log import register_client_secrets
     from ..meter import UnsupportedClient
 
+    register_client_secrets(client)  # its key is masked in every record from now on
     module = type(client).__module__ if not isinstance(client, type) else client.__module__
     name = client.__name__ if isinstance(client, type) else type(client).__name__
     if module.startswith("openai") and name in ("OpenAI", "AsyncOpenAI"):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import InvalidArgument, InvalidArgumentType
 from .base import (
     AcquireResult,
     CircuitBreaker,
@@ -33,14 +34,16 @@ def open_store(url: Any = None, **options: Any) -> Store:
     if url is not None and not isinstance(url, str):
         module = type(url).__module__
         if module.startswith("redis.asyncio"):
-            raise ValueError("pass an asyncio Redis client as RedisStore(async_client=...) "
-                             "together with a sync client or URL")
+            raise InvalidArgument("pass an asyncio Redis client as "
+                                  "RedisStore(async_client=...) together with a sync client "
+                                  "or URL", where="open_store(url=)")
         if module.startswith("redis."):
             from .redis import RedisStore
 
             return RedisStore(client=url, **options)
-        raise ValueError(f"not a store, store URL or Redis client: {url!r}")
-    if url is None or url.startswith("memory:"):
+        raise InvalidArgumentType(f"not a store, store URL or Redis client: {url!r}",
+                                  where="open_store(url=)")
+    if url is None or url == "memory" or url.startswith("memory:"):
         return MemoryStore()
     if url.startswith("sqlite:"):
         from .sqlite import SQLiteStore
@@ -52,8 +55,8 @@ def open_store(url: Any = None, **options: Any) -> Store:
         from .redis import RedisStore
 
         return RedisStore(url, **options)
-    raise ValueError(f"unknown store URL {url!r}; use memory://, sqlite:///file, "
-                     "redis://host or redis+cluster://host:port")
+    raise InvalidArgument(f"unknown store URL {url!r}; use memory://, sqlite:///file, "
+                          "redis://host or redis+cluster://host:port", where="open_store(url=)")
 
 
 __all__ = ["AcquireResult", "CircuitBreaker", "LedgerResult", "MemoryStore", "Store",

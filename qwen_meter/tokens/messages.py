@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..errors import InvalidMessages
+from ..validate import json_problem
 
 ROLES = ("system", "user", "assistant", "tool")
 PartKind = Literal["text", "image", "audio", "video"]
@@ -130,6 +131,10 @@ def parse_tool_calls(raw: Any, index: int = 0) -> tuple[ToolCall, ...]:
             raise InvalidMessages(
                 f"tool_calls[{n}].function.arguments must be a JSON string or an object",
                 index=index)
+        problem = None if isinstance(arguments, str) else \
+            json_problem(dict(arguments), f"tool_calls[{n}].function.arguments")
+        if problem:
+            raise InvalidMessages(problem, index=index)
         calls.append(ToolCall(name, arguments))
     return tuple(calls)
 
@@ -178,5 +183,8 @@ def parse_tools(tools: Any) -> tuple[Mapping[str, Any], ...]:
         tool = as_mapping(raw)
         if tool is None:
             raise InvalidMessages(f"tools[{n}] must be an object, not {type(raw).__name__}")
+        problem = json_problem(dict(tool), f"tools[{n}]")
+        if problem:
+            raise InvalidMessages(problem)
         out.append(tool)
     return tuple(out)
