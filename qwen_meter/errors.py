@@ -143,3 +143,15 @@ class RateLimited(QwenMeterError):
     def __init__(self, message: str, retry_after: float) -> None:
         self.retry_after = retry_after
         super().__init__(message)
+
+
+# --- issue #13 (request features) ---------------------------------------------------------
+
+
+class InvalidRequest(InvalidMessages):
+    """A request option DashScope would refuse (``n`` out of range, a bad ``thinking_budget``,
+    a ``partial`` prefix that is not the last message...). ``field`` names the option."""
+
+    def __init__(self, reason: str, *, field: str, index: int | None = None) -> None:
+        self.field = field
+        super().__init__(f"{field}: {reason}", index=index)
