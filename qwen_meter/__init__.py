@@ -10,12 +10,15 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    # issue #13: request features (native bodies, qwen-long files, batch files)
+    from .batch import BatchEstimate, estimate_batch
     from .budget import Budget, BudgetStatus, Reservation, ThresholdEvent
     from .catalogue import Catalogue, Limits, ModelSpec, Offer, PriceTier, resolve
     from .counting import (
         DEFAULT_MODEL,
         TokenCount,
         count_completion,
+        count_file,
         count_messages,
         count_tokens,
         decode,
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
         ContextLimitExceeded,
         InputDecodeError,
         InvalidMessages,
+        InvalidRequest,
         LimitExceeded,
         MediaError,
         NotOffered,
@@ -46,6 +50,7 @@ if TYPE_CHECKING:
     from .meter import Meter, MeteredCall, UnsupportedClient
     from .preflight import Preflight, check, fit_messages
     from .pricing import Cost, CostEstimate, cost, estimate_cost
+    from .request import normalize_request
     from .server_errors import (
         AuthenticationFailed,
         BadRequest,
@@ -58,6 +63,7 @@ if TYPE_CHECKING:
     )
     from .store import MemoryStore, Store, StoreUnavailable, open_store
     from .tokens.backends import TokenizerBackend, load_backend
+    from .tokens.files import forget_files, register_file
     from .tokens.media import VisionRule, image_tokens
     from .tokens.templates import TemplateProfile, get_profile
     from .usage import Usage
@@ -135,6 +141,14 @@ _EXPORTS: dict[str, str] = {
     "read_usage": ".log",
     "render_messages": ".counting",
     "resolve": ".catalogue",
+    # issue #13
+    "BatchEstimate": ".batch",
+    "InvalidRequest": ".errors",
+    "count_file": ".counting",
+    "estimate_batch": ".batch",
+    "forget_files": ".tokens.files",
+    "normalize_request": ".request",
+    "register_file": ".tokens.files",
 }
 
 
@@ -158,6 +172,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "AuthenticationFailed",
     "BadRequest",
+    "BatchEstimate",
     "Budget",
     "BudgetExceeded",
     "BudgetStatus",
@@ -170,6 +185,7 @@ __all__ = [
     "DashScopeError",
     "InputDecodeError",
     "InvalidMessages",
+    "InvalidRequest",
     "JsonlLog",
     "LimitExceeded",
     "Limits",
@@ -214,18 +230,23 @@ __all__ = [
     "classify",
     "cost",
     "count_completion",
+    "count_file",
     "count_messages",
     "count_tokens",
     "decode",
     "encode",
+    "estimate_batch",
     "estimate_cost",
     "fit_messages",
+    "forget_files",
     "get_profile",
     "get_tokenizer",
     "image_tokens",
     "load_backend",
+    "normalize_request",
     "open_store",
     "read_usage",
+    "register_file",
     "render_messages",
     "resolve",
 ]
