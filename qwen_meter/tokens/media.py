@@ -80,7 +80,7 @@ def _dimension(value: Any, what: str) -> int:
     return int(value)
 
 
-def image_tokens(width: int, height: int, rule: VisionRule = VisionRule(), *,
+def image_tokens(width: float, height: float, rule: VisionRule = VisionRule(), *,
                  high_resolution: bool = False, max_pixels: int | None = None,
                  min_pixels: int | None = None) -> int:
     """Tokens of one image of ``width`` x ``height`` pixels (vision start/end included).
@@ -255,7 +255,7 @@ def _wav_seconds(data: bytes, part: Part) -> float:
     if rate <= 0:
         raise MediaError(f"{_where(part)}: the WAV header gives a frame rate of {rate}; "
                          "give 'duration' in seconds")
-    return frames / rate
+    return float(frames) / float(rate)
 
 
 def _per_second(seconds: float, rate: float, part: Part, what: str) -> int:
