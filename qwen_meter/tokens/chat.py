@@ -66,6 +66,10 @@ def _arguments_json(call: ToolCall, profile: TemplateProfile) -> str:
     if isinstance(args, str):
         if profile.tool_arguments == "verbatim":
             return args
+        if profile.tool_arguments == "tojson":
+            # The open Qwen2.5 template pipes the string through tojson: a JSON string
+            # holding the JSON text, quotes escaped.
+            return to_json(args)
         try:
             return to_json(json.loads(args))
         except ValueError:

@@ -18,7 +18,7 @@ from ..errors import CatalogueError
 
 TOOLS_STYLES = ("qwen2.5", "qwen3", "qwen3.5")
 TOOL_CALL_STYLES = ("json", "xml")
-ARGUMENT_MODES = ("parse", "verbatim")
+ARGUMENT_MODES = ("parse", "verbatim", "tojson")
 REASONING_STYLES = ("none", "qwen3", "qwen3.5")
 
 
