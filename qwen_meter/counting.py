@@ -13,7 +13,14 @@ from .catalogue import Catalogue, ModelSpec, default_catalogue, resolve
 from .errors import InvalidMessages, MediaError
 from .request import Request
 from .tokens.backends import TokenizerBackend, TransformersBackend, load_backend
-from .tokens.chat import IM_END, IM_START, render_completion, render_prompt
+from .tokens.chat import (
+    IM_END,
+    IM_START,
+    is_tool_response,
+    render_assistant,
+    render_completion,
+    render_prompt,
+)
 from .tokens.files import file_tokens, register_file, split_references
 from .tokens.media import PLACEHOLDER_TOKENS, VISION_PLACEHOLDER, MediaTokens, VisionRule, measure
 from .tokens.messages import (
@@ -70,7 +77,7 @@ class _Setup:
     #: the model's template can keep earlier reasoning (``preserve_thinking``).
     preserve_capable: bool = False
     #: turn counts by (role, content), for this backend and profile.
-    turns: dict[tuple[str, str], int] = field(default_factory=dict)
+    turns: dict[tuple[Any, str], int] = field(default_factory=dict)
 
     @property
     def special(self) -> bool:
@@ -215,49 +222,69 @@ def _fast_count(messages: Any, setup: _Setup, enable_thinking: bool | None) -> i
     Each turn is ``<|im_start|>role\n{content}<|im_end|>\n``: three added tokens plus the
     ordinary BPE of ``role\n{content}``, since added tokens are never merged with their
     neighbours. Turn counts are remembered by (role, content), so a growing conversation
-    re-encodes only its new turns. Exactly what :func:`render_prompt` and the backend give.
+    re-encodes only its new turns. Exactly what :func:`render_prompt` and the backend give
+    (``tests/test_fast_count.py`` checks it for every profile).
     """
-    if type(messages) is not list and type(messages) is not tuple:
+    if (type(messages) is not list and type(messages) is not tuple) or not messages:
         return None
     profile = setup.profile
     reasoning = profile.reasoning != "none"
     strict = profile.strict
+    trim = profile.trim_content
+    backend = setup.backend
+    cache = setup.turns
+    ordinary = backend.count_ordinary
+    total = 0
     last_user = -1
+    since_user: list[int] = []  # counts of the turns after the last user turn
     for i, m in enumerate(messages):
         if type(m) is not dict or not m.keys() <= _PLAIN_KEYS:
             return None
         role, content = m.get("role"), m.get("content")
-        if role not in _PLAIN_ROLES or type(content) is not str:
+        if type(content) is not str:
             return None
-        if role == "user":
-            last_user = i
-        elif role == "system":
-            if (i and strict) or "fileid://" in content:
-                return None
-        elif reasoning and "</think>" in content:
-            return None
-    if not messages or (reasoning and (last_user < len(messages) - 1 or
-                                       (strict and last_user < 0))):
-        # An assistant turn after the last query gets a think block: the renderer's job.
-        return None
-    backend = setup.backend
-    cache = setup.turns
-    trim = profile.trim_content
-    ordinary = backend.count_ordinary
-    total = 0
-    for m in messages:
-        key = (m["role"], m["content"])
+        key = (role, content)
         n = cache.get(key)
         if n is None:
-            content = key[1].strip() if trim else key[1]
-            if "<" in content:  # may hold added tokens: the general path splits them off
-                n = backend.count(f"{IM_START}{key[0]}\n{content}{IM_END}\n")
+            if role not in _PLAIN_ROLES:
+                return None
+            text = content.strip() if trim else content
+            if "<" in text:  # may hold added tokens: the general path splits them off
+                n = backend.count(f"{IM_START}{role}\n{text}{IM_END}\n")
             else:
-                n = 3 + ordinary(f"{key[0]}\n{content}")
+                n = 3 + ordinary(f"{role}\n{text}")
             if len(cache) >= _CACHE_LIMIT:
                 cache.clear()
             cache[key] = n
+        if role == "user" and not (reasoning and "<tool_response>" in content and
+                                   is_tool_response(content.strip() if trim else content)):
+            last_user = i
+            since_user.clear()
+        else:
+            if role == "system" and ((i and strict) or "fileid://" in content):
+                return None
+            if reasoning and "</think>" in content:
+                return None  # inline reasoning: the renderer splits it out
+            since_user.append(n)
         total += n
+    if reasoning and strict and last_user < 0:
+        return None  # the template refuses a chat without a user turn
+    if reasoning and 0 <= last_user < len(messages) - 1:
+        # Assistant turns after the last query get their think block: render those alone.
+        # (Without any user turn the renderer treats none as after it.)
+        for i, n in zip(range(last_user + 1, len(messages)), since_user, strict=True):
+            role, content = messages[i]["role"], messages[i]["content"]
+            if role != "assistant":
+                continue
+            last = i == len(messages) - 1
+            think_key = ("assistant\0last" if last else "assistant\0after", content)
+            think = cache.get(think_key)
+            if think is None:
+                text = content.strip() if trim else content
+                message = Message("assistant", (Part("text", text),), index=i)
+                think = backend.count(render_assistant(message, text, True, last, profile))
+                cache[think_key] = think
+            total += think - n
     if messages[0]["role"] != "system" and profile.default_system is not None:
         total += backend.count_cached(f"{IM_START}system\n{profile.default_system}{IM_END}\n")
     return total + backend.count_cached(profile.generation_prompt(enable_thinking))

@@ -121,7 +121,7 @@ def _split_reasoning(content: str) -> tuple[str, str]:
     return reasoning, content.split("</think>")[-1].lstrip("\n")
 
 
-def _is_tool_response(text: str) -> bool:
+def is_tool_response(text: str) -> bool:
     return text.startswith("<tool_response>") and text.endswith("</tool_response>")
 
 
@@ -140,7 +140,7 @@ def _system_block(system: str | None, tools: Sequence[Mapping[str, Any]],
     return f"{IM_START}system\n{head}{_JSON_TOOLS_INTRO}{lines}{_JSON_TOOLS_OUTRO}{IM_END}\n"
 
 
-def _render_assistant(message: Message, content: str, after_last_query: bool, is_last: bool,
+def render_assistant(message: Message, content: str, after_last_query: bool, is_last: bool,
                       profile: TemplateProfile) -> str:
     if profile.reasoning == "none":
         if not message.tool_calls:
@@ -190,7 +190,7 @@ def render_prompt(messages: Sequence[Message], profile: TemplateProfile, *,
     last_query = len(body) - 1
     if profile.reasoning != "none":
         for i in range(len(body) - 1, -1, -1):
-            if body[i].role == "user" and not _is_tool_response(texts[i]):
+            if body[i].role == "user" and not is_tool_response(texts[i]):
                 last_query = i
                 break
         else:
@@ -208,7 +208,7 @@ def render_prompt(messages: Sequence[Message], profile: TemplateProfile, *,
         elif role == "user":
             out.append(f"{IM_START}user\n{text}{IM_END}\n")
         elif role == "assistant":
-            out.append(_render_assistant(message, text, i > last_query or preserve_thinking,
+            out.append(render_assistant(message, text, i > last_query or preserve_thinking,
                                          i == len(body) - 1, profile))
         else:
             previous = body[i - 1].role if i > 0 else None
