@@ -7,9 +7,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .catalogue import Catalogue, ModelSpec, default_catalogue, resolve
 from .errors import InvalidMessages, MediaError
 from .request import Request
 from .tokens.backends import TokenizerBackend, TransformersBackend, load_backend
@@ -22,6 +21,7 @@ from .tokens.chat import (
     render_prompt,
 )
 from .tokens.files import file_tokens, register_file, split_references
+from .tokens.index import ModelInfo, lookup
 from .tokens.media import PLACEHOLDER_TOKENS, VISION_PLACEHOLDER, MediaTokens, VisionRule, measure
 from .tokens.messages import (
     Message,
@@ -32,6 +32,12 @@ from .tokens.messages import (
     parse_tools,
 )
 from .tokens.templates import TemplateProfile, features, get_profile
+
+if TYPE_CHECKING:  # the catalogue loads only when the small index cannot answer
+    from .catalogue import Catalogue, ModelSpec
+
+#: catalogue.OVERRIDE_ENV, repeated so counting does not import the catalogue module.
+_OVERRIDE_ENV = "QWEN_METER_CATALOGUE"
 
 #: The model assumed when none is named.
 DEFAULT_MODEL = "qwen-plus"
@@ -69,7 +75,7 @@ class TokenCount:
 
 @dataclass(frozen=True)
 class _Setup:
-    spec: ModelSpec
+    spec: ModelSpec | ModelInfo
     backend: TokenizerBackend
     profile: TemplateProfile
     #: qwen-mt: the server adds a translation prompt.
@@ -89,16 +95,26 @@ class _Setup:
 def _setup(model: str | None, family: str | None, template: str | TemplateProfile | None,
            tokenizer: PathLike | None, backend: str | None) -> _Setup:
     path = None if tokenizer is None else os.fspath(tokenizer)
-    return _cached_setup(default_catalogue(), model or DEFAULT_MODEL, family, template, path,
-                         backend)
+    # With catalogue overrides the full catalogue decides; otherwise the small index does.
+    if os.environ.get(_OVERRIDE_ENV):
+        from .catalogue import default_catalogue
+
+        return _cached_setup(default_catalogue(), model or DEFAULT_MODEL, family, template,
+                             path, backend)
+    return _cached_setup(None, model or DEFAULT_MODEL,
+                         family, template, path, backend)
 
 
 @lru_cache(maxsize=256)
-def _cached_setup(catalogue: Catalogue, model: str, family: str | None,
+def _cached_setup(catalogue: Catalogue | None, model: str, family: str | None,
                   template: str | TemplateProfile | None, tokenizer: str | None,
                   backend: str | None) -> _Setup:
     # Keyed by the catalogue object, so overrides loaded later ($QWEN_METER_CATALOGUE) apply.
-    spec = catalogue.resolve(model)
+    spec: ModelSpec | ModelInfo | None = lookup(model) if catalogue is None else None
+    if spec is None:  # not indexed: the catalogue resolves it or says why not
+        from .catalogue import default_catalogue
+
+        spec = (catalogue or default_catalogue()).resolve(model)
     chosen = load_backend(family or spec.family, tokenizer=tokenizer, backend=backend)
     profile = get_profile(template or spec.template)
     if template is None and spec.thinking_default is not None \
@@ -190,8 +206,8 @@ def render_messages(messages: Iterable[Any], model: str | None = None, *, tools:
         model = model or req.model
         if preserve_thinking is None:
             preserve_thinking = req.preserve_thinking
-    spec = resolve(model or DEFAULT_MODEL)
-    profile = get_profile(template or spec.template)
+    setup = _setup(model, None, template, None, None)
+    spec, profile = setup.spec, setup.profile
     return render_prompt(parse_messages(messages), profile, tools=parse_tools(tools),
                          enable_thinking=enable_thinking,
                          add_generation_prompt=add_generation_prompt,

@@ -15,6 +15,7 @@ from typing import Any
 
 from .._data import data_dir, load_yaml, lookup
 from ..errors import CatalogueError
+from .index import loaded_table
 
 TOOLS_STYLES = ("qwen2.5", "qwen3", "qwen3.5")
 TOOL_CALL_STYLES = ("json", "xml")
@@ -102,7 +103,9 @@ def _build(name: str, fields: dict[str, Any], file: str) -> TemplateProfile:
 @cache
 def _profiles() -> Mapping[str, TemplateProfile]:
     path = data_dir() / "templates.yaml"
-    doc = load_yaml(path)
+    doc = loaded_table("templates")
+    if doc is None:
+        doc = load_yaml(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("profiles"), dict):
         raise CatalogueError("expected a mapping with 'profiles'", file=str(path))
     raw = doc["profiles"]
@@ -137,7 +140,9 @@ class Features:
 def features() -> Features:
     """The ``features:`` section of ``data/templates.yaml``."""
     path = data_dir() / "templates.yaml"
-    doc = load_yaml(path)
+    doc = loaded_table("templates")
+    if doc is None:
+        doc = load_yaml(path)
     raw = doc.get("features") if isinstance(doc, dict) else None
     if not isinstance(raw, dict):
         raise CatalogueError("expected a 'features' mapping", file=str(path))
