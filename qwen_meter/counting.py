@@ -11,7 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidMessages, MediaError
 from .request import Request
-from .tokens.backends import TokenizerBackend, TransformersBackend, load_backend
+from .tokens.backends import (
+    TiktokenBackend,
+    TokenizerBackend,
+    TransformersBackend,
+    load_backend,
+)
 from .tokens.chat import (
     IM_END,
     IM_START,
@@ -84,6 +89,11 @@ class _Setup:
     preserve_capable: bool = False
     #: turn counts by (role, content), for this backend and profile.
     turns: dict[tuple[Any, str], int] = field(default_factory=dict)
+
+    @property
+    def ordinary(self) -> bool:
+        """Whether the backend's ordinary BPE path is the exact one (tiktoken)."""
+        return isinstance(self.backend, TiktokenBackend)
 
     @property
     def special(self) -> bool:
@@ -241,7 +251,8 @@ def _fast_count(messages: Any, setup: _Setup, enable_thinking: bool | None) -> i
     re-encodes only its new turns. Exactly what :func:`render_prompt` and the backend give
     (``tests/test_fast_count.py`` checks it for every profile).
     """
-    if (type(messages) is not list and type(messages) is not tuple) or not messages:
+    if (type(messages) is not list and type(messages) is not tuple) or not messages \
+            or not setup.ordinary:
         return None
     profile = setup.profile
     reasoning = profile.reasoning != "none"
