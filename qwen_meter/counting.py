@@ -265,7 +265,9 @@ def _fast_count(messages: Any, setup: _Setup, enable_thinking: bool | None) -> i
     last_user = -1
     since_user: list[int] = []  # counts of the turns after the last user turn
     for i, m in enumerate(messages):
-        if type(m) is not dict or not m.keys() <= _PLAIN_KEYS:
+        # Two keys that are role and content (checked below) are the common case: skip the
+        # key-set comparison for them.
+        if type(m) is not dict or (len(m) != 2 and not m.keys() <= _PLAIN_KEYS):
             return None
         role, content = m.get("role"), m.get("content")
         if type(content) is not str:
