@@ -27,7 +27,7 @@ def best_of(fn, repeat: int = 5) -> float:
 
 
 def raw_encoding():
-    """A plain tiktoken Encoding over the very same rank file and pattern."""
+    """A plain tiktoken Encoding over the very same rank file, pattern and added tokens."""
     import tiktoken
 
     from qwen_meter.tokens.backends import _load_ranks, bundled_ranks_path
@@ -36,7 +36,7 @@ def raw_encoding():
     family = get_family("qwen3")
     return tiktoken.Encoding("raw", pat_str=family.pattern,
                              mergeable_ranks=_load_ranks(str(bundled_ranks_path(family))),
-                             special_tokens={})
+                             special_tokens=dict(family.added_tokens))
 
 
 def text_throughput() -> list[dict[str, object]]:
@@ -81,18 +81,71 @@ def long_input() -> list[dict[str, object]]:
 
 
 def chat_rate() -> dict[str, object]:
+    """count_messages against the exact hand-made floor and a naive (inexact) sum.
+
+    The floor knows the template: each turn is 3 added tokens plus the ordinary BPE of
+    ``role\n{content}``, and the generation prompt is 3 tokens. It is exact for these
+    requests (asserted), so it is the least work any exact counter can do.
+    """
     import qwen_meter as qm
 
+    raw = raw_encoding()
+    ordinary = raw.encode_ordinary
     requests = corpora.mixed_chat(10_000)
-    qm.count_messages(requests[0], "qwen-plus")  # load once
-    t = time.perf_counter()
-    for messages in requests:
-        qm.count_messages(messages, "qwen-plus")
-    elapsed = time.perf_counter() - t
     n_messages = sum(len(m) for m in requests)
-    return {"requests": len(requests), "messages": n_messages, "seconds": round(elapsed, 3),
-            "requests/s": round(len(requests) / elapsed), "messages/s": round(n_messages /
-                                                                              elapsed)}
+
+    def floor() -> list[int]:
+        return [sum(3 + len(ordinary(f"{m['role']}\n{m['content']}")) for m in msgs) + 3
+                for msgs in requests]
+
+    def naive() -> list[int]:
+        return [sum(len(ordinary(m["content"])) + 4 for m in msgs) for msgs in requests]
+
+    def ours() -> list[int]:
+        from qwen_meter.counting import _cached_setup
+
+        _cached_setup.cache_clear()  # an empty turn cache: every message is encoded
+        return [qm.count_messages(msgs, "qwen-plus").tokens for msgs in requests]
+
+    assert ours() == floor(), "the hand-made floor must be exact"
+    t_floor, t_naive, t_ours = best_of(floor, 3), best_of(naive, 3), best_of(ours, 3)
+    return {"requests": len(requests), "messages": n_messages,
+            "qwen_meter messages/s": round(n_messages / t_ours),
+            "exact hand-made sum messages/s": round(n_messages / t_floor),
+            "naive sum (inexact) messages/s": round(n_messages / t_naive),
+            "qwen_meter / hand-made": round(t_ours / t_floor, 2),
+            "qwen_meter / naive": round(t_ours / t_naive, 2)}
+
+
+def incremental() -> dict[str, object]:
+    """Re-counting a growing conversation (100-200 turns) after each new turn, against
+    encoding only the new turn, and against re-encoding the whole rendered prompt."""
+    import qwen_meter as qm
+
+    raw = raw_encoding()
+    pool = corpora.mixed_chat(400, seed=7)
+    turns = [m for msgs in pool for m in msgs if m["role"] != "system"][:200]
+    chat = [{"role": "system", "content": "You are a helpful assistant."}, *turns[:100]]
+    qm.count_messages(chat, "qwen-plus")
+    recount = new_turn = whole = 0.0
+    for message in turns[100:]:
+        chat.append(message)
+        t = time.perf_counter()
+        qm.count_messages(chat, "qwen-plus")
+        recount += time.perf_counter() - t
+        t = time.perf_counter()
+        len(raw.encode_ordinary(f"{message['role']}\n{message['content']}"))
+        new_turn += time.perf_counter() - t
+        text = qm.render_messages(chat, "qwen-plus")
+        t = time.perf_counter()
+        len(raw.encode(text, allowed_special="all"))
+        whole += time.perf_counter() - t
+    k = len(turns) - 100
+    return {"turns": "100 -> 200", "re-count after one turn µs": round(recount / k * 1e6, 1),
+            "encode the new turn only µs": round(new_turn / k * 1e6, 1),
+            "re-encode the whole prompt µs": round(whole / k * 1e6, 1),
+            "re-count / new turn": round(recount / new_turn, 2),
+            "whole / re-count": round(whole / recount, 1)}
 
 
 def cold_start() -> dict[str, object]:
@@ -130,6 +183,7 @@ def main() -> None:
               "text throughput (64 docs of 4-10 KB)": text_throughput(),
               "long input (4 MB)": long_input(),
               "chat counting": chat_rate(),
+              "incremental re-count": incremental(),
               "cold start": cold_start()}
     print(json.dumps(report, indent=2, ensure_ascii=False))
 

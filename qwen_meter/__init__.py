@@ -11,12 +11,16 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .attribution import Attribution, attribute, current_attribution
+
+    # issue #13: request features (native bodies, qwen-long files, batch files)
+    from .batch import BatchEstimate, estimate_batch
     from .budget import Budget, BudgetStatus, Reservation, ThresholdEvent
     from .catalogue import Catalogue, Limits, ModelSpec, Offer, PriceTier, resolve
     from .counting import (
         DEFAULT_MODEL,
         TokenCount,
         count_completion,
+        count_file,
         count_messages,
         count_tokens,
         decode,
@@ -34,6 +38,7 @@ if TYPE_CHECKING:
         InvalidArgument,
         InvalidArgumentType,
         InvalidMessages,
+        InvalidRequest,
         InvalidTimeout,
         LimitExceeded,
         MediaError,
@@ -74,6 +79,7 @@ if TYPE_CHECKING:
     from .preflight import Preflight, check, fit_messages
     from .pricing import Cost, CostEstimate, cost, estimate_cost
     from .regions import region_for_url  # issue #10
+    from .request import normalize_request
     from .server_errors import (
         AuthenticationFailed,
         BadRequest,
@@ -86,6 +92,7 @@ if TYPE_CHECKING:
     )
     from .store import CircuitBreaker, MemoryStore, Store, StoreUnavailable, open_store
     from .tokens.backends import TokenizerBackend, load_backend
+    from .tokens.files import forget_files, register_file
     from .tokens.media import VisionRule, image_tokens
     from .tokens.templates import TemplateProfile, get_profile
     from .unlisted import FallbackPrice  # issue #10
@@ -196,6 +203,14 @@ _EXPORTS: dict[str, str] = {
     "ReservationSettled": ".errors",
     "ReservationUnknown": ".errors",
     "CircuitBreaker": ".store",
+    # issue #13
+    "BatchEstimate": ".batch",
+    "InvalidRequest": ".errors",
+    "count_file": ".counting",
+    "estimate_batch": ".batch",
+    "forget_files": ".tokens.files",
+    "normalize_request": ".request",
+    "register_file": ".tokens.files",
 }
 
 
@@ -220,6 +235,7 @@ __all__ = [
     "Attribution",
     "AuthenticationFailed",
     "BadRequest",
+    "BatchEstimate",
     "Budget",
     "BudgetExceeded",
     "BudgetStatus",
@@ -239,6 +255,7 @@ __all__ = [
     "InvalidArgument",
     "InvalidArgumentType",
     "InvalidMessages",
+    "InvalidRequest",
     "InvalidTimeout",
     "JsonlLog",
     "LimitExceeded",
@@ -298,22 +315,27 @@ __all__ = [
     "classify",
     "cost",
     "count_completion",
+    "count_file",
     "count_messages",
     "count_tokens",
     "create_gateway",
     "current_attribution",
     "decode",
     "encode",
+    "estimate_batch",
     "estimate_cost",
     "fit_messages",
+    "forget_files",
     "get_profile",
     "get_tokenizer",
     "image_tokens",
     "load_backend",
+    "normalize_request",
     "open_store",
     "read_usage",
     "redact",
     "region_for_url",
+    "register_file",
     "register_secret",
     "render_messages",
     "resolve",

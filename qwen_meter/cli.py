@@ -37,11 +37,11 @@ def _load_request(path: str) -> dict[str, Any]:
         doc = json.loads(text)
     except ValueError as exc:
         raise InvalidMessages(f"{path} is not JSON: {exc}") from None
-    if isinstance(doc, list):
-        return {"messages": doc}
-    if isinstance(doc, dict) and "messages" in doc:
-        return doc
-    raise InvalidMessages(f"{path} must hold a list of messages or an object with 'messages'")
+    if isinstance(doc, (list, dict)):
+        from .request import normalize_request  # OpenAI or native DashScope bodies
+
+        return normalize_request(doc)
+    raise InvalidMessages(f"{path} must hold a list of messages or a request object")
 
 
 def _print_count(result: Any, args: argparse.Namespace, label: str) -> None:
@@ -72,7 +72,7 @@ def _count(args: argparse.Namespace) -> int:
         model = args.model or request.get("model") or DEFAULT_MODEL
         thinking = args.enable_thinking if args.enable_thinking is not None \
             else request.get("enable_thinking")
-        result = count_messages(request["messages"], model, tools=request.get("tools"),
+        result = count_messages(request, model,
                                 enable_thinking=thinking, template=args.template,
                                 high_resolution=bool(request.get("vl_high_resolution_images")),
                                 **options)
@@ -216,7 +216,11 @@ def _request_and_model(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 
 def _estimate(args: argparse.Namespace) -> int:
     from .catalogue import resolve
+    from .cli_estimate_batch import is_batch_file, run
     from .pricing import estimate_cost
+
+    if is_batch_file(args.request):  # a Batch API input file (JSON Lines)
+        return run(args)
 
     request, model = _request_and_model(args)
     spec = resolve(model)

@@ -4,15 +4,30 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from . import validate as check
-from .catalogue import Catalogue, ModelSpec, default_catalogue, resolve
-from .errors import InvalidMessages
-from .tokens.backends import TokenizerBackend, TransformersBackend, load_backend
-from .tokens.chat import IM_START, render_completion, render_prompt
+from .errors import InvalidMessages, MediaError
+from .request import Request
+from .tokens.backends import (
+    TiktokenBackend,
+    TokenizerBackend,
+    TransformersBackend,
+    load_backend,
+)
+from .tokens.chat import (
+    IM_END,
+    IM_START,
+    is_tool_response,
+    render_assistant,
+    render_completion,
+    render_prompt,
+)
+from .tokens.files import file_tokens, register_file, split_references
+from .tokens.index import ModelInfo, lookup
 from .tokens.media import PLACEHOLDER_TOKENS, VISION_PLACEHOLDER, MediaTokens, VisionRule, measure
 from .tokens.messages import (
     Message,
@@ -22,7 +37,13 @@ from .tokens.messages import (
     parse_tool_calls,
     parse_tools,
 )
-from .tokens.templates import TemplateProfile, get_profile
+from .tokens.templates import TemplateProfile, features, get_profile
+
+if TYPE_CHECKING:  # the catalogue loads only when the small index cannot answer
+    from .catalogue import Catalogue, ModelSpec
+
+#: catalogue.OVERRIDE_ENV, repeated so counting does not import the catalogue module.
+_OVERRIDE_ENV = "QWEN_METER_CATALOGUE"
 
 #: The model assumed when none is named.
 DEFAULT_MODEL = "qwen-plus"
@@ -60,30 +81,60 @@ class TokenCount:
 
 @dataclass(frozen=True)
 class _Setup:
-    spec: ModelSpec
+    spec: ModelSpec | ModelInfo
     backend: TokenizerBackend
     profile: TemplateProfile
+    #: qwen-mt: the server adds a translation prompt.
+    translation: bool = False
+    #: the model's template can keep earlier reasoning (``preserve_thinking``).
+    preserve_capable: bool = False
+    #: turn counts by (role, content), for this backend and profile.
+    turns: dict[tuple[Any, str], int] = field(default_factory=dict)
+
+    @property
+    def ordinary(self) -> bool:
+        """Whether the backend's ordinary BPE path is the exact one (tiktoken)."""
+        return isinstance(self.backend, TiktokenBackend)
+
+    @property
+    def special(self) -> bool:
+        """Whether the request needs more than the plain renderer."""
+        return self.translation or (isinstance(self.backend, TransformersBackend)
+                                    and self.backend.chat_template is not None)
 
 
 def _setup(model: str | None, family: str | None, template: str | TemplateProfile | None,
            tokenizer: PathLike | None, backend: str | None) -> _Setup:
     path = None if tokenizer is None else os.fspath(tokenizer)
-    return _cached_setup(default_catalogue(), model or DEFAULT_MODEL, family, template, path,
-                         backend)
+    # With catalogue overrides the full catalogue decides; otherwise the small index does.
+    if os.environ.get(_OVERRIDE_ENV):
+        from .catalogue import default_catalogue
+
+        return _cached_setup(default_catalogue(), model or DEFAULT_MODEL, family, template,
+                             path, backend)
+    return _cached_setup(None, model or DEFAULT_MODEL,
+                         family, template, path, backend)
 
 
 @lru_cache(maxsize=256)
-def _cached_setup(catalogue: Catalogue, model: str, family: str | None,
+def _cached_setup(catalogue: Catalogue | None, model: str, family: str | None,
                   template: str | TemplateProfile | None, tokenizer: str | None,
                   backend: str | None) -> _Setup:
     # Keyed by the catalogue object, so overrides loaded later ($QWEN_METER_CATALOGUE) apply.
-    spec = catalogue.resolve(model)
+    spec: ModelSpec | ModelInfo | None = lookup(model) if catalogue is None else None
+    if spec is None:  # not indexed: the catalogue resolves it or says why not
+        from .catalogue import default_catalogue
+
+        spec = (catalogue or default_catalogue()).resolve(model)
     chosen = load_backend(family or spec.family, tokenizer=tokenizer, backend=backend)
     profile = get_profile(template or spec.template)
     if template is None and spec.thinking_default is not None \
             and spec.thinking_default != profile.thinking_default:
         profile = replace(profile, thinking_default=spec.thinking_default)
-    return _Setup(spec, chosen, profile)
+    rules = features()
+    return _Setup(spec, chosen, profile,
+                  translation=rules.translation.fullmatch(spec.name) is not None,
+                  preserve_capable=rules.preserve_thinking.fullmatch(spec.name) is not None)
 
 
 def _text_backend(model: str | None, family: str | None, tokenizer: PathLike | None,
@@ -164,42 +215,182 @@ def _count_rendered(backend: TokenizerBackend, text: str) -> int:
 def render_messages(messages: Iterable[Any], model: str | None = None, *, tools: Any = None,
                     enable_thinking: bool | None = None,
                     template: str | TemplateProfile | None = None,
-                    add_generation_prompt: bool = True) -> str:
-    """The prompt text the model's template renders (one placeholder per media item)."""
+                    add_generation_prompt: bool = True,
+                    preserve_thinking: bool | None = None) -> str:
+    """The prompt text the model's template renders (one placeholder per media item).
+
+    ``messages`` may also be a whole request (OpenAI or native DashScope body)."""
     check.counting_args("render_messages", model=model, template=template)
     check.optional_flag(enable_thinking, "render_messages(enable_thinking=)")
     check.flag(add_generation_prompt, "render_messages(add_generation_prompt=)")
-    spec = resolve(model or DEFAULT_MODEL)
-    profile = get_profile(template or spec.template)
+    if isinstance(messages, Mapping):
+        req = Request.of(messages, tools=tools, enable_thinking=enable_thinking)
+        messages, tools, enable_thinking = req.subject, req.tools, req.enable_thinking
+        model = model or req.model
+        if preserve_thinking is None:
+            preserve_thinking = req.preserve_thinking
+    setup = _setup(model, None, template, None, None)
+    spec, profile = setup.spec, setup.profile
     return render_prompt(parse_messages(messages), profile, tools=parse_tools(tools),
                          enable_thinking=enable_thinking,
                          add_generation_prompt=add_generation_prompt,
-                         media_text=lambda part: VISION_PLACEHOLDER[part.kind])
+                         media_text=lambda part: VISION_PLACEHOLDER[part.kind],
+                         preserve_thinking=_preserves(spec.name, preserve_thinking))
 
 
-def count_messages(messages: Iterable[Any], model: str | None = None, *, tools: Any = None,
-                   enable_thinking: bool | None = None,
+def _preserves(model: str, preserve_thinking: bool | None) -> bool:
+    """Whether earlier reasoning stays in the prompt: only templates that support it keep it,
+    and some do unasked."""
+    rules = features()
+    if not rules.preserve_thinking.fullmatch(model):
+        return False
+    if preserve_thinking is None:
+        return rules.preserve_thinking_default.fullmatch(model) is not None
+    return preserve_thinking
+
+
+_PLAIN_KEYS = frozenset(("role", "content", "name"))
+_PLAIN_ROLES = frozenset(("system", "user", "assistant"))
+_CACHE_LIMIT = 1 << 16
+
+
+def _fast_count(messages: Any, setup: _Setup, enable_thinking: bool | None) -> int | None:
+    """The prompt tokens of a plain text conversation without rendering it, or None when the
+    request needs the full renderer (tools, media, reasoning, partial, tool turns ...).
+
+    Each turn is ``<|im_start|>role\n{content}<|im_end|>\n``: three added tokens plus the
+    ordinary BPE of ``role\n{content}``, since added tokens are never merged with their
+    neighbours. Turn counts are remembered by (role, content), so a growing conversation
+    re-encodes only its new turns. Exactly what :func:`render_prompt` and the backend give
+    (``tests/test_fast_count.py`` checks it for every profile).
+    """
+    if (type(messages) is not list and type(messages) is not tuple) or not messages \
+            or not setup.ordinary:
+        return None
+    profile = setup.profile
+    reasoning = profile.reasoning != "none"
+    strict = profile.strict
+    trim = profile.trim_content
+    backend = setup.backend
+    cache = setup.turns
+    ordinary = backend.count_ordinary
+    total = 0
+    last_user = -1
+    since_user: list[int] = []  # counts of the turns after the last user turn
+    for i, m in enumerate(messages):
+        # Two keys that are role and content (checked below) are the common case: skip the
+        # key-set comparison for them.
+        if type(m) is not dict or (len(m) != 2 and not m.keys() <= _PLAIN_KEYS):
+            return None
+        role, content = m.get("role"), m.get("content")
+        if type(content) is not str:
+            return None
+        key = (role, content)
+        n = cache.get(key)
+        if n is None:
+            if role not in _PLAIN_ROLES:
+                return None
+            text = content.strip() if trim else content
+            if "<" in text:  # may hold added tokens: the general path splits them off
+                n = backend.count(f"{IM_START}{role}\n{text}{IM_END}\n")
+            else:
+                n = 3 + ordinary(f"{role}\n{text}")
+            if len(cache) >= _CACHE_LIMIT:
+                cache.clear()
+            cache[key] = n
+        if role == "user" and not (reasoning and "<tool_response>" in content and
+                                   is_tool_response(content.strip() if trim else content)):
+            last_user = i
+            since_user.clear()
+        else:
+            if role == "system" and ((i and strict) or "fileid://" in content):
+                return None
+            if reasoning and "</think>" in content:
+                return None  # inline reasoning: the renderer splits it out
+            since_user.append(n)
+        total += n
+    if reasoning and strict and last_user < 0:
+        return None  # the template refuses a chat without a user turn
+    if reasoning and 0 <= last_user < len(messages) - 1:
+        # Assistant turns after the last query get their think block: render those alone.
+        # (Without any user turn the renderer treats none as after it.)
+        for i, n in zip(range(last_user + 1, len(messages)), since_user, strict=True):
+            role, content = messages[i]["role"], messages[i]["content"]
+            if role != "assistant":
+                continue
+            last = i == len(messages) - 1
+            think_key = ("assistant\0last" if last else "assistant\0after", content)
+            think = cache.get(think_key)
+            if think is None:
+                text = content.strip() if trim else content
+                message = Message("assistant", (Part("text", text),), index=i)
+                think = backend.count(render_assistant(message, text, True, last, profile))
+                cache[think_key] = think
+            total += think - n
+    if messages[0]["role"] != "system" and profile.default_system is not None:
+        total += backend.count_cached(f"{IM_START}system\n{profile.default_system}{IM_END}\n")
+    return total + backend.count_cached(profile.generation_prompt(enable_thinking))
+
+
+def count_messages(messages: Iterable[Any] | Mapping[str, Any], model: str | None = None, *,
+                   tools: Any = None, enable_thinking: bool | None = None,
                    template: str | TemplateProfile | None = None,
                    family: str | None = None, tokenizer: PathLike | None = None,
                    backend: str | None = None, high_resolution: bool = False,
-                   add_generation_prompt: bool = True) -> TokenCount:
+                   add_generation_prompt: bool = True, preserve_thinking: bool | None = None,
+                   enable_search: bool = False,
+                   translation_options: Mapping[str, Any] | None = None) -> TokenCount:
     """Prompt tokens of a chat request, as DashScope bills them (``prompt_tokens``).
 
     ``messages`` and ``tools`` are what the OpenAI-compatible or native API takes;
-    ``enable_thinking`` and ``high_resolution`` (``vl_high_resolution_images``) are the
-    request's switches. ``template`` overrides the model's template profile. With a
-    transformers ``tokenizer`` and no ``template``, the tokenizer's own chat template renders.
+    ``messages`` may also be the whole request body (OpenAI-compatible, or native DashScope
+    with ``input`` / ``parameters``), whose options then apply. ``enable_thinking`` and
+    ``high_resolution`` (``vl_high_resolution_images``) are the request's switches.
+    ``template`` overrides the model's template profile. With a transformers ``tokenizer``
+    and no ``template``, the tokenizer's own chat template renders.
+
+    The count is exact only when every part of the prompt is known locally: web search
+    (``enable_search``) adds results server-side, qwen-mt adds a translation prompt, and a
+    qwen-long ``fileid://`` reference counts only once its file is registered
+    (:func:`register_file`, :func:`count_file`). ``notes`` says what was estimated.
     """
     check.counting_args("count_messages", model=model, family=family, template=template,
                         tokenizer=tokenizer, backend=backend)
     check.optional_flag(enable_thinking, "count_messages(enable_thinking=)")
     check.flag(high_resolution, "count_messages(high_resolution=)")
     check.flag(add_generation_prompt, "count_messages(add_generation_prompt=)")
+    if isinstance(messages, Mapping):
+        req = Request.of(messages, tools=tools, enable_thinking=enable_thinking)
+        messages, tools, enable_thinking = req.subject, req.tools, req.enable_thinking
+        model = model or req.model
+        high_resolution = high_resolution or req.high_resolution
+        enable_search = enable_search or req.search
+        if preserve_thinking is None:
+            preserve_thinking = req.preserve_thinking
+        if translation_options is None:
+            translation_options = req.translation_options
     setup = _setup(model, family, template, tokenizer, backend)
+    preserve = setup.preserve_capable and _preserves(setup.spec.name, preserve_thinking)
+    if (tools is None and add_generation_prompt and not enable_search and not setup.special
+            and not preserve):
+        fast = _fast_count(messages, setup, enable_thinking)
+        if fast is not None:
+            return TokenCount(fast, setup.backend.exact, setup.backend.name,
+                              setup.backend.family.name, setup.profile.name, text_tokens=fast)
+    return _full_count(messages, setup, tools, enable_thinking, template, high_resolution,
+                       add_generation_prompt, preserve, enable_search, translation_options)
+
+
+def _full_count(messages: Any, setup: _Setup, tools: Any, enable_thinking: bool | None,
+                template: str | TemplateProfile | None, high_resolution: bool,
+                add_generation_prompt: bool, preserve_thinking: bool, enable_search: bool,
+                translation_options: Mapping[str, Any] | None) -> TokenCount:
     parsed = parse_messages(messages)
     tool_defs = parse_tools(tools)
     media = _Media(setup.spec.vision, high_resolution)
     chat_backend = setup.backend
+    notes: list[str] = []
+    parsed, file_total, files_known = _resolve_files(parsed, notes)
     if isinstance(chat_backend, TransformersBackend) and template is None \
             and chat_backend.chat_template:
         text = _render_with_tokenizer(chat_backend, messages, parsed, tool_defs, media,
@@ -209,21 +400,92 @@ def count_messages(messages: Iterable[Any], model: str | None = None, *, tools: 
         text = render_prompt(parsed, setup.profile, tools=tool_defs,
                              enable_thinking=enable_thinking,
                              add_generation_prompt=add_generation_prompt,
-                             media_text=media.placeholder)
+                             media_text=media.placeholder, preserve_thinking=preserve_thinking)
         template_name = setup.profile.name
-    rendered = _count_rendered(chat_backend, text)
+    rendered = _count_rendered(chat_backend, text) + file_total
+    exact = chat_backend.exact and files_known
+    if setup.translation:
+        added = _translation_estimate(chat_backend, translation_options)
+        rendered += added
+        exact = False
+        notes.append(f"{setup.spec.name}: the server wraps the text in a translation prompt "
+                     f"that is not published; {added} tokens added as an estimate")
+    if enable_search:
+        exact = False
+        notes.append("enable_search: search results are added to the prompt server-side; "
+                     "the count is the request without them (a lower bound)")
     totals = media.totals()
     placeholders = sum(PLACEHOLDER_TOKENS[item.kind] for item in media.items)
     total = rendered - placeholders + sum(totals.values())
-    notes = [item.note for item in media.items if item.note]
+    notes.extend(item.note for item in media.items if item.note)
     if media.items and media.assumed_rule:
         notes.append(f"{setup.spec.name} has no media rule in the catalogue; defaults used")
-    exact = chat_backend.exact and all(i.exact for i in media.items) and not (
+    exact = exact and all(i.exact for i in media.items) and not (
         media.items and media.assumed_rule)
     return TokenCount(total, exact, chat_backend.name, chat_backend.family.name, template_name,
                       text_tokens=total - sum(totals.values()), image_tokens=totals["image"],
                       audio_tokens=totals["audio"], video_tokens=totals["video"],
                       notes=tuple(notes))
+
+
+def _resolve_files(parsed: tuple[Message, ...], notes: list[str]
+                   ) -> tuple[tuple[Message, ...], int, bool]:
+    """Messages with their ``fileid://`` references taken out, the registered files' tokens,
+    and whether every referenced file was known."""
+    total, known, changed = 0, True, False
+    out = []
+    for message in parsed:
+        parts = []
+        for part in message.parts:
+            if part.kind == "text" and "fileid://" in part.text:
+                rest, ids = split_references(part.text)
+                for file_id in ids:
+                    tokens = file_tokens(file_id)
+                    if tokens is None:
+                        known = False
+                        notes.append(f"messages[{message.index}]: fileid://{file_id} is not "
+                                     "registered; its content is not counted "
+                                     "(register_file or count_file)")
+                    else:
+                        total += tokens
+                part = replace(part, text=rest)
+                changed = True
+            parts.append(part)
+        out.append(replace(message, parts=tuple(parts)) if changed else message)
+    return (tuple(out) if changed else parsed), total, known
+
+
+def _translation_estimate(backend: TokenizerBackend,
+                          options: Mapping[str, Any] | None) -> int:
+    added = features().translation_overhead
+    if not options:
+        return added
+    # Terms, translation memory and domain hints are pasted into the server's prompt.
+    for key in ("terms", "tm_list"):
+        for item in options.get(key) or ():
+            if isinstance(item, Mapping):
+                added += sum(backend.count(str(v)) for v in item.values())
+    domains = options.get("domains")
+    if isinstance(domains, str):
+        added += backend.count(domains)
+    return added
+
+
+def count_file(path: PathLike, model: str | None = None, *, file_id: str | None = None
+               ) -> TokenCount:
+    """Tokens of a local UTF-8 text file, as a qwen-long ``fileid://`` reference to it adds
+    to the prompt; with ``file_id``, the count is also registered for that id."""
+    try:
+        text = Path(os.fspath(path)).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise MediaError(f"{os.fspath(path)} is not UTF-8 text (byte {exc.start}); register "
+                         "the file's token count instead") from None
+    except OSError as exc:
+        raise MediaError(f"cannot read {os.fspath(path)}: {exc.strerror}") from None
+    counted = count_tokens(text, model or "qwen-long")
+    if file_id is not None:
+        register_file(file_id, counted.tokens)
+    return counted
 
 
 def _render_with_tokenizer(backend: TransformersBackend, raw: Iterable[Any],

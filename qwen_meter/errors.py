@@ -220,3 +220,15 @@ class InvalidArgument(QwenMeterError, ValueError):
 
 class InvalidArgumentType(InvalidArgument, TypeError):
     """An argument of the wrong type (also a :class:`TypeError`, as Python users expect)."""
+
+
+# --- issue #13 (request features) ---------------------------------------------------------
+
+
+class InvalidRequest(InvalidMessages):
+    """A request option DashScope would refuse (``n`` out of range, a bad ``thinking_budget``,
+    a ``partial`` prefix that is not the last message...). ``field`` names the option."""
+
+    def __init__(self, reason: str, *, field: str, index: int | None = None) -> None:
+        self.field = field
+        super().__init__(f"{field}: {reason}", index=index)

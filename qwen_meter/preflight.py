@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +13,7 @@ from .counting import TokenCount, count_messages
 from .errors import (
     ContextLimitExceeded,
     InvalidMessages,
+    InvalidRequest,
     LimitExceeded,
     OutputLimitExceeded,
 )
@@ -62,20 +63,27 @@ def check(request: Any, model: str | ModelSpec, *, max_tokens: int | None = None
     req = Request.of(request, tools=tools, max_tokens=max_tokens,
                      enable_thinking=enable_thinking)
     spec = _spec(model, catalogue)
-    prompt = count_messages(req.subject, spec.name, tools=req.tools,
-                            enable_thinking=req.enable_thinking,
+    # A whole request body is counted as one, so its options (search, partial, files,
+    # preserve_thinking ...) reach the count.
+    prompt = count_messages(request if isinstance(request, Mapping) else req.subject,
+                            spec.name, tools=req.tools, enable_thinking=req.enable_thinking,
                             high_resolution=req.high_resolution)
     return check_prompt(prompt, spec, max_tokens=req.max_tokens,
-                        enable_thinking=req.enable_thinking, region=region, at=at)
+                        enable_thinking=req.enable_thinking, region=region, at=at,
+                        thinking_budget=req.thinking_budget)
 
 
 def check_prompt(prompt: TokenCount, spec: ModelSpec, *, max_tokens: int | None = None,
                  enable_thinking: bool | None = None, region: str | None = None,
-                 at: dt.date | None = None) -> Preflight:
+                 at: dt.date | None = None, thinking_budget: int | None = None) -> Preflight:
     """:func:`check` for a prompt already counted."""
     offer = spec.offer(region, at)
     thinking = thinking_applies(spec, enable_thinking)
     limits = offer.limits
+    if thinking and thinking_budget is not None and limits.max_reasoning is not None \
+            and thinking_budget > limits.max_reasoning:
+        raise InvalidRequest(f"{spec.name} reasons at most {limits.max_reasoning} tokens; "
+                             f"thinking_budget is {thinking_budget}", field="thinking_budget")
     max_input = limits.input_limit(thinking)
     context = limits.context_limit(thinking)
     max_output = limits.output_limit(thinking)

@@ -229,35 +229,50 @@ def estimate_cost(request: Any, model: str | ModelSpec, *, max_tokens: int | Non
                   region: str | None = None, tools: Any = None,
                   enable_thinking: bool | None = None, batch: bool = False,
                   at: dt.date | dt.datetime | str | None = None,
-                  catalogue: Catalogue | None = None) -> CostEstimate:
+                  catalogue: Catalogue | None = None,
+                  n: int = 1, thinking_budget: int | None = None, search: bool = False
+                  ) -> CostEstimate:
     """The cost range of a request before sending it.
 
     ``request`` is a prompt token count, a text, a list of messages, or a request object
-    (``messages``, ``tools``, ``max_tokens``, ``enable_thinking``). The low end is the input
-    alone; the high end adds the full output allowance (``max_tokens``, else the model's
-    output limit, plus the reasoning allowance when thinking can apply) at the highest output
-    price that can apply.
+    (OpenAI-compatible or native DashScope body: ``messages``, ``tools``, ``max_tokens``,
+    ``n``, ``enable_thinking``, ``thinking_budget``, ``enable_search``, ``modalities``). The
+    low end is the input alone; the high end adds the full output allowance (``max_tokens``,
+    else the model's output limit, plus the reasoning allowance when thinking can apply:
+    ``thinking_budget`` capped by the model's maximum) for each of the ``n`` choices, at the
+    highest output price that can apply (audio output when ``modalities`` asks for audio).
+    With web search the prompt is not exact: results are added server-side.
     """
     at = check.pricing_args("estimate_cost", model=model, region=region, at=at,
                             catalogue=catalogue)
     check.optional_flag(enable_thinking, "estimate_cost(enable_thinking=)")
     check.flag(batch, "estimate_cost(batch=)")
     req = Request.of(request, tools=tools, max_tokens=max_tokens,
-                     enable_thinking=enable_thinking)
+                     enable_thinking=enable_thinking, n=n if n != 1 else None,
+                     thinking_budget=thinking_budget, search=search or None)
     spec, offer = _context(model, region, at, catalogue)
     thinking = thinking_applies(spec, req.enable_thinking)
-    prompt, exact = prompt_usage(req.subject, spec, tools=req.tools,
+    # A whole request body is counted as one, so its search / translation / reasoning
+    # options reach the count.
+    subject = request if isinstance(request, Mapping) else req.subject
+    prompt, exact = prompt_usage(subject, spec, tools=req.tools,
                                  enable_thinking=req.enable_thinking,
                                  high_resolution=req.high_resolution)
     allowance = req.max_tokens if req.max_tokens is not None \
         else offer.limits.output_limit(thinking)
-    if allowance is not None and thinking and offer.limits.max_reasoning:
-        allowance += offer.limits.max_reasoning
+    if allowance is not None and thinking:
+        reasoning = offer.limits.max_reasoning
+        if req.thinking_budget is not None:
+            reasoning = min(req.thinking_budget, reasoning or req.thinking_budget)
+        allowance += reasoning or 0
+    if allowance is not None:
+        allowance *= req.n  # every choice is billed as output; the prompt once
     low = cost(prompt, spec, region=offer.region, batch=batch, thinking=False, at=at)
     if allowance is None:
         high = Cost(None, offer.currency, spec.name, offer.region, unpriced="output limit unknown",
                     as_of=offer.as_of)
     else:
-        high = cost(replace(prompt, completion_tokens=allowance), spec, region=offer.region,
-                    batch=batch, thinking=thinking, at=at)
-    return CostEstimate(low, high, prompt.prompt_tokens, allowance, exact)
+        reply = replace(prompt, completion_tokens=allowance,
+                        output_audio_tokens=allowance if req.audio_output else 0)
+        high = cost(reply, spec, region=offer.region, batch=batch, thinking=thinking, at=at)
+    return CostEstimate(low, high, prompt.prompt_tokens, allowance, exact and not req.search)

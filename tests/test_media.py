@@ -125,3 +125,69 @@ def test_image_on_model_without_media_rule_is_not_exact():
     url = "data:image/png;base64," + base64.b64encode(png_bytes(64, 64)).decode()
     count = qm.count_messages(image_message(url), "qwen-plus")
     assert not count.exact and any("no media rule" in n for n in count.notes)
+
+
+# --- arithmetic that cannot overflow (issue #14) ---------------------------------------------
+
+def _png_header(width: int, height: int) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan"), 0, -3, 0.5, "9",
+                                 True])
+def test_bad_sizes_are_media_errors(bad):
+    with pytest.raises(qm.MediaError):
+        image_tokens(bad, 100, VisionRule(patch=28))
+    part = {"type": "image_url", "image_url": {"url": "https://x/y.png"}, "width": bad,
+            "height": 100}
+    with pytest.raises(qm.MediaError):
+        qm.count_messages([{"role": "user", "content": [part]}], VL28)
+
+
+@pytest.mark.parametrize("huge", [1e308, 10**400, 2**64])
+def test_huge_sizes_clamp_to_the_limit(huge):
+    rule = VisionRule(patch=28)
+    for width, height in ((huge, huge), (huge, 1), (1, huge), (huge, 450)):
+        tokens = image_tokens(width, height, rule)
+        assert rule.min_tokens + 2 <= tokens <= rule.max_tokens + 2
+    assert image_tokens(huge, huge, rule, max_pixels=10**400) <= rule.max_tokens_highres + 2
+
+
+def test_a_20000_square_header_is_clamped_not_refused():
+    url = "data:image/png;base64," + base64.b64encode(_png_header(20000, 20000)).decode()
+    count = qm.count_messages(image_message(url), VL28)
+    assert count.exact and count.image_tokens == image_tokens(20000, 20000,
+                                                              qm.resolve(VL28).vision)
+
+
+@pytest.mark.parametrize("duration", [float("inf"), float("nan"), 1e308, 10**400])
+def test_unbounded_durations_are_media_errors(duration):
+    for part in ({"type": "input_audio", "input_audio": {"data": "x", "duration": duration}},
+                 {"type": "video_url", "video_url": {"url": "https://x/v.mp4"}, "width": 640,
+                  "height": 480, "duration": duration}):
+        with pytest.raises(qm.MediaError):
+            qm.count_messages([{"role": "user", "content": [part]}], "qwen-omni-turbo")
+
+
+def test_wav_frame_rate_zero_is_a_media_error():
+    import wave
+
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(8000)
+        wav.writeframes(b"\0\0" * 800)
+    data = bytearray(buffer.getvalue())
+    data[24:28] = b"\0\0\0\0"  # the header's sample rate
+    part = {"type": "input_audio", "input_audio": {"data": base64.b64encode(bytes(data)).decode()}}
+    with pytest.raises(qm.MediaError, match="frame rate"):
+        qm.count_messages([{"role": "user", "content": [part]}], "qwen-omni-turbo")

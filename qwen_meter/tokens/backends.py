@@ -67,6 +67,10 @@ class TokenizerBackend(ABC):
         """Number of tokens in ``text``."""
         return len(self.encode(text))
 
+    def count_ordinary(self, text: str) -> int:
+        """Tokens of ``text`` known to hold no added token (a chat turn's body)."""
+        return self.count(text)
+
     @lru_cache(maxsize=65536)  # noqa: B019 - backends live for the whole process
     def count_cached(self, text: str) -> int:
         """:meth:`count`, remembered: a growing chat re-counts only its new messages."""
@@ -218,7 +222,20 @@ class TiktokenBackend(TokenizerBackend):
         return ids
 
     def count(self, text: str) -> int:
-        return len(self.encode(text))
+        if len(text) >= PARALLEL_THRESHOLD:
+            return len(self.encode(text))
+        ordinary = self._encode_ordinary
+        if "<" not in text:  # every added token starts with "<"
+            return len(ordinary(nfc(text)))
+        # Added tokens split here, in Python: tiktoken's own special-token path converts its
+        # set of 26-33 allowed tokens on every call, which costs more than the split.
+        pieces = self._splitter.split(text)
+        return len(pieces) - 1 + sum(len(ordinary(nfc(p))) for p in pieces if p)
+
+    def count_ordinary(self, text: str) -> int:
+        if len(text) >= PARALLEL_THRESHOLD:
+            return len(self.encode(text))
+        return len(self._encode_ordinary(nfc(text)))
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.encoding.decode_bytes(list(ids)).decode("utf-8", errors="replace")

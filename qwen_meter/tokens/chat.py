@@ -66,6 +66,10 @@ def _arguments_json(call: ToolCall, profile: TemplateProfile) -> str:
     if isinstance(args, str):
         if profile.tool_arguments == "verbatim":
             return args
+        if profile.tool_arguments == "tojson":
+            # The open Qwen2.5 template pipes the string through tojson: a JSON string
+            # holding the JSON text, quotes escaped.
+            return to_json(args)
         try:
             return to_json(json.loads(args))
         except ValueError:
@@ -117,7 +121,7 @@ def _split_reasoning(content: str) -> tuple[str, str]:
     return reasoning, content.split("</think>")[-1].lstrip("\n")
 
 
-def _is_tool_response(text: str) -> bool:
+def is_tool_response(text: str) -> bool:
     return text.startswith("<tool_response>") and text.endswith("</tool_response>")
 
 
@@ -136,7 +140,7 @@ def _system_block(system: str | None, tools: Sequence[Mapping[str, Any]],
     return f"{IM_START}system\n{head}{_JSON_TOOLS_INTRO}{lines}{_JSON_TOOLS_OUTRO}{IM_END}\n"
 
 
-def _render_assistant(message: Message, content: str, after_last_query: bool, is_last: bool,
+def render_assistant(message: Message, content: str, after_last_query: bool, is_last: bool,
                       profile: TemplateProfile) -> str:
     if profile.reasoning == "none":
         if not message.tool_calls:
@@ -165,26 +169,35 @@ def _render_assistant(message: Message, content: str, after_last_query: bool, is
 
 def render_prompt(messages: Sequence[Message], profile: TemplateProfile, *,
                   tools: Sequence[Mapping[str, Any]] = (), enable_thinking: bool | None = None,
-                  add_generation_prompt: bool = True, media_text: MediaText = _no_media) -> str:
-    """The prompt text the model's template produces for this request."""
-    trim = profile.trim_content
-    texts = [content_text(m, media_text, trim) for m in messages]
+                  add_generation_prompt: bool = True, media_text: MediaText = _no_media,
+                  preserve_thinking: bool = False) -> str:
+    """The prompt text the model's template produces for this request.
 
-    first_is_system = messages[0].role == "system"
+    A last assistant message with ``partial`` is a prefix the model continues: it is written
+    as given, left open (no ``<|im_end|>``, no think block) and no generation prompt follows.
+    ``preserve_thinking`` keeps the reasoning of every earlier assistant turn, not only of
+    those after the last user query.
+    """
+    partial = messages[-1] if messages and messages[-1].partial else None
+    body = messages[:-1] if partial is not None else messages
+    trim = profile.trim_content
+    texts = [content_text(m, media_text, trim) for m in body]
+
+    first_is_system = bool(body) and body[0].role == "system"
     system = texts[0] if first_is_system else profile.default_system
     out = [_system_block(system, tools, profile)]
 
-    last_query = len(messages) - 1
+    last_query = len(body) - 1
     if profile.reasoning != "none":
-        for i in range(len(messages) - 1, -1, -1):
-            if messages[i].role == "user" and not _is_tool_response(texts[i]):
+        for i in range(len(body) - 1, -1, -1):
+            if body[i].role == "user" and not is_tool_response(texts[i]):
                 last_query = i
                 break
         else:
             if profile.strict:
                 raise InvalidMessages("the template needs at least one user message")
 
-    for i, message in enumerate(messages):
+    for i, message in enumerate(body):
         role, text = message.role, texts[i]
         if role == "system":
             if i == 0:
@@ -195,16 +208,20 @@ def render_prompt(messages: Sequence[Message], profile: TemplateProfile, *,
         elif role == "user":
             out.append(f"{IM_START}user\n{text}{IM_END}\n")
         elif role == "assistant":
-            out.append(_render_assistant(message, text, i > last_query,
-                                         i == len(messages) - 1, profile))
+            out.append(render_assistant(message, text, i > last_query or preserve_thinking,
+                                         i == len(body) - 1, profile))
         else:
-            previous = messages[i - 1].role if i > 0 else None
+            previous = body[i - 1].role if i > 0 else None
             opens_run = previous != "tool" and (i > 0 or profile.tools != "qwen3.5")
-            closes_run = i == len(messages) - 1 or messages[i + 1].role != "tool"
+            closes_run = i == len(body) - 1 or body[i + 1].role != "tool"
             out.append((f"{IM_START}user" if opens_run else "")
                        + f"\n<tool_response>\n{text}\n</tool_response>"
                        + (f"{IM_END}\n" if closes_run else ""))
-    if add_generation_prompt:
+    if partial is not None:
+        # The prefix is continued byte for byte, so it is not trimmed even where the
+        # template trims finished turns.
+        out.append(f"{IM_START}assistant\n{content_text(partial, media_text, False)}")
+    elif add_generation_prompt:
         out.append(profile.generation_prompt(enable_thinking))
     return "".join(out)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from .._data import data_dir, load_yaml, lookup
 from ..errors import CatalogueError
+from .index import loaded_table
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,9 @@ def _require(entry: Mapping[str, Any], key: str, kind: type, *, file: str, model
 def _families() -> Mapping[str, TokenizerFamily]:
     path = data_dir() / "tokenizers.yaml"
     file = str(path)
-    doc = load_yaml(path)
+    doc = loaded_table("tokenizers")
+    if doc is None:
+        doc = load_yaml(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("families"), dict):
         raise CatalogueError("expected a mapping with 'families'", file=file)
     patterns = doc.get("patterns") or {}

@@ -58,27 +58,68 @@ class MediaTokens:
     note: str = ""
 
 
-def image_tokens(width: int, height: int, rule: VisionRule = VisionRule(), *,
+# Sides at or above this are far past every pixel limit; they are scaled down (keeping the
+# aspect ratio, which alone decides the clamped size) so no float ever overflows.
+_HUGE_SIDE = 1 << 30
+
+
+def _show(value: Any) -> str:
+    """A value for an error message, shortened (a 400-digit width stays readable)."""
+    text = repr(value)
+    return text if len(text) <= 24 else f"{text[:10]}...({len(text)} digits)"
+
+
+def _dimension(value: Any, what: str) -> int:
+    """A pixel count as a whole number >= 1, or a :class:`MediaError` saying why not."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise MediaError(f"{what} must be a number, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise MediaError(f"{what} must be a finite number, got {_show(value)}")
+    if value < 1:
+        raise MediaError(f"{what} must be at least 1, got {value!r}")
+    return int(value)
+
+
+def image_tokens(width: float, height: float, rule: VisionRule = VisionRule(), *,
                  high_resolution: bool = False, max_pixels: int | None = None,
                  min_pixels: int | None = None) -> int:
-    """Tokens of one image of ``width`` x ``height`` pixels (vision start/end included)."""
-    if width <= 0 or height <= 0:
+    """Tokens of one image of ``width`` x ``height`` pixels (vision start/end included).
+
+    Any size is clamped to the model's pixel limits; a size that is not a finite positive
+    number raises :class:`~qwen_meter.errors.MediaError`.
+    """
+    if isinstance(width, (int, float)) and not isinstance(width, bool) \
+            and isinstance(height, (int, float)) and not isinstance(height, bool) \
+            and (width <= 0 or height <= 0):
         raise MediaError(f"image size must be positive, got {width}x{height}")
+    w, h = _dimension(width, "image width"), _dimension(height, "image height")
     f = rule.patch
+    ceiling = rule.max_tokens_highres * f * f  # no request can raise a limit past this
     if max_pixels is None:
         max_pixels = (rule.max_tokens_highres if high_resolution else rule.max_tokens) * f * f
-    if min_pixels is None:
-        min_pixels = rule.min_tokens * f * f
-    h_bar = max(f, round(height / f) * f)
-    w_bar = max(f, round(width / f) * f)
+    max_pixels = min(_dimension(max_pixels, "max_pixels"), ceiling)
+    min_pixels = rule.min_tokens * f * f if min_pixels is None \
+        else min(_dimension(min_pixels, "min_pixels"), max_pixels)
+    if max(w, h) >= _HUGE_SIDE:
+        shrink = max(w, h) // _HUGE_SIDE + 1
+        w, h = max(1, w // shrink), max(1, h // shrink)
+    h_bar = max(f, round(h / f) * f)
+    w_bar = max(f, round(w / f) * f)
     if h_bar * w_bar > max_pixels:
-        beta = math.sqrt(height * width / max_pixels)
-        h_bar = max(f, math.floor(height / beta / f) * f)
-        w_bar = max(f, math.floor(width / beta / f) * f)
+        beta = math.sqrt(h * w / max_pixels)
+        h_bar = max(f, math.floor(h / beta / f) * f)
+        w_bar = max(f, math.floor(w / beta / f) * f)
+        if h_bar * w_bar > max_pixels:
+            # Extreme aspect ratios: the short side was lifted to one patch, so the long
+            # side gives way and the limit still holds.
+            if h_bar > w_bar:
+                h_bar = max(f, max_pixels // w_bar // f * f)
+            else:
+                w_bar = max(f, max_pixels // h_bar // f * f)
     elif h_bar * w_bar < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h_bar = math.ceil(height * beta / f) * f
-        w_bar = math.ceil(width * beta / f) * f
+        beta = math.sqrt(min_pixels / (h * w))
+        h_bar = math.ceil(h * beta / f) * f
+        w_bar = math.ceil(w * beta / f) * f
     return h_bar * w_bar // (f * f) + 2
 
 
@@ -127,8 +168,10 @@ def _explicit(meta: Mapping[str, Any], key: str, part: Part) -> float | None:
     value = meta.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise MediaError(f"{_where(part)}: {key} must be a positive number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 \
+            or (isinstance(value, float) and not math.isfinite(value)):
+        raise MediaError(f"{_where(part)}: {key} must be a finite positive number, "
+                         f"got {value!r}")
     return value
 
 
@@ -137,6 +180,9 @@ def image_size(part: Part) -> tuple[int, int] | None:
     ref, meta = _reference(part, "image")
     width, height = _explicit(meta, "width", part), _explicit(meta, "height", part)
     if width and height:
+        if width < 1 or height < 1:
+            raise MediaError(f"{_where(part)}: image size must be at least 1x1, "
+                             f"got {width}x{height}")
         return int(width), int(height)
     if ref is None:
         raise MediaError(f"{_where(part)}: image part has no url or data")
@@ -148,12 +194,33 @@ def image_size(part: Part) -> tuple[int, int] | None:
     except ImportError:
         raise MediaError(f"{_where(part)}: reading image sizes needs Pillow "
                          "(pip install qwen-meter[images]), or give width and height") from None
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            width, height = img.size
+    size = _header_size(Image, data)
+    if size is None:
+        raise MediaError(f"{_where(part)}: unreadable image data (not an image format "
+                         "Pillow knows)")
+    return size
+
+
+def _header_size(image_module: Any, data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the image header alone.
+
+    ``Image.open`` refuses anything above ~179 megapixels as a decompression bomb, but only
+    the header is read here and the model's rule clamps any size, so each format's header
+    reader is run directly, as ``Image.open`` does, without that check.
+    """
+    image_module.init()
+    for fmt in image_module.ID:
+        factory, accept = image_module.OPEN[fmt]
+        if accept is not None and not accept(data[:16]):
+            continue
+        try:
+            with factory(io.BytesIO(data), None) as img:
+                width, height = img.size
+        except Exception:  # Pillow raises many types; try the next format
+            continue
+        if width >= 1 and height >= 1:
             return int(width), int(height)
-    except Exception as exc:  # Pillow raises several types for bad data
-        raise MediaError(f"{_where(part)}: unreadable image data ({exc})") from None
+    return None
 
 
 def _pixel_limits(meta: Mapping[str, Any], part: Part) -> tuple[int | None, int | None]:
@@ -170,7 +237,7 @@ def measure_image(part: Part, rule: VisionRule, high_resolution: bool) -> MediaT
     if size is None:
         f = rule.patch
         per_image = rule.max_tokens_highres if high_resolution else rule.max_tokens
-        cap = max_pixels or per_image * f * f
+        cap = min(max_pixels or per_image * f * f, rule.max_tokens_highres * f * f)
         return MediaTokens("image", cap // (f * f) + 2, False,
                            f"{_where(part)}: remote image not fetched; counted at its maximum")
     tokens = image_tokens(size[0], size[1], rule, high_resolution=high_resolution,
@@ -181,10 +248,25 @@ def measure_image(part: Part, rule: VisionRule, high_resolution: bool) -> MediaT
 def _wav_seconds(data: bytes, part: Part) -> float:
     try:
         with wave.open(io.BytesIO(data)) as wav:
-            return float(wav.getnframes()) / float(wav.getframerate())
-    except (wave.Error, EOFError) as exc:
+            frames, rate = wav.getnframes(), wav.getframerate()
+    except (wave.Error, EOFError, ValueError, OverflowError) as exc:
         raise MediaError(f"{_where(part)}: cannot read the audio's duration ({exc}); "
                          "give 'duration' in seconds") from None
+    if rate <= 0:
+        raise MediaError(f"{_where(part)}: the WAV header gives a frame rate of {rate}; "
+                         "give 'duration' in seconds")
+    return float(frames) / float(rate)
+
+
+def _per_second(seconds: float, rate: float, part: Part, what: str) -> int:
+    """ceil(seconds x rate) as a whole number, or a MediaError when it is not finite."""
+    try:
+        product = float(seconds) * rate
+    except OverflowError:  # an int beyond any float
+        product = math.inf
+    if not math.isfinite(product):
+        raise MediaError(f"{_where(part)}: {what} of {_show(seconds)} s is too long to count")
+    return math.ceil(product)
 
 
 def measure_audio(part: Part, rule: VisionRule) -> MediaTokens:
@@ -196,7 +278,7 @@ def measure_audio(part: Part, rule: VisionRule) -> MediaTokens:
             raise MediaError(f"{_where(part)}: audio duration unknown offline; "
                              "give 'duration' in seconds")
         seconds = _wav_seconds(_read_bytes(ref, part), part)
-    tokens = math.ceil(seconds * rule.audio_tokens_per_second)
+    tokens = _per_second(seconds, rule.audio_tokens_per_second, part, "audio")
     return MediaTokens("audio", tokens, False,
                        f"{_where(part)}: audio counted at {rule.audio_tokens_per_second:g} "
                        "tokens/s (rule not published)")
@@ -217,9 +299,9 @@ def measure_video(part: Part, rule: VisionRule, high_resolution: bool) -> MediaT
         if not (width and height and seconds):
             raise MediaError(f"{_where(part)}: a video needs width, height and duration "
                              "(or a list of frames) to be counted offline")
-        frames = max(1, math.ceil(seconds * (_explicit(meta, "fps", part) or rule.video_fps)))
-        per_frame = image_tokens(int(width), int(height), rule,
-                                 high_resolution=high_resolution) - 2
+        fps = _explicit(meta, "fps", part) or rule.video_fps
+        frames = max(1, _per_second(seconds, fps, part, "video"))
+        per_frame = image_tokens(width, height, rule, high_resolution=high_resolution) - 2
     groups = math.ceil(frames / rule.video_temporal_patch)
     return MediaTokens("video", groups * per_frame + 2, False,
                        f"{_where(part)}: video counted as {frames} frames (rule not published)")

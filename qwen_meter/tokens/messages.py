@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..errors import InvalidMessages
+from ..errors import InvalidMessages, InvalidRequest
 from ..validate import json_problem
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -46,6 +46,8 @@ class Message:
     tool_calls: tuple[ToolCall, ...] = ()
     reasoning: str | None = None
     index: int = 0
+    #: An assistant prefix the model continues (partial mode): rendered open, no turn after.
+    partial: bool = False
 
 
 def as_mapping(obj: Any) -> Mapping[str, Any] | None:
@@ -166,10 +168,26 @@ def parse_messages(messages: Iterable[Any]) -> tuple[Message, ...]:
             bad = next(p for p in parts if p.kind != "text")
             raise InvalidMessages(f"{role} messages cannot carry {bad.kind} content",
                                   index=index, part=bad.position)
-        out.append(Message(role, parts, tool_calls, reasoning, index))
+        partial = msg.get("partial")
+        if partial is not None and partial is not False:
+            _check_partial(partial, role, index)
+        out.append(Message(role, parts, tool_calls, reasoning, index, partial is True))
     if not out:
         raise InvalidMessages("no messages")
+    if any(m.partial for m in out[:-1]):
+        first = next(m for m in out if m.partial)
+        raise InvalidRequest("only the last message can be a partial prefix", field="partial",
+                             index=first.index)
     return tuple(out)
+
+
+def _check_partial(partial: Any, role: str, index: int) -> None:
+    if not isinstance(partial, bool):
+        raise InvalidRequest(f"must be true or false, got {partial!r}", field="partial",
+                             index=index)
+    if partial and role != "assistant":
+        raise InvalidRequest(f"only an assistant message can be a partial prefix, not {role}",
+                             field="partial", index=index)
 
 
 def parse_tools(tools: Any) -> tuple[Mapping[str, Any], ...]:

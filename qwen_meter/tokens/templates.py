@@ -6,6 +6,7 @@ only what differs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -14,10 +15,11 @@ from typing import Any
 
 from .._data import data_dir, load_yaml, lookup
 from ..errors import CatalogueError
+from .index import loaded_table
 
 TOOLS_STYLES = ("qwen2.5", "qwen3", "qwen3.5")
 TOOL_CALL_STYLES = ("json", "xml")
-ARGUMENT_MODES = ("parse", "verbatim")
+ARGUMENT_MODES = ("parse", "verbatim", "tojson")
 REASONING_STYLES = ("none", "qwen3", "qwen3.5")
 
 
@@ -101,7 +103,9 @@ def _build(name: str, fields: dict[str, Any], file: str) -> TemplateProfile:
 @cache
 def _profiles() -> Mapping[str, TemplateProfile]:
     path = data_dir() / "templates.yaml"
-    doc = load_yaml(path)
+    doc = loaded_table("templates")
+    if doc is None:
+        doc = load_yaml(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("profiles"), dict):
         raise CatalogueError("expected a mapping with 'profiles'", file=str(path))
     raw = doc["profiles"]
@@ -120,3 +124,50 @@ def get_profile(name: str | TemplateProfile) -> TemplateProfile:
 def profile_names() -> list[str]:
     """All known template profile names."""
     return sorted(_profiles())
+
+
+@dataclass(frozen=True)
+class Features:
+    """Which models get the request features of ``data/templates.yaml``'s ``features:``."""
+
+    preserve_thinking: re.Pattern[str]
+    preserve_thinking_default: re.Pattern[str]
+    translation: re.Pattern[str]
+    translation_overhead: int
+
+
+@cache
+def features() -> Features:
+    """The ``features:`` section of ``data/templates.yaml``."""
+    path = data_dir() / "templates.yaml"
+    doc = loaded_table("templates")
+    if doc is None:
+        doc = load_yaml(path)
+    raw = doc.get("features") if isinstance(doc, dict) else None
+    if not isinstance(raw, dict):
+        raise CatalogueError("expected a 'features' mapping", file=str(path))
+
+    def section(name: str) -> Mapping[str, Any]:
+        value = raw.get(name)
+        if not isinstance(value, dict):
+            raise CatalogueError("expected a mapping", file=str(path), field=f"features.{name}")
+        return value
+
+    def pattern(name: str, key: str) -> re.Pattern[str]:
+        value = section(name).get(key)
+        if not isinstance(value, str):
+            raise CatalogueError("expected a regex string", file=str(path),
+                                 field=f"features.{name}.{key}")
+        try:
+            return re.compile(value, re.IGNORECASE)
+        except re.error as exc:
+            raise CatalogueError(f"bad regex: {exc}", file=str(path),
+                                 field=f"features.{name}.{key}") from None
+
+    overhead = section("translation").get("overhead_tokens")
+    if isinstance(overhead, bool) or not isinstance(overhead, int) or overhead < 0:
+        raise CatalogueError("expected a whole number", file=str(path),
+                             field="features.translation.overhead_tokens")
+    return Features(pattern("preserve_thinking", "models"),
+                    pattern("preserve_thinking", "default"),
+                    pattern("translation", "models"), overhead)
