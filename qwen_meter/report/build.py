@@ -115,6 +115,8 @@ def _summary(scan: Scan, totals: Any, daily: Any, tz: str) -> Summary:
         cost=("cost", lambda s: sum((v for v in s if v is not None), Decimal(0))),
         calls=("calls", "sum"))
     for currency, group in by_model.groupby("currency"):
+        if currency == "-":
+            continue
         ranked = sorted(zip(group["model"], group["cost"], group["calls"], strict=True),
                         key=lambda r: (-r[1], -r[2], r[0]))
         models[str(currency)] = [(str(m), c, int(n)) for m, c, n in ranked[:3]]

@@ -173,6 +173,7 @@ def _notes(report: Report) -> list[str]:
 
 def to_text(report: Report, *, width: int | None = None) -> str:
     """The report for a terminal: rich tables that fit ``width`` columns (CJK-aware)."""
+    from rich.cells import cell_len
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -182,27 +183,30 @@ def to_text(report: Report, *, width: int | None = None) -> str:
                       legacy_windows=False, soft_wrap=False, emoji=False, markup=False,
                       highlight=False)
     for line in summary_lines(report):
-        console.print(Text(line))
+        console.print(Text(line), soft_wrap=True)
     for title, frame in _sections(report):
         keys = [c for c in frame.columns if c in _KEYS]
         columns = [*keys, *(c for c in _TERMINAL if c in frame.columns)]
         table = Table(show_edge=False, pad_edge=False, expand=False)
+        rows = [{c: safe.plain(_count(row[c]) if c.endswith("_tokens") and not _missing(row[c])
+                               else _shown(c, row.get(c), row)) for c in columns}
+                for row in _records(frame)]
         for column in columns:
-            table.add_column(Text(_SHORT.get(column, column)),
+            header = _SHORT.get(column, column)
+            # A key column is as wide as its longest name (up to 24 cells; CJK counts 2).
+            widest = max([cell_len(header), *(min(cell_len(r[column]), 24) for r in rows)])
+            table.add_column(Text(header),
                              justify="left" if column in keys else "right", overflow="fold",
                              no_wrap=column not in keys,
-                             min_width=len(_SHORT.get(column, column)) if column in keys
-                             else None)
-        for row in _records(frame):
-            table.add_row(*(Text(safe.plain(
-                _count(row[c]) if c.endswith("_tokens") and not _missing(row.get(c))
-                else _shown(c, row.get(c), row))) for c in columns))
+                             min_width=widest if column in keys else None)
+        for row in rows:
+            table.add_row(*(Text(row[c]) for c in columns))
         console.print()
         console.print(Text(title))
         console.print(table)
     console.print()
     for note in _notes(report):
-        console.print(Text(note))
+        console.print(Text(note), soft_wrap=True)
     return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())
 
 

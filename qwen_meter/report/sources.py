@@ -148,9 +148,10 @@ def _utf8_checked(data: bytes, offsets: np.ndarray) -> pa.StringArray:
     return pa.array(out, type=pa.string())
 
 
-def jsonl_chunks(path: Path, progress: Progress, chunk_bytes: int = CHUNK_BYTES
+def jsonl_chunks(path: Path, progress: Progress, chunk_bytes: int | None = None
                  ) -> Iterator[pa.Table]:
-    """A JSONL file as line tables of about ``chunk_bytes`` each."""
+    """A JSONL file as line tables of about ``chunk_bytes`` (:data:`CHUNK_BYTES`) each."""
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
     name = str(path)
     line = 1
     rest = b""

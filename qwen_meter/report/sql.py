@@ -22,13 +22,13 @@ from collections.abc import Sequence
 SKIP = "__qwen_meter_skip"
 #: Record fields as both JSON readers (DuckDB's file reader, and json_transform for numbered
 #: lines) type them — the same types, so both apply the same checks. A token count is read as
-#: a number and valid only if it is a whole number >= 0 (not 1.5, -3 or "many").
+#: its text and valid only if that is a whole number >= 0 (not 1.5, -3, true or "many").
 _STRUCT = {
     "time": "VARCHAR", "model": "VARCHAR", "served_model": "VARCHAR",
     "region": "VARCHAR", "endpoint": "VARCHAR", "status": "VARCHAR", "user": "VARCHAR",
-    "tags": "VARCHAR[]", "prompt_tokens": "DOUBLE", "completion_tokens": "DOUBLE",
-    "cached_tokens": "DOUBLE", "reasoning_tokens": "DOUBLE", "usage_estimated": "BOOLEAN",
-    "estimated_prompt_tokens": "DOUBLE",
+    "tags": "VARCHAR[]", "prompt_tokens": "VARCHAR", "completion_tokens": "VARCHAR",
+    "cached_tokens": "VARCHAR", "reasoning_tokens": "VARCHAR", "usage_estimated": "BOOLEAN",
+    "estimated_prompt_tokens": "VARCHAR",
     "cost": "VARCHAR", "currency": "VARCHAR", "unpriced": "VARCHAR", SKIP: "VARCHAR"}
 TOKEN_COLUMNS = ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens",
                  "estimated_prompt_tokens")
@@ -71,13 +71,15 @@ def parse_sql(fields: str) -> str:
     A token count must be a JSON integer >= 0, a cost a decimal (string or number), a time
     ISO 8601 (no offset = UTC), tags a list.
     """
-    tokens = ",\n    ".join(f"TRY_CAST({c} AS BIGINT) AS {c}, {c} AS {c}_raw"
+    tokens = ",\n    ".join(f"TRY_CAST({c} AS DOUBLE) AS {c}_number, {c} AS {c}_raw"
                             for c in TOKEN_COLUMNS)
     problems = "\n    ".join(
-        f"WHEN {c}_raw IS NOT NULL AND ({c}_raw < 0 OR {c}_raw <> floor({c}_raw) "
-        f"OR {c}_raw > 9e15) THEN 'bad {c}'" for c in TOKEN_COLUMNS)
+        f"WHEN {c}_raw IS NOT NULL AND ({c}_number IS NULL OR {c}_number < 0 "
+        f"OR {c}_number <> floor({c}_number) OR {c}_number > 9e15) THEN 'bad {c}'"
+        for c in TOKEN_COLUMNS)
     columns = ", ".join(["source", "line", "time", "ts", "model", "served_model", "region",
-                         "endpoint", "status", '"user"', "tags", *TOKEN_COLUMNS,
+                         "endpoint", "status", '"user"', "tags",
+                         *(f"TRY_CAST({c}_number AS BIGINT) AS {c}" for c in TOKEN_COLUMNS),
                          "usage_estimated", "cost", "currency", "unpriced"])
     return f"""SELECT {columns},
   CASE
@@ -90,7 +92,7 @@ def parse_sql(fields: str) -> str:
     WHEN skip IS NOT NULL THEN skip
     WHEN trim(model) = '' THEN 'no model'
     {problems}
-    WHEN cached_tokens > coalesce(prompt_tokens, 0)
+    WHEN cached_tokens_number > coalesce(prompt_tokens_number, 0)
       THEN 'bad cached_tokens (more than prompt_tokens)'
     WHEN raw_cost IS NOT NULL AND cost IS NULL THEN 'bad cost'
     WHEN time IS NOT NULL AND ts IS NULL THEN 'bad time'
@@ -183,6 +185,7 @@ SELECT {keys}, problem,
   count(*) AS calls,
   {', '.join(f'coalesce(sum({c}), 0) AS {c}' for c in REPORT_TOKENS)},
   sum(cost) AS cost,
+  coalesce(sum(cached_tokens) FILTER (cost IS NOT NULL), 0) AS priced_cached_tokens,
   count(*) FILTER ({unpriced}) AS unpriced_calls,
   count(*) FILTER (coalesce(usage_estimated, false)) AS estimated_calls,
   count(*) FILTER (status_ = 'error') AS failed_calls,
@@ -213,8 +216,8 @@ def _lists(unpriced: str) -> str:
     FILTER ({unpriced}) AS unpriced_list"""
 
 
-_SUMS = ("calls", *REPORT_TOKENS, "cost", "unpriced_calls", "estimated_calls", "failed_calls",
-         "estimate_error_sum", "estimate_error_n")
+_SUMS = ("calls", *REPORT_TOKENS, "cost", "priced_cached_tokens", "unpriced_calls",
+         "estimated_calls", "failed_calls", "estimate_error_sum", "estimate_error_n")
 
 
 def merge_sql(parts: str, keys: Sequence[str]) -> str:
@@ -236,8 +239,8 @@ def priced_sql(cube: str, *, repricing: bool = False, target_model: int | None =
 LEFT JOIN prices own ON own.key = n.key AND own.region = c.price_region
   AND own.bucket = c.bucket"""
     columns = """,
-  CASE WHEN c.cached_tokens > 0 AND own.input IS NOT NULL AND own.hit IS NOT NULL
-       THEN c.cached_tokens * (own.input - own.hit) END AS saved_femto"""
+  CASE WHEN c.priced_cached_tokens > 0 AND own.input IS NOT NULL AND own.hit IS NOT NULL
+       THEN c.priced_cached_tokens * (own.input - own.hit) END AS saved_femto"""
     if repricing:
         model = "n.key" if target_model is None else str(int(target_model))
         region = "c.price_region" if target_region is None else quote(target_region)
