@@ -389,3 +389,43 @@ def test_progress_moves_while_reading(tmp_path, monkeypatch):
     shown = [p for p in stream.getvalue().split("\r") if "reading big.jsonl" in p]
     assert len(shown) >= 5 and shown[-1].rstrip().endswith("100%")
     assert report.records == len(RECORDS)
+
+
+def test_html_with_chinese_tags_in_headless_chromium(logs, tmp_path):
+    import shutil
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        if os.environ.get("QWEN_METER_REQUIRE_CHROMIUM"):
+            pytest.fail("chromium is required here but not installed")
+        pytest.skip("chromium is not installed")
+    from qwen_meter.report.charts import cjk_font
+
+    report = build_report(load_usage(logs["jsonl"], tz="Asia/Shanghai"), by=["tag", "user"],
+                          reprice_as="qwen-flash")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        page = render(report, "html")
+    glyphs = [str(w.message) for w in caught if "Glyph" in str(w.message)
+              or "CJK" in str(w.message)]
+    assert not glyphs if cjk_font() else len(glyphs) == 1
+    assert "项目=翻译" in page and "王小明" in page
+    probe = ("<script>window.addEventListener('load', () => { const d = document.body.dataset;"
+             "d.charts = [...document.images].filter(i => i.complete && i.naturalWidth > 0)"
+             ".length; d.overflow = document.documentElement.scrollWidth > innerWidth; });"
+             "</script>")
+    path = tmp_path / "report.html"
+    path.write_text(page.replace("</body>", probe + "</body>"), encoding="utf-8")
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([*flags, "--window-size=420,900", "--dump-dom", path.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    charts = len([t for t in ("Daily cost by model (CNY)", "Daily cost by model (USD)")
+                  if t in page])
+    assert charts == 2 and f'data-charts="{page.count("<img")}"' in dom
+    assert 'data-overflow="false"' in dom  # a phone-width page: tables scroll in their box
+    shot = tmp_path / "report.png"
+    subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1200,1800", path.as_uri()],
+                   capture_output=True, timeout=120)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
