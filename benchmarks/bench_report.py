@@ -115,11 +115,13 @@ print(elapsed, int(hwm.split()[1]) / 1024, rows)
 
 
 def run(body: str, path: Path) -> dict[str, object]:
+    # This checkout's qwen_meter, not an installed one.
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     result = subprocess.run([sys.executable, "-c", PROBE.format(path=str(path), body=body)],
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, env=env)
     if result.returncode != 0:
         return {"error": (result.stderr.strip().splitlines() or ["?"])[-1][:200]}
-    seconds, rss, rows = result.stdout.split()
+    seconds, rss, rows = result.stdout.strip().splitlines()[-1].split()
     return {"seconds": round(float(seconds), 2), "peak RSS MB": round(float(rss)),
             "rows": int(rows)}
 

@@ -119,6 +119,17 @@ def check_zone(tz: str) -> str:
     return tz
 
 
+_LISTED_TYPE = pa.list_(pa.struct([("source", pa.string()), ("line", pa.int64()),
+                                    ("reason", pa.string())]))
+
+
+def _reraise_interrupt(exc: BaseException) -> None:
+    """Ctrl-C while DuckDB runs a query comes back as its InterruptException: make it the
+    KeyboardInterrupt it is (not a reason to read the file another way)."""
+    if type(exc).__name__ == "InterruptException":
+        raise KeyboardInterrupt from exc
+
+
 def _bound(value: dt.date | dt.datetime, tz: str) -> str:
     """A since / until bound as a TIMESTAMPTZ expression: dates are whole days in ``tz``."""
     if isinstance(value, dt.datetime) and value.tzinfo is not None:
@@ -311,9 +322,9 @@ class Engine:
             self.db.unregister("lines_chunk")
 
     def feed_jsonl(self, path: Path, bar: Progress) -> None:
-        """A JSONL log: read by DuckDB's own JSON reader in one pass; a file DuckDB cannot read
-        (a malformed line), or with an unusable line, or with a record without a cost, is
-        read again as numbered lines, so that each of those is named with its line."""
+        """A JSONL log: read by DuckDB's own JSON reader in one pass. A file DuckDB cannot read
+        (a malformed line) or with an unusable line is read again as numbered lines, so that
+        each of those is named with its line; records without a cost are named by their id."""
         records = f"({sql.parse_sql(sql.json_file_sql(str(path)))})"
         size = path.stat().st_size
         bar.seen = 0
@@ -322,17 +333,30 @@ class Engine:
                                                             path.name, seen=True)):
                 part = self.db.sql(self.cube_sql(records)).to_arrow_table()
         except Exception as exc:  # duckdb's own errors: a line it cannot read
+            _reraise_interrupt(exc)
             if isinstance(exc, QwenMeterError):
                 raise
             part = None
-        if part is None or self._has_outliers(part):
+        problems = part is not None and bool(
+            pc.any(pc.not_equal(pc.drop_null(part["problem"]), "")).as_py()
+            if pc.any(pc.is_valid(part["problem"])).as_py() else False)
+        if part is None or problems:
             bar.advance(-bar.seen, path.name)
             bar.seen = 0
             self.feed_lines(_prefetch(jsonl_chunks(path, bar)))
             return
         bar.advance(size - bar.seen, path.name)
         bar.seen = 0
-        self._fold(part, records)
+        room = LISTED - len(self.scan.unpriced)
+        if room > 0 and pc.sum(part["unpriced_calls"]).as_py():
+            since, until = self._bounds()
+            rows = self.db.execute(sql.unpriced_ids_sql(str(path), since, until, room)
+                                   ).fetchall()
+            self.scan.unpriced += [Skipped(str(path), None, f"{m}: {r} (id {i})")
+                                   for i, m, r in rows]
+        self._fold(part.append_column("bad", pa.nulls(part.num_rows, _LISTED_TYPE))
+                   .append_column("unpriced_list", pa.nulls(part.num_rows, _LISTED_TYPE)),
+                   records)
 
     def feed_parquet(self, paths: Sequence[str]) -> None:
         """Checks and folds Parquet records (DuckDB streams the files itself)."""
@@ -342,6 +366,7 @@ class Engine:
                 f"read_parquet([{files}], hive_partitioning = true, union_by_name = true)"))
             part = self.db.sql(self.cube_sql("records_parquet")).to_arrow_table()
         except Exception as exc:
+            _reraise_interrupt(exc)
             if isinstance(exc, QwenMeterError):
                 raise
             raise ReportInputError(f"cannot read Parquet {', '.join(paths)}: {exc}") from exc

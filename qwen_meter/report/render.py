@@ -163,7 +163,8 @@ def _notes(report: Report) -> list[str]:
         more = " …" if report.skipped_count > 20 else ""
         notes.append(f"{report.skipped_count} lines skipped: {listed}{more}")
     if report.unpriced_count:
-        listed = "; ".join(f"{s.source}:{s.line} ({s.reason})" for s in report.unpriced[:20])
+        listed = "; ".join(f"{s.source}{'' if s.line is None else f':{s.line}'} ({s.reason})"
+                           for s in report.unpriced[:20])
         more = " …" if report.unpriced_count > 20 else ""
         notes.append(f"{report.unpriced_count} records could not be priced: {listed}{more}")
     return [safe.plain(n) for n in notes]
@@ -171,43 +172,63 @@ def _notes(report: Report) -> list[str]:
 
 # --- terminal ---------------------------------------------------------------------------------
 
-def to_text(report: Report, *, width: int | None = None) -> str:
-    """The report for a terminal: rich tables that fit ``width`` columns (CJK-aware)."""
-    from rich.cells import cell_len
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
+def _fit(text: str, width: int) -> str:
+    """``text`` cut to ``width`` terminal cells (CJK characters take two), with an ellipsis."""
+    from rich.cells import cell_len, set_cell_size
 
-    buffer = io.StringIO()
-    console = Console(file=buffer, width=width or 100, color_system=None, force_terminal=False,
-                      legacy_windows=False, soft_wrap=False, emoji=False, markup=False,
-                      highlight=False)
-    for line in summary_lines(report):
-        console.print(Text(line), soft_wrap=True)
+    return text if cell_len(text) <= width else set_cell_size(text, width - 1) + "…"
+
+
+def _terminal_table(frame: Any, width: int) -> list[str]:
+    """A table that fits ``width`` cells: names cut at 24 cells, the least needed numeric
+    columns left out (and said so) when it would not fit. Aligned in cells, so Chinese text
+    keeps the columns straight."""
+    from rich.cells import cell_len
+
+    keys = [c for c in frame.columns if c in _KEYS]
+    numbers = [c for c in _TERMINAL if c in frame.columns]
+    rows = [{c: safe.plain(_count(row[c]) if c.endswith("_tokens") and not _missing(row[c])
+                           else _shown(c, row.get(c), row)) for c in (*keys, *numbers)}
+            for row in _records(frame)]
+    for row in rows:
+        for key in keys:
+            row[key] = _fit(row[key], 24)
+
+    def widths(columns: list[str]) -> dict[str, int]:
+        return {c: max([cell_len(_SHORT.get(c, c)), *(cell_len(r[c]) for r in rows)])
+                for c in columns}
+
+    columns = [*keys, *numbers]
+    dropped: list[str] = []
+    sizes = widths(columns)
+    while sum(sizes.values()) + 2 * (len(columns) - 1) > width and len(columns) > len(keys) + 1:
+        dropped.insert(0, columns.pop())
+        sizes.pop(dropped[0])
+
+    def line(cells: dict[str, str]) -> str:
+        parts = []
+        for c in columns:
+            pad = " " * (sizes[c] - cell_len(cells[c]))
+            parts.append(cells[c] + pad if c in keys else pad + cells[c])
+        return "  ".join(parts).rstrip()
+
+    out = [line({c: _SHORT.get(c, c) for c in columns}),
+           "  ".join("-" * sizes[c] for c in columns)]
+    out += [line(row) for row in rows]
+    if dropped:
+        out.append(f"(not shown at this width: {', '.join(_SHORT.get(c, c) for c in dropped)};"
+                   " --format csv/md/html/json has every column)")
+    return out
+
+
+def to_text(report: Report, *, width: int | None = None) -> str:
+    """The report for a terminal: tables that fit ``width`` cells (default 100), CJK-aware."""
+    width = width or 100
+    lines = list(summary_lines(report))
     for title, frame in _sections(report):
-        keys = [c for c in frame.columns if c in _KEYS]
-        columns = [*keys, *(c for c in _TERMINAL if c in frame.columns)]
-        table = Table(show_edge=False, pad_edge=False, expand=False)
-        rows = [{c: safe.plain(_count(row[c]) if c.endswith("_tokens") and not _missing(row[c])
-                               else _shown(c, row.get(c), row)) for c in columns}
-                for row in _records(frame)]
-        for column in columns:
-            header = _SHORT.get(column, column)
-            # A key column is as wide as its longest name (up to 24 cells; CJK counts 2).
-            widest = max([cell_len(header), *(min(cell_len(r[column]), 24) for r in rows)])
-            table.add_column(Text(header),
-                             justify="left" if column in keys else "right", overflow="fold",
-                             no_wrap=column not in keys,
-                             min_width=widest if column in keys else None)
-        for row in rows:
-            table.add_row(*(Text(row[c]) for c in columns))
-        console.print()
-        console.print(Text(title))
-        console.print(table)
-    console.print()
-    for note in _notes(report):
-        console.print(Text(note), soft_wrap=True)
-    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())
+        lines += ["", title, *_terminal_table(frame, width)]
+    lines += ["", *_notes(report)]
+    return "\n".join(safe.plain(line) for line in lines)
 
 
 # --- files ------------------------------------------------------------------------------------

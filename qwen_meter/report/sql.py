@@ -65,6 +65,19 @@ def json_file_sql(path: str) -> str:
             f"FROM read_json({quote(path)}, format = 'newline_delimited', columns = {columns}))")
 
 
+def unpriced_ids_sql(path: str, since: str | None, until: str | None, limit: int) -> str:
+    """The ids of the first ``limit`` records of a JSONL file that have no cost (DuckDB's
+    reader names no lines: the records are named by their id)."""
+    columns = {"id": "VARCHAR", "model": "VARCHAR", "cost": "VARCHAR", "status": "VARCHAR",
+               "unpriced": "VARCHAR", "time": "VARCHAR"}
+    spec = "{" + ", ".join(f"{quote(k)}: {quote(v)}" for k, v in columns.items()) + "}"
+    dates = " ".join(filter(None, [since and f"AND ts >= {since}", until and f"AND ts < {until}"]))
+    return (f"SELECT coalesce(id, '?'), model, coalesce(unpriced, 'no cost') FROM ("
+            f"SELECT *, TRY_CAST(time AS TIMESTAMPTZ) AS ts FROM read_json({quote(path)}, "
+            f"format = 'newline_delimited', columns = {spec})) WHERE model IS NOT NULL "
+            f"AND cost IS NULL AND coalesce(status, 'ok') <> 'error' {dates} LIMIT {int(limit)}")
+
+
 def parse_sql(fields: str) -> str:
     """Typed records (with ``problem``) from :func:`lines_sql` or :func:`json_file_sql`.
 
