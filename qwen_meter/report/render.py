@@ -83,9 +83,9 @@ def _count(value: Any) -> str:
     """A token count for the terminal: 12,345 / 1.23M / 10.0B (exact ones are in CSV, JSON)."""
     number = int(value)
     for size, unit in ((10**9, "B"), (10**6, "M")):
-        if abs(number) >= size:
+        if abs(number) >= size * 0.9995:  # 999,800,000 is 1.00B, not 1,000M
             scaled = number / size
-            digits = 2 if abs(scaled) < 10 else 1 if abs(scaled) < 100 else 0
+            digits = 2 if round(abs(scaled), 2) < 10 else 1 if round(abs(scaled), 1) < 100 else 0
             return f"{scaled:,.{digits}f}{unit}"
     return f"{number:,}"
 
