@@ -269,51 +269,11 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _date(text: str) -> Any:
-    import datetime as dt
-
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
-
-
-def _report(args: argparse.Namespace) -> int:
-    from .budget import parse_money
-
-    try:
-        from .report import build_report, load_usage, render
-    except ImportError as exc:
-        raise QwenMeterError("reports need `pip install qwen-meter[reports]` "
-                             f"(missing: {exc.name})") from None
-    data = load_usage(args.logs, since=args.since, until=args.until,
-                      default_model=args.default_model, region=args.region,
-                      progress=sys.stderr.isatty())
-    budget = None
-    if args.budget:
-        amount, currency = parse_money(args.budget)
-        if currency is None:
-            raise QwenMeterError("--budget needs a currency, e.g. '50 CNY'")
-        budget = (amount, currency)
-    report = build_report(data, by=[k.strip() for k in args.by.split(",") if k.strip()],
-                          reprice_as=args.reprice_as, reprice_region=args.reprice_region,
-                          reprice_batch=args.reprice_batch, budget=budget)
-    text = render(report, args.format)
-    if args.out:
-        Path(args.out).write_text(text, encoding="utf-8")
-    else:
-        print(text)
-    if args.plot:
-        from .report.charts import save_png
-
-        save_png(report, args.plot)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qwen-meter",
         description="Exact token counts, costs and limits for Qwen models on DashScope.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     count = sub.add_parser("count", help="count the tokens of text or of a chat request",
                            description="Count tokens of a string, a file, stdin, or a JSON "
@@ -365,30 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--json", action="store_true", help="print JSON")
         command.set_defaults(run=run)
 
-    report = sub.add_parser("report", help="cost report from usage logs or saved responses")
-    report.add_argument("logs", nargs="+", metavar="LOG",
-                        help="qwen_meter logs (.jsonl, .db) or JSONL files of raw responses")
-    report.add_argument("--by", default="model",
-                        help="group by: model, day, week, month, tag, user, region, status, "
-                             "served_model, endpoint (comma-separated; default model)")
-    report.add_argument("--since", type=_date, help="first day (YYYY-MM-DD, UTC)")
-    report.add_argument("--until", type=_date, help="day after the last (YYYY-MM-DD, UTC)")
-    report.add_argument("--format", choices=("table", "csv", "md", "json", "html"),
-                        default="table")
-    report.add_argument("--out", help="write the report to this file")
-    report.add_argument("--plot", metavar="FILE.png", help="also draw the charts to a PNG")
-    report.add_argument("--reprice-as", metavar="MODEL",
-                        help="compare with the cost on another model")
-    report.add_argument("--reprice-region", choices=("cn", "intl"),
-                        help="compare with the cost in another region")
-    report.add_argument("--reprice-batch", action="store_true",
-                        help="compare with the cost as batch calls")
-    report.add_argument("--budget", help="add a burn-down against a budget, e.g. '50 CNY'")
-    report.add_argument("--default-model",
-                        help="model for raw native responses that do not name one")
-    report.add_argument("--region", choices=("cn", "intl"),
-                        help="region to price raw responses in (default cn)")
-    report.set_defaults(run=_report)
+    from . import cli_log, cli_report
+
+    cli_report.register(sub)
+    cli_log.register(sub)
     from .cli_export import register as register_export  # issue #17
 
     register_export(sub)
@@ -396,6 +336,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_serve(sub)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("qwen-meter")
+    except PackageNotFoundError:
+        from . import __version__
+
+        return __version__
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -406,6 +357,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except QwenMeterError as exc:
         print(f"qwen-meter: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, and keep Python from complaining
+        # about the unflushable stdout at exit.
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except KeyboardInterrupt:
+        print("qwen-meter: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

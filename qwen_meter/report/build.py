@@ -1,7 +1,9 @@
-"""Reports: totals and breakdowns of usage, re-pricing, cache savings, budget burn-down.
+"""Reports: a summary, totals and breakdowns of usage, re-pricing, cache savings, top tags and a
+budget burn-down — every table computed by the SQL of :mod:`.sql` in one streaming pass
+(:mod:`.engine`); the tables are small pandas DataFrames.
 
-Aggregation runs in Arrow (exact decimal sums, multithreaded); the results are small pandas
-DataFrames. Costs are summed per currency, always: no total ever mixes CNY and USD.
+Costs are summed per currency, always: every table has one row per (group, currency), and no
+total ever mixes CNY and USD.
 """
 
 from __future__ import annotations
@@ -11,21 +13,31 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
 from ..catalogue import Catalogue
 from ..errors import ConfigurationError
-from .prices import reprice, saved_by_cache
-from .read import MONEY, Skipped, UsageData
+from . import sql
+from .engine import Plan, Scan, Skipped, check_zone, run
+from .read import UsageData
 
 GROUPINGS = ("model", "day", "week", "month", "tag", "user", "region", "status",
              "served_model", "endpoint")
-TOKEN_KINDS = ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens")
-_DATE_FORMATS = ("day", "week", "month")
-_CARRIED = {"id", "currency", "cost", "cache_saved", "unpriced_call", "estimated_call",
-            "error_call", "estimate_error", "tags", "model", "user", "region", "status",
-            "served_model", "endpoint", *TOKEN_KINDS}
+TOKEN_KINDS = sql.REPORT_TOKENS
+_ORDER = ("calls", *TOKEN_KINDS, "thinking_share", "cost", "cache_saved", "unpriced_calls",
+          "estimated_calls", "failed_calls", "prompt_estimate_error")
+
+
+@dataclass
+class Summary:
+    """What a reader wants first: spend per currency, the dates covered, calls, top models."""
+
+    spend: dict[str, Decimal]
+    cache_saved: dict[str, Decimal]
+    calls: int
+    first: Any
+    last: Any
+    tz: str
+    top_models: dict[str, list[tuple[str, Decimal, int]]]
+    unpriced_calls: int = 0
 
 
 @dataclass
@@ -36,108 +48,90 @@ class Report:
     breakdown: Any
     totals: Any
     daily: Any
-    tokens_by_kind: Any
+    tokens_by_kind: dict[str, int]
     top_tags: Any
+    top_tags_by_calls: Any = None
+    tags_count: int = 0
+    summary: Summary | None = None
     repricing: Any = None
     reprice_label: str | None = None
     burn_down: Any = None
     skipped: list[Skipped] = field(default_factory=list)
+    skipped_count: int = 0
     unpriced: list[Skipped] = field(default_factory=list)
+    unpriced_count: int = 0
     records: int = 0
+    tz: str = "UTC"
+    top: int = 10
 
 
-def _date_key(table: pa.Table, key: str) -> pa.Array:
-    """day / month are prefixes of the ISO time; a week needs the calendar."""
-    if key == "week":
-        parsed = pc.strptime(pc.utf8_slice_codeunits(table["time"], 0, 19),
-                             format="%Y-%m-%dT%H:%M:%S", unit="s", error_is_null=True)
-        text = pc.strftime(parsed, format="%G-W%V", locale="C")
-    else:
-        text = pc.utf8_slice_codeunits(table["time"], 0, 10 if key == "day" else 7)
-    return pc.fill_null(text, "unknown")
-
-
-def _with_keys(table: pa.Table, by: Sequence[str]) -> pa.Table:
-    """Adds the grouping columns (day / week / month from time; one row per tag)."""
-    for key in by:
-        if key in _DATE_FORMATS and key not in table.column_names:
-            table = table.append_column(key, _date_key(table, key))
-    if "tag" in by:
-        # One row per tag (untagged records as "(none)"), carrying only what is aggregated.
-        table = table.select([c for c in table.column_names if c in _CARRIED or c in by])
-        tags = table["tags"]
-        untagged = pc.indices_nonzero(pc.equal(pc.fill_null(pc.list_value_length(tags), 0), 0))
-        tagged = table.take(pc.list_parent_indices(tags)).append_column(
-            "tag", pc.list_flatten(tags))
-        rest = table.take(untagged).append_column(
-            "tag", pa.array(["(none)"] * len(untagged), type=pa.string()))
-        table = pa.concat_tables([tagged, rest])
-    for key in ("model", "user", "region", "status", "served_model", "endpoint"):
-        if key in by:
-            index = table.schema.get_field_index(key)
-            table = table.set_column(index, key, pc.fill_null(table[key], "-"))
-    index = table.schema.get_field_index("currency")
-    return table.set_column(index, "currency", pc.fill_null(table["currency"], "-"))
-
-
-def _flags(table: pa.Table) -> pa.Table:
-    status = pc.fill_null(table["status"], "ok")
-    unpriced = pc.and_(pc.is_null(table["cost"]), pc.not_equal(status, "error"))
-    estimated = table["estimated_prompt_tokens"]
-    error = pc.if_else(pc.and_(pc.is_valid(estimated), pc.greater(table["prompt_tokens"], 0)),
-                       pc.divide(pc.abs(pc.cast(pc.subtract(estimated, table["prompt_tokens"]),
-                                                pa.float64())),
-                                 pc.cast(table["prompt_tokens"], pa.float64())),
-                       pa.scalar(None, pa.float64()))
-    return (table.append_column("unpriced_call", pc.cast(unpriced, pa.int64()))
-            .append_column("estimated_call", pc.cast(pc.fill_null(table["usage_estimated"],
-                                                                  False), pa.int64()))
-            .append_column("error_call", pc.cast(pc.equal(status, "error"), pa.int64()))
-            .append_column("estimate_error", error))
-
-
-def _aggregate(table: pa.Table, keys: Sequence[str]) -> Any:
-    aggregations = [("id", "count"), *((k, "sum") for k in TOKEN_KINDS), ("cost", "sum"),
-                    ("unpriced_call", "sum"), ("estimated_call", "sum"), ("error_call", "sum"),
-                    ("estimate_error", "mean")]
-    if "cache_saved" in table.column_names:
-        aggregations.append(("cache_saved", "sum"))
-    grouped = table.group_by(list(keys), use_threads=True).aggregate(aggregations)
-    frame = grouped.to_pandas()
-    frame = frame.rename(columns={"id_count": "calls", "cost_sum": "cost",
-                                  "unpriced_call_sum": "unpriced_calls",
-                                  "estimated_call_sum": "estimated_calls",
-                                  "error_call_sum": "failed_calls",
-                                  "estimate_error_mean": "prompt_estimate_error",
-                                  "cache_saved_sum": "cache_saved",
-                                  **{f"{k}_sum": k for k in TOKEN_KINDS}})
+def _frame(scan: Scan, keys: Sequence[str], *, repriced: bool = False) -> Any:
+    """The cube grouped by ``keys``, as a DataFrame with exact Decimal money."""
+    frame = scan.query(sql.sections_sql("priced", keys, repriced=repriced)).to_pandas()
+    scale = Decimal(1) / sql.FEMTO
+    frame["cache_saved"] = [None if v is None else v * scale for v in frame.pop("saved_femto")]
+    if repriced:
+        frame["cost_repriced"] = [None if v is None else v * scale
+                                  for v in frame.pop("repriced_femto")]
     completion = frame["completion_tokens"].where(frame["completion_tokens"] > 0)
     frame["thinking_share"] = (frame["reasoning_tokens"] / completion).fillna(0.0)
-    order = [*keys, "calls", *TOKEN_KINDS, "thinking_share", "cost", "cache_saved",
-             "unpriced_calls", "estimated_calls", "failed_calls", "prompt_estimate_error"]
-    frame = frame[[c for c in order if c in frame.columns]]
-    return frame.sort_values(list(keys), kind="stable").reset_index(drop=True)
+    return frame
 
 
-def _cache_savings(table: pa.Table, catalogue: Catalogue | None) -> pa.Table:
-    """A ``cache_saved`` column: computed for the rows that had cache hits only."""
-    hits = pc.greater(pc.fill_null(table["cached_tokens"], 0), 0)
-    if not pc.any(hits).as_py():
-        return table.append_column("cache_saved", pa.nulls(table.num_rows, MONEY))
-    indices = pc.indices_nonzero(hits)
-    saved = saved_by_cache(table.take(indices), catalogue).to_pylist()
-    values: list[Decimal | None] = [None] * table.num_rows
-    for index, value in zip(indices.to_pylist(), saved, strict=True):
-        values[index] = value
-    return table.append_column("cache_saved", pa.array(values, type=MONEY))
+def _table(frame: Any, keys: Sequence[str]) -> Any:
+    columns = [*keys, *(c for c in _ORDER if c in frame.columns)]
+    return frame[columns].reset_index(drop=True)
 
 
-def _burn_down(table: pa.Table, limit: Decimal, currency: str) -> Any:
-    daily = _with_keys(table, ["day"])
-    daily = daily.filter(pc.equal(daily["currency"], currency))
-    frame = daily.group_by(["day"]).aggregate([("cost", "sum")]).to_pandas()
-    frame = frame.rename(columns={"cost_sum": "spent"}).sort_values("day").reset_index(drop=True)
-    frame["spent"] = frame["spent"].apply(lambda v: v if v is not None else Decimal(0))
+def _top_tags(tags: Any, top: int) -> tuple[Any, Any]:
+    """The ``top`` tags by cost in each currency, and by calls (all currencies)."""
+    import pandas as pd
+
+    priced = tags[tags["cost"].notna()]
+    by_cost = [group.assign(_c=[float(c) for c in group["cost"]])
+               .sort_values(["_c", "calls"], ascending=False).head(top).drop(columns="_c")
+               for _, group in priced.groupby("currency", sort=True)]
+    cost = pd.concat(by_cost) if by_cost else tags.head(0)
+    calls = tags.groupby("tag", as_index=False)["calls"].sum() \
+        .sort_values(["calls", "tag"], ascending=[False, True]).head(top)
+    return cost.reset_index(drop=True), calls.reset_index(drop=True)
+
+
+def _summary(scan: Scan, totals: Any, daily: Any, tz: str) -> Summary:
+    first = scan.query("SELECT min(first) AS f, max(last) AS l FROM cube").to_pylist()[0]
+    import zoneinfo
+
+    try:
+        zone: Any = zoneinfo.ZoneInfo(tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        zone = None
+
+    def local(value: Any) -> Any:
+        return value.astimezone(zone) if value is not None and zone is not None else value
+
+    priced = totals[totals["currency"] != "-"]
+    models: dict[str, list[tuple[str, Decimal, int]]] = {}
+    by_model = daily.groupby(["currency", "model"], as_index=False).agg(
+        cost=("cost", lambda s: sum((v for v in s if v is not None), Decimal(0))),
+        calls=("calls", "sum"))
+    for currency, group in by_model.groupby("currency"):
+        if currency == "-":
+            continue
+        ranked = sorted(zip(group["model"], group["cost"], group["calls"], strict=True),
+                        key=lambda r: (-r[1], -r[2], r[0]))
+        models[str(currency)] = [(str(m), c, int(n)) for m, c, n in ranked[:3]]
+    return Summary(
+        spend={str(r.currency): r.cost for r in priced.itertuples() if r.cost is not None},
+        cache_saved={str(r.currency): r.cache_saved for r in priced.itertuples()
+                     if r.cache_saved is not None},
+        calls=int(totals["calls"].sum()), first=local(first["f"]), last=local(first["l"]),
+        tz=tz, top_models=models, unpriced_calls=scan.unpriced_count)
+
+
+def _burn_down(daily: Any, limit: Decimal, currency: str) -> Any:
+    frame = daily[daily["currency"] == currency].groupby("day", as_index=False).agg(
+        spent=("cost", lambda s: sum((v for v in s if v is not None), Decimal(0))))
+    frame = frame.sort_values("day").reset_index(drop=True)
     running = Decimal(0)
     cumulative, remaining, share = [], [], []
     for value in frame["spent"]:
@@ -152,55 +146,68 @@ def _burn_down(table: pa.Table, limit: Decimal, currency: str) -> Any:
     return frame
 
 
+def _repricing(scan: Scan, by: Sequence[str]) -> Any:
+    keys = [*by, "currency", "repriced_currency"]
+    frame = _frame(scan, keys, repriced=True)
+    frame["repriced_currency"] = frame["repriced_currency"].fillna("-")
+    same = frame["currency"] == frame["repriced_currency"]
+    frame["difference"] = [
+        (b - a) if ok and a is not None and b is not None else None
+        for a, b, ok in zip(frame["cost"], frame["cost_repriced"], same, strict=True)]
+    return frame[[*keys, "calls", "cost", "cost_repriced", "difference",
+                  "repriced_unpriced_calls"]].reset_index(drop=True)
+
+
 def build_report(data: UsageData, by: Sequence[str] = ("model",), *,
                  reprice_as: str | None = None, reprice_region: str | None = None,
                  reprice_batch: bool = False, budget: tuple[Decimal, str] | None = None,
-                 top: int = 10, catalogue: Catalogue | None = None) -> Report:
+                 top: int = 10, tz: str | None = None,
+                 catalogue: Catalogue | None = None) -> Report:
     """A report of ``data`` grouped ``by`` some of :data:`GROUPINGS`.
 
     ``reprice_as`` / ``reprice_region`` / ``reprice_batch`` add a comparison with what the same
-    usage would have cost on that model, in that region, or as batch calls; ``budget``
-    (amount, currency) adds a burn-down table.
+    usage would have cost on that model, in that region, or as batch calls (per original and
+    re-priced currency); ``budget`` (amount, currency) adds a burn-down table; ``top`` is how
+    many tags are listed (the rest are counted); ``tz`` (default: ``data``'s) is the zone
+    whose calendar days, weeks and months the report uses.
     """
+    by = tuple(by)
     unknown = [k for k in by if k not in GROUPINGS]
-    if unknown:
-        raise ConfigurationError(f"cannot group by {', '.join(unknown)}; choose from "
-                                 f"{', '.join(GROUPINGS)}")
-    table = _cache_savings(_flags(data.table), catalogue)
-    table = table.append_column("day", _date_key(table, "day"))  # used by several sections
-    keys = [*by, "currency"]
-    breakdown = _aggregate(_with_keys(table, by), keys)
-    totals = _aggregate(_with_keys(table, []), ["currency"])
-    daily = _aggregate(_with_keys(table, ["day", "model"]), ["day", "model", "currency"])
-    kinds = {k: int(pc.sum(table[k]).as_py() or 0) for k in TOKEN_KINDS}
-    tags = _aggregate(_with_keys(table, ["tag"]), ["tag", "currency"])
-    tags = tags[tags["tag"] != "(none)"].sort_values("calls", ascending=False).head(top)
-    report = Report(tuple(by), breakdown, totals, daily, kinds, tags.reset_index(drop=True),
-                    skipped=list(data.skipped), unpriced=list(data.unpriced),
-                    records=data.table.num_rows)
-    if reprice_as or reprice_region or reprice_batch:
-        report.repricing, report.reprice_label = _repricing(
-            data.table, by, reprice_as, reprice_region, reprice_batch, catalogue)
-    if budget is not None:
-        report.burn_down = _burn_down(table, Decimal(budget[0]), budget[1])
+    if unknown or not by:
+        raise ConfigurationError(f"cannot group by {', '.join(unknown) or 'nothing'}; choose "
+                                 f"from {', '.join(GROUPINGS)}")
+    if len(set(by)) != len(by):
+        raise ConfigurationError(f"--by names a key twice: {', '.join(by)}")
+    if reprice_region is not None and reprice_region not in ("cn", "intl"):
+        raise ConfigurationError(f"unknown region {reprice_region!r}; choose cn or intl")
+    zone = check_zone(tz or data.tz)
+    plan = Plan(by=by, tz=zone, since=data.since, until=data.until, reprice_model=reprice_as,
+                reprice_region=reprice_region, reprice_batch=reprice_batch)
+    scan = run(data.sources, plan, catalogue=catalogue or data.catalogue,
+               default_model=data.default_model, region=data.region, progress=data.progress)
+    try:
+        totals = _frame(scan, ["currency"])
+        breakdown = _table(_frame(scan, [*by, "currency"]), [*by, "currency"])
+        daily = _frame(scan, ["day", "model", "currency"])
+        tags = _frame(scan, ["tag", "currency"])
+        tags = tags[tags["tag"] != "(none)"]
+        top_cost, top_calls = _top_tags(tags, top)
+        report = Report(
+            by, breakdown, _table(totals, ["currency"]), _table(daily, ["day", "model",
+                                                                        "currency"]),
+            {k: int(totals[k].sum()) for k in TOKEN_KINDS},
+            _table(top_cost, ["tag", "currency"]), top_calls, tags_count=int(
+                tags["tag"].nunique()),
+            summary=_summary(scan, totals, daily, zone), skipped=scan.skipped,
+            skipped_count=scan.skipped_count, unpriced=scan.unpriced,
+            unpriced_count=scan.unpriced_count, records=scan.records, tz=zone, top=top)
+        if plan.repricing:
+            report.repricing = _repricing(scan, by)
+            report.reprice_label = " ".join(filter(None, [
+                reprice_as or "same models", f"in {reprice_region}" if reprice_region else "",
+                "as batch" if reprice_batch else ""]))
+        if budget is not None:
+            report.burn_down = _burn_down(daily, Decimal(budget[0]), budget[1])
+    finally:
+        scan.db.close()
     return report
-
-
-def _repricing(table: pa.Table, by: Sequence[str], model: str | None, region: str | None,
-               batch: bool, catalogue: Catalogue | None) -> tuple[Any, str]:
-    target = reprice(table, model=model, region=region, batch=batch, catalogue=catalogue)
-    target = target.set_column(target.schema.get_field_index("model"), "model", table["model"])
-    label = " ".join(filter(None, [model or "same models", f"in {region}" if region else "",
-                                   "as batch" if batch else ""]))
-    actual = _aggregate(_with_keys(_flags(table), by), [*by, "currency"])
-    other = _aggregate(_with_keys(_flags(target), by), [*by, "currency"])
-    merged = actual[[*by, "currency", "calls", "cost"]].merge(
-        other[[*by, "currency", "cost", "unpriced_calls"]], on=list(by), how="outer",
-        suffixes=("", "_repriced"))
-    merged = merged.rename(columns={"currency_repriced": "repriced_currency",
-                                    "unpriced_calls": "repriced_unpriced_calls"})
-    same = merged["currency"] == merged["repriced_currency"]
-    merged["difference"] = [
-        (b - a) if ok and a is not None and b is not None else None
-        for a, b, ok in zip(merged["cost"], merged["cost_repriced"], same, strict=True)]
-    return merged, label

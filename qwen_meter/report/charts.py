@@ -1,13 +1,37 @@
-"""Charts of a report, drawn with matplotlib (an optional extra, imported only here)."""
+"""Charts of a report, drawn with matplotlib (an optional extra, imported only here).
+
+One daily-cost chart and one top-tags chart per currency (CNY and USD are never on one axis),
+and tokens by kind. Labels are drawn with a CJK-capable font picked from the installed fonts
+(Chinese tags and user names are common); with none installed, one warning says so instead of
+silent boxes. Mathtext is off, so a ``$`` in a tag is just a dollar sign.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import io
 import os
+import re
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..errors import QwenMeterError
+from . import safe
 from .build import Report
+
+#: Font families known to cover Chinese, best first (matplotlib's names for them).
+CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "Noto Sans CJK JP",
+                "Noto Sans CJK TC", "Noto Serif CJK SC", "WenQuanYi Zen Hei",
+                "WenQuanYi Micro Hei", "Droid Sans Fallback", "AR PL UMing CN",
+                "AR PL UKai CN", "PingFang SC", "Hiragino Sans GB", "Microsoft YaHei",
+                "SimHei", "Heiti SC", "Arial Unicode MS")
+_CJK = re.compile("[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
+
+
+class MissingFontWarning(UserWarning):
+    """No installed font covers the CJK text of a chart."""
 
 
 def _pyplot() -> Any:
@@ -21,68 +45,130 @@ def _pyplot() -> Any:
     return plt
 
 
-def _daily_cost(ax: Any, report: Report) -> None:
-    frame = report.daily
-    priced = frame[frame["currency"] != "-"]
-    if priced.empty:
-        ax.text(0.5, 0.5, "no priced usage", ha="center", va="center")
-        return
-    currency = priced.groupby("currency")["calls"].sum().idxmax()
-    data = priced[priced["currency"] == currency]
-    table = data.pivot_table(index="day", columns="model", values="cost", aggfunc="sum",
-                             fill_value=0).sort_index()
+@functools.lru_cache(maxsize=1)
+def cjk_font() -> str | None:
+    """The first installed font family of :data:`CJK_FAMILIES`, or None."""
+    from matplotlib import font_manager
+
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    return next((family for family in CJK_FAMILIES if family in installed), None)
+
+
+def _labels(report: Report) -> Iterator[str]:
+    for frame in (report.daily, report.top_tags, report.top_tags_by_calls):
+        if frame is None:
+            continue
+        for column in ("model", "tag"):
+            if column in frame.columns:
+                yield from (str(v) for v in frame[column])
+
+
+@contextlib.contextmanager
+def _style(report: Report) -> Iterator[None]:
+    """rcParams for the charts: mathtext off, a CJK fallback font if there is CJK text."""
+    import matplotlib
+
+    params: dict[str, Any] = {"text.parse_math": False, "axes.unicode_minus": False}
+    needs_cjk = any(_CJK.search(label) for label in _labels(report))
+    family = cjk_font()
+    if family:
+        params["font.family"] = ["sans-serif"]
+        params["font.sans-serif"] = ["DejaVu Sans", family]
+    elif needs_cjk:
+        warnings.warn("no CJK font is installed (e.g. fonts-noto-cjk): Chinese, Japanese and "
+                      "Korean text in the charts is drawn as boxes", MissingFontWarning,
+                      stacklevel=4)
+    with matplotlib.rc_context(params), warnings.catch_warnings():  # type: ignore[arg-type]
+        # One warning above says it all; not one per missing glyph.
+        warnings.filterwarnings("ignore", message=r"Glyph .* missing from", category=UserWarning)
+        yield
+
+
+def _label(text: Any, limit: int = 28) -> str:
+    value = safe.plain(text)
+    return value if len(value) <= limit else value[:limit - 1] + "…"
+
+
+def _currencies(report: Report) -> list[str]:
+    daily = report.daily
+    priced = daily[(daily["currency"] != "-") & daily["cost"].notna()]
+    return sorted(set(priced["currency"]))
+
+
+def _daily_cost(ax: Any, report: Report, currency: str) -> None:
+    data = report.daily[(report.daily["currency"] == currency) & report.daily["cost"].notna()]
+    table = data.assign(cost=[float(v) for v in data["cost"]]).pivot_table(
+        index="day", columns="model", values="cost", aggfunc="sum", fill_value=0).sort_index()
     bottom = [0.0] * len(table)
     for model in table.columns:
-        values = [float(v or 0) for v in table[model]]
-        ax.bar(list(table.index), values, bottom=bottom, label=model)
+        values = list(table[model])
+        ax.bar(list(table.index), values, bottom=bottom, label=_label(model))
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     ax.set_ylabel(currency)
-    ax.set_title(f"Daily cost by model ({currency})")
+    ax.set_title(f"Daily cost by model ({currency}, {report.tz} days)")
     ax.legend(fontsize="small")
     ax.tick_params(axis="x", labelrotation=45, labelsize="small")
+    if len(table) > 20:
+        step = max(1, len(table) // 20)
+        ax.set_xticks(list(table.index)[::step])
 
 
 def _tokens(ax: Any, report: Report) -> None:
     kinds = report.tokens_by_kind
     labels = [k.replace("_tokens", "") for k in kinds]
     ax.bar(labels, list(kinds.values()), color=["#4c72b0", "#dd8452", "#55a868", "#c44e52"])
-    ax.set_title("Tokens by kind")
+    ax.set_title("Tokens by kind (all currencies)")
 
 
-def _tags(ax: Any, report: Report) -> None:
-    tags = report.top_tags
+def _tags(ax: Any, report: Report, currency: str) -> None:
+    tags = report.top_tags[report.top_tags["currency"] == currency]
     if tags.empty:
-        ax.text(0.5, 0.5, "no tags", ha="center", va="center")
+        ax.text(0.5, 0.5, f"no tagged spend in {currency}", ha="center", va="center")
     else:
-        ax.barh(list(tags["tag"])[::-1], list(tags["calls"])[::-1])
-    ax.set_title("Top tags (calls)")
+        ax.barh([_label(t) for t in tags["tag"]][::-1], [float(c) for c in tags["cost"]][::-1])
+        ax.set_xlabel(currency)
+    ax.set_title(f"Top tags by cost ({currency})")
 
 
-CHARTS = (("Daily cost by model", _daily_cost), ("Tokens by kind", _tokens),
-          ("Top tags", _tags))
+def charts(report: Report) -> list[tuple[str, Callable[[Any], None]]]:
+    """(title, draw(ax)) for each chart of ``report``."""
+    out: list[tuple[str, Callable[[Any], None]]] = []
+    for currency in _currencies(report):
+        out.append((f"Daily cost by model ({currency})",
+                    functools.partial(_daily_cost, report=report, currency=currency)))
+    out.append(("Tokens by kind", functools.partial(_tokens, report=report)))
+    for currency in _currencies(report):
+        if len(report.top_tags) and (report.top_tags["currency"] == currency).any():
+            out.append((f"Top tags by cost ({currency})",
+                        functools.partial(_tags, report=report, currency=currency)))
+    return out
 
 
 def chart_pngs(report: Report) -> list[tuple[str, bytes]]:
     """Each chart as (title, PNG bytes)."""
     plt = _pyplot()
     out = []
-    for title, draw in CHARTS:
-        figure, ax = plt.subplots(figsize=(8, 3.6), dpi=100)
-        draw(ax, report)
-        figure.tight_layout()
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png")
-        plt.close(figure)
-        out.append((title, buffer.getvalue()))
+    with _style(report):
+        for title, draw in charts(report):
+            figure, ax = plt.subplots(figsize=(8, 3.6), dpi=100)
+            draw(ax)
+            figure.tight_layout()
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format="png")
+            plt.close(figure)
+            out.append((title, buffer.getvalue()))
     return out
 
 
 def save_png(report: Report, path: str | os.PathLike[str]) -> None:
     """All charts, stacked in one PNG file."""
     plt = _pyplot()
-    figure, axes = plt.subplots(len(CHARTS), 1, figsize=(9, 3.6 * len(CHARTS)), dpi=100)
-    for ax, (_, draw) in zip(axes, CHARTS, strict=True):
-        draw(ax, report)
-    figure.tight_layout()
-    figure.savefig(path, format="png")
-    plt.close(figure)
+    with _style(report):
+        drawn = charts(report)
+        figure, axes = plt.subplots(len(drawn), 1, figsize=(9, 3.6 * len(drawn)), dpi=100,
+                                    squeeze=False)
+        for ax, (_, draw) in zip(axes[:, 0], drawn, strict=True):
+            draw(ax)
+        figure.tight_layout()
+        figure.savefig(path, format="png")
+        plt.close(figure)

@@ -12,11 +12,11 @@ from decimal import Decimal
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..catalogue import Catalogue, ModelSpec, Offer, default_catalogue
 from ..errors import QwenMeterError
-from .read import MONEY
+
+MONEY = pa.decimal128(38, 18)
 
 PICO = Decimal(10) ** 12
 _PER_TOKEN = Decimal(10) ** 6  # price per 1M tokens → pico units per token
@@ -114,10 +114,58 @@ def reprice(table: pa.Table, *, model: str | None = None, region: str | None = N
     return table
 
 
-def saved_by_cache(table: pa.Table, catalogue: Catalogue | None = None) -> pa.Array:
-    """Per row: what its cached input saved against paying the full input price."""
-    uncached = table.set_column(table.schema.get_field_index("cached_tokens"), "cached_tokens",
-                                pa.array([0] * table.num_rows, type=pa.int64()))
-    full = reprice(uncached, catalogue=catalogue)["cost"]
-    actual = reprice(table, catalogue=catalogue)["cost"]
-    return pc.subtract(full, actual)
+# --- price tables for the SQL engine -------------------------------------------------------
+
+#: Columns of the ``prices`` / ``target_prices`` tables the report SQL joins.
+PRICE_COLUMNS = ("key", "region", "bucket", "currency", "input", "output", "thinking", "hit",
+                 "thinking_only")
+_FEMTO_PER_TOKEN = Decimal(10) ** 9  # price per 1M tokens → femto-units (1e-15) per token
+
+
+def _femto(price: Decimal | None, factor: Decimal = Decimal(1)) -> int | None:
+    if price is None:
+        return None
+    value = price * factor * _FEMTO_PER_TOKEN
+    if value != value.to_integral_value():
+        raise QwenMeterError(f"price {price} (x{factor}) is finer than 1e-15 per token")
+    return int(value)
+
+
+def thresholds(catalogue: Catalogue) -> list[int]:
+    """Every request-size tier boundary in ``catalogue``: records between two neighbours are
+    in the same tier of every offer, so they are priced together."""
+    found: set[int] = set()
+    for spec in catalogue:
+        for offers in spec.offers.values():
+            for offer in offers:
+                for tier in offer.tiers:
+                    found.update(v for v in (tier.above, tier.upto) if v)
+    return sorted(found)
+
+
+def price_rows(spec: ModelSpec, key: int, bounds: list[int], *, batch: bool = False
+               ) -> list[tuple[object, ...]]:
+    """``spec``'s current prices in every region, one row (of :data:`PRICE_COLUMNS`) per
+    request-size bucket of ``bounds`` (see :func:`..sql.bucket_sql`), in femto-units per token.
+
+    ``batch`` gives batch prices (the batch factor applied, cache hits at the input price);
+    an offer without batch prices has no rows then.
+    """
+    rows: list[tuple[object, ...]] = []
+    sizes = [*bounds, (bounds[-1] + 1) if bounds else 1]  # a request size in each bucket
+    for region in spec.regions:
+        offer = spec.offer(region)
+        if batch and offer.batch is None:
+            continue
+        factor = offer.batch if batch and offer.batch is not None else Decimal(1)
+        for bucket, size in enumerate(sizes):
+            tier = offer.tier_for(size)
+            if tier is None:
+                continue
+            hit = tier.input if batch else (
+                tier.cache_hit if tier.cache_hit is not None else
+                None if tier.input is None else tier.input * offer.cache.implicit_hit)
+            rows.append((key, region, bucket, offer.currency, _femto(tier.input, factor),
+                         _femto(tier.output, factor), _femto(tier.output_thinking, factor),
+                         _femto(hit, factor), spec.thinking == "only"))
+    return rows

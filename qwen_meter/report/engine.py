@@ -1,0 +1,430 @@
+"""Runs the report's SQL over the sources, streaming: each chunk of lines is parsed, checked and
+folded into a small cube, so memory depends on the chunk size and the number of groups, never
+on the size of the logs. Reading the next chunk overlaps the SQL of the current one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..catalogue import Catalogue, ModelSpec, default_catalogue
+from ..errors import QwenMeterError
+from . import sql
+from .prices import PRICE_COLUMNS, price_rows, thresholds
+from .sources import (
+    LINES_SCHEMA,
+    Progress,
+    ReportInputError,
+    Source,
+    jsonl_chunks,
+    response_chunks,
+    sqlite_chunks,
+)
+
+#: How many skipped lines and unpriced records are listed by name (all are counted).
+LISTED = 1000
+_MERGE_ROWS = 500_000
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A line (or record) the report could not use, or could not price."""
+
+    source: str
+    line: int | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to compute in the pass over the records."""
+
+    by: tuple[str, ...]
+    tz: str
+    since: dt.date | dt.datetime | None = None
+    until: dt.date | dt.datetime | None = None
+    reprice_model: str | None = None
+    reprice_region: str | None = None
+    reprice_batch: bool = False
+
+    @property
+    def repricing(self) -> bool:
+        return bool(self.reprice_model or self.reprice_region or self.reprice_batch)
+
+
+@dataclass
+class Scan:
+    """The result of one pass: the cube (a table of ``db``) and what was left out."""
+
+    db: Any
+    plan: Plan
+    records: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+    skipped_count: int = 0
+    unpriced: list[Skipped] = field(default_factory=list)
+    unpriced_count: int = 0
+
+    def query(self, text: str) -> pa.Table:
+        return self.db.sql(text).to_arrow_table()
+
+
+def connect() -> Any:
+    """A DuckDB connection whose zone is UTC (times without an offset are UTC, as the log's)."""
+    try:
+        import duckdb
+    except ImportError as exc:
+        raise QwenMeterError("reports need duckdb: pip install qwen-meter[reports]") from exc
+    db = duckdb.connect()
+    db.execute("SET TimeZone = 'UTC'")
+    # Progress is read with query_progress() and drawn by the report, never by DuckDB.
+    db.execute("SET enable_progress_bar = true")
+    db.execute("SET enable_progress_bar_print = false")
+    return db
+
+
+def system_zone() -> str:
+    """The machine's time zone as an IANA name (as DuckDB detects it), else UTC."""
+    import duckdb
+
+    try:
+        with duckdb.connect() as db:
+            row = db.execute("SELECT current_setting('TimeZone')").fetchall()[0]
+        return str(row[0]) if row and row[0] else "UTC"
+    except duckdb.Error:
+        return "UTC"
+
+
+def check_zone(tz: str) -> str:
+    """``tz`` if it is a zone name the engine knows, else a ConfigurationError."""
+    from ..errors import ConfigurationError
+
+    db = connect()
+    try:
+        db.execute(f"SELECT timezone({sql.quote(tz)}, TIMESTAMPTZ '2026-01-01 00:00:00+00')")
+    except Exception as exc:  # duckdb raises its own error types
+        raise ConfigurationError(f"unknown time zone {tz!r} (use an IANA name such as "
+                                 "Asia/Shanghai or UTC)") from exc
+    finally:
+        db.close()
+    return tz
+
+
+_LISTED_TYPE = pa.list_(pa.struct([("source", pa.string()), ("line", pa.int64()),
+                                    ("reason", pa.string())]))
+
+
+def _reraise_interrupt(exc: BaseException) -> None:
+    """Ctrl-C while DuckDB runs a query comes back as its InterruptException: make it the
+    KeyboardInterrupt it is (not a reason to read the file another way)."""
+    if type(exc).__name__ == "InterruptException":
+        raise KeyboardInterrupt from exc
+
+
+def _bound(value: dt.date | dt.datetime, tz: str) -> str:
+    """A since / until bound as a TIMESTAMPTZ expression: dates are whole days in ``tz``."""
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return f"TIMESTAMPTZ {sql.quote(value.isoformat())}"
+    if not isinstance(value, dt.datetime):
+        value = dt.datetime(value.year, value.month, value.day)
+    return f"timezone({sql.quote(tz)}, TIMESTAMP {sql.quote(value.isoformat(sep=' '))})"
+
+
+@contextlib.contextmanager
+def _polled(db: Any, report: Callable[[float], None], every: float = 0.2) -> Iterator[None]:
+    """Calls ``report(share done)`` from a thread while ``db`` runs a query (DuckDB's own
+    progress), so the bar moves while a file is read in one query."""
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.wait(every):
+            try:
+                share = float(db.query_progress())
+            except Exception:  # no query running (yet / any more)
+                continue
+            if share >= 0:
+                report(min(share, 100.0) / 100.0)
+
+    thread = threading.Thread(target=poll, daemon=True, name="qwen-meter-report-progress")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _prefetch(chunks: Iterator[pa.Table], depth: int = 2) -> Iterator[pa.Table]:
+    """``chunks`` read by a thread ahead of the consumer (file reads and numpy release the
+    GIL, and so does DuckDB while it runs the SQL of the previous chunk)."""
+    box: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for chunk in chunks:
+                if stop.is_set():
+                    return
+                box.put(chunk)
+            box.put(done)
+        except BaseException as exc:  # handed to the consumer, raised there
+            box.put(exc)
+
+    thread = threading.Thread(target=work, daemon=True, name="qwen-meter-report-reader")
+    thread.start()
+    try:
+        while True:
+            item = box.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a reader waiting on a full queue
+            with contextlib.suppress(queue.Empty):
+                box.get(timeout=0.05)
+
+
+class Engine:
+    """One DuckDB connection, the cube of the records fed so far, and the catalogue's prices
+    for the models the cube names."""
+
+    def __init__(self, plan: Plan, catalogue: Catalogue | None = None) -> None:
+        self.plan = plan
+        self.catalogue = catalogue or default_catalogue()
+        self.db = connect()
+        self.bounds = thresholds(self.catalogue)
+        self._keys: dict[int, int] = {}  # id(spec) → key
+        self._names: dict[str, int | None] = {}
+        columns = ("key INTEGER, region VARCHAR, bucket INTEGER, currency VARCHAR, "
+                   "input BIGINT, output BIGINT, thinking BIGINT, hit BIGINT, "
+                   "thinking_only BOOLEAN")
+        self.db.execute("CREATE TABLE names (name VARCHAR, key INTEGER)")
+        self.db.execute(f"CREATE TABLE prices ({columns})")
+        self.db.execute(f"CREATE TABLE target_prices ({columns})")
+        self.target_key: int | None = None
+        if plan.reprice_model:
+            self.target_key = self._key(self.catalogue.resolve(plan.reprice_model))
+        self.scan = Scan(self.db, plan)
+        self._parts: list[pa.Table] = []
+        self._part_rows = 0
+        #: When a list, the usable records themselves are kept here too (``UsageData.table``).
+        self.collected: list[pa.Table] | None = None
+
+    # --- prices -----------------------------------------------------------------------------
+
+    def _key(self, spec: ModelSpec) -> int:
+        key = self._keys.get(id(spec))
+        if key is None:
+            key = self._keys[id(spec)] = len(self._keys) + 1
+            self._insert("prices", price_rows(spec, key, self.bounds))
+            if self.plan.repricing:
+                self._insert("target_prices", price_rows(spec, key, self.bounds,
+                                                         batch=self.plan.reprice_batch))
+        return key
+
+    def _insert(self, table: str, rows: list[tuple[object, ...]]) -> None:
+        if rows:
+            marks = ", ".join("?" for _ in PRICE_COLUMNS)
+            self.db.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+
+    def _resolve(self, names: Iterable[str]) -> None:
+        """Adds ``names`` (models) to the ``names`` table, each resolved once."""
+        new = []
+        for name in sorted(set(names) - self._names.keys()):
+            try:
+                key: int | None = self._key(self.catalogue.resolve(name))
+            except QwenMeterError:
+                key = None  # unknown model: its records stay unpriced, and are listed
+            self._names[name] = key
+            if key is not None:
+                new.append((name, key))
+        if new:
+            self.db.executemany("INSERT INTO names VALUES (?, ?)", new)
+
+    # --- the pass ---------------------------------------------------------------------------
+
+    def _bounds(self) -> tuple[str | None, str | None]:
+        plan = self.plan
+        return (None if plan.since is None else _bound(plan.since, plan.tz),
+                None if plan.until is None else _bound(plan.until, plan.tz))
+
+    def cube_sql(self, records: str, lists: bool = False) -> str:
+        """The SQL that folds ``records`` into a cube for this plan."""
+        since, until = self._bounds()
+        return sql.cube_sql(records, by=self.plan.by, tz=self.plan.tz, thresholds=self.bounds,
+                            since=since, until=until, lists=lists)
+
+    def _fold(self, part: pa.Table, records: str) -> None:
+        """Adds a cube ``part`` of ``records`` to the cube, and names what it left out (the
+        part is computed again with the lists of lines only if it left something out)."""
+        scan = self.scan
+        listing = len(scan.skipped) < LISTED or len(scan.unpriced) < LISTED
+        if listing and "bad" not in part.column_names and self._has_outliers(part):
+            part = self.db.sql(self.cube_sql(records, lists=True)).to_arrow_table()
+        if self.collected is not None:
+            since, until = self._bounds()
+            self.collected.append(self.db.sql(
+                f"SELECT * EXCLUDE (problem) FROM {records} WHERE {sql.kept_where(since, until)}"
+            ).to_arrow_table())
+        good = pc.is_null(part["problem"])
+        bad = part.filter(pc.invert(good))
+        empty = pc.equal(bad["problem"], "")
+        scan.skipped_count += int(pc.sum(bad.filter(pc.invert(empty))["calls"]).as_py() or 0)
+        for column, listed in (("bad", scan.skipped), ("unpriced_list", scan.unpriced)):
+            room = LISTED - len(listed)
+            if room <= 0 or column not in part.column_names:
+                continue
+            found = [item for items in part[column].to_pylist() if items for item in items
+                     if item["reason"] != ""]
+            found.sort(key=lambda item: (item["source"], item["line"] or 0))
+            listed += [Skipped(i["source"], i["line"], i["reason"]) for i in found[:room]]
+        part = part.filter(good).drop_columns(
+            [c for c in ("problem", "bad", "unpriced_list") if c in part.column_names])
+        self._parts.append(part)
+        self._part_rows += part.num_rows
+        if self._part_rows > _MERGE_ROWS:
+            self._merge()
+
+    @staticmethod
+    def _has_outliers(part: pa.Table) -> bool:
+        problems = pc.drop_null(part["problem"])
+        return bool(pc.any(pc.not_equal(problems, "")).as_py() if len(problems) else False) \
+            or bool(pc.sum(part["unpriced_calls"]).as_py())
+
+    def _merge(self) -> None:
+        keys = sql.cube_keys(self.plan.by)
+        parts = pa.concat_tables(self._parts, promote_options="permissive")
+        self.db.register("cube_parts", parts)
+        merged = self.db.sql(sql.merge_sql("cube_parts", keys)).to_arrow_table()
+        self.db.unregister("cube_parts")
+        self._parts = [merged]
+        self._part_rows = merged.num_rows
+
+    def feed_lines(self, chunks: Iterable[pa.Table]) -> None:
+        """Parses, checks and folds JSON-line chunks ``(source, line, text)``."""
+        for chunk in chunks:
+            self.db.register("lines_chunk", chunk)
+            records = f"({sql.parse_sql(sql.lines_sql('lines_chunk'))})"
+            self._fold(self.db.sql(self.cube_sql(records)).to_arrow_table(), records)
+            self.db.unregister("lines_chunk")
+
+    def feed_jsonl(self, path: Path, bar: Progress) -> None:
+        """A JSONL log: read by DuckDB's own JSON reader in one pass. A file DuckDB cannot read
+        (a malformed line) or with an unusable line is read again as numbered lines, so that
+        each of those is named with its line; records without a cost are named by their id."""
+        records = f"({sql.parse_sql(sql.json_file_sql(str(path)))})"
+        size = path.stat().st_size
+        bar.seen = 0
+        try:
+            with _polled(self.db, lambda share: bar.advance(int(size * share) - bar.seen,
+                                                            path.name, seen=True)):
+                part = self.db.sql(self.cube_sql(records)).to_arrow_table()
+        except Exception as exc:  # duckdb's own errors: a line it cannot read
+            _reraise_interrupt(exc)
+            if isinstance(exc, QwenMeterError):
+                raise
+            part = None
+        problems = part is not None and bool(
+            pc.any(pc.not_equal(pc.drop_null(part["problem"]), "")).as_py()
+            if pc.any(pc.is_valid(part["problem"])).as_py() else False)
+        if part is None or problems:
+            bar.advance(-bar.seen, path.name)
+            bar.seen = 0
+            self.feed_lines(_prefetch(jsonl_chunks(path, bar)))
+            return
+        bar.advance(size - bar.seen, path.name)
+        bar.seen = 0
+        room = LISTED - len(self.scan.unpriced)
+        if room > 0 and pc.sum(part["unpriced_calls"]).as_py():
+            since, until = self._bounds()
+            rows = self.db.execute(sql.unpriced_ids_sql(str(path), since, until, room)
+                                   ).fetchall()
+            self.scan.unpriced += [Skipped(str(path), None, f"{m}: {r} (id {i})")
+                                   for i, m, r in rows]
+        self._fold(part.append_column("bad", pa.nulls(part.num_rows, _LISTED_TYPE))
+                   .append_column("unpriced_list", pa.nulls(part.num_rows, _LISTED_TYPE)),
+                   records)
+
+    def feed_parquet(self, paths: Sequence[str]) -> None:
+        """Checks and folds Parquet records (DuckDB streams the files itself)."""
+        files = ", ".join(sql.quote(p) for p in paths)
+        try:
+            self.db.execute("CREATE OR REPLACE TEMP VIEW records_parquet AS " + sql.check_sql(
+                f"read_parquet([{files}], hive_partitioning = true, union_by_name = true)"))
+            part = self.db.sql(self.cube_sql("records_parquet")).to_arrow_table()
+        except Exception as exc:
+            _reraise_interrupt(exc)
+            if isinstance(exc, QwenMeterError):
+                raise
+            raise ReportInputError(f"cannot read Parquet {', '.join(paths)}: {exc}") from exc
+        self._fold(part, "records_parquet")
+
+    def finish(self) -> Scan:
+        """The cube, priced, as view ``priced`` of the connection; counts and lists in the
+        scan."""
+        if not self._parts:
+            self.feed_lines([LINES_SCHEMA.empty_table()])
+        self._merge()
+        self.db.register("cube_final", self._parts[0])
+        self.db.execute("CREATE OR REPLACE TABLE cube AS SELECT * FROM cube_final")
+        self.db.unregister("cube_final")
+        self._parts = []
+        self._resolve(row[0] for row in self.db.execute(
+            "SELECT DISTINCT model FROM cube WHERE model IS NOT NULL").fetchall())
+        plan = self.plan
+        self.db.execute("CREATE OR REPLACE VIEW priced AS " + sql.priced_sql(
+            "cube", repricing=plan.repricing, target_model=self.target_key,
+            target_region=plan.reprice_region))
+        row = self.db.execute("SELECT coalesce(sum(calls), 0), coalesce(sum(unpriced_calls), 0) "
+                              "FROM cube").fetchall()[0]
+        self.scan.records, self.scan.unpriced_count = int(row[0]), int(row[1])
+        return self.scan
+
+
+def parquet_files(source: Source) -> list[str]:
+    """A Parquet file, or every ``*.parquet`` under a folder (the compact layout)."""
+    if source.path.is_dir():
+        files = sorted(str(p) for p in source.path.rglob("*.parquet"))
+        if not files:
+            raise ReportInputError(f"{source.path}: no .parquet files in this folder")
+        return files
+    return [str(source.path)]
+
+
+def run(sources: Sequence[Source], plan: Plan, *, catalogue: Catalogue | None = None,
+        default_model: str | None = None, region: str | None = None,
+        progress: bool = False, collect: list[pa.Table] | None = None) -> Scan:
+    """One pass over ``sources`` for ``plan`` (``collect``: a list to keep the records in)."""
+    engine = Engine(plan, catalogue)
+    engine.collected = collect
+    total = sum(s.path.stat().st_size for s in sources if s.path.is_file())
+    bar = Progress(total, progress)
+    try:
+        for source in sources:
+            if source.kind == "parquet":
+                engine.feed_parquet(parquet_files(source))
+                bar.advance(source.path.stat().st_size if source.path.is_file() else 0,
+                            source.path.name)
+            elif source.kind == "sqlite":
+                engine.feed_lines(_prefetch(sqlite_chunks(source.path, bar)))
+            elif source.kind == "responses":
+                engine.feed_lines(response_chunks(source.path, bar, default_model=default_model,
+                                                  region=region, catalogue=catalogue))
+            else:
+                engine.feed_jsonl(source.path, bar)
+        return engine.finish()
+    finally:
+        bar.close()
