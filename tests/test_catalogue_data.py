@@ -21,7 +21,7 @@ OFFERS = [(spec, offer) for spec in CATALOGUE for offers in spec.offers.values()
 def test_catalogue_is_large_and_offers_both_regions():
     assert len(CATALOGUE) >= 90
     regions = {offer.region for _, offer in OFFERS}
-    assert regions == {"cn", "intl"}
+    assert {"cn", "intl", "global", "eu"} <= regions
 
 
 @pytest.mark.parametrize("name", CATALOGUE.names())
@@ -60,14 +60,14 @@ def test_tiers_are_contiguous_and_cover_the_input_limit():
         last = offer.tiers[-1].upto
         if last is not None and offer.limits.max_input:
             assert last >= offer.limits.max_input, spec.name
-        currency = {"cn": "CNY", "intl": "USD"}[offer.region]
+        currency = {"cn": "CNY"}.get(offer.region, "USD")
         assert offer.currency == currency or "CNY" in offer.note, spec.name
 
 
 def test_history_is_ordered_newest_first():
     for spec in CATALOGUE:
         for offers in spec.offers.values():
-            dates = [o.as_of for o in offers]
+            dates = [o.effective_date for o in offers]
             assert dates == sorted(dates, reverse=True), spec.name
 
 
@@ -103,7 +103,11 @@ def test_not_offered_region():
 
 
 def test_snapshot_with_its_own_entry_keeps_it():
-    assert qm.resolve("qwen-plus-2025-12-01").name == "qwen-plus"
+    # A snapshot without its own entry: its stable name's prices, none of its rate limits.
+    snap = qm.resolve("qwen-plus-2025-12-01")
+    assert snap.name == "qwen-plus-2025-12-01"
+    assert snap.offer("cn").tiers == qm.resolve("qwen-plus").offer("cn").tiers
+    assert snap.offer("cn").rate_limits is None and snap.offer("cn").batch is None
     turbo = qm.resolve("qwen-turbo-2025-04-28")
     assert turbo.name == "qwen-turbo-2025-04-28"
     assert turbo.offer("intl").rate_limits.rpm == 60
