@@ -12,7 +12,19 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .attribution import Attribution, attribute, current_attribution
     from .budget import Budget, BudgetStatus, Reservation, ThresholdEvent
-    from .catalogue import Catalogue, Limits, ModelSpec, Offer, PriceTier, resolve
+    from .catalogue import (
+        Catalogue,
+        Limits,
+        ModelSpec,
+        Offer,
+        PriceTier,
+        RateLimits,
+        Source,
+        ToolFee,
+        default_catalogue,
+        resolve,
+    )
+    from .catalogue_diff import diff_catalogues
     from .counting import (
         DEFAULT_MODEL,
         TokenCount,
@@ -75,6 +87,12 @@ _EXPORTS: dict[str, str] = {
     "BudgetExceeded": ".errors",
     "BudgetStatus": ".budget",
     "Catalogue": ".catalogue",
+    # issue #12: catalogue records, the catalogue in use, and comparing two catalogues
+    "RateLimits": ".catalogue",
+    "Source": ".catalogue",
+    "ToolFee": ".catalogue",
+    "default_catalogue": ".catalogue",
+    "diff_catalogues": ".catalogue_diff",
     "CatalogueError": ".errors",
     "ConfigurationError": ".errors",
     "ContextLimitExceeded": ".errors",
@@ -197,11 +215,13 @@ __all__ = [
     "RateLimit",
     "RateLimited",
     "RateLimiter",
+    "RateLimits",
     "Reservation",
     "RetryPolicy",
     "SQLiteLog",
     "ServerRateLimited",
     "ServerUnavailable",
+    "Source",
     "Store",
     "StoreUnavailable",
     "TemplateProfile",
@@ -209,6 +229,7 @@ __all__ = [
     "TokenCount",
     "TokenizerBackend",
     "TokenizerUnavailable",
+    "ToolFee",
     "UnknownFamily",
     "UnknownModel",
     "UnsupportedClient",
@@ -227,6 +248,8 @@ __all__ = [
     "count_tokens",
     "current_attribution",
     "decode",
+    "default_catalogue",
+    "diff_catalogues",
     "encode",
     "estimate_cost",
     "fit_messages",

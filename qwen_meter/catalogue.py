@@ -709,7 +709,10 @@ class Catalogue:
             ctx = _Ctx(origin.get(str(name), str(base_path)), str(name))
             models[str(name)] = _spec(str(name), raw, ctx, defaults, sources)
         rules = []
-        for n, rule in enumerate(doc.get("name_rules") or []):
+        rules_raw = doc.get("name_rules") or []
+        if not isinstance(rules_raw, list):
+            raise top.error("expected a list of rules", "name_rules")
+        for n, rule in enumerate(rules_raw):
             if not isinstance(rule, Mapping) or not isinstance(rule.get("match"), str):
                 raise top.error("a rule needs 'match'", f"name_rules[{n}]")
             try:
@@ -831,7 +834,8 @@ def _snapshot_of(spec: ModelSpec, name: str) -> ModelSpec:
 
 
 @cache
-def _default(overrides: tuple[str, ...], installed: str | None, _stamp: int) -> Catalogue:
+def _default(overrides: tuple[str, ...], installed: str | None,
+             _stamp: tuple[int, ...]) -> Catalogue:
     return Catalogue.load(installed, overrides=overrides)
 
 
@@ -841,9 +845,10 @@ def default_catalogue() -> Catalogue:
     env = os.environ.get(OVERRIDE_ENV, "")
     installed = installed_path()
     try:
-        stamp = installed.stat().st_mtime_ns
+        st = installed.stat()  # a new install is a new file: the cache key changes with it
+        stamp = (st.st_mtime_ns, st.st_ino, st.st_size)
     except OSError:
-        return _default(tuple(p for p in env.split(os.pathsep) if p), None, 0)
+        return _default(tuple(p for p in env.split(os.pathsep) if p), None, ())
     return _default(tuple(p for p in env.split(os.pathsep) if p), str(installed), stamp)
 
 

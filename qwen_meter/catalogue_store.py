@@ -24,6 +24,8 @@ from .errors import CatalogueError
 CONFIG_ENV = "QWEN_METER_CONFIG_DIR"
 MAX_FILE_BYTES = 4_000_000
 MAX_ALIASES = 500
+#: values a document may hold once aliases are expanded (the bundled one: ~10,000)
+MAX_VALUES = 1_000_000
 FETCH_TIMEOUT = 30.0
 INSTALLED_NAME = "models.yaml"
 PREVIOUS_NAME = "models.previous.yaml"
@@ -71,11 +73,55 @@ def parse_document(data: bytes, file: str) -> Any:
                 if aliases > MAX_ALIASES:
                     raise CatalogueError(f"more than {MAX_ALIASES} YAML aliases: refused "
                                          "(alias expansion)", file=file)
-        return yaml.load(text, Loader=loader)
+        doc = yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
         raise CatalogueError(f"malformed YAML: {exc}", file=file) from None
     except RecursionError:
         raise CatalogueError("YAML nested too deeply", file=file) from None
+    if _expanded_size(doc) > MAX_VALUES:
+        raise CatalogueError(f"YAML aliases expand to more than {MAX_VALUES:,} values: refused "
+                             "(alias expansion)", file=file)
+    return doc
+
+
+def _expanded_size(doc: Any) -> int:
+    """How many values ``doc`` holds once every alias is expanded, counted without expanding:
+    a shared (aliased) object is sized once and reused, so this is linear in the file."""
+    sizes: dict[int, int] = {}
+    # iterative post-order walk; a cycle (a recursive alias) is treated as too large
+    stack: list[tuple[Any, bool]] = [(doc, False)]
+    busy: set[int] = set()
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if not isinstance(node, (dict, list)):
+            continue
+        if done:
+            busy.discard(key)
+            children = node.items() if isinstance(node, dict) else ((None, v) for v in node)
+            total = 1
+            for k, v in children:
+                total += _size_of(k, sizes) + _size_of(v, sizes)
+                if total > MAX_VALUES:
+                    break
+            sizes[key] = total
+            continue
+        if key in sizes:
+            continue
+        if key in busy:
+            return MAX_VALUES + 1
+        busy.add(key)
+        stack.append((node, True))
+        values = node.values() if isinstance(node, dict) else node
+        stack.extend((v, False) for v in values if isinstance(v, (dict, list))
+                     and id(v) not in sizes)
+    return _size_of(doc, sizes)
+
+
+def _size_of(value: Any, sizes: dict[int, int]) -> int:
+    if isinstance(value, (dict, list)):
+        return sizes.get(id(value), MAX_VALUES + 1)
+    return 1
 
 
 def read_file(path: str | Path) -> Any:
@@ -141,11 +187,18 @@ def install(data: bytes) -> Path:
     return current
 
 
-def rollback() -> Path:
-    """Put the previous installed catalogue back (the replaced one becomes previous)."""
+def rollback() -> Path | None:
+    """Put the previous installed catalogue back (the replaced one becomes previous).
+
+    After the first install there is no previous file: rolling back removes the installed one,
+    so the bundled catalogue is used again (returns None).
+    """
     current, previous = installed_path(), previous_path()
     if not previous.exists():
-        raise CatalogueError("no previous catalogue to roll back to", file=str(previous))
+        if current.exists():
+            current.unlink()
+            return None
+        raise CatalogueError("no installed catalogue to roll back", file=str(current))
     old = previous.read_bytes()
     if current.exists():
         _write_atomic(previous, current.read_bytes())
