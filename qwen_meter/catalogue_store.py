@@ -13,6 +13,7 @@ modified. The previous installed file is kept for :func:`rollback`.
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -62,7 +63,7 @@ def parse_document(data: bytes, file: str) -> Any:
         raise CatalogueError(f"not UTF-8 text (byte {exc.start})", file=file) from None
     if text.startswith("\ufeff"):
         text = text[1:]
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader = _loader()
     try:
         # Count aliases on the event stream first: events are linear in the text, while
         # building nested aliases is exponential.
@@ -122,6 +123,19 @@ def _size_of(value: Any, sizes: dict[int, int]) -> int:
     if isinstance(value, (dict, list)):
         return sizes.get(id(value), MAX_VALUES + 1)
     return 1
+
+
+@functools.cache
+def _loader() -> Any:
+    """The safe loader (libyaml when built with it) with dates left as text: the catalogue
+    validates them itself, so an impossible date names its model and field."""
+    import yaml
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    resolvers = {first: [(tag, regexp) for tag, regexp in entries
+                         if tag != "tag:yaml.org,2002:timestamp"]
+                 for first, entries in base.yaml_implicit_resolvers.items()}
+    return type("CatalogueLoader", (base,), {"yaml_implicit_resolvers": resolvers})
 
 
 def read_file(path: str | Path) -> Any:
