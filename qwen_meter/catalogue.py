@@ -12,6 +12,7 @@ import datetime as dt
 import difflib
 import os
 import re
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal, InvalidOperation
@@ -20,6 +21,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from . import catalogue_store
 from ._data import data_dir
 from .catalogue_store import installed_path, parse_document, read_file
 from .errors import CatalogueError, NotOffered, UnknownFamily, UnknownModel
@@ -382,10 +384,7 @@ def _rate_limits(raw: Mapping[str, Any], sources: Mapping[str, Source], ctx: _Ct
     rl = _mapping(raw["rate_limits"], ctx, where)
     _known_keys(rl, _RATE_KEYS, ctx, where)
     got = {k: _count(rl[k], ctx, f"{where}.{k}") for k in ("rpm", "tpm", "rps", "tps") if k in rl}
-    for second, minute in (("rps", "rpm"), ("tps", "tpm")):
-        if second in got and minute in got:
-            raise ctx.error(f"give {second} or {minute}, not both (one is derived from the "
-                            "other)", f"{where}.{minute}")
+    # Both given (an override setting rpm over a published rps): both apply.
     return RateLimits(
         rpm=got.get("rpm", got["rps"] * 60 if "rps" in got else None),
         tpm=got.get("tpm", got["tps"] * 60 if "tps" in got else None),
@@ -844,12 +843,25 @@ def default_catalogue() -> Catalogue:
     one, else the shipped one; the files named in $QWEN_METER_CATALOGUE merged on top."""
     env = os.environ.get(OVERRIDE_ENV, "")
     installed = installed_path()
+    key = (env, installed, catalogue_store.generation)
+    now = time.monotonic()
+    last = _last_default.get(key)
+    # cost() asks on every call: look at the installed file at most once a second (an install
+    # in this process bumps the generation, so it is seen at once)
+    if last is not None and now - last[0] < 1.0:
+        return last[1]
+    overrides = tuple(p for p in env.split(os.pathsep) if p)
     try:
         st = installed.stat()  # a new install is a new file: the cache key changes with it
-        stamp = (st.st_mtime_ns, st.st_ino, st.st_size)
+        found = _default(overrides, str(installed), (st.st_mtime_ns, st.st_ino, st.st_size))
     except OSError:
-        return _default(tuple(p for p in env.split(os.pathsep) if p), None, ())
-    return _default(tuple(p for p in env.split(os.pathsep) if p), str(installed), stamp)
+        found = _default(overrides, None, ())
+    _last_default.clear()
+    _last_default[key] = (now, found)
+    return found
+
+
+_last_default: dict[tuple[str, Path, int], tuple[float, Catalogue]] = {}
 
 
 def resolve(name: str) -> ModelSpec:

@@ -25,6 +25,8 @@ from .errors import CatalogueError
 CONFIG_ENV = "QWEN_METER_CONFIG_DIR"
 MAX_FILE_BYTES = 4_000_000
 MAX_ALIASES = 500
+#: bumped by install / rollback, so this process's default catalogue reloads at once
+generation = 0
 #: values a document may hold once aliases are expanded (the bundled one: ~10,000)
 MAX_VALUES = 1_000_000
 FETCH_TIMEOUT = 30.0
@@ -34,7 +36,12 @@ PREVIOUS_NAME = "models.previous.yaml"
 
 def config_dir() -> Path:
     """The user's qwen_meter config folder ($QWEN_METER_CONFIG_DIR overrides it)."""
-    override = os.environ.get(CONFIG_ENV)
+    return _config_dir(os.environ.get(CONFIG_ENV) or None)
+
+
+@functools.cache
+def _config_dir(override: str | None) -> Path:
+    # cached: default_catalogue() asks on every cost() call
     if override:
         return Path(override)
     from platformdirs import user_config_dir
@@ -44,7 +51,12 @@ def config_dir() -> Path:
 
 def installed_path() -> Path:
     """Where ``catalogue update`` installs a catalogue (it may not exist)."""
-    return config_dir() / INSTALLED_NAME
+    return _installed(config_dir())
+
+
+@functools.cache
+def _installed(folder: Path) -> Path:
+    return folder / INSTALLED_NAME
 
 
 def previous_path() -> Path:
@@ -194,10 +206,12 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def install(data: bytes) -> Path:
     """Install already-validated catalogue bytes; the current installed file becomes previous."""
+    global generation
     current = installed_path()
     if current.exists():
         _write_atomic(previous_path(), current.read_bytes())
     _write_atomic(current, data)
+    generation += 1
     return current
 
 
@@ -207,6 +221,8 @@ def rollback() -> Path | None:
     After the first install there is no previous file: rolling back removes the installed one,
     so the bundled catalogue is used again (returns None).
     """
+    global generation
+    generation += 1
     current, previous = installed_path(), previous_path()
     if not previous.exists():
         if current.exists():

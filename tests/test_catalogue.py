@@ -68,8 +68,6 @@ models:
     ("        source: S\n        note: [1]\n", "regions.cn.note"),
     ("        source: S\n        price: {input: '1e'}\n", "regions.cn.price.input"),
     ("        source: S\n        price: {input: true}\n", "regions.cn.price.input"),
-    ("        source: S\n        rate_limits: {rps: 30, rpm: 1800}\n",
-     "regions.cn.rate_limits.rpm"),
     ("        source: S\n        rate_limits: {rps: 1.5}\n", "regions.cn.rate_limits.rps"),
     ("        source: S\n        batch_chat: 2\n", "regions.cn.batch_chat"),
     ("        source: S\n        tool_fees: {search: {per_call: -1}}\n",
