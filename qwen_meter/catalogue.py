@@ -12,7 +12,6 @@ import datetime as dt
 import difflib
 import os
 import re
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal, InvalidOperation
@@ -21,7 +20,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from . import catalogue_store
 from ._data import data_dir
 from .catalogue_store import installed_path, parse_document, read_file
 from .errors import CatalogueError, NotOffered, UnknownFamily, UnknownModel
@@ -842,26 +840,14 @@ def default_catalogue() -> Catalogue:
     """The catalogue in use: the one installed by ``qwen-meter catalogue update`` if there is
     one, else the shipped one; the files named in $QWEN_METER_CATALOGUE merged on top."""
     env = os.environ.get(OVERRIDE_ENV, "")
-    installed = installed_path()
-    key = (env, installed, catalogue_store.generation)
-    now = time.monotonic()
-    last = _last_default.get(key)
-    # cost() asks on every call: look at the installed file at most once a second (an install
-    # in this process bumps the generation, so it is seen at once)
-    if last is not None and now - last[0] < 1.0:
-        return last[1]
     overrides = tuple(p for p in env.split(os.pathsep) if p)
     try:
-        st = installed.stat()  # a new install is a new file: the cache key changes with it
-        found = _default(overrides, str(installed), (st.st_mtime_ns, st.st_ino, st.st_size))
+        # one stat per call: a file installed (or edited) by any process is seen at once,
+        # and a new install is a new file, so the cache key changes with it
+        st = installed_path().stat()
     except OSError:
-        found = _default(overrides, None, ())
-    _last_default.clear()
-    _last_default[key] = (now, found)
-    return found
-
-
-_last_default: dict[tuple[str, Path, int], tuple[float, Catalogue]] = {}
+        return _default(overrides, None, ())
+    return _default(overrides, str(installed_path()), (st.st_mtime_ns, st.st_ino, st.st_size))
 
 
 def resolve(name: str) -> ModelSpec:

@@ -25,8 +25,6 @@ from .errors import CatalogueError
 CONFIG_ENV = "QWEN_METER_CONFIG_DIR"
 MAX_FILE_BYTES = 4_000_000
 MAX_ALIASES = 500
-#: bumped by install / rollback, so this process's default catalogue reloads at once
-generation = 0
 #: values a document may hold once aliases are expanded (the bundled one: ~10,000)
 MAX_VALUES = 1_000_000
 FETCH_TIMEOUT = 30.0
@@ -206,12 +204,10 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def install(data: bytes) -> Path:
     """Install already-validated catalogue bytes; the current installed file becomes previous."""
-    global generation
     current = installed_path()
     if current.exists():
         _write_atomic(previous_path(), current.read_bytes())
     _write_atomic(current, data)
-    generation += 1
     return current
 
 
@@ -221,8 +217,6 @@ def rollback() -> Path | None:
     After the first install there is no previous file: rolling back removes the installed one,
     so the bundled catalogue is used again (returns None).
     """
-    global generation
-    generation += 1
     current, previous = installed_path(), previous_path()
     if not previous.exists():
         if current.exists():
