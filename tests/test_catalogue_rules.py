@@ -6,6 +6,8 @@ import datetime as dt
 from decimal import Decimal as D
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import qwen_meter as qm
 from qwen_meter import Usage, cost, estimate_cost
@@ -228,3 +230,32 @@ def test_third_party_figures_say_so():
     assert c.amount == D("0.025") and c.source_kind == "third-party"
     assert c.as_dict()["source_kind"] == "third-party"
     assert cost(Usage(10, 10), "qwen-max").source_kind == "official"
+
+
+# --- invariants -------------------------------------------------------------------------------
+
+PRICED = [(spec.name, region) for spec in CAT if spec.thinking == "hybrid"
+          for region, offers in spec.offers.items() if offers[0].tiers]
+
+
+@given(pair=st.sampled_from(PRICED), prompt=st.integers(1, 2_000_000),
+       out=st.integers(0, 100_000))
+def test_thinking_flag_without_reasoning_never_changes_the_price(pair, prompt, out):
+    model, region = pair
+    usage = Usage(prompt, out)
+    assert cost(usage, model, region=region, thinking=True).amount == \
+        cost(usage, model, region=region, thinking=False).amount
+
+
+HISTORIES = [(spec.name, region) for spec in CAT for region, offers in spec.offers.items()
+             if len(offers) > 1]
+
+
+@given(pair=st.sampled_from(HISTORIES),
+       day=st.dates(dt.date(2023, 1, 1), dt.date(2026, 12, 31)))
+def test_at_picks_the_offer_in_effect_that_day(pair, day):
+    model, region = pair
+    offers = CAT.resolve(model).offers[region]
+    offer = CAT.resolve(model).offer(region, day)
+    in_effect = [o for o in offers if o.effective_date <= day]
+    assert offer is (max(in_effect, key=lambda o: o.effective_date) if in_effect else offers[-1])
