@@ -361,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     price.add_argument("--region", choices=("cn", "intl", "global", "us", "eu"))
     price.add_argument("--json", action="store_true", help="print JSON")
     price.set_defaults(run=_price)
+    from .cli_catalogue import register as register_catalogue  # issue #12
+
+    register_catalogue(sub)
 
     for name, run, helptext in (
             ("estimate", _estimate, "price a JSON request before sending it (every region)"),
@@ -400,8 +403,6 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--region", choices=("cn", "intl"),
                         help="region to price raw responses in (default cn)")
     report.set_defaults(run=_report)
-    from .cli_catalogue import register as register_catalogue
-    register_catalogue(sub)
     return parser
 
 
