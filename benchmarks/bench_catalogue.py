@@ -5,6 +5,7 @@ Run:  python benchmarks/bench_catalogue.py
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -37,6 +38,17 @@ def main() -> None:
            "prompt_tokens_details": {"cached_tokens": 50_000}}
     per_cost_raw = min(timeit.repeat(lambda: qm.cost(raw, "qwen-plus", region="cn"), number=n,
                                      repeat=3)) / n
+    bomb = "\n".join(["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+                     + [f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 10)
+                        + "]" for i in range(9)]
+                     + ["models: {m: {family: qwen3, template: qwen3, modalities: *j}}"]).encode()
+    t = time.perf_counter()
+    with contextlib.suppress(qm.CatalogueError):
+        Catalogue.from_bytes(bomb, "bomb.yaml")
+    bomb_refused = time.perf_counter() - t
+    url = "https://ws-1.eu-central-1.maas.aliyuncs.com/compatible-mode/v1"
+    per_region = min(timeit.repeat(lambda: catalogue.region_for_url(url), number=n,
+                                   repeat=3)) / n
     t = time.perf_counter()
     qm.estimate_cost([{"role": "user", "content": "你好"}], "qwen-plus", max_tokens=512)
     estimate_first = time.perf_counter() - t
@@ -49,6 +61,8 @@ def main() -> None:
         "cost(), model name (µs)": round(per_cost_name * 1e6, 1),
         "cost(), raw API usage dict (µs)": round(per_cost_raw * 1e6, 1),
         "first estimate_cost incl. tokenizer load (ms)": round(estimate_first * 1000, 1),
+        "alias bomb (10^10 values) refused in (ms)": round(bomb_refused * 1000, 2),
+        "region_for_url (µs)": round(per_region * 1e6, 2),
     }, indent=2, ensure_ascii=False))
 
 

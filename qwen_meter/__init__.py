@@ -15,7 +15,19 @@ if TYPE_CHECKING:
     # issue #13: request features (native bodies, qwen-long files, batch files)
     from .batch import BatchEstimate, estimate_batch
     from .budget import Budget, BudgetStatus, Reservation, ThresholdEvent
-    from .catalogue import Catalogue, Limits, ModelSpec, Offer, PriceTier, resolve
+    from .catalogue import (
+        Catalogue,
+        Limits,
+        ModelSpec,
+        Offer,
+        PriceTier,
+        RateLimits,
+        Source,
+        ToolFee,
+        default_catalogue,
+        resolve,
+    )
+    from .catalogue_diff import diff_catalogues
     from .counting import (
         DEFAULT_MODEL,
         TokenCount,
@@ -123,6 +135,12 @@ _EXPORTS: dict[str, str] = {
     "BudgetExceeded": ".errors",
     "BudgetStatus": ".budget",
     "Catalogue": ".catalogue",
+    # issue #12: catalogue records, the catalogue in use, and comparing two catalogues
+    "RateLimits": ".catalogue",
+    "Source": ".catalogue",
+    "ToolFee": ".catalogue",
+    "default_catalogue": ".catalogue",
+    "diff_catalogues": ".catalogue_diff",
     "CatalogueError": ".errors",
     "ConfigurationError": ".errors",
     "ContextLimitExceeded": ".errors",
@@ -228,7 +246,7 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_EXPORTS})
 
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -281,6 +299,7 @@ __all__ = [
     "RateLimit",
     "RateLimited",
     "RateLimiter",
+    "RateLimits",
     "Reservation",
     "ReservationError",
     "ReservationExpired",
@@ -290,6 +309,7 @@ __all__ = [
     "SQLiteLog",
     "ServerRateLimited",
     "ServerUnavailable",
+    "Source",
     "Store",
     "StoreUnavailable",
     "TemplateProfile",
@@ -297,6 +317,7 @@ __all__ = [
     "TokenCount",
     "TokenizerBackend",
     "TokenizerUnavailable",
+    "ToolFee",
     "TornLineWarning",
     "UnknownFamily",
     "UnknownModel",
@@ -321,6 +342,8 @@ __all__ = [
     "create_gateway",
     "current_attribution",
     "decode",
+    "default_catalogue",
+    "diff_catalogues",
     "encode",
     "estimate_batch",
     "estimate_cost",

@@ -13,14 +13,15 @@ import difflib
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from ._data import data_dir, load_yaml
+from ._data import data_dir
+from .catalogue_store import installed_path, parse_document, read_file
 from .errors import CatalogueError, NotOffered, UnknownFamily, UnknownModel
 from .tokens.families import get_family
 from .tokens.media import VisionRule
@@ -33,17 +34,24 @@ REGION_ENV = "QWEN_METER_REGION"
 CURRENCIES = ("CNY", "USD")
 THINKING_KINDS = ("none", "hybrid", "only")
 STATUSES = ("current", "legacy", "retiring")
+MODEL_KINDS = ("chat", "embedding")
+#: official: an Alibaba Cloud page; catalogue: a registry or catalogue citing one;
+#: third-party: anything else (resellers, blogs) — such figures are flagged in the output.
+SOURCE_KINDS = ("official", "catalogue", "third-party")
+_TOP_KEYS = ("schema", "catalogue", "defaults", "sources", "models", "name_rules")
 
 
 @dataclass(frozen=True)
 class Source:
-    """Where a figure comes from, and the date of that source."""
+    """Where a figure comes from: ``as_of`` is when it was read, ``effective`` (if the source
+    says) when its prices took effect."""
 
     id: str
     url: str
     as_of: dt.date
     kind: str = "official"
     note: str = ""
+    effective: dt.date | None = None
 
 
 @dataclass(frozen=True)
@@ -68,8 +76,9 @@ class Limits:
         return (self.max_output_thinking if thinking else None) or self.max_output
 
 
-PRICE_FIELDS = ("input", "output", "output_thinking", "cache_hit", "input_audio", "input_image",
-                "output_audio", "output_media_input")
+PRICE_FIELDS = ("input", "output", "output_thinking", "cache_hit", "cache_explicit_hit",
+                "cache_creation", "input_audio", "input_image", "output_audio",
+                "output_media_input")
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,9 @@ class PriceTier:
     output: Decimal | None = None
     output_thinking: Decimal | None = None
     cache_hit: Decimal | None = None
+    #: printed explicit-cache prices (3.7 / 3.8); otherwise the defaults' fractions apply
+    cache_explicit_hit: Decimal | None = None
+    cache_creation: Decimal | None = None
     input_audio: Decimal | None = None
     input_image: Decimal | None = None
     output_audio: Decimal | None = None
@@ -102,11 +114,33 @@ class CacheRules:
 
 @dataclass(frozen=True)
 class RateLimits:
-    """Requests and tokens (input + output) per minute, per root account and model."""
+    """Requests and tokens (input + output) per root account and model.
+
+    DashScope publishes most limits per minute (``rpm``/``tpm``) and some per second
+    (``rps``/``tps``, e.g. embeddings: 30 requests/s). A per-second limit is kept as such; its
+    per-minute view is derived (``rps * 60``) and flagged by :attr:`per_second`, because
+    DashScope enforces it in every second — a burst of ``rpm`` requests would be refused.
+    """
 
     rpm: int | None
     tpm: int | None
     source: Source
+    rps: int | None = None
+    tps: int | None = None
+
+    @property
+    def per_second(self) -> bool:
+        """Whether the published limit is per second (the per-minute figures are derived)."""
+        return self.rps is not None or self.tps is not None
+
+
+@dataclass(frozen=True)
+class ToolFee:
+    """A per-call fee for a built-in tool (web search ...), in the offer's currency."""
+
+    per_call: Decimal
+    source: Source
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -133,10 +167,24 @@ class Offer:
     rate_limits: RateLimits | None = None
     free_quota: FreeQuota | None = None
     note: str = ""
+    #: when these prices took effect (``as_of`` is when the source was read)
+    effective: dt.date | None = None
+    #: factor of the synchronous Batch Chat API endpoint, where the model is offered there
+    batch_chat: Decimal | None = None
+    tool_fees: Mapping[str, ToolFee] = field(default_factory=dict)
 
     @property
     def priced(self) -> bool:
         return bool(self.tiers)
+
+    @property
+    def effective_date(self) -> dt.date:
+        """The date the offer took effect (its source's date when the source gives none)."""
+        return self.effective or self.as_of
+
+    @property
+    def source_kind(self) -> str:
+        return self.source.kind
 
     def tier_for(self, input_tokens: int) -> PriceTier | None:
         """The request-size tier that prices a request with ``input_tokens`` of input."""
@@ -180,8 +228,8 @@ class ModelSpec:
             raise NotOffered(self.name, region, self.regions)
         if at is None:
             return offers[0]
-        for offer in offers:  # newest first
-            if offer.as_of <= at:
+        for offer in offers:  # newest effective date first
+            if offer.effective_date <= at:
                 return offer
         return offers[-1]
 
@@ -204,14 +252,15 @@ def _date(value: Any, ctx: _Ctx, where: str) -> dt.date:
         return value.date()
     if isinstance(value, dt.date):
         return value
-    if isinstance(value, str):
+    if isinstance(value, str) and _DATE.fullmatch(value):
         try:
-            parts = [int(p) for p in value.split("-")]
-            return dt.date(parts[0], parts[1] if len(parts) > 1 else 1,
-                           parts[2] if len(parts) > 2 else 1)
-        except (ValueError, IndexError):
+            return dt.date.fromisoformat(value)
+        except ValueError:
             pass
-    raise ctx.error("expected a date (YYYY-MM-DD)", where)
+    raise ctx.error(f"expected a date (YYYY-MM-DD), got {value!r}", where)
+
+
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def _count(value: Any, ctx: _Ctx, where: str, *, allow_zero: bool = False) -> int:
@@ -311,8 +360,54 @@ def _tiers(raw: Mapping[str, Any], ctx: _Ctx, where: str) -> tuple[PriceTier, ..
     return tiers
 
 
-_OFFER_KEYS = ("source", "as_of", "currency", "note", "limits", "price", "tiers", "batch",
-               "rate_limits", "free_quota", "history")
+_OFFER_KEYS = ("source", "as_of", "effective", "currency", "note", "limits", "price", "tiers",
+               "batch", "batch_chat", "rate_limits", "free_quota", "tool_fees", "history")
+_RATE_KEYS = ("rpm", "tpm", "rps", "tps", "source")
+
+
+def _factor(raw: Mapping[str, Any], key: str, ctx: _Ctx, where: str) -> Decimal | None:
+    if key not in raw:
+        return None
+    value = _money(raw[key], ctx, f"{where}.{key}")
+    if not 0 < value <= 1:
+        raise ctx.error(f"{key} is a factor in (0, 1]", f"{where}.{key}")
+    return value
+
+
+def _rate_limits(raw: Mapping[str, Any], sources: Mapping[str, Source], ctx: _Ctx, where: str
+                 ) -> RateLimits | None:
+    if "rate_limits" not in raw:
+        return None
+    where = f"{where}.rate_limits"
+    rl = _mapping(raw["rate_limits"], ctx, where)
+    _known_keys(rl, _RATE_KEYS, ctx, where)
+    got = {k: _count(rl[k], ctx, f"{where}.{k}") for k in ("rpm", "tpm", "rps", "tps") if k in rl}
+    # Both given (an override setting rpm over a published rps): both apply.
+    return RateLimits(
+        rpm=got.get("rpm", got["rps"] * 60 if "rps" in got else None),
+        tpm=got.get("tpm", got["tps"] * 60 if "tps" in got else None),
+        source=_source(rl.get("source", raw.get("source")), sources, ctx, f"{where}.source"),
+        rps=got.get("rps"), tps=got.get("tps"))
+
+
+def _tool_fees(raw: Mapping[str, Any], sources: Mapping[str, Source], ctx: _Ctx, where: str
+               ) -> Mapping[str, ToolFee]:
+    if "tool_fees" not in raw:
+        return MappingProxyType({})
+    where = f"{where}.tool_fees"
+    out = {}
+    for tool, entry in _mapping(raw["tool_fees"], ctx, where).items():
+        entry = _mapping(entry, ctx, f"{where}.{tool}")
+        _known_keys(entry, ("per_call", "per_1000_calls", "source", "note"), ctx,
+                    f"{where}.{tool}")
+        if ("per_call" in entry) == ("per_1000_calls" in entry):
+            raise ctx.error("give per_call or per_1000_calls", f"{where}.{tool}.per_call")
+        fee = _money(entry["per_call"], ctx, f"{where}.{tool}.per_call") if "per_call" in entry \
+            else _money(entry["per_1000_calls"], ctx, f"{where}.{tool}.per_1000_calls") / 1000
+        out[str(tool)] = ToolFee(fee, _source(entry.get("source", raw.get("source")), sources, ctx,
+                                              f"{where}.{tool}.source"),
+                                 str(entry.get("note", "")))
+    return MappingProxyType(out)
 
 
 def _offer(raw: Any, region: str, defaults: Mapping[str, Any], sources: Mapping[str, Source],
@@ -330,20 +425,9 @@ def _offer(raw: Any, region: str, defaults: Mapping[str, Any], sources: Mapping[
             and tiers[-1].upto < limits.max_input:
         raise ctx.error(f"tiers end at {tiers[-1].upto}, below max_input {limits.max_input}",
                         f"{where}.tiers")
-    batch = None
-    if "batch" in raw:
-        batch = _money(raw["batch"], ctx, f"{where}.batch")
-        if not 0 < batch <= 1:
-            raise ctx.error("batch is a factor in (0, 1]", f"{where}.batch")
-    rate_limits = None
-    if "rate_limits" in raw:
-        rl = _mapping(raw["rate_limits"], ctx, f"{where}.rate_limits")
-        _known_keys(rl, ("rpm", "tpm", "source"), ctx, f"{where}.rate_limits")
-        rate_limits = RateLimits(
-            rpm=_count(rl["rpm"], ctx, f"{where}.rate_limits.rpm") if "rpm" in rl else None,
-            tpm=_count(rl["tpm"], ctx, f"{where}.rate_limits.tpm") if "tpm" in rl else None,
-            source=_source(rl.get("source", raw.get("source")), sources, ctx,
-                           f"{where}.rate_limits.source"))
+    batch = _factor(raw, "batch", ctx, where)
+    batch_chat = _factor(raw, "batch_chat", ctx, where)
+    rate_limits = _rate_limits(raw, sources, ctx, where)
     quota_raw = raw.get("free_quota", (inherited or {}).get("free_quota",
                                                             defaults["free_quota"].get(region)))
     free_quota = None
@@ -354,9 +438,18 @@ def _offer(raw: Any, region: str, defaults: Mapping[str, Any], sources: Mapping[
                                _source(quota.get("source"), sources, ctx,
                                        f"{where}.free_quota.source"))
     as_of = _date(raw["as_of"], ctx, f"{where}.as_of") if "as_of" in raw else source.as_of
+    effective = _date(raw["effective"], ctx, f"{where}.effective") if "effective" in raw \
+        else source.effective
+    if effective is None:
+        raise ctx.error(f"no effective date: give 'effective' here or on source {source.id!r}",
+                        f"{where}.effective")
+    note = raw.get("note", "")
+    if not isinstance(note, str):
+        raise ctx.error("expected text", f"{where}.note")
     return Offer(region=region, currency=currency, as_of=as_of, source=source, limits=limits,
                  tiers=tiers, batch=batch, cache=defaults["cache"], rate_limits=rate_limits,
-                 free_quota=free_quota, note=str(raw.get("note", "")))
+                 free_quota=free_quota, note=note, effective=effective, batch_chat=batch_chat,
+                 tool_fees=_tool_fees(raw, sources, ctx, where))
 
 
 def _offers(raw: Any, defaults: Mapping[str, Any], sources: Mapping[str, Source], ctx: _Ctx
@@ -378,10 +471,16 @@ def _offers(raw: Any, defaults: Mapping[str, Any], sources: Mapping[str, Source]
                         inherited={"free_quota": None}) for i, h in enumerate(history)]
         chain = [current, *older]
         for i in range(1, len(chain)):
-            if chain[i].as_of >= chain[i - 1].as_of:
-                raise ctx.error("history must be newest first, older than the current offer",
-                                f"{where}.history[{i - 1}].as_of")
+            if chain[i].effective_date >= chain[i - 1].effective_date:
+                raise ctx.error("history must be newest first: each earlier offer took effect "
+                                "before the one above it", f"{where}.history[{i - 1}].effective")
         out[region] = tuple(chain)
+    # Deployment modes that publish no list of their own but share another's (Frankfurt shows
+    # the Global figures) get that list, under their own region name.
+    for region, entry in defaults["regions"].items():
+        source_region = entry.get("prices_from")
+        if region not in out and source_region in out:
+            out[region] = tuple(replace(o, region=region) for o in out[source_region])
     return out
 
 
@@ -434,11 +533,16 @@ def _spec(name: str, raw: Any, ctx: _Ctx, defaults: Mapping[str, Any],
     snapshot = raw.get("snapshot")
     if snapshot is not None and not isinstance(snapshot, str):
         raise ctx.error("must be a model name", "snapshot")
+    kind = raw.get("kind", "chat")
+    if kind not in MODEL_KINDS:
+        raise ctx.error(f"must be one of {', '.join(MODEL_KINDS)}", "kind")
+    if not isinstance(raw.get("note", ""), str):
+        raise ctx.error("expected text", "note")
     return ModelSpec(
         name=name, family=raw["family"], template=raw["template"], thinking=thinking,
         thinking_default=thinking_default, vision=_vision(raw.get("vision"), ctx),
         aliases=names[0], snapshot=snapshot, modalities=names[1] or ("text",), status=status,
-        kind=str(raw.get("kind", "chat")), note=str(raw.get("note", "")),
+        kind=kind, note=str(raw.get("note", "")),
         offers=MappingProxyType(_offers(raw.get("regions"), defaults, sources, ctx)),
         matched_rule=rule)
 
@@ -453,21 +557,68 @@ def _merge(base: Any, override: Any) -> Any:
     return override
 
 
-_REGIONS = {"cn": {"currency": "CNY"}, "intl": {"currency": "USD"}}
+# A file without a region table (a small standalone catalogue) gets the two historic regions.
+_REGIONS = {"cn": {"currency": "CNY",
+                   "base_url": "https://dashscope.aliyuncs.com/compatible-mode/v1"},
+            "intl": {"currency": "USD",
+                     "base_url": "https://dashscope-intl.aliyuncs.com/compatible-mode/v1"}}
+_REGION_KEYS = ("name", "currency", "base_url", "hosts", "prices_from", "source", "note")
+
+
+def _host_pattern(url: Any, ctx: _Ctx, where: str) -> str:
+    """The host of an endpoint URL; ``{workspace}.`` (a per-account label) becomes ``*.``."""
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise ctx.error("expected an http(s) URL", where)
+    host = url.split("://", 1)[1].split("/", 1)[0].split(":", 1)[0].lower()
+    host = re.sub(r"^\{[^}]+\}\.", "*.", host)
+    if not host or "{" in host:
+        raise ctx.error("expected an http(s) URL", where)
+    return host
+
+
+def _regions(raw: Any, ctx: _Ctx) -> dict[str, Any]:
+    regions = _mapping(raw, ctx, "defaults.regions")
+    out: dict[str, Any] = {}
+    for region, entry in regions.items():
+        where = f"defaults.regions.{region}"
+        entry = _mapping(entry, ctx, where)
+        _known_keys(entry, _REGION_KEYS, ctx, where)
+        if entry.get("currency") not in CURRENCIES:
+            raise ctx.error(f"unknown currency {entry.get('currency')!r}", f"{where}.currency")
+        hosts = entry.get("hosts", [])
+        if not isinstance(hosts, list):
+            raise ctx.error("expected a list of host names", f"{where}.hosts")
+        patterns = [_host_pattern(entry.get("base_url"), ctx, f"{where}.base_url"),
+                    *(_host_pattern(f"https://{h}" if isinstance(h, str) else h, ctx,
+                                    f"{where}.hosts") for h in hosts)]
+        prices_from = entry.get("prices_from")
+        if prices_from is not None and (prices_from not in regions or prices_from == region):
+            raise ctx.error(f"prices_from names no other region: {prices_from!r}",
+                            f"{where}.prices_from")
+        out[str(region)] = {**entry, "_hosts": tuple(patterns)}
+    return out
+
+
+def _batch_chat(raw: Any, regions: Mapping[str, Any], ctx: _Ctx) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    where = "defaults.batch_chat"
+    raw = _mapping(raw, ctx, where)
+    _known_keys(raw, ("base_url", "region", "source", "note"), ctx, where)
+    if raw.get("region") not in regions:
+        raise ctx.error(f"unknown region {raw.get('region')!r}", f"{where}.region")
+    return {**raw, "_host": _host_pattern(raw.get("base_url"), ctx, f"{where}.base_url")}
 
 
 def _defaults(doc: Mapping[str, Any], ctx: _Ctx) -> dict[str, Any]:
     raw = _mapping(doc.get("defaults", {}), ctx, "defaults")
-    regions = _mapping(raw.get("regions", _REGIONS), ctx, "defaults.regions")
-    for region, entry in regions.items():
-        currency = _mapping(entry, ctx, f"defaults.regions.{region}").get("currency")
-        if currency not in CURRENCIES:
-            raise ctx.error(f"unknown currency {currency!r}", f"defaults.regions.{region}")
+    regions = _regions(raw.get("regions", _REGIONS), ctx)
     cache_raw = _mapping(raw.get("cache", {}), ctx, "defaults.cache")
     _known_keys(cache_raw, [f.name for f in fields(CacheRules)], ctx, "defaults.cache")
     cache_rules = CacheRules(**{k: _money(v, ctx, f"defaults.cache.{k}")
                                 for k, v in cache_raw.items()})
     return {"regions": regions, "cache": cache_rules,
+            "batch_chat": _batch_chat(raw.get("batch_chat"), regions, ctx),
             "free_quota": _mapping(raw.get("free_quota", {}), ctx, "defaults.free_quota")}
 
 
@@ -478,8 +629,15 @@ def _sources(doc: Mapping[str, Any], ctx: _Ctx) -> dict[str, Source]:
         url = raw.get("url")
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ctx.error("a source needs an http(s) url", f"sources.{sid}.url")
+        _known_keys(raw, ("url", "as_of", "effective", "kind", "note"), ctx, f"sources.{sid}")
+        kind = raw.get("kind", "official")
+        if kind not in SOURCE_KINDS:
+            raise ctx.error(f"kind must be one of {', '.join(SOURCE_KINDS)}, got {kind!r}",
+                            f"sources.{sid}.kind")
+        effective = _date(raw["effective"], ctx, f"sources.{sid}.effective") \
+            if "effective" in raw else None
         out[str(sid)] = Source(str(sid), url, _date(raw.get("as_of"), ctx, f"sources.{sid}.as_of"),
-                               str(raw.get("kind", "official")), str(raw.get("note", "")))
+                               kind, str(raw.get("note", "")), effective)
     return out
 
 
@@ -490,19 +648,24 @@ class Catalogue:
 
     def __init__(self, models: Mapping[str, ModelSpec],
                  rules: tuple[tuple[re.Pattern[str], ModelSpec], ...] = (),
-                 files: tuple[str, ...] = ()) -> None:
+                 files: tuple[str, ...] = (), regions: Mapping[str, Any] | None = None,
+                 batch_chat: Mapping[str, Any] | None = None) -> None:
         self.models = MappingProxyType(dict(models))
         self.rules = rules
         self.files = files
+        #: region id -> {name, currency, base_url, ...} from ``defaults.regions``
+        self.regions = MappingProxyType(dict(regions or {}))
+        self.batch_chat = MappingProxyType(dict(batch_chat)) if batch_chat else None
         # Names first, then aliases, then snapshots: a snapshot with its own entry (its own,
         # usually lower, rate limits) resolves to that entry, not to the stable name.
         index: dict[str, str] = {spec.name.lower(): spec.name for spec in models.values()}
         for spec in models.values():
             for alias in spec.aliases:
                 index.setdefault(alias.lower(), spec.name)
+        self._snapshots: dict[str, str] = {}
         for spec in models.values():
-            if spec.snapshot:
-                index.setdefault(spec.snapshot.lower(), spec.name)
+            if spec.snapshot and spec.snapshot.lower() not in index:
+                self._snapshots[spec.snapshot.lower()] = spec.name
         self._index = index
 
     @classmethod
@@ -517,18 +680,29 @@ class Catalogue:
             validate.path(override, f"Catalogue.load(overrides[{n}]=)")
         base_path = Path(path) if path is not None else data_dir() / "models.yaml"
         files = [base_path, *map(Path, overrides)]
+        return cls._build([(str(file), read_file(file)) for file in files])
+
+    @classmethod
+    def from_bytes(cls, data: bytes, file: str) -> Catalogue:
+        """Validate and load a whole catalogue from bytes (a download); ``file`` names it."""
+        return cls._build([(file, parse_document(data, file))])
+
+    @classmethod
+    def _build(cls, parts: Sequence[tuple[str, Any]]) -> Catalogue:
         doc: Any = {}
         origin: dict[str, str] = {}
-        for file in files:
-            part = load_yaml(file)
+        base_path = parts[0][0]
+        for file, part in parts:
             if part is None:
                 continue
             if not isinstance(part, Mapping):
                 raise CatalogueError("expected a mapping at the top level", file=str(file))
+            _known_keys(part, _TOP_KEYS, _Ctx(file), "")
             for name in _mapping(part.get("models", {}), _Ctx(str(file)), "models"):
                 origin[str(name)] = str(file)
             doc = _merge(doc, part)
-        top = _Ctx(str(files[-1]) if len(files) > 1 else str(base_path))
+        files = [file for file, _ in parts]
+        top = _Ctx(str(files[-1]))
         if not isinstance(doc, Mapping) or not isinstance(doc.get("models"), Mapping):
             raise top.error("expected a mapping with 'models'")
         defaults = _defaults(doc, top)
@@ -538,9 +712,10 @@ class Catalogue:
             ctx = _Ctx(origin.get(str(name), str(base_path)), str(name))
             models[str(name)] = _spec(str(name), raw, ctx, defaults, sources)
         rules = []
-        if not isinstance(doc.get("name_rules") or [], list):
+        rules_raw = doc.get("name_rules") or []
+        if not isinstance(rules_raw, list):
             raise top.error("expected a list of rules", "name_rules")
-        for n, rule in enumerate(doc.get("name_rules") or []):
+        for n, rule in enumerate(rules_raw):
             if not isinstance(rule, Mapping) or not isinstance(rule.get("match"), str):
                 raise top.error("a rule needs 'match'", f"name_rules[{n}]")
             try:
@@ -552,7 +727,8 @@ class Catalogue:
             ctx = _Ctx(top.file, rule["match"])
             rules.append((pattern, _spec(rule["match"], body, ctx, defaults, sources,
                                          rule=rule["match"])))
-        catalogue = cls(models, tuple(rules), tuple(map(str, files)))
+        catalogue = cls(models, tuple(rules), tuple(files), defaults["regions"],
+                        defaults["batch_chat"])
         catalogue._check_names(top)
         return catalogue
 
@@ -582,10 +758,34 @@ class Catalogue:
         canonical = self._index.get(key)
         if canonical is not None:
             return self.models[canonical]
+        stable = self._snapshots.get(key)
+        if stable is not None:
+            return _snapshot_of(self.models[stable], key)
         for pattern, spec in self.rules:
             if pattern.fullmatch(key):
                 return _renamed(spec, key)
         raise UnknownModel(name, difflib.get_close_matches(key, list(self._index), n=3))
+
+    def region_for_url(self, url: str) -> str | None:
+        """The region whose endpoint ``url`` points at (OpenAI-compatible or native
+        ``/api/v1`` path; host match against each region's ``base_url`` and ``hosts``), or None.
+
+        The Batch Chat API host maps to the region it serves (see :meth:`is_batch_chat_url`).
+        """
+        host = _url_host(url)
+        if host is None:
+            return None
+        for region, entry in self.regions.items():
+            if any(_host_matches(host, pattern) for pattern in entry.get("_hosts", ())):
+                return str(region)
+        if self.batch_chat and _host_matches(host, self.batch_chat["_host"]):
+            return str(self.batch_chat["region"])
+        return None
+
+    def is_batch_chat_url(self, url: str) -> bool:
+        """Whether ``url`` is the synchronous Batch Chat API endpoint (its own discount)."""
+        host = _url_host(url)
+        return bool(host and self.batch_chat and _host_matches(host, self.batch_chat["_host"]))
 
     def names(self) -> list[str]:
         """All listed model names (aliases not included)."""
@@ -598,22 +798,62 @@ class Catalogue:
         return len(self.models)
 
 
+def _url_host(url: Any) -> str | None:
+    if not isinstance(url, str) or not url.strip():
+        return None
+    text = url.strip()
+    if "://" not in text:
+        text = "https://" + text
+    host = text.split("://", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1].split(":", 1)[0]
+    return host.lower().rstrip(".") or None
+
+
+def _host_matches(host: str, pattern: str) -> bool:
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:]) and len(host) > len(pattern) - 1
+    return host == pattern
+
+
 @cache
 def _renamed(spec: ModelSpec, name: str) -> ModelSpec:
-    from dataclasses import replace
-
     return replace(spec, name=name)
 
 
 @cache
-def _default(overrides: tuple[str, ...]) -> Catalogue:
-    return Catalogue.load(overrides=overrides)
+def _snapshot_of(spec: ModelSpec, name: str) -> ModelSpec:
+    """A dated snapshot that has no entry of its own, seen through its stable name.
+
+    The sources say a snapshot shares its alias's prices and token limits; they also say dated
+    snapshots have their own (much lower) rate limits and that batch does not serve snapshots.
+    So it keeps the prices and limits, and loses the rate limits and the batch factors.
+    """
+    offers = {region: tuple(replace(o, batch=None, batch_chat=None, rate_limits=None,
+                                    note=f"snapshot of {spec.name}; rate limits not published"
+                                    + (f"; {o.note}" if o.note else ""))
+                            for o in chain)
+              for region, chain in spec.offers.items()}
+    return replace(spec, name=name, snapshot=None, aliases=(),
+                   offers=MappingProxyType(offers))
+
+
+@cache
+def _default(overrides: tuple[str, ...], installed: str | None,
+             _stamp: tuple[int, ...]) -> Catalogue:
+    return Catalogue.load(installed, overrides=overrides)
 
 
 def default_catalogue() -> Catalogue:
-    """The shipped catalogue, with the files named in $QWEN_METER_CATALOGUE merged on top."""
+    """The catalogue in use: the one installed by ``qwen-meter catalogue update`` if there is
+    one, else the shipped one; the files named in $QWEN_METER_CATALOGUE merged on top."""
     env = os.environ.get(OVERRIDE_ENV, "")
-    return _default(tuple(p for p in env.split(os.pathsep) if p))
+    overrides = tuple(p for p in env.split(os.pathsep) if p)
+    try:
+        # one stat per call: a file installed (or edited) by any process is seen at once,
+        # and a new install is a new file, so the cache key changes with it
+        st = installed_path().stat()
+    except OSError:
+        return _default(overrides, None, ())
+    return _default(overrides, str(installed_path()), (st.st_mtime_ns, st.st_ino, st.st_size))
 
 
 def resolve(name: str) -> ModelSpec:

@@ -132,6 +132,8 @@ def _models(args: argparse.Namespace) -> int:
                 "rpm": offer.rate_limits.rpm if offer and offer.rate_limits else None,
                 "tpm": offer.rate_limits.tpm if offer and offer.rate_limits else None,
                 "as_of": offer.as_of.isoformat() if offer else None,
+                "effective": offer.effective_date.isoformat() if offer else None,
+                "source_kind": offer.source.kind if offer else None,
                 "source": offer.source.url if offer else None})
     if args.json:
         print(json.dumps(out, ensure_ascii=False, default=str))
@@ -141,10 +143,11 @@ def _models(args: argparse.Namespace) -> int:
              f"{_money(r['input'])}/{_money(r['output'])}" + (
                  f" (think {_money(r['output_thinking'])})" if r["output_thinking"] is not None
                  else "") + (f" +{r['tiers'] - 1} tiers" if r["tiers"] > 1 else ""),
-             r["currency"] or "-", _tokens(r["rpm"]), _tokens(r["tpm"]), r["as_of"] or "-"]
+             r["currency"] or "-", _tokens(r["rpm"]), _tokens(r["tpm"]), r["effective"] or "-",
+             r["source_kind"] or "-"]
             for r in out]
     print(_table(rows, ["model", "family", "region", "context", "max out",
-                        "price in/out per 1M", "cur", "rpm", "tpm", "as of"]))
+                        "price in/out per 1M", "cur", "rpm", "tpm", "effective", "source"]))
     print(f"\n{len(out)} rows; prices are the first (smallest-input) tier. "
           "`qwen-meter price MODEL` shows all tiers.")
     return 0
@@ -164,11 +167,15 @@ def _price(args: argparse.Namespace) -> int:
         offer = spec.offers[region][0]
         report.append({
             "region": region, "currency": offer.currency, "as_of": offer.as_of.isoformat(),
+            "effective": offer.effective_date.isoformat(), "source_kind": offer.source.kind,
             "source": offer.source.url, "note": offer.note,
             "limits": {k: v for k, v in offer.limits.__dict__.items() if v is not None},
             "batch": None if offer.batch is None else str(offer.batch),
+            "batch_chat": None if offer.batch_chat is None else str(offer.batch_chat),
+            "tool_fees": {k: str(v.per_call) for k, v in offer.tool_fees.items()},
             "rate_limits": None if offer.rate_limits is None else
             {"rpm": offer.rate_limits.rpm, "tpm": offer.rate_limits.tpm,
+             "rps": offer.rate_limits.rps, "tps": offer.rate_limits.tps,
              "source": offer.rate_limits.source.url},
             "free_quota": None if offer.free_quota is None else
             {"tokens": offer.free_quota.tokens, "days": offer.free_quota.days},
@@ -184,19 +191,26 @@ def _price(args: argparse.Namespace) -> int:
     if not report:
         print("  no region data in the catalogue")
     for r in report:
-        print(f"\n[{r['region']}] {r['currency']}, as of {r['as_of']} — {r['source']}")
+        print(f"\n[{r['region']}] {r['currency']}, effective {r['effective']} (read {r['as_of']}) "
+              f"— {r['source_kind']}: {r['source']}")
         if r["note"]:
             print(f"  note: {r['note']}")
         limits = ", ".join(f"{k} {v:,}" for k, v in r["limits"].items())
         print(f"  limits: {limits or 'unknown'}")
         if r["rate_limits"]:
-            print(f"  rate limits: {_tokens(r['rate_limits']['rpm'])} RPM, "
-                  f"{_tokens(r['rate_limits']['tpm'])} TPM")
+            rl = r["rate_limits"]
+            requests = f"{_tokens(rl['rps'])} RPS" if rl["rps"] else f"{_tokens(rl['rpm'])} RPM"
+            tokens = f"{_tokens(rl['tps'])} TPS" if rl["tps"] else f"{_tokens(rl['tpm'])} TPM"
+            print(f"  rate limits: {requests}, {tokens}")
         if r["free_quota"]:
             print(f"  free quota: {r['free_quota']['tokens']:,} tokens for "
                   f"{r['free_quota']['days']} days")
         if r["batch"]:
             print(f"  batch: x{r['batch']}")
+        if r["batch_chat"]:
+            print(f"  Batch Chat API: x{r['batch_chat']}")
+        for tool, fee in r["tool_fees"].items():
+            print(f"  {tool}: {fee} {r['currency']} per call")
         if not r["tiers"]:
             print("  price: unknown")
         for tier in r["tiers"]:
@@ -301,15 +315,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="list the model catalogue")
     models.add_argument("--family", help="only this tokenizer family (qwen2.5, qwen3, qwen3.5)")
-    models.add_argument("--region", choices=("cn", "intl"), help="only this region")
+    models.add_argument("--region", choices=("cn", "intl", "global", "us", "eu"),
+                        help="only this region")
     models.add_argument("--json", action="store_true", help="print JSON")
     models.set_defaults(run=_models)
 
     price = sub.add_parser("price", help="a model's limits and price tiers per region")
     price.add_argument("model")
-    price.add_argument("--region", choices=("cn", "intl"))
+    price.add_argument("--region", choices=("cn", "intl", "global", "us", "eu"))
     price.add_argument("--json", action="store_true", help="print JSON")
     price.set_defaults(run=_price)
+    from .cli_catalogue import register as register_catalogue  # issue #12
+
+    register_catalogue(sub)
 
     for name, run, helptext in (
             ("estimate", _estimate, "price a JSON request before sending it (every region)"),

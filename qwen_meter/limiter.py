@@ -48,9 +48,12 @@ class RateLimit:
 
     rpm: int | None
     tpm: int | None
+    #: published per-second limits (embeddings): enforced per second even without smoothing
+    rps: int | None = None
+    tps: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("rpm", "tpm"):
+        for name in ("rpm", "tpm", "rps", "tps"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or value < 1):
@@ -215,7 +218,7 @@ class RateLimiter:
                     known = spec.offer(self.region).rate_limits
                 except NotOffered:
                     known = None
-                limit = RateLimit(known.rpm, known.tpm) if known else \
+                limit = RateLimit(known.rpm, known.tpm, known.rps, known.tps) if known else \
                     (self.default or RateLimit(None, None))
         self._cache[model] = limit
         return limit
@@ -234,9 +237,11 @@ class RateLimiter:
             req_key, tok_key = self._keys(model)
             per_second = self.smooth
             requests = None if limit.rpm is None else WindowCheck(
-                req_key, limit.rpm, 1, math.ceil(limit.rpm / 60) if per_second else None)
+                req_key, limit.rpm, 1, limit.rps or (math.ceil(limit.rpm / 60) if per_second
+                                                     else None))
             tokens = None if limit.tpm is None else WindowCheck(
-                tok_key, limit.tpm, 0, math.ceil(limit.tpm / 60) if per_second else None)
+                tok_key, limit.tpm, 0, limit.tps or (math.ceil(limit.tpm / 60) if per_second
+                                                     else None))
             plan = self._plans[model] = (requests, tokens, limit.tpm)
         return plan
 

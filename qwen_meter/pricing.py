@@ -6,10 +6,15 @@ Model Studio's rules, as the catalogue encodes them:
 * cached input at the tier's printed cache price, else 20 % of input (implicit cache);
   explicit cache hits at 10 %, explicit cache creation at 125 %;
 * in thinking mode the whole output (reasoning + answer) is priced at the thinking price; a
-  thinking call that produced no reasoning is billed at the non-thinking price;
+  thinking call that produced no reasoning is billed at the non-thinking price (ML26:
+  "开启思考模式时如果没有输出思考过程，按非思考模式价格进行收费"), even when the caller says
+  ``thinking=True``; where the two prices are equal the media-input output price applies;
+* explicit cache at the tier's printed explicit prices (3.7 / 3.8), else 10 % / 125 %;
+* built-in tools (web search) at their per-call fee;
 * audio / image input at their own prices where a model has them (Omni); audio output at its
   price, with the text part of that reply free;
-* batch calls at the batch factor (half price), with no cache discount.
+* batch calls at the batch factor (half price), with no cache discount; calls through the
+  synchronous Batch Chat API endpoint at that endpoint's factor, where the model has one.
 
 Money is ``Decimal`` with its currency; prices are per 1M tokens. A price the catalogue does
 not have makes the cost *unpriced* (``amount is None`` with the reason), never zero.
@@ -25,7 +30,7 @@ from typing import Any
 
 from . import validate as check
 from .catalogue import Catalogue, ModelSpec, Offer, PriceTier, default_catalogue
-from .errors import InvalidMessages
+from .errors import InvalidMessages, UsageParseError
 from .request import Request
 from .usage import Usage
 
@@ -47,6 +52,10 @@ class Cost:
     parts: Mapping[str, Decimal] = field(default_factory=dict)
     unpriced: str = ""
     as_of: dt.date | None = None
+    #: when the prices used took effect, and the kind of their source (official, catalogue,
+    #: third-party) — a third-party-only figure says so
+    effective: dt.date | None = None
+    source_kind: str = ""
 
     @property
     def priced(self) -> bool:
@@ -65,7 +74,9 @@ class Cost:
                 "tier": self.tier, "thinking": self.thinking, "batch": self.batch,
                 "parts": {k: f"{v.normalize():f}" for k, v in self.parts.items()},
                 "unpriced": self.unpriced,
-                "as_of": None if self.as_of is None else self.as_of.isoformat()}
+                "as_of": None if self.as_of is None else self.as_of.isoformat(),
+                "effective": None if self.effective is None else self.effective.isoformat(),
+                "source_kind": self.source_kind}
 
 
 @dataclass(frozen=True)
@@ -122,20 +133,26 @@ def _price(usage: Usage, tier: PriceTier, offer: Offer, thinking: bool, batch: b
         if cached:
             rules = offer.cache
             if usage.cache_type == "explicit":
-                hit = input_price * rules.explicit_hit
+                hit = tier.cache_explicit_hit if tier.cache_explicit_hit is not None \
+                    else input_price * rules.explicit_hit
             else:
                 hit = tier.cache_hit if tier.cache_hit is not None \
                     else input_price * rules.implicit_hit
             parts["cache_hit"] = cached * hit
         if created:
-            parts["cache_creation"] = created * input_price * offer.cache.explicit_create
+            parts["cache_creation"] = created * (
+                tier.cache_creation if tier.cache_creation is not None
+                else input_price * offer.cache.explicit_create)
 
     text_out = usage.completion_tokens - usage.output_audio_tokens
+    # "Thinking output = non-thinking" models: the thinking price is no price of its own, so
+    # the media-input output price (Omni) still applies in thinking mode.
+    same_price = tier.output_thinking is not None and tier.output_thinking == tier.output
     if usage.output_audio_tokens:
         # Omni: with audio output, the reply's text part is not billed.
         parts["output_audio"] = usage.output_audio_tokens * _need(
             tier.output_audio, "no audio output price", usage.output_audio_tokens)
-    elif thinking:
+    elif thinking and not (same_price and media and tier.output_media_input is not None):
         parts["output"] = text_out * _need(tier.output_thinking, "no thinking-mode output price",
                                            text_out)
     elif media and tier.output_media_input is not None:
@@ -154,36 +171,54 @@ def _context(model: str | ModelSpec, region: str | None, at: dt.date | None,
 
 def cost(usage: Usage | Mapping[str, Any] | Any, model: str | ModelSpec, *,
          region: str | None = None, batch: bool = False, thinking: bool | None = None,
-         at: dt.date | dt.datetime | str | None = None, catalogue: Catalogue | None = None
-         ) -> Cost:
+         at: dt.date | dt.datetime | str | None = None, catalogue: Catalogue | None = None,
+         searches: int | None = None, batch_chat: bool = False) -> Cost:
     """The cost of a call from its billed ``usage`` (a :class:`Usage` or the API's object).
 
     ``thinking`` says whether the call ran in thinking mode; by default it is inferred from
-    ``reasoning_tokens`` (and is always on for thinking-only models). ``at`` prices the call
-    at the catalogue's offer of that date (a date, a datetime or an ISO date string).
+    ``reasoning_tokens`` (and is always on for thinking-only models). A thinking call with no
+    reasoning tokens is billed at the non-thinking price, as DashScope bills it. ``at`` prices
+    the call at the offer in effect on that date (a date, a datetime or an ISO date string).
+    ``searches`` is the number of web searches billed (default: ``usage.search_count``);
+    ``batch_chat`` prices a call made through the Batch Chat API endpoint (see
+    :meth:`Catalogue.is_batch_chat_url`).
     """
     at = check.pricing_args("cost", model=model, region=region, at=at, catalogue=catalogue)
     check.flag(batch, "cost(batch=)")
+    check.flag(batch_chat, "cost(batch_chat=)")
     check.optional_flag(thinking, "cost(thinking=)")
     usage = Usage.parse(usage)
     spec, offer = _context(model, region, at, catalogue)
-    if thinking is None:
-        thinking = usage.reasoning_tokens > 0
+    if thinking is None or spec.thinking != "only":
+        thinking = usage.reasoning_tokens > 0 if thinking is None \
+            else thinking and usage.reasoning_tokens > 0
     thinking = thinking or spec.thinking == "only"
-    blank = Cost(None, offer.currency, spec.name, offer.region, thinking=thinking, batch=batch,
-                 as_of=offer.as_of)
+    searches = usage.search_count if searches is None else searches
+    if isinstance(searches, bool) or not isinstance(searches, int) or searches < 0:
+        raise UsageParseError(f"searches must be a whole number >= 0, got {searches!r}")
+    discounted = batch or batch_chat
+    blank = Cost(None, offer.currency, spec.name, offer.region, thinking=thinking,
+                 batch=discounted, as_of=offer.as_of, effective=offer.effective_date,
+                 source_kind=offer.source_kind)
     tier = offer.tier_for(usage.prompt_tokens)
     if tier is None:
         return replace(blank, unpriced=f"no price for {spec.name} in {offer.region}")
     index = offer.tiers.index(tier)
-    if batch and offer.batch is None:
-        return replace(blank, tier=index, unpriced="no batch price")
+    factor = offer.batch if batch else offer.batch_chat if batch_chat else Decimal(1)
+    if factor is None:
+        what = "batch" if batch else "Batch Chat API"
+        return replace(blank, tier=index, unpriced=f"no {what} price for {spec.name} in "
+                                                   f"{offer.region}")
     try:
-        parts = _price(usage, tier, offer, thinking, batch)
+        parts = _price(usage, tier, offer, thinking, discounted)
+        fee = offer.tool_fees.get("search")
+        if searches and fee is None:
+            raise _Unpriced(f"no web-search fee for {spec.name} in {offer.region}")
     except _Unpriced as exc:
         return replace(blank, tier=index, unpriced=str(exc))
-    factor = offer.batch if batch and offer.batch is not None else Decimal(1)
     parts = {k: v * factor / MILLION for k, v in parts.items()}
+    if searches and fee is not None:  # per call, not discounted by batch
+        parts["search"] = searches * fee.per_call
     return replace(blank, amount=sum(parts.values(), Decimal(0)), tier=index, parts=parts)
 
 
@@ -230,8 +265,8 @@ def estimate_cost(request: Any, model: str | ModelSpec, *, max_tokens: int | Non
                   enable_thinking: bool | None = None, batch: bool = False,
                   at: dt.date | dt.datetime | str | None = None,
                   catalogue: Catalogue | None = None,
-                  n: int = 1, thinking_budget: int | None = None, search: bool = False
-                  ) -> CostEstimate:
+                  n: int = 1, thinking_budget: int | None = None, search: bool = False,
+                  batch_chat: bool = False) -> CostEstimate:
     """The cost range of a request before sending it.
 
     ``request`` is a prompt token count, a text, a list of messages, or a request object
@@ -241,12 +276,14 @@ def estimate_cost(request: Any, model: str | ModelSpec, *, max_tokens: int | Non
     else the model's output limit, plus the reasoning allowance when thinking can apply:
     ``thinking_budget`` capped by the model's maximum) for each of the ``n`` choices, at the
     highest output price that can apply (audio output when ``modalities`` asks for audio).
-    With web search the prompt is not exact: results are added server-side.
+    With web search the prompt is not exact (results are added server-side) and one search
+    fee is included; ``batch_chat`` prices a call through the Batch Chat API endpoint.
     """
     at = check.pricing_args("estimate_cost", model=model, region=region, at=at,
                             catalogue=catalogue)
     check.optional_flag(enable_thinking, "estimate_cost(enable_thinking=)")
     check.flag(batch, "estimate_cost(batch=)")
+    check.flag(batch_chat, "estimate_cost(batch_chat=)")
     req = Request.of(request, tools=tools, max_tokens=max_tokens,
                      enable_thinking=enable_thinking, n=n if n != 1 else None,
                      thinking_budget=thinking_budget, search=search or None)
@@ -260,19 +297,25 @@ def estimate_cost(request: Any, model: str | ModelSpec, *, max_tokens: int | Non
                                  high_resolution=req.high_resolution)
     allowance = req.max_tokens if req.max_tokens is not None \
         else offer.limits.output_limit(thinking)
-    if allowance is not None and thinking:
-        reasoning = offer.limits.max_reasoning
-        if req.thinking_budget is not None:
-            reasoning = min(req.thinking_budget, reasoning or req.thinking_budget)
-        allowance += reasoning or 0
+    reasoning = 0
+    if thinking:
+        budget = offer.limits.max_reasoning
+        asked = req.thinking_budget
+        reasoning = min(asked, budget) if asked and budget else asked or budget or 0
     if allowance is not None:
-        allowance *= req.n  # every choice is billed as output; the prompt once
-    low = cost(prompt, spec, region=offer.region, batch=batch, thinking=False, at=at)
+        allowance = (allowance + reasoning) * req.n  # every choice is output; the prompt once
+    low = cost(prompt, spec, region=offer.region, batch=batch, thinking=False, at=at,
+               batch_chat=batch_chat)
     if allowance is None:
         high = Cost(None, offer.currency, spec.name, offer.region, unpriced="output limit unknown",
-                    as_of=offer.as_of)
+                    as_of=offer.as_of, effective=offer.effective_date,
+                    source_kind=offer.source_kind)
     else:
-        reply = replace(prompt, completion_tokens=allowance,
+        # Reasoning tokens must be there, or the call would be priced as non-thinking; with no
+        # reasoning budget known, the worst case is that the whole output is reasoning.
+        worst = replace(prompt, completion_tokens=allowance,
+                        reasoning_tokens=(reasoning * req.n or allowance) if thinking else 0,
                         output_audio_tokens=allowance if req.audio_output else 0)
-        high = cost(reply, spec, region=offer.region, batch=batch, thinking=thinking, at=at)
+        high = cost(worst, spec, region=offer.region, batch=batch, thinking=thinking, at=at,
+                    searches=int(bool(req.search)), batch_chat=batch_chat)
     return CostEstimate(low, high, prompt.prompt_tokens, allowance, exact and not req.search)

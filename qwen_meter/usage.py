@@ -35,11 +35,13 @@ class Usage:
     audio_tokens: int = 0
     video_tokens: int = 0
     output_audio_tokens: int = 0
+    #: web searches billed per call (DashScope's ``usage.plugins.search.count``)
+    search_count: int = 0
 
     def __post_init__(self) -> None:
         for name in ("prompt_tokens", "completion_tokens", "cached_tokens",
                      "cache_creation_tokens", "reasoning_tokens", "image_tokens", "audio_tokens",
-                     "video_tokens", "output_audio_tokens"):
+                     "video_tokens", "output_audio_tokens", "search_count"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise UsageParseError(f"{name} must be a whole number >= 0, got {value!r}")
@@ -100,6 +102,32 @@ def _cache_type(details: Mapping[str, Any]) -> str:
     return "explicit" if kind in ("ephemeral", "explicit") else "implicit"
 
 
+def _searches(raw: Mapping[str, Any]) -> int:
+    """Web searches in ``usage.plugins`` (native) or ``usage.x_tools`` (compatible mode).
+
+    Each is a mapping of tool name to ``{"count": n, ...}`` (or to a bare count); the tools
+    whose name mentions search are counted (``search``, ``web_search``).
+    """
+    total = 0
+    for key in ("plugins", "x_tools"):
+        tools = _details(raw, key)
+        for name, entry in tools.items():
+            if "search" not in str(name).lower():
+                continue
+            if isinstance(entry, int) and not isinstance(entry, bool):
+                count: Any = entry
+            else:
+                body = as_mapping(entry)
+                if body is None:
+                    raise UsageParseError(f"usage.{key}.{name} must be an object")
+                count = body.get("count", 0)
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise UsageParseError(f"usage.{key}.{name}.count must be a whole number >= 0, "
+                                      f"got {count!r}")
+            total += count
+    return total
+
+
 def _from_openai(raw: Mapping[str, Any]) -> Usage:
     prompt = _details(raw, "prompt_tokens_details")
     completion = _details(raw, "completion_tokens_details")
@@ -114,6 +142,7 @@ def _from_openai(raw: Mapping[str, Any]) -> Usage:
         audio_tokens=_count(prompt, "audio_tokens"),
         video_tokens=_count(prompt, "video_tokens"),
         output_audio_tokens=_count(completion, "audio_tokens"),
+        search_count=_searches(raw),
     )
 
 
@@ -131,4 +160,5 @@ def _from_dashscope(raw: Mapping[str, Any]) -> Usage:
         audio_tokens=_count(details, "audio_tokens"),
         video_tokens=_count(details, "video_tokens"),
         output_audio_tokens=_count(output, "audio_tokens"),
+        search_count=_searches(raw),
     )

@@ -14,6 +14,10 @@ settings.register_profile("ci", deadline=None, max_examples=120,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("ci" if "CI" in __import__("os").environ else "default")
 
+# issue #12: never read (or write) a catalogue installed in the real user's config folder.
+__import__("os").environ["QWEN_METER_CONFIG_DIR"] = __import__("tempfile").mkdtemp(
+    prefix="qwen-meter-config-")
+
 ORACLES = Path(__file__).parent / "oracle_templates"
 
 #: (oracle template, a model whose family and profile should reproduce it exactly)

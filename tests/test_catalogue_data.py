@@ -21,7 +21,7 @@ OFFERS = [(spec, offer) for spec in CATALOGUE for offers in spec.offers.values()
 def test_catalogue_is_large_and_offers_both_regions():
     assert len(CATALOGUE) >= 90
     regions = {offer.region for _, offer in OFFERS}
-    assert regions == {"cn", "intl"}
+    assert {"cn", "intl", "global", "eu"} <= regions
 
 
 @pytest.mark.parametrize("name", CATALOGUE.names())
@@ -60,14 +60,14 @@ def test_tiers_are_contiguous_and_cover_the_input_limit():
         last = offer.tiers[-1].upto
         if last is not None and offer.limits.max_input:
             assert last >= offer.limits.max_input, spec.name
-        currency = {"cn": "CNY", "intl": "USD"}[offer.region]
+        currency = {"cn": "CNY"}.get(offer.region, "USD")
         assert offer.currency == currency or "CNY" in offer.note, spec.name
 
 
 def test_history_is_ordered_newest_first():
     for spec in CATALOGUE:
         for offers in spec.offers.values():
-            dates = [o.as_of for o in offers]
+            dates = [o.effective_date for o in offers]
             assert dates == sorted(dates, reverse=True), spec.name
 
 
@@ -103,7 +103,11 @@ def test_not_offered_region():
 
 
 def test_snapshot_with_its_own_entry_keeps_it():
-    assert qm.resolve("qwen-plus-2025-12-01").name == "qwen-plus"
+    # A snapshot without its own entry: its stable name's prices, none of its rate limits.
+    snap = qm.resolve("qwen-plus-2025-12-01")
+    assert snap.name == "qwen-plus-2025-12-01"
+    assert snap.offer("cn").tiers == qm.resolve("qwen-plus").offer("cn").tiers
+    assert snap.offer("cn").rate_limits is None and snap.offer("cn").batch is None
     turbo = qm.resolve("qwen-turbo-2025-04-28")
     assert turbo.name == "qwen-turbo-2025-04-28"
     assert turbo.offer("intl").rate_limits.rpm == 60
@@ -247,3 +251,65 @@ def test_override_changes_exactly_what_it_names_property(tmp_path_factory, targe
     for other in CATALOGUE:
         if other.name != name:
             assert mine.resolve(other.name).offers == other.offers
+
+
+# --- issue #12: the December 2026 catalogue ---------------------------------------------------
+
+DATED = __import__("re").compile(r".*-(20[0-9]{2}-[0-9]{2}-[0-9]{2}|[0-9]{4})$")
+
+
+def test_every_offer_has_a_source_kind_and_an_effective_date():
+    for spec, offer in OFFERS:
+        assert offer.source.kind in ("official", "catalogue", "third-party"), spec.name
+        assert offer.effective is not None, spec.name
+        assert dt.date(2023, 1, 1) <= offer.effective_date <= dt.date(2026, 12, 31), spec.name
+
+
+def test_snapshots_get_no_batch_and_no_borrowed_rate_limits():
+    for spec in CATALOGUE:
+        if not DATED.fullmatch(spec.name) or spec.name in ("qwen-max-1201",):
+            continue
+        for offers in spec.offers.values():
+            assert offers[0].batch is None, spec.name
+    for spec in CATALOGUE:
+        if spec.snapshot:
+            snap = CATALOGUE.resolve(spec.snapshot)
+            assert snap.name == spec.snapshot
+            for region, offers in snap.offers.items():
+                assert offers[0].batch is None, (snap.name, region)
+                if offers[0].rate_limits and spec.offers.get(region):
+                    assert offers[0].rate_limits is not spec.offers[region][0].rate_limits
+
+
+def test_singapore_cny_prices_and_third_party_figures_say_so():
+    for spec, offer in OFFERS:
+        if offer.region != "cn" and offer.currency == "CNY":
+            assert "CNY" in offer.note, spec.name
+        if offer.source.kind == "third-party" and offer.tiers:
+            assert offer.note or offer.source.note, spec.name
+
+
+def test_bundled_catalogue_matches_the_published_json_schema():
+    jsonschema = pytest.importorskip("jsonschema")
+    import json
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parent.parent / "data"
+    schema = json.loads((data / "models.schema.json").read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+
+    def plain(x):
+        if isinstance(x, dict):
+            return {str(k): plain(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [plain(v) for v in x]
+        return x.isoformat() if isinstance(x, dt.date) else x
+
+    doc = plain(yaml.safe_load((data / "models.yaml").read_text(encoding="utf-8")))
+    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(doc))
+    assert not errors, [f"{e.json_path}: {e.message}" for e in errors[:5]]
+    # and the schema rejects what the loader rejects
+    bad = dict(doc, models={"m": {"family": "qwen3", "template": "qwen3",
+                                  "regions": {"cn": {"source": "ML26",
+                                                     "effective": "2026-02-30x"}}}})
+    assert list(jsonschema.Draft202012Validator(schema).iter_errors(bad))

@@ -39,3 +39,13 @@ def test_site_builds_strictly(tmp_path: Path) -> None:
     cli = (site / "cli" / "index.html").read_text(encoding="utf-8")
     assert "qwen-meter count" in cli and "qwen-meter report" in cli
     assert (site / "zh-CN" / "index.html").is_file()
+
+
+def test_version_is_one_and_in_the_changelog() -> None:
+    import qwen_meter as qm
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["version"] == qm.__version__
+    assert f"## [{qm.__version__}] - " in (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")

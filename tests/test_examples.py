@@ -57,3 +57,25 @@ def test_metered_client_then_report(server: FakeDashScope, tmp_path: Path) -> No
     report = run("report_from_log.py", env=env)  # no argument: the meter's default log
     assert report.returncode == 0, report.stderr
     assert "qwen-plus" in report.stdout
+
+
+def test_gateway_with_curl(server: FakeDashScope, tmp_path: Path) -> None:
+    pytest.importorskip("uvicorn")
+    import shutil
+    import socket
+
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path / "gateway.jsonl"
+    cli = f"{sys.executable} -m qwen_meter.cli"
+    done = subprocess.run(["bash", str(EXAMPLES / "gateway_curl.sh")], capture_output=True,
+                          text=True, timeout=120,
+                          env={**os.environ, "UPSTREAM": server.url, "PORT": str(port),
+                               "QWEN_METER_LOG": str(log), "QWEN_METER": cli,
+                               "DASHSCOPE_API_KEY": "sk-test"})
+    assert done.returncode == 0, done.stderr
+    assert '"choices"' in done.stdout
+    assert log.is_file() and log.read_text(encoding="utf-8").count("\n") == 1

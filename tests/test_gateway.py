@@ -231,6 +231,10 @@ def test_client_disconnect_cancels_and_settles(fake, open_gateway):
     new = wait_records(log, before + 1, timeout=3)
     assert time.monotonic() - started < 4.0  # settled long before the stream would end
     assert new[-1].status == "closed" and new[-1].usage_estimated
+    # The record is written as the stream is cancelled; the gauge drops just after.
+    deadline = time.monotonic() + 2
+    while app.metrics.sample("qwen_meter_gateway_open_streams") and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert app.metrics.sample("qwen_meter_gateway_open_streams") == 0
 
 

@@ -39,8 +39,11 @@ def test_tiers_keep_exact_bounds_and_cache_prices():
     assert entry["max_input_tokens"] == offer.limits.max_input
     assert entry["max_output_tokens"] == offer.limits.max_output
     assert entry["metadata"]["currency"] == "USD"
-    assert entry["input_cost_per_token_batches"] == pytest.approx(
-        float(first.input * offer.batch) / 1e6)
+    if offer.batch:
+        assert entry["input_cost_per_token_batches"] == pytest.approx(
+            float(first.input * offer.batch) / 1e6)
+    else:  # no batch in this region (qwen3-max intl): nothing LiteLLM could misuse
+        assert "input_cost_per_token_batches" not in entry
 
 
 def test_cn_prices_in_cny_unless_converted():
@@ -56,18 +59,28 @@ def test_cn_prices_in_cny_unless_converted():
     with pytest.raises(qm.ConfigurationError):
         price_map(region="eu")
     with_aliases = price_map(region="cn", aliases=True)
-    spec = next(s for s in qm.Catalogue.load() if s.aliases
-                and f"dashscope/{s.name}" in with_aliases)
-    assert with_aliases[f"dashscope/{spec.aliases[0]}"] == with_aliases[f"dashscope/{spec.name}"]
-    assert f"dashscope/{spec.aliases[0]}" not in price_map(region="cn")
+    spec, alias = next((s, a) for s in qm.Catalogue.load() for a in s.aliases
+                       if f"dashscope/{s.name}" in with_aliases and not a.endswith("-latest"))
+    assert with_aliases[f"dashscope/{alias}"] == with_aliases[f"dashscope/{spec.name}"]
+    assert f"dashscope/{alias}" not in price_map(region="cn")
+    assert not any(k.endswith("-latest") for k in with_aliases)  # LiteLLM ignores those
     assert all(v["metadata"]["region"] == "cn" for v in price_map(region="cn").values())
 
 
-def test_incomplete_prices_and_folded_snapshots_are_left_out():
-    prices = price_map(region="cn")
-    # qwen-max-1201 has no output price: LiteLLM would bill its output as free
-    assert qm.cost(qm.Usage(10, 10), "qwen-max-1201", region="cn").amount is None
-    assert "dashscope/qwen-max-1201" not in prices
+def test_incomplete_prices_and_folded_snapshots_are_left_out(tmp_path):
+    override = tmp_path / "override.yaml"
+    override.write_text(
+        "models:\n  qwen-test-no-output:\n    family: qwen3\n    template: dashscope-qwen3\n"
+        "    thinking: none\n    regions:\n      cn:\n        source: ML26\n"
+        "        limits: {context: 32768, max_input: 30720, max_output: 8192}\n"
+        "        price: {input: 1}\n", encoding="utf-8")
+    catalogue = qm.Catalogue.load(overrides=[override])
+    prices = price_map(catalogue, region="cn")
+    # no output price: LiteLLM would bill its output as free
+    assert qm.cost(qm.Usage(10, 10), "qwen-test-no-output", region="cn",
+                   catalogue=catalogue).amount is None
+    assert "dashscope/qwen-test-no-output" not in prices
+    assert "dashscope/qwen-plus" in prices
     # LiteLLM files a dated snapshot under its base name: it would overwrite qwen-max
     assert "dashscope/qwen-max" in prices
     assert not any(k.startswith("dashscope/qwen-max-20") for k in prices)

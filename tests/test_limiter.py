@@ -139,7 +139,8 @@ def test_catalogue_limits_and_overrides():
     assert RateLimiter(region="intl").limits_for("qwen-max") == RateLimit(120, 100_000)
     mine = RateLimiter(limits={"qwen-plus": (60, 100_000)})
     assert mine.limits_for("qwen-plus") == RateLimit(60, 100_000)
-    assert mine.limits_for("qwen-plus-2025-12-01") == RateLimit(60, 100_000)
+    # A dated snapshot has its own (unpublished) limits: it does not inherit qwen-plus's.
+    assert mine.limits_for("qwen-plus-2025-12-01") == RateLimit(None, None)
     unknown = RateLimiter(default=RateLimit(10, None))
     assert unknown.limits_for("qwen3.6-plus") == RateLimit(10, None)
     with pytest.raises(ValueError):

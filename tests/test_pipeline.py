@@ -304,7 +304,7 @@ def test_async_steps_offload_blocking_stores(make_meter, server, tmp_path):
 
 # --- unknown models -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("model", ["qwen3.8-plus", "qwen3.7-flash", "qwen-plus-2026-08-01",
+@pytest.mark.parametrize("model", ["qwen3.8-plus", "qwen3.9-flash", "qwen-plus-2026-08-01",
                                    "deepseek-v3.2", "kimi-k2", "glm-4.6"])
 def test_new_model_goes_through_unpriced(make_meter, server, model):
     meter = make_meter(limiter=qm.RateLimiter(), budget=qm.Budget("1 CNY", mode="soft"))

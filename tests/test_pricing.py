@@ -60,7 +60,9 @@ def test_thinking_prices_the_whole_output():
     assert c.thinking and c.amount == (1_000 * D("0.8") + 500 * D(8)) / 1_000_000
     # Thinking on but no reasoning produced: the non-thinking price (ML26).
     assert cost(Usage(1_000, 500), "qwen-plus").amount == (800 + 1000) / D(1_000_000)
-    assert cost(Usage(1_000, 500), "qwen-plus", thinking=True).amount == D("0.0048")
+    # ... even when the caller says thinking=True (issue #12: ¥0.0026, not ¥0.0056)
+    assert cost(Usage(2_000, 500), "qwen-plus", thinking=True).amount == D("0.0026")
+    assert not cost(Usage(2_000, 500), "qwen-plus", thinking=True).thinking
     # Thinking-only models always use the thinking price.
     assert cost(Usage(1_000, 500), "qwq-plus").amount == (1_600 + 2_000) / D(1_000_000)
 
@@ -93,7 +95,7 @@ def test_omni_media_and_audio_output_prices():
 
 
 def test_unpriced_is_never_zero():
-    c = cost(Usage(1_000, 10), "qwen-plus", region="intl", thinking=True)
+    c = cost(Usage(1_000, 10, reasoning_tokens=5), "qwen-plus", region="intl")
     assert c.amount is None and not c.priced and "thinking" in c.unpriced
     none = cost(Usage(10, 10), "qwen-max-latest", region="intl")
     assert none.amount is None and "no price" in none.unpriced

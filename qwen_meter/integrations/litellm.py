@@ -65,6 +65,8 @@ LIMITATIONS = (
     "free quotas and price history are not expressible",
     "dated snapshots (qwen-max-2024-09-19): LiteLLM files them under the base name, so they "
     "are left out where the base model is exported",
+    "'-latest' names (qwen-max-latest): LiteLLM prices them with figures of its own whatever "
+    "the map says, so they are left out",
 )
 
 
@@ -186,9 +188,13 @@ def price_map(catalogue: Catalogue | None = None, *, region: str = "intl",
         for name in (spec.name, *(spec.aliases if aliases else ())):
             out[f"{PROVIDER}/{name}"] = value
     # LiteLLM files a dated snapshot ("qwen-max-2024-09-19") under its base name, so the
-    # snapshot's entry would overwrite the base model's prices: leave it out.
+    # snapshot's entry would overwrite the base model's prices: leave it out. A "-latest"
+    # name is priced by LiteLLM with figures of its own whatever the map registers (seen
+    # with qwen-max-latest: ¥12 / ¥36 per 1M against the registered ¥2.4 / ¥9.6), so an
+    # entry for it would only look right: leave those out too.
     return {key: value for key, value in out.items()
-            if not ((m := _DATED.fullmatch(key)) and m.group(1) in out)}
+            if not ((m := _DATED.fullmatch(key)) and m.group(1) in out)
+            and not key.endswith("-latest")}
 
 
 def dumps(prices: Mapping[str, Any]) -> str:
