@@ -13,6 +13,8 @@ from ._data import data_dir
 from .errors import InputDecodeError, InvalidMessages, QwenMeterError
 
 EXAMPLE = "examples/chat.json"
+#: Deployment regions of the bundled catalogue (cn = Beijing, intl = Singapore, ...).
+REGIONS = ("cn", "intl", "global", "us", "eu")
 
 
 def _read_text(path: str) -> str:
@@ -79,8 +81,11 @@ def _count(args: argparse.Namespace) -> int:
         label = "bundled example" if args.example else request_file
         _print_count(result, args, f"{label}, model {model}")
         return 0
+    if args.template is not None:
+        raise InvalidMessages("--template applies to chat requests (-m FILE or --example); "
+                              "plain text is counted without a template")
     if args.file is not None:
-        text, label = _read_text(args.file), args.file
+        text, label = _read_text(args.file), "stdin" if args.file == "-" else args.file
     elif args.text is not None:
         text, label = args.text, "text"
     else:
@@ -108,6 +113,10 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 def _models(args: argparse.Namespace) -> int:
     from .catalogue import default_catalogue
 
+    if args.family:
+        from .tokens.families import get_family
+
+        get_family(args.family)  # an unknown family is an error naming the known ones
     out: list[dict[str, Any]] = []
     for spec in default_catalogue():
         if args.family and spec.family != args.family:
@@ -304,7 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     count.add_argument("--template", help="override the chat-template profile")
     count.add_argument("--tokenizer", metavar="PATH",
                        help="a local Hugging Face tokenizer folder (transformers backend)")
-    count.add_argument("--backend", choices=("tiktoken", "transformers", "heuristic"))
+    count.add_argument("--backend", choices=("tiktoken", "transformers", "heuristic"),
+                       help="tokenizer backend (default: tiktoken, or transformers with "
+                            "--tokenizer)")
     thinking = count.add_mutually_exclusive_group()
     thinking.add_argument("--thinking", dest="enable_thinking", action="store_const",
                           const=True, help="count with enable_thinking=true")
@@ -315,14 +326,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="list the model catalogue")
     models.add_argument("--family", help="only this tokenizer family (qwen2.5, qwen3, qwen3.5)")
-    models.add_argument("--region", choices=("cn", "intl", "global", "us", "eu"),
+    models.add_argument("--region", choices=REGIONS,
                         help="only this region")
     models.add_argument("--json", action="store_true", help="print JSON")
     models.set_defaults(run=_models)
 
     price = sub.add_parser("price", help="a model's limits and price tiers per region")
-    price.add_argument("model")
-    price.add_argument("--region", choices=("cn", "intl", "global", "us", "eu"))
+    price.add_argument("model", help="model name, e.g. qwen-plus")
+    price.add_argument("--region", choices=REGIONS, help="only this region")
     price.add_argument("--json", action="store_true", help="print JSON")
     price.set_defaults(run=_price)
     from .cli_catalogue import register as register_catalogue  # issue #12
@@ -336,7 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("request", help="JSON request file (messages, tools, max_tokens, "
                                              "enable_thinking, model), or '-' for stdin")
         command.add_argument("--model", help="model name (default: the request's)")
-        command.add_argument("--region", choices=("cn", "intl"))
+        command.add_argument("--region", choices=REGIONS,
+                             help="price in this region (default: every region offered)"
+                             if name == "estimate" else "check against this region's limits")
         command.add_argument("--max-tokens", type=int, help="override the request's max_tokens")
         if name == "estimate":
             command.add_argument("--batch", action="store_true", help="price as a batch call")
@@ -357,14 +370,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    # The package's own constant (a test keeps it equal to pyproject's): installed metadata
+    # can be stale in an editable install.
+    from . import __version__
 
-    try:
-        return version("qwen-meter")
-    except PackageNotFoundError:
-        from . import __version__
-
-        return __version__
+    return __version__
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -118,11 +118,13 @@ def register(subparsers: Any) -> None:
     validate.add_argument("file", help="a catalogue YAML file or http(s) URL")
     validate.set_defaults(run=_validate)
     diff = sub.add_parser("diff", help="what a catalogue file or URL would change")
-    diff.add_argument("source", metavar="FILE|URL")
+    diff.add_argument("source", metavar="FILE|URL",
+                      help="the catalogue to compare with the one in use")
     diff.add_argument("--json", action="store_true", help="print JSON")
     diff.set_defaults(run=_diff)
     update = sub.add_parser("update", help="fetch, validate, show and install a catalogue")
-    update.add_argument("--from", dest="source", required=True, metavar="FILE|URL")
+    update.add_argument("--from", dest="source", required=True, metavar="FILE|URL",
+                        help="where the newer catalogue is (a file or an http(s) URL)")
     update.add_argument("--yes", action="store_true", help="install without asking")
     update.set_defaults(run=_update)
     rollback = sub.add_parser("rollback", help="put the previously installed catalogue back")

@@ -107,7 +107,7 @@ def register(sub: Any) -> None:
     report.add_argument("--tz", help="time zone of days, weeks and months, e.g. Asia/Shanghai "
                                      "(default: the system's)")
     report.add_argument("--format", choices=("table", "csv", "md", "json", "html"),
-                        default="table")
+                        default="table", help="output format (default: a terminal table)")
     report.add_argument("--out", help="write the report to this file (folders are created)")
     report.add_argument("--plot", metavar="FILE.png", help="also draw the charts to a PNG")
     report.add_argument("--top", type=_top, default=10,

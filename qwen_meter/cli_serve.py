@@ -31,7 +31,7 @@ def register(sub: Any) -> None:
         "keys", help="manage virtual keys in the config file")
     actions = keys.add_subparsers(dest="keys_command", required=True)
     add = actions.add_parser("add", help="create a key (printed once; only its hash is kept)")
-    add.add_argument("name")
+    add.add_argument("name", help="the key's name (its tenant)")
     add.add_argument("--config", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
     add.add_argument("--user", help="the user the key's calls are attributed to")
     add.add_argument("--tag", action="append", default=[], help="a tag, e.g. team=search")
@@ -48,7 +48,7 @@ def register(sub: Any) -> None:
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(run=_keys_list)
     revoke = actions.add_parser("revoke", help="revoke a key (answers 401 from then on)")
-    revoke.add_argument("name")
+    revoke.add_argument("name", help="the name of the key to revoke")
     revoke.add_argument("--config", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
     revoke.set_defaults(run=_keys_revoke)
 

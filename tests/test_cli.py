@@ -87,3 +87,43 @@ def test_check_command(tmp_path, capsys):
 
 EXAMPLE_PATH = str(__import__("qwen_meter._data", fromlist=["data_dir"]).data_dir()
                    / "examples" / "chat.json")
+
+
+def test_every_command_and_option_has_help():
+    import argparse
+
+    from qwen_meter.cli import build_parser
+
+    missing = []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                missing.extend(f"{path} {c.dest}" for c in action._choices_actions
+                               if not c.help)
+                for name, sub in action.choices.items():
+                    walk(sub, f"{path} {name}")
+            elif action.help is None:
+                missing.append(f"{path} {action.option_strings or action.dest}")
+
+    walk(build_parser(), "qwen-meter")
+    assert missing == []
+
+
+def test_wording_and_validation_slips(tmp_path, capsys, monkeypatch):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("你好".encode())))
+    assert main(["count", "-f", "-"]) == 0
+    assert "— stdin, model" in capsys.readouterr().out
+    assert main(["count", "hi", "--template", "nosuch"]) == 2
+    assert "--template applies to chat requests" in capsys.readouterr().err
+    assert main(["models", "--family", "qwen9"]) == 2
+    assert "known: qwen2.5, qwen3, qwen3.5" in capsys.readouterr().err
+    assert main(["count", "hi", "--tokenizer", str(tmp_path / "missing")]) == 2
+    assert "no tokenizer folder at" in capsys.readouterr().err
+    request = tmp_path / "tool.json"
+    request.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}],
+                                   "tools": [{"type": "function", "function": {}}]}))
+    assert main(["count", "-m", str(request)]) == 2
+    assert "tools[0].function.name" in capsys.readouterr().err

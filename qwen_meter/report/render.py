@@ -161,12 +161,14 @@ def _notes(report: Report) -> list[str]:
     if report.skipped_count:
         listed = "; ".join(f"{s.source}:{s.line} {s.reason}" for s in report.skipped[:20])
         more = " …" if report.skipped_count > 20 else ""
-        notes.append(f"{report.skipped_count} lines skipped: {listed}{more}")
+        lines = "line" if report.skipped_count == 1 else "lines"
+        notes.append(f"{report.skipped_count} {lines} skipped: {listed}{more}")
     if report.unpriced_count:
         listed = "; ".join(f"{s.source}{'' if s.line is None else f':{s.line}'} ({s.reason})"
                            for s in report.unpriced[:20])
         more = " …" if report.unpriced_count > 20 else ""
-        notes.append(f"{report.unpriced_count} records could not be priced: {listed}{more}")
+        records = "record" if report.unpriced_count == 1 else "records"
+        notes.append(f"{report.unpriced_count} {records} could not be priced: {listed}{more}")
     return [safe.plain(n) for n in notes]
 
 

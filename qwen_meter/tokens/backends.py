@@ -255,6 +255,10 @@ class TransformersBackend(TokenizerBackend):
             raise TokenizerUnavailable(
                 "the transformers backend needs `pip install qwen-meter[transformers]`"
             ) from exc
+        if (os.sep in os.fspath(source) or os.fspath(source).startswith(".")) \
+                and not os.path.isdir(source):
+            # A path, not a hub name: say so plainly instead of the hub's repo-id complaint.
+            raise TokenizerUnavailable(f"no tokenizer folder at {os.fspath(source)!r}")
         previous = os.environ.get("HF_HUB_OFFLINE")
         os.environ["HF_HUB_OFFLINE"] = "1"  # a cache miss must fail, not download
         try:

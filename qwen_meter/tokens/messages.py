@@ -204,5 +204,12 @@ def parse_tools(tools: Any) -> tuple[Mapping[str, Any], ...]:
         problem = json_problem(dict(tool), f"tools[{n}]")
         if problem:
             raise InvalidMessages(problem)
+        if tool.get("type", "function") == "function":
+            # DashScope refuses a function tool without a name; counting it would be a guess.
+            function = as_mapping(tool.get("function"))
+            name = function.get("name") if function is not None else None
+            if not isinstance(name, str) or not name.strip():
+                raise InvalidMessages(f"tools[{n}].function.name: a function tool needs a "
+                                      "non-empty name")
         out.append(tool)
     return tuple(out)
