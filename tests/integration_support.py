@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from fake_dashscope import FakeDashScope
 
 import qwen_meter as qm
@@ -14,31 +11,6 @@ import qwen_meter as qm
 HELLO = [{"role": "system", "content": "You are a helpful assistant."},
          {"role": "user", "content": "你是誰?"}]
 KEY = "sk-test0123456789abcdef"
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeDashScope]:
-    fake = FakeDashScope()
-    yield fake
-    fake.close()
-
-
-@pytest.fixture
-def make_meter(tmp_path: Path, server: FakeDashScope) -> Iterator[Any]:
-    server.behaviours.clear()
-    server.prompt_offset = 0
-    created = []
-
-    def make(**options: Any) -> qm.Meter:
-        options.setdefault("log", tmp_path / "usage.jsonl")
-        options.setdefault("retry", qm.RetryPolicy(base=0.001, sleep=lambda s: None))
-        meter = qm.Meter(**options)
-        created.append(meter)
-        return meter
-
-    yield make
-    for meter in created:
-        meter.close()
 
 
 def openai_client(meter: qm.Meter, server: FakeDashScope) -> Any:

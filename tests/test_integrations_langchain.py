@@ -7,7 +7,7 @@ import asyncio
 import uuid
 
 import pytest
-from integration_support import KEY, make_meter, server
+from integration_support import KEY
 
 import qwen_meter as qm
 
@@ -16,8 +16,6 @@ from qwen_meter.integrations.langchain import (  # noqa: E402
     QwenMeterCallbackHandler,
     chat_tongyi,
 )
-
-__all__ = ["make_meter", "server"]
 
 
 def chat_openai(meter, server, **options):

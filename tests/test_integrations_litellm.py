@@ -11,13 +11,11 @@ from decimal import Decimal
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from integration_support import HELLO, KEY, server
+from integration_support import HELLO, KEY
 
 import qwen_meter as qm
 from qwen_meter.cli import main
 from qwen_meter.integrations.litellm import LIMITATIONS, price_map
-
-__all__ = ["server"]
 
 # LiteLLM fetches its price map from the network at import unless told to use its copy.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")

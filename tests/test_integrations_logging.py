@@ -7,12 +7,10 @@ import logging
 
 import openai
 import pytest
-from integration_support import HELLO, make_meter, openai_client, refused_record, server
+from integration_support import HELLO, openai_client, refused_record
 
 import qwen_meter as qm
 from qwen_meter.integrations.usage_logging import UsageLoggingObserver, instrument
-
-__all__ = ["make_meter", "server"]
 
 
 def usage_records(caplog):

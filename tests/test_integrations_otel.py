@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import openai
 import pytest
-from integration_support import HELLO, make_meter, openai_client, refused_record, server
+from integration_support import HELLO, openai_client, refused_record
 
 import qwen_meter as qm
 
@@ -21,8 +21,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
 from opentelemetry.trace import SpanKind, StatusCode
 
 from qwen_meter.integrations.otel import instrument
-
-__all__ = ["make_meter", "server"]
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from integration_support import HELLO, make_meter, openai_client, refused_record, server
+from integration_support import HELLO, openai_client, refused_record
 
 import qwen_meter as qm
 
@@ -18,8 +18,6 @@ from qwen_meter.integrations.prometheus import (  # noqa: E402
     metrics_text,
     observer_for,
 )
-
-__all__ = ["make_meter", "server"]
 
 
 def value(registry, name, **labels):

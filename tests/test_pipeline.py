@@ -31,29 +31,7 @@ INTL = "https://dashscope-intl.aliyuncs.com/compatible-mode/v1"
 CN = "https://dashscope.aliyuncs.com/compatible-mode/v1"
 
 
-@pytest.fixture(scope="module")
-def server():
-    fake = FakeDashScope()
-    yield fake
-    fake.close()
-
-
-@pytest.fixture
-def make_meter(tmp_path, server):
-    server.behaviours.clear()
-    server.prompt_offset = 0
-    created = []
-
-    def make(**options):
-        options.setdefault("log", tmp_path / "usage.jsonl")
-        options.setdefault("retry", qm.RetryPolicy(base=0.001, sleep=lambda s: None))
-        meter = qm.Meter(**options)
-        created.append(meter)
-        return meter
-
-    yield make
-    for meter in created:
-        meter.close()
+# `server` and `make_meter` come from tests/meter_fixtures.py (a plugin, see conftest).
 
 
 @pytest.fixture

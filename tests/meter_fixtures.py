@@ -1,0 +1,39 @@
+"""Fixtures shared by the meter, pipeline and integration tests (a pytest plugin, see conftest):
+a local DashScope stand-in per module, and meters that log to the test's folder and retry
+without sleeping."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fake_dashscope import FakeDashScope
+
+import qwen_meter as qm
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[FakeDashScope]:
+    fake = FakeDashScope()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def make_meter(tmp_path: Path, server: FakeDashScope) -> Iterator[Any]:
+    server.behaviours.clear()
+    server.prompt_offset = 0
+    created = []
+
+    def make(**options: Any) -> qm.Meter:
+        options.setdefault("log", tmp_path / "usage.jsonl")
+        options.setdefault("retry", qm.RetryPolicy(base=0.001, sleep=lambda s: None))
+        meter = qm.Meter(**options)
+        created.append(meter)
+        return meter
+
+    yield make
+    for meter in created:
+        meter.close()
