@@ -216,6 +216,7 @@ class InvalidArgument(QwenMeterError, ValueError):
 
     def __init__(self, message: str, *, where: str | None = None) -> None:
         self.where = where
+        super().__init__(f"{where}: {message}" if where else message)
 
 
 class InvalidArgumentType(InvalidArgument, TypeError):

@@ -427,13 +427,50 @@ def _money(amount: Decimal | None) -> str | None:
     return None if amount is None else f"{amount.normalize():f}"
 
 
+def _check_meter_args(*, region: Any, catalogue: Any, limiter: Any, budget: Any, log: Any,
+                      flags: Mapping[str, Any], timeout: Any, retry: Any, tags: Any, user: Any,
+                      observers: Any, unpriced: Any, fallback_price: Any) -> None:
+    """Types and values of Meter()'s arguments, each error naming the argument."""
+    from . import validate as check
+    from .store.base import check_seconds
+
+    check.optional_text(region, "Meter(region=)")
+    check.catalogue_object(catalogue, "Meter(catalogue=)")
+    check.optional_instance(limiter, RateLimiter, "Meter(limiter=)", "a RateLimiter")
+    if budget is not None and not isinstance(budget, Budget):
+        check.sequence(budget, "Meter(budget=)")
+        for n, item in enumerate(budget):
+            check.instance(item, Budget, f"Meter(budget[{n}]=)", "a Budget")
+    if log is not None and not isinstance(log, (str, os.PathLike, UsageLog, _DefaultLog)):
+        raise check.type_error("Meter(log=)", "a path, a UsageLog or None", log)
+    for name, value in flags.items():
+        check.flag(value, f"Meter({name}=)")
+    check_seconds(timeout, "Meter(timeout=)", allow_none=True)
+    check.optional_instance(retry, RetryPolicy, "Meter(retry=)", "a RetryPolicy")
+    check.sequence(tags, "Meter(tags=)")
+    for n, tag in enumerate(tags):
+        check.text(tag, f"Meter(tags[{n}]=)")
+    check.optional_text(user, "Meter(user=)")
+    check.sequence(observers, "Meter(observers=)")
+    for n, observer in enumerate(observers):
+        check.instance(observer, Observer, f"Meter(observers[{n}]=)", "an Observer")
+    if unpriced not in UNPRICED_POLICIES:
+        from .errors import ConfigurationError
+
+        raise ConfigurationError(f"Meter(unpriced=): must be 'refuse' or 'allow', not "
+                                 f"{unpriced!r}")
+    check.optional_instance(fallback_price, FallbackPrice, "Meter(fallback_price=)",
+                            "a FallbackPrice")
+
+
 class Meter:
     """Checks, limits, prices and logs every call of the clients it wraps.
 
     ``limiter`` and ``budget`` are optional (a budget or a list of them); ``log`` is a path
     (``.jsonl``, or ``.db`` for SQLite), a :class:`~qwen_meter.log.UsageLog`, or None; by
     default ``$QWEN_METER_LOG``, else ``usage.jsonl`` in the user's data folder
-    (``$XDG_DATA_HOME/qwen_meter``, ``~/.local/share/qwen_meter``) — never the working folder.
+    (see :func:`default_log_path`: the platform's user data folder) — never the working folder.
+    Every argument is checked here, each bad one named (``Meter(tags=)``).
     ``preflight`` checks limits before sending; ``wait`` lets the limiter wait for a slot
     (else it raises at once); ``calibrate`` learns systematic prompt-count gaps.
 
@@ -466,10 +503,13 @@ class Meter:
                  observers: Sequence[Observer] = (), unpriced: str = "refuse",
                  fallback_price: FallbackPrice | None = None,
                  record_refused: bool = True) -> None:
-        if unpriced not in UNPRICED_POLICIES:
-            from .errors import ConfigurationError
-
-            raise ConfigurationError(f"unpriced must be 'refuse' or 'allow', not {unpriced!r}")
+        _check_meter_args(region=region, catalogue=catalogue, limiter=limiter, budget=budget,
+                          log=log, flags={"preflight": preflight, "wait": wait,
+                                          "calibrate": calibrate,
+                                          "record_refused": record_refused},
+                          timeout=timeout, retry=retry, tags=tags, user=user,
+                          observers=observers, unpriced=unpriced,
+                          fallback_price=fallback_price)
         self.region = region
         self.catalogue = catalogue
         self.limiter = limiter

@@ -685,3 +685,21 @@ def test_torn_lines_are_skipped_and_named(tmp_path):
 def test_path_objects_work_for_logs(tmp_path):
     log = JsonlLog(Path(tmp_path) / "a" / "usage.jsonl")
     log.close()
+
+
+METER_CASES = [
+    {"budget": 5}, {"budget": [qm.Budget("1 CNY"), "x"]}, {"limiter": "memory"},
+    {"tags": 5}, {"tags": "a,b"}, {"tags": [1]}, {"user": 5}, {"region": 5},
+    {"preflight": "no"}, {"wait": 1}, {"calibrate": None}, {"record_refused": "yes"},
+    {"timeout": float("nan")}, {"timeout": -1}, {"timeout": "10"}, {"retry": 3},
+    {"observers": [object()]}, {"observers": 5}, {"unpriced": "maybe"},
+    {"fallback_price": (1, 2)}, {"catalogue": "x"}, {"log": 5},
+]
+
+
+@pytest.mark.parametrize("options", METER_CASES, ids=[next(iter(c)) for c in METER_CASES])
+def test_meter_arguments_are_checked(options):
+    with pytest.raises(qm.QwenMeterError) as caught:
+        qm.Meter(log=None, **options) if "log" not in options else qm.Meter(**options)
+    assert isinstance(caught.value, (TypeError, ValueError))
+    assert next(iter(options)) in str(caught.value)
