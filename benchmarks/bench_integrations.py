@@ -20,23 +20,14 @@ import sys
 import time
 from collections.abc import Callable
 
+from bench_meter import timed  # one median timer for every benchmark
+
 import qwen_meter as qm
 
 REQUEST = {"model": "qwen-plus", "max_tokens": 100,
            "messages": [{"role": "system", "content": "You are a helpful assistant."},
                         {"role": "user", "content": "你是誰?"}]}
 USAGE = {"prompt_tokens": 22, "completion_tokens": 16, "total_tokens": 38}
-
-
-def median_us(fn: Callable[[], object], n: int) -> float:
-    for _ in range(min(200, n)):
-        fn()
-    samples = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples) * 1e6
 
 
 def one_call(meter: qm.Meter) -> Callable[[], object]:
@@ -113,9 +104,9 @@ def main() -> None:
 
     counter = Counter("peer", "peer", ["model"], registry=CollectorRegistry())
     report["peer: one OTel SDK span, 1 attribute"] = {
-        "µs/call": round(median_us(bare_span, n), 1)}
+        "µs/call": round(timed(bare_span, n) * 1e6, 1)}
     report["peer: one prometheus_client counter inc"] = {
-        "µs/call": round(median_us(lambda: counter.labels("qwen-plus").inc(), n), 1)}
+        "µs/call": round(timed(lambda: counter.labels("qwen-plus").inc(), n) * 1e6, 1)}
     print(json.dumps({"calls per row": n, "rows": report}, ensure_ascii=False, indent=2))
 
 

@@ -94,7 +94,8 @@ async def stall(client: Any, calls: int = 50) -> tuple[float, float]:
     done.set()
     await beat
     gc.unfreeze()
-    return max(gaps), elapsed
+    # The calls can all finish within the 0.3 s before the heartbeat starts: no stall seen.
+    return max(gaps, default=0.0), elapsed
 
 
 def main() -> None:

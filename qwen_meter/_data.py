@@ -27,49 +27,67 @@ def data_dir() -> Path:
     raise CatalogueError("qwen_meter's data folder is missing from this installation")
 
 
-#: Most nodes a file may expand to once its aliases are followed. The shipped catalogue is
-#: a few thousand; an "alias bomb" (each anchor repeating the previous one ten times) is
-#: billions, and would hang whatever walks the parsed data.
-MAX_NODES = 200_000
+#: Limits for YAML read from outside the package (overrides, downloads, gateway configs).
+MAX_FILE_BYTES = 4_000_000
+#: Aliases are counted on the event stream before anything is built: nested aliases expand
+#: exponentially ("alias bombs"), events are linear in the text.
+MAX_ALIASES = 500
+#: values a document may hold once its aliases are expanded (the bundled catalogue: ~10,000)
+MAX_VALUES = 1_000_000
 
 
-def load_yaml(path: Path) -> Any:
-    """Parse one YAML file, turning every failure into a :class:`CatalogueError` naming it.
+def load_yaml(path: str | Path) -> Any:
+    """Parse one YAML file (see :func:`parse_yaml`); the package's own files are trusted."""
+    where = str(path)
+    try:
+        if Path(path).stat().st_size > MAX_FILE_BYTES:
+            raise CatalogueError(f"file is larger than {MAX_FILE_BYTES:,} bytes", file=where)
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise CatalogueError(f"cannot read: {exc.strerror or exc}", file=where) from None
+    return parse_yaml(data, where, trusted=_shipped(Path(path)))
 
-    The file must be UTF-8 (a UTF-8 byte-order mark is fine); UTF-16/32 and other encodings,
-    values the YAML constructors reject (``2024-13-45`` as a date), recursive aliases and
-    alias bombs are refused before any of the data is used.
+
+def parse_yaml(data: bytes, where: str, *, trusted: bool = False) -> Any:
+    """YAML bytes as data, every failure a :class:`CatalogueError` naming ``where``.
+
+    The text must be UTF-8 (a byte-order mark is fine). Untrusted input is also refused when
+    it is over :data:`MAX_FILE_BYTES`, has more than :data:`MAX_ALIASES` aliases, or expands
+    to more than :data:`MAX_VALUES` values (recursive aliases included). Dates stay text:
+    the catalogue validates them itself, so an impossible date names its model and field.
     """
     import yaml
 
-    where = str(path)
+    if not trusted and len(data) > MAX_FILE_BYTES:
+        raise CatalogueError(f"file is larger than {MAX_FILE_BYTES:,} bytes", file=where)
+    text = _decode(data, where)
+    loader = _loader()
     try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise CatalogueError(f"cannot read: {exc.strerror}", file=where) from exc
-    text = _decode(raw, where)
-    loader_class = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built with it
-    loader = loader_class(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        if not _shipped(path):  # our own files are known to be small; skip the walk (~40 ms)
-            _check_size(node, where)
-        return loader.construct_document(node)
+        if not trusted:
+            aliases = sum(isinstance(event, yaml.AliasEvent)
+                          for event in yaml.parse(text, Loader=loader))
+            if aliases > MAX_ALIASES:
+                raise CatalogueError(f"more than {MAX_ALIASES} YAML aliases: refused "
+                                     "(alias expansion)", file=where)
+        doc = yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
-        raise CatalogueError(f"malformed YAML: {exc}", file=where) from exc
-    except (ValueError, TypeError, OverflowError) as exc:  # e.g. a date that does not exist
-        raise CatalogueError(f"invalid value: {exc}", file=where) from exc
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise CatalogueError(f"malformed YAML{at}: {getattr(exc, 'problem', None) or exc}",
+                             file=where) from None
+    except (ValueError, TypeError, OverflowError) as exc:  # a tag's constructor: !!int abc
+        raise CatalogueError(f"invalid value: {exc}", file=where) from None
     except RecursionError:
-        raise CatalogueError("nested too deeply", file=where) from None
-    finally:
-        loader.dispose()
+        raise CatalogueError("YAML nested too deeply", file=where) from None
+    if not trusted and _expanded_size(doc) > MAX_VALUES:
+        raise CatalogueError(f"YAML aliases expand to more than {MAX_VALUES:,} values: refused "
+                             "(alias expansion)", file=where)
+    return doc
 
 
 def _shipped(path: Path) -> bool:
     try:
-        return Path(path).resolve().parent == data_dir()
+        return path.resolve().parent == data_dir()
     except (OSError, CatalogueError):
         return False
 
@@ -84,34 +102,56 @@ def _decode(raw: bytes, where: str) -> str:
                              file=where) from None
 
 
-def _check_size(root: Any, where: str) -> None:
-    """Refuse a node graph that is cyclic or expands to more than :data:`MAX_NODES`."""
+@cache
+def _loader() -> Any:
+    """The safe loader (libyaml when built with it) with dates left as text."""
+    import yaml
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    resolvers = {first: [(tag, regexp) for tag, regexp in entries
+                         if tag != "tag:yaml.org,2002:timestamp"]
+                 for first, entries in base.yaml_implicit_resolvers.items()}
+    return type("DataLoader", (base,), {"yaml_implicit_resolvers": resolvers})
+
+
+def _expanded_size(doc: Any) -> int:
+    """How many values ``doc`` holds once every alias is expanded, counted without expanding:
+    a shared (aliased) object is sized once and reused, so this is linear in the file."""
     sizes: dict[int, int] = {}
-    active: set[int] = set()
-
-    def size(node: Any) -> int:
+    # iterative post-order walk; a cycle (a recursive alias) is treated as too large
+    stack: list[tuple[Any, bool]] = [(doc, False)]
+    busy: set[int] = set()
+    while stack:
+        node, done = stack.pop()
         key = id(node)
+        if not isinstance(node, (dict, list)):
+            continue
+        if done:
+            busy.discard(key)
+            children = node.items() if isinstance(node, dict) else ((None, v) for v in node)
+            total = 1
+            for k, v in children:
+                total += _size_of(k, sizes) + _size_of(v, sizes)
+                if total > MAX_VALUES:
+                    break
+            sizes[key] = total
+            continue
         if key in sizes:
-            return sizes[key]
-        if key in active:
-            raise CatalogueError("a recursive alias (an anchor that contains itself)",
-                                 file=where)
-        active.add(key)
-        total = 1
-        value = node.value
-        if isinstance(value, list):
-            for item in value:
-                children = item if isinstance(item, tuple) else (item,)  # mapping pairs
-                for child in children:
-                    total += size(child)
-                    if total > MAX_NODES:
-                        raise CatalogueError(f"expands to more than {MAX_NODES} values "
-                                             "through its aliases (an alias bomb?)", file=where)
-        active.discard(key)
-        sizes[key] = total
-        return total
+            continue
+        if key in busy:
+            return MAX_VALUES + 1
+        busy.add(key)
+        stack.append((node, True))
+        values = node.values() if isinstance(node, dict) else node
+        stack.extend((v, False) for v in values if isinstance(v, (dict, list))
+                     and id(v) not in sizes)
+    return _size_of(doc, sizes)
 
-    size(root)
+
+def _size_of(value: Any, sizes: dict[int, int]) -> int:
+    if isinstance(value, (dict, list)):
+        return sizes.get(id(value), MAX_VALUES + 1)
+    return 1
 
 
 def lookup(table: Mapping[str, T], name: str, kind: str) -> T:

@@ -20,8 +20,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from ._data import data_dir
-from .catalogue_store import installed_path, parse_document, read_file
+from ._data import data_dir, load_yaml, parse_yaml
+from .catalogue_store import installed_path
 from .errors import CatalogueError, NotOffered, UnknownFamily, UnknownModel
 from .tokens.families import get_family
 from .tokens.media import VisionRule
@@ -680,12 +680,12 @@ class Catalogue:
             validate.path(override, f"Catalogue.load(overrides[{n}]=)")
         base_path = Path(path) if path is not None else data_dir() / "models.yaml"
         files = [base_path, *map(Path, overrides)]
-        return cls._build([(str(file), read_file(file)) for file in files])
+        return cls._build([(str(file), load_yaml(file)) for file in files])
 
     @classmethod
     def from_bytes(cls, data: bytes, file: str) -> Catalogue:
         """Validate and load a whole catalogue from bytes (a download); ``file`` names it."""
-        return cls._build([(file, parse_document(data, file))])
+        return cls._build([(file, parse_yaml(data, file))])
 
     @classmethod
     def _build(cls, parts: Sequence[tuple[str, Any]]) -> Catalogue:

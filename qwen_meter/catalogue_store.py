@@ -1,8 +1,8 @@
 """Reading catalogue files safely, and the user's installed catalogue (update / rollback).
 
 A catalogue can come from the network (``qwen-meter catalogue update --from URL``), so it is
-read as hostile input: a size cap, strict UTF-8, and a cap on YAML aliases checked on the
-event stream *before* anything is built (nested aliases expand exponentially). A file that
+read as hostile input (:func:`qwen_meter._data.parse_yaml`: a size cap, strict UTF-8, a cap
+on YAML aliases checked before anything is built). A file that
 fails any check — or the full validation in :mod:`qwen_meter.catalogue` — is refused whole with
 a :class:`~qwen_meter.errors.CatalogueError`, and the installed catalogue stays as it was.
 
@@ -17,16 +17,12 @@ import functools
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
+from ._data import MAX_FILE_BYTES
 from .errors import CatalogueError
 
 #: Environment variable naming the folder that holds the installed catalogue.
 CONFIG_ENV = "QWEN_METER_CONFIG_DIR"
-MAX_FILE_BYTES = 4_000_000
-MAX_ALIASES = 500
-#: values a document may hold once aliases are expanded (the bundled one: ~10,000)
-MAX_VALUES = 1_000_000
 FETCH_TIMEOUT = 30.0
 INSTALLED_NAME = "models.yaml"
 PREVIOUS_NAME = "models.previous.yaml"
@@ -59,108 +55,6 @@ def _installed(folder: Path) -> Path:
 
 def previous_path() -> Path:
     return config_dir() / PREVIOUS_NAME
-
-
-def parse_document(data: bytes, file: str) -> Any:
-    """Parse catalogue bytes as YAML, refusing oversized, non-UTF-8 and alias-bomb input."""
-    import yaml
-
-    if len(data) > MAX_FILE_BYTES:
-        raise CatalogueError(f"file is larger than {MAX_FILE_BYTES:,} bytes", file=file)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise CatalogueError(f"not UTF-8 text (byte {exc.start})", file=file) from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    loader = _loader()
-    try:
-        # Count aliases on the event stream first: events are linear in the text, while
-        # building nested aliases is exponential.
-        aliases = 0
-        for event in yaml.parse(text, Loader=loader):
-            if isinstance(event, yaml.AliasEvent):
-                aliases += 1
-                if aliases > MAX_ALIASES:
-                    raise CatalogueError(f"more than {MAX_ALIASES} YAML aliases: refused "
-                                         "(alias expansion)", file=file)
-        doc = yaml.load(text, Loader=loader)
-    except yaml.YAMLError as exc:
-        raise CatalogueError(f"malformed YAML: {exc}", file=file) from None
-    except (ValueError, TypeError, OverflowError) as exc:  # a tag's constructor: !!int abc
-        raise CatalogueError(f"invalid value: {exc}", file=file) from None
-    except RecursionError:
-        raise CatalogueError("YAML nested too deeply", file=file) from None
-    if _expanded_size(doc) > MAX_VALUES:
-        raise CatalogueError(f"YAML aliases expand to more than {MAX_VALUES:,} values: refused "
-                             "(alias expansion)", file=file)
-    return doc
-
-
-def _expanded_size(doc: Any) -> int:
-    """How many values ``doc`` holds once every alias is expanded, counted without expanding:
-    a shared (aliased) object is sized once and reused, so this is linear in the file."""
-    sizes: dict[int, int] = {}
-    # iterative post-order walk; a cycle (a recursive alias) is treated as too large
-    stack: list[tuple[Any, bool]] = [(doc, False)]
-    busy: set[int] = set()
-    while stack:
-        node, done = stack.pop()
-        key = id(node)
-        if not isinstance(node, (dict, list)):
-            continue
-        if done:
-            busy.discard(key)
-            children = node.items() if isinstance(node, dict) else ((None, v) for v in node)
-            total = 1
-            for k, v in children:
-                total += _size_of(k, sizes) + _size_of(v, sizes)
-                if total > MAX_VALUES:
-                    break
-            sizes[key] = total
-            continue
-        if key in sizes:
-            continue
-        if key in busy:
-            return MAX_VALUES + 1
-        busy.add(key)
-        stack.append((node, True))
-        values = node.values() if isinstance(node, dict) else node
-        stack.extend((v, False) for v in values if isinstance(v, (dict, list))
-                     and id(v) not in sizes)
-    return _size_of(doc, sizes)
-
-
-def _size_of(value: Any, sizes: dict[int, int]) -> int:
-    if isinstance(value, (dict, list)):
-        return sizes.get(id(value), MAX_VALUES + 1)
-    return 1
-
-
-@functools.cache
-def _loader() -> Any:
-    """The safe loader (libyaml when built with it) with dates left as text: the catalogue
-    validates them itself, so an impossible date names its model and field."""
-    import yaml
-
-    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    resolvers = {first: [(tag, regexp) for tag, regexp in entries
-                         if tag != "tag:yaml.org,2002:timestamp"]
-                 for first, entries in base.yaml_implicit_resolvers.items()}
-    return type("CatalogueLoader", (base,), {"yaml_implicit_resolvers": resolvers})
-
-
-def read_file(path: str | Path) -> Any:
-    """Parse one catalogue file (see :func:`parse_document`)."""
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise CatalogueError(f"file is larger than {MAX_FILE_BYTES:,} bytes", file=str(path))
-        data = path.read_bytes()
-    except OSError as exc:
-        raise CatalogueError(f"cannot read: {exc.strerror or exc}", file=str(path)) from None
-    return parse_document(data, str(path))
 
 
 def fetch(source: str) -> bytes:

@@ -59,6 +59,7 @@ class CatalogueError(QwenMeterError):
 
     def __init__(self, message: str, *, file: str | None = None, model: str | None = None,
                  field: str | None = None) -> None:
+        self.reason = message  # what was wrong, without the where
         self.file = file
         self.model = model
         self.field = field

@@ -174,3 +174,15 @@ def test_native_reader_passes_every_byte_at_once(cuts, incremental):
     reader.flush()
     assert reader.usage["output_tokens"] == 3 and reader.content == "我是通义千问"
     assert ROUTES["/api/v1/services/aigc/text-generation/generation"].ended(reader, b"")
+
+
+@pytest.mark.parametrize("raw", ["port: 8080\nhost: caf\xe9\n".encode("latin-1"),
+                                 "port: 1\n".encode("utf-16"),
+                                 b"a: &a [x]\n" + b"".join(b"b%d: &b%d [*a, *a]\n" % (i, i)
+                                                          for i in range(300))])
+def test_unreadable_or_hostile_config_names_the_file(tmp_path, raw):
+    """Read as catalogue overrides are: not UTF-8, UTF-16 and alias bombs are refused."""
+    path = tmp_path / "gw.yaml"
+    path.write_bytes(raw)
+    with pytest.raises(GatewayConfigError, match="gw.yaml"):
+        load_config(path)

@@ -64,10 +64,13 @@ def _output(response: Any) -> Mapping[str, Any]:
     return output if isinstance(output, Mapping) else {}
 
 
-def _reply(response: Any) -> dict[str, Any]:
-    output = _output(response)
+def output_reply(output: Any) -> dict[str, Any]:
+    """The reply in a native ``output`` (``text``, or ``choices[0].message``; multimodal
+    content parts joined): ``content``, ``reasoning_content``, ``tool_calls``."""
+    if not isinstance(output, Mapping):
+        return {"content": None}
     choices = output.get("choices")
-    if choices:
+    if choices and isinstance(choices[0], Mapping):
         message = choices[0].get("message") or {}
         content = message.get("content")
         if isinstance(content, list):  # multimodal replies: [{"text": ...}]
@@ -78,11 +81,23 @@ def _reply(response: Any) -> dict[str, Any]:
     return {"content": output.get("text")}
 
 
-def _finished(response: Any) -> bool:
-    output = _output(response)
+def output_finish(output: Any) -> str | None:
+    """A native ``output``'s finish reason (None while a stream goes on: DashScope sends
+    the string ``"null"`` until the last event)."""
+    if not isinstance(output, Mapping):
+        return None
     choices = output.get("choices")
-    reason = choices[0].get("finish_reason") if choices else output.get("finish_reason")
-    return bool(reason) and reason != "null"
+    reason = choices[0].get("finish_reason") if choices and isinstance(choices[0], Mapping) \
+        else output.get("finish_reason")
+    return None if not reason or reason == "null" else str(reason)
+
+
+def _reply(response: Any) -> dict[str, Any]:
+    return output_reply(_output(response))
+
+
+def _finished(response: Any) -> bool:
+    return output_finish(_output(response)) is not None
 
 
 def _usage(response: Any) -> Any:

@@ -77,7 +77,7 @@ def responses_request(body: dict[str, Any]) -> dict[str, Any]:
             "enable_thinking": body.get("enable_thinking")}
 
 
-class _Reply:
+class CompatibleReply:
     """Follows a streamed reply (content, reasoning, tool calls, usage) event by event."""
 
     def __init__(self, hide_usage_chunk: bool) -> None:
@@ -169,7 +169,7 @@ class _Reply:
 class _Stream:
     """The sync and async byte streams share this: feed, end, settle once."""
 
-    def __init__(self, call: MeteredCall, reply: _Reply) -> None:
+    def __init__(self, call: MeteredCall, reply: CompatibleReply) -> None:
         self.call = call
         self.reply = reply
 
@@ -296,7 +296,7 @@ def transports(hx: Any) -> tuple[type, type]:
 
     def wrap_stream(cls: type, call: MeteredCall, inject: bool, request: Any,
                     response: Any) -> Any:
-        state = _Stream(call, _Reply(hide_usage_chunk=inject))
+        state = _Stream(call, CompatibleReply(hide_usage_chunk=inject))
         return hx.Response(response.status_code, headers=response.headers,
                            stream=cls(response.stream, state), request=request,
                            extensions=response.extensions)

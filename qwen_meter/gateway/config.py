@@ -318,21 +318,17 @@ def parse_config(data: Any, file: str | None = None) -> GatewayConfig:
 
 
 def read_file(path: str | os.PathLike[str]) -> Any:
-    """The parsed content of a config file (YAML, of which JSON is a subset)."""
-    import yaml
+    """The parsed content of a config file (YAML, of which JSON is a subset), read as the
+    catalogue's override files are (UTF-8, size and alias caps)."""
+    from .._data import load_yaml
+    from ..errors import CatalogueError
 
-    name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise GatewayConfigError(f"cannot read ({exc.strerror})", file=name) from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise GatewayConfigError(f"not valid YAML{at}: {getattr(exc, 'problem', exc)}",
-                                 file=name) from None
+        return load_yaml(Path(path))
+    except CatalogueError as exc:
+        # the gateway's own wording for a syntax error, as its error table documents it
+        reason = exc.reason.replace("malformed YAML", "not valid YAML", 1)
+        raise GatewayConfigError(reason, file=str(path)) from None
 
 
 def load_config(path: str | os.PathLike[str]) -> GatewayConfig:

@@ -12,7 +12,8 @@ import json
 from typing import Any, Protocol
 
 # The client meter's compatible-mode reader: one SSE parser for the adapter and the gateway.
-from ..clients.httpx import _Reply as CompatibleStream
+from ..clients.dashscope import output_finish, output_reply
+from ..clients.httpx import CompatibleReply as CompatibleStream
 
 __all__ = ["CompatibleStream", "NativeStream", "ResponsesStream", "StreamReader", "native_reply"]
 
@@ -90,7 +91,7 @@ class NativeStream(_Events):
         if isinstance(usage, dict) and "input_tokens" in usage:
             self.usage = usage
         output = data.get("output") or {}
-        self.finish_reason = native_finish(output) or self.finish_reason
+        self.finish_reason = output_finish(output) or self.finish_reason
         text, thought = native_reply(output)
         if self.incremental:
             self.content += text
@@ -104,27 +105,10 @@ class NativeStream(_Events):
 
 
 def native_reply(output: Any) -> tuple[str, str]:
-    """(text, reasoning) of a native ``output``: ``text`` or ``choices[0].message``."""
-    if not isinstance(output, dict):
-        return "", ""
-    choices = output.get("choices")
-    if choices and isinstance(choices[0], dict):
-        message = choices[0].get("message") or {}
-        content = message.get("content")
-        if isinstance(content, list):  # multimodal: [{"text": ...}]
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        return content or "", message.get("reasoning_content") or ""
-    return output.get("text") or "", ""
-
-
-def native_finish(output: Any) -> str | None:
-    """A native event's finish reason (``"null"`` while the stream goes on)."""
-    if not isinstance(output, dict):
-        return None
-    choices = output.get("choices")
-    reason = choices[0].get("finish_reason") if choices and isinstance(choices[0], dict) \
-        else output.get("finish_reason")
-    return None if reason in (None, "null") else str(reason)
+    """(text, reasoning) of a native ``output`` (see :func:`~qwen_meter.clients.dashscope.
+    output_reply`, which the metered dashscope SDK reads replies with too)."""
+    reply = output_reply(output)
+    return reply.get("content") or "", reply.get("reasoning_content") or ""
 
 
 class ResponsesStream(_Events):

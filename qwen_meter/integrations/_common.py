@@ -187,10 +187,6 @@ class CallSlot:
             return None if entry is None else entry[1]
 
 
-def record_fields(record: UsageRecord) -> dict[str, Any]:
-    """The record as a plain dict, as the JSONL log writes it."""
-    return record.to_dict()
-
 
 def any_attr(obj: Any, name: str) -> Any:
     """``obj.name`` or None: fields the pipeline may add later (e.g. ``max_tokens``)."""

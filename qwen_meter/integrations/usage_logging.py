@@ -20,7 +20,6 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ..observers import Observer
-from . import _common as c
 
 if TYPE_CHECKING:
     from ..log import UsageRecord
@@ -52,7 +51,7 @@ class UsageLoggingObserver(Observer):
     @staticmethod
     def extra(record: UsageRecord) -> dict[str, Any]:
         """The ``extra`` mapping logged for ``record``."""
-        fields = c.record_fields(record)
+        fields = record.to_dict()
         flat = {k: v for k, v in fields.items() if k not in _RESERVED}
         return {"qwen_meter": fields, **flat}
 
