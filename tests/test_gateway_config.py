@@ -184,5 +184,5 @@ def test_unreadable_or_hostile_config_names_the_file(tmp_path, raw):
     """Read as catalogue overrides are: not UTF-8, UTF-16 and alias bombs are refused."""
     path = tmp_path / "gw.yaml"
     path.write_bytes(raw)
-    with pytest.raises(GatewayConfigError, match="gw.yaml"):
+    with pytest.raises(GatewayConfigError, match=r"gw\.yaml"):
         load_config(path)
