@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import validate as check
 from .errors import InvalidMessages, MediaError
@@ -79,6 +79,19 @@ class TokenCount:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
 
 
+class _ChatMemo(NamedTuple):
+    """Where a counted conversation's scan ended, so the same conversation with turns added
+    resumes there instead of looking at every turn again."""
+
+    #: copies of the messages scanned (a later list must equal them to resume)
+    messages: list[dict[str, Any]]
+    #: the sum of their turn counts, the index of the last user turn, and the counts of
+    #: the turns after it
+    total: int
+    last_user: int
+    since_user: tuple[int, ...]
+
+
 @dataclass(frozen=True)
 class _Setup:
     spec: ModelSpec | ModelInfo
@@ -90,6 +103,8 @@ class _Setup:
     preserve_capable: bool = False
     #: turn counts by (role, content), for this backend and profile.
     turns: dict[tuple[Any, str], int] = field(default_factory=dict)
+    #: the conversations counted last, by id of their list (and -1: the very last one).
+    chats: dict[int, _ChatMemo] = field(default_factory=dict)
 
     @property
     def ordinary(self) -> bool:
@@ -252,6 +267,7 @@ def _preserves(model: str, preserve_thinking: bool | None) -> bool:
 _PLAIN_KEYS = frozenset(("role", "content", "name"))
 _PLAIN_ROLES = frozenset(("system", "user", "assistant"))
 _CACHE_LIMIT = 1 << 16
+_CHATS_LIMIT = 64
 
 
 def _fast_count(messages: Any, setup: _Setup, enable_thinking: bool | None) -> int | None:
@@ -277,7 +293,21 @@ def _fast_count(messages: Any, setup: _Setup, enable_thinking: bool | None) -> i
     total = 0
     last_user = -1
     since_user: list[int] = []  # counts of the turns after the last user turn
-    for i, m in enumerate(messages):
+    # A conversation counted before, now with turns added: resume where that scan ended.
+    # Comparing the earlier turns with copies of them (one C-level list comparison) is what
+    # keeps a re-count close to the cost of encoding the new turn alone, and it is safe
+    # when the caller edits a message in place.
+    chats = setup.chats
+    start = 0
+    memo = chats.get(id(messages)) or chats.get(-1)
+    if memo is not None:
+        seen = len(memo.messages)
+        if seen <= len(messages) and (messages[:seen] if type(messages) is list
+                                      else list(messages[:seen])) == memo.messages:
+            start, total, last_user = seen, memo.total, memo.last_user
+            since_user = list(memo.since_user)
+    for i in range(start, len(messages)):
+        m = messages[i]
         # Two keys that are role and content (checked below) are the common case: skip the
         # key-set comparison for them.
         if type(m) is not dict or (len(m) != 2 and not m.keys() <= _PLAIN_KEYS):
@@ -311,6 +341,11 @@ def _fast_count(messages: Any, setup: _Setup, enable_thinking: bool | None) -> i
         total += n
     if reasoning and strict and last_user < 0:
         return None  # the template refuses a chat without a user turn
+    if len(chats) >= _CHATS_LIMIT:
+        chats.clear()
+    scanned = (memo.messages if memo is not None and start else []) + [
+        dict(m) for m in messages[start:]]
+    chats[id(messages)] = chats[-1] = _ChatMemo(scanned, total, last_user, tuple(since_user))
     if reasoning and 0 <= last_user < len(messages) - 1:
         # Assistant turns after the last query get their think block: render those alone.
         # (Without any user turn the renderer treats none as after it.)

@@ -8,8 +8,8 @@ with ``smooth``, within the current second); ``reconcile`` corrects the tokens t
 await, first come first served within a process, up to a timeout) or fail fast with
 :class:`~qwen_meter.errors.RateLimited` and its ``retry_after``.
 
-The limiter hands its *clock* to the store, which reads it inside its atomic step and clamps
-the second to the newest one it has used (see :mod:`qwen_meter.store.base`): so no thread,
+The limiter hands its *clock* to the store, which reads it as part of its atomic step and
+clamps the second to the newest one it has used (see :mod:`qwen_meter.store.base`): so no thread,
 process or clock step can push a window past RPM or TPM. The sync and async methods share one
 decision core (``_checks``, ``_decide``, ``_reconcile_plan``, ``_release_plan``) and differ only
 in how they call the store.
@@ -199,6 +199,7 @@ class RateLimiter:
         self._gates: dict[str, _FifoGate] = {}
         self._async_gates: dict[str, _AsyncFifoGate] = {}
         self._cache: dict[str, RateLimit] = {}
+        self._key_names: dict[str, tuple[str, str]] = {}
         self._plans: dict[str, tuple[WindowCheck | None, WindowCheck | None, int | None]] = {}
 
     # --- limits ---------------------------------------------------------------------------
@@ -226,8 +227,11 @@ class RateLimiter:
     def _keys(self, model: str) -> tuple[str, str]:
         # One hash tag per (account, model): both windows of a model live in one Redis Cluster
         # slot (a script may only touch one slot) and share one memory-store lock stripe.
-        base = f"rl:{{{self.account}:{model}}}"
-        return f"{base}:req", f"{base}:tok"
+        keys = self._key_names.get(model)
+        if keys is None:
+            base = f"rl:{{{self.account}:{model}}}"
+            keys = self._key_names[model] = (f"{base}:req", f"{base}:tok")
+        return keys
 
     def _plan(self, model: str) -> tuple[WindowCheck | None, WindowCheck | None, int | None]:
         """(request check, token check template, tpm) for a model, computed once."""

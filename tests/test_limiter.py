@@ -248,8 +248,8 @@ def test_clock_stepping_back_cannot_over_admit(make_store):
 
 
 def test_a_caller_delayed_in_the_store_uses_the_second_it_is_admitted_in():
-    """The second is read inside the store's lock: a caller that waited for it cannot write
-    into a second it looked at before the wait."""
+    """The second is read by the store and clamped under its lock: a caller that waited
+    cannot write into a second it looked at before the wait."""
     store = MemoryStore()
     clock = FakeClock(2000.5)
     rl = RateLimiter(store, account="a", limits={"m": (2, None)}, smooth=False, clock=clock)

@@ -35,6 +35,23 @@ def test_published_image_figure():
     assert image_tokens(450, 450, VisionRule(patch=28)) == 258
 
 
+@pytest.mark.parametrize(("model", "small", "medium"), [
+    # The API reference's pixel limits: Qwen3-VL, 3.5 and 3.6 scale an image up to at least
+    # 65536 px (256 x 256 here: 8 x 8 tokens of 32 px); the 32-px qwen-vl names (-latest,
+    # 0813) to 4096 px (100 x 100 rounds to 96 x 96: 3 x 3); 28-px models to 3136 px
+    # (112 x 112: 4 x 4). A 450 x 450 image is 14 x 14 tokens at 32 px, 16 x 16 at 28 px.
+    ("qwen3-vl-plus", 66, 198), ("qwen3-vl-flash", 66, 198), ("qwen3.6-plus", 66, 198),
+    ("qwen3.5-plus", 66, 198), ("qwen3-vl-8b-instruct", 66, 198),
+    ("qwen-vl-max", 11, 198), ("qwen-vl-max-latest", 11, 198), ("qwen-vl-plus-0815", 11, 198),
+    ("qwen-vl-max-2024-11-19", 18, 258), ("qvq-max", 18, 258),
+])
+def test_each_model_sizes_images_by_its_published_pixel_limits(model, small, medium):
+    for (side, expected) in ((100, small), (450, medium)):
+        url = "data:image/png;base64," + base64.b64encode(png_bytes(side, side)).decode()
+        count = qm.count_messages(image_message(url), model)
+        assert (count.image_tokens, count.exact) == (expected, True), (model, side)
+
+
 @given(st.integers(1, 20000), st.integers(1, 20000), st.sampled_from([28, 32]), st.booleans())
 def test_image_tokens_stay_within_limits(width, height, patch, high):
     rule = VisionRule(patch=patch)

@@ -7,15 +7,16 @@ one atomic step. 61 buckets cover any 60-second window however it is placed, so 
 window can hold more than the limit. ``window_adjust`` corrects an earlier bucket (reconcile,
 release).
 
-*Which* second is current is decided inside that atomic step, never before it: the store reads
-the clock (a callable) under its lock / transaction / script, and then clamps the second up to
-the newest one any operation on those keys has used so far (admitted, refused or summed; it is
-recorded per key). The clamp is what makes the window correct for any interleaving and any
-clock: a caller delayed after reading its clock, a process whose clock is a little behind, or a
-clock stepped back can only ever add to the newest second, which every later check still counts;
-buckets of one key are therefore written in non-decreasing order, no bucket is ever pruned and
-then looked at again, and every 61-second span of them was checked whole by its last
-admission. A clock stepped *forward* just
+*Which* second is current is decided by the store, never by the caller beforehand: SQLite and
+Redis read the clock (a callable; Redis uses its own ``TIME``) inside their transaction or
+script, the memory store just before its lock (held for microseconds, with no I/O), and then
+the second is clamped, inside the atomic step, up to the newest one any operation on those keys
+has used so far (admitted, refused or summed; it is recorded per key). The clamp is what
+makes the window correct for any interleaving and any clock: a caller delayed after reading its
+clock, a process whose clock is a little behind, or a clock stepped back can only ever add to
+the newest second, which every later check still counts; buckets of one key are therefore
+written in non-decreasing order, no bucket is ever pruned and then looked at again, and every
+61-second span of them was checked whole by its last admission. A clock stepped *forward* just
 starts a fresh window, as real time would. (The price of a large backward step is liveness, not
 safety: admissions keep landing in the newest second until the clock passes it again.)
 
