@@ -101,6 +101,8 @@ class _Setup:
     translation: bool = False
     #: the model's template can keep earlier reasoning (``preserve_thinking``).
     preserve_capable: bool = False
+    #: a partial prefix is billed closed, plus a generation prompt (``features:``).
+    partial_billed_closed: bool = False
     #: turn counts by (role, content), for this backend and profile.
     turns: dict[tuple[Any, str], int] = field(default_factory=dict)
     #: the conversations counted last, by id of their list (and -1: the very last one).
@@ -149,7 +151,9 @@ def _cached_setup(catalogue: Catalogue | None, model: str, family: str | None,
     rules = features()
     return _Setup(spec, chosen, profile,
                   translation=rules.translation.fullmatch(spec.name) is not None,
-                  preserve_capable=rules.preserve_thinking.fullmatch(spec.name) is not None)
+                  preserve_capable=rules.preserve_thinking.fullmatch(spec.name) is not None,
+                  partial_billed_closed=rules.partial_billed_closed.fullmatch(spec.name)
+                  is not None)
 
 
 def _text_backend(model: str | None, family: str | None, tokenizer: PathLike | None,
@@ -445,6 +449,14 @@ def _full_count(messages: Any, setup: _Setup, tools: Any, enable_thinking: bool 
         exact = False
         notes.append(f"{setup.spec.name}: the server wraps the text in a translation prompt "
                      f"that is not published; {added} tokens added as an estimate")
+    if setup.partial_billed_closed and parsed and parsed[-1].partial:
+        closing = chat_backend.count(f"{IM_END}\n"
+                                     + setup.profile.generation_prompt(enable_thinking))
+        rendered += closing
+        exact = False
+        notes.append(f"{setup.spec.name}: a partial prefix is billed as a closed turn plus a "
+                     f"generation prompt in Alibaba's own example ({closing} tokens more than "
+                     "the open prefix the model continues); counted that way, as an estimate")
     if enable_search:
         exact = False
         notes.append("enable_search: search results are added to the prompt server-side; "

@@ -74,3 +74,42 @@ def test_growing_chat_recount_matches_a_fresh_count():
         counted = qm.count_messages(chat, "qwen-plus").tokens
         assert counted == reference(chat, "qwen-plus", None, None)
         chat.append({"role": "assistant", "content": f"answer {turn} 回答"})
+        assert qm.count_messages(chat, "qwen-plus").tokens == reference(chat, "qwen-plus",
+                                                                        None, None)
+
+
+edits = st.lists(st.one_of(
+    st.tuples(st.just("append"), st.sampled_from(["user", "assistant", "system"]), contents),
+    st.tuples(st.just("edit"), st.integers(0, 50), contents),  # a message changed in place
+    st.tuples(st.just("pop")),
+    st.tuples(st.just("copy")),  # the same turns in a new list
+    st.tuples(st.just("tuple")),
+), min_size=1, max_size=25)
+
+
+@pytest.mark.parametrize("template", ["dashscope-qwen3", "dashscope-qwen2.5", "qwen3",
+                                      "qwen3.5"])
+@given(ops=edits)
+def test_a_conversation_changed_between_counts_is_counted_afresh(template, ops):
+    """A re-count resumes from the turns counted before only while they are unchanged: a
+    message edited in place, a turn removed or a new list with other turns is counted as
+    the rendered prompt says."""
+    model = MODELS["qwen3.5" if template == "qwen3.5" else "qwen3"]
+    chat: list = [{"role": "user", "content": "first"}]
+    for op in ops:
+        if op[0] == "append":
+            chat.append({"role": op[1], "content": op[2]})
+        elif op[0] == "edit":
+            chat[op[1] % len(chat)]["content"] = op[2]
+        elif op[0] == "pop" and len(chat) > 1:
+            chat.pop()
+        elif op[0] == "copy":
+            chat = [dict(m) for m in chat]
+        subject = tuple(chat) if op[0] == "tuple" else chat
+        if any("fileid://" in m["content"] for m in chat):
+            continue
+        try:
+            expected = reference(list(subject), model, template, None)
+        except qm.InvalidMessages:
+            continue
+        assert qm.count_messages(subject, model, template=template).tokens == expected

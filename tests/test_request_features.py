@@ -35,13 +35,36 @@ def png_url(width: int, height: int) -> str:
 def test_partial_prefix_is_left_open_without_a_new_turn():
     expected = (f"<|im_start|>user\n{FIB_USER}<|im_end|>\n"
                 f"<|im_start|>assistant\n{FIB_PREFIX}")
-    assert qm.render_messages(FIB, "qwen3-coder-plus") == expected
-    count = qm.count_messages(FIB, "qwen3-coder-plus")
-    assert count.tokens == tokens(expected, "qwen3-coder-plus") and count.exact
+    for model in ("qwen3-coder-plus", "qwen-plus", "qwen3-max"):
+        assert qm.render_messages(FIB, model) == expected
+    count = qm.count_messages(FIB, "qwen-plus")
+    assert count.tokens == tokens(expected, "qwen-plus") == 43 and count.exact
     # Without the flag the same prefix is a closed turn followed by a generation prompt.
     closed = qm.count_messages([FIB[0], {"role": "assistant", "content": FIB_PREFIX}],
-                               "qwen3-coder-plus")
+                               "qwen-plus")
     assert closed.tokens > count.tokens
+
+
+def test_qwen3_coder_partial_prefix_counts_alibabas_published_figure():
+    # Alibaba's partial-mode page: this request to qwen3-coder-plus bills prompt_tokens 48,
+    # the open prefix (43) plus <|im_end|>\n<|im_start|>assistant\n. Counted so, inexact.
+    count = qm.count_messages(FIB, "qwen3-coder-plus")
+    assert count.tokens == 48 and not count.exact
+    assert any("partial prefix" in note for note in count.notes)
+    estimate = qm.estimate_cost({"messages": FIB, "max_tokens": 100}, "qwen3-coder-plus")
+    assert estimate.prompt_tokens == 48 and not estimate.exact_prompt
+
+
+def test_alibabas_partial_image_example_text_tokens():
+    # The partial-mode page's image example: 24 text tokens (the open prefix, no default
+    # system message); its image is a 450x450 PNG, 198 tokens by the 32-px rule (the page's
+    # 258 was measured on a 28-px model, see data/models.yaml).
+    messages = [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": png_url(450, 450)}},
+        {"type": "text", "text": "我要发社交媒体，请帮我想一下文案。"}]},
+        {"role": "assistant", "content": "今天发现了一家宝藏咖啡馆", "partial": True}]
+    count = qm.count_messages(messages, "qwen3-vl-plus")
+    assert (count.text_tokens, count.image_tokens, count.exact) == (24, 198, True)
 
 
 def test_partial_prefix_has_no_think_block_and_keeps_its_whitespace_on_qwen35():

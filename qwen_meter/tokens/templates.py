@@ -134,6 +134,8 @@ class Features:
     preserve_thinking_default: re.Pattern[str]
     translation: re.Pattern[str]
     translation_overhead: int
+    #: models whose bill counts a partial prefix as a closed turn plus a generation prompt
+    partial_billed_closed: re.Pattern[str]
 
 
 @cache
@@ -170,4 +172,5 @@ def features() -> Features:
                              field="features.translation.overhead_tokens")
     return Features(pattern("preserve_thinking", "models"),
                     pattern("preserve_thinking", "default"),
-                    pattern("translation", "models"), overhead)
+                    pattern("translation", "models"), overhead,
+                    pattern("partial_billed_closed", "models"))
