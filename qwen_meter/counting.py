@@ -404,26 +404,31 @@ def count_messages(messages: Iterable[Any] | Mapping[str, Any], model: str | Non
         model = model or req.model
         high_resolution = high_resolution or req.high_resolution
         enable_search = enable_search or req.search
+        code_interpreter = req.code_interpreter
         if preserve_thinking is None:
             preserve_thinking = req.preserve_thinking
         if translation_options is None:
             translation_options = req.translation_options
+    else:
+        code_interpreter = False
     setup = _setup(model, family, template, tokenizer, backend)
     preserve = setup.preserve_capable and _preserves(setup.spec.name, preserve_thinking)
     if (tools is None and add_generation_prompt and not enable_search and not setup.special
-            and not preserve):
+            and not preserve and not code_interpreter):
         fast = _fast_count(messages, setup, enable_thinking)
         if fast is not None:
             return TokenCount(fast, setup.backend.exact, setup.backend.name,
                               setup.backend.family.name, setup.profile.name, text_tokens=fast)
     return _full_count(messages, setup, tools, enable_thinking, template, high_resolution,
-                       add_generation_prompt, preserve, enable_search, translation_options)
+                       add_generation_prompt, preserve, enable_search, translation_options,
+                       code_interpreter)
 
 
 def _full_count(messages: Any, setup: _Setup, tools: Any, enable_thinking: bool | None,
                 template: str | TemplateProfile | None, high_resolution: bool,
                 add_generation_prompt: bool, preserve_thinking: bool, enable_search: bool,
-                translation_options: Mapping[str, Any] | None) -> TokenCount:
+                translation_options: Mapping[str, Any] | None,
+                code_interpreter: bool = False) -> TokenCount:
     parsed = parse_messages(messages)
     tool_defs = parse_tools(tools)
     media = _Media(setup.spec.vision, high_resolution)
@@ -461,6 +466,11 @@ def _full_count(messages: Any, setup: _Setup, tools: Any, enable_thinking: bool 
         exact = False
         notes.append("enable_search: search results are added to the prompt server-side; "
                      "the count is the request without them (a lower bound)")
+    if code_interpreter:
+        exact = False
+        notes.append("enable_code_interpreter: the tool's prompt and each run's code and "
+                     "results are added server-side; the count is the request without them "
+                     "(a lower bound)")
     totals = media.totals()
     placeholders = sum(PLACEHOLDER_TOKENS[item.kind] for item in media.items)
     total = rendered - placeholders + sum(totals.values())

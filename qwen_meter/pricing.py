@@ -318,4 +318,5 @@ def estimate_cost(request: Any, model: str | ModelSpec, *, max_tokens: int | Non
                         output_audio_tokens=allowance if req.audio_output else 0)
         high = cost(worst, spec, region=offer.region, batch=batch, thinking=thinking, at=at,
                     searches=int(bool(req.search)), batch_chat=batch_chat)
-    return CostEstimate(low, high, prompt.prompt_tokens, allowance, exact and not req.search)
+    return CostEstimate(low, high, prompt.prompt_tokens, allowance,
+                        exact and not req.search and not req.code_interpreter)

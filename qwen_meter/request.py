@@ -184,6 +184,9 @@ class Request:
     #: ``enable_search``: search results enter the prompt server-side.
     search: bool = False
     search_options: Mapping[str, Any] | None = None
+    #: ``enable_code_interpreter``: the tool's prompt, code and results enter the prompt
+    #: server-side (each run is another round).
+    code_interpreter: bool = False
     translation_options: Mapping[str, Any] | None = None
     #: Omni ``modalities`` with "audio": the reply is billed as audio output.
     audio_output: bool = False
@@ -229,6 +232,8 @@ class Request:
             preserve_thinking=_flag(options.get("preserve_thinking"), "preserve_thinking"),
             search=bool(enable_search),
             search_options=_object(options.get("search_options"), "search_options"),
+            code_interpreter=bool(_flag(options.get("enable_code_interpreter"),
+                                        "enable_code_interpreter")),
             translation_options=_object(options.get("translation_options"),
                                         "translation_options"),
             audio_output=_wants_audio(options),

@@ -47,6 +47,17 @@ def wait_records(path: Path, n: int, timeout: float = 5.0) -> list:
     return records(path)
 
 
+def wait_sample(app, name: str, timeout: float = 5.0, **labels: str) -> float:
+    """A metric once it is set: the record reaches the log a moment before the metric
+    observers run, so a test that saw the record may look too early."""
+    deadline = time.monotonic() + timeout
+    value = app.metrics.sample(name, **labels)
+    while value is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+        value = app.metrics.sample(name, **labels)
+    return value or 0.0
+
+
 @pytest.fixture(scope="module")
 def open_gateway(fake, tmp_path_factory):
     """The embedded default config (no virtual keys) in front of the fake."""
@@ -383,8 +394,8 @@ def test_upstream_errors_pass_through_and_are_recorded(fake, open_gateway):
     assert (record.status, record.http_status, record.error_kind) == \
         ("error", 429, "rate_limited")
     assert record.cost is None and record.total_tokens == 0
-    assert app.metrics.sample("qwen_meter_gateway_upstream_errors_total", model="qwen-plus",
-                              key="-", kind="rate_limited") >= 1
+    assert wait_sample(app, "qwen_meter_gateway_upstream_errors_total", model="qwen-plus",
+                       key="-", kind="rate_limited") >= 1
 
 
 def test_store_outage_is_503_not_a_client_error(fake, tmp_path):

@@ -198,6 +198,23 @@ def test_web_search_marks_the_prompt_inexact():
     assert not qm.count_messages(request["messages"], "qwen-plus", enable_search=True).exact
 
 
+def test_code_interpreter_marks_the_prompt_inexact():
+    # A recorded DashScope reply (cnblogs/dashscope-sdk test data, qwen3-max-preview) bills
+    # 723 input tokens for this 18-token request: the tool's prompt and the runs are added.
+    native = {"model": "qwen3-max", "input": {"messages": [
+        {"role": "user", "content": "123的21次方是多少？"}]},
+        "parameters": {"enable_thinking": True, "enable_code_interpreter": True}}
+    count = qm.count_messages(native)
+    assert count.tokens == 18 and not count.exact
+    assert any("enable_code_interpreter" in n for n in count.notes)
+    assert not qm.estimate_cost(native, "qwen3-max").exact_prompt
+    plain = {**native, "parameters": {"enable_thinking": True}}
+    assert qm.count_messages(plain).exact
+    with pytest.raises(qm.InvalidRequest) as info:
+        qm.count_messages({**native, "parameters": {"enable_code_interpreter": "yes"}})
+    assert info.value.field == "enable_code_interpreter"
+
+
 def test_qwen_long_file_ids_count_once_registered(tmp_path):
     qm.forget_files()
     messages = [{"role": "system", "content": "fileid://file-fe-abc123"},

@@ -151,8 +151,10 @@ class MemoryStore(Store):
         else:
             second = bucket
         if 0 < len(checks) <= 2:
-            plan = self._group(tuple([c.key for c in checks]))
-            if type(plan[0]) is not _AllOf:
+            keys = tuple([c.key for c in checks])
+            plan = self._group(keys)
+            # (one key twice adds twice: the loop below does that, the short path would not)
+            if type(plan[0]) is not _AllOf and (len(keys) == 1 or keys[0] != keys[1]):
                 return self._acquire_short(checks, plan, second, now)
         return self._acquire_any(checks, second, now)
 
