@@ -322,8 +322,8 @@ def test_key_rpm_is_answered_like_dashscope(keyed_gateway):
             refused = exc
     assert refused is not None and admitted <= 3
     assert int(refused.response.headers["retry-after"]) >= 1
-    assert app.metrics.sample("qwen_meter_gateway_refusals_total", key="alice",
-                              reason="rate_limited") >= 2
+    assert wait_sample(app, "qwen_meter_gateway_refusals_total", key="alice",
+                       reason="rate_limited") >= 2
 
 
 def test_key_budget_refuses_with_a_clear_error(fake, keyed_gateway):
