@@ -47,15 +47,16 @@ def wait_records(path: Path, n: int, timeout: float = 5.0) -> list:
     return records(path)
 
 
-def wait_sample(app, name: str, timeout: float = 5.0, **labels: str) -> float:
-    """A metric once it is set: the record reaches the log a moment before the metric
-    observers run, so a test that saw the record may look too early."""
+def wait_sample(app, name: str, minimum: float, timeout: float = 5.0, **labels: str) -> float:
+    """A metric once it reaches ``minimum`` (or its value at the timeout): the record reaches
+    the log a moment before the metric observers run, so a test that saw the record may
+    look too early."""
     deadline = time.monotonic() + timeout
-    value = app.metrics.sample(name, **labels)
-    while value is None and time.monotonic() < deadline:
+    value = app.metrics.sample(name, **labels) or 0.0
+    while value < minimum and time.monotonic() < deadline:
         time.sleep(0.02)
-        value = app.metrics.sample(name, **labels)
-    return value or 0.0
+        value = app.metrics.sample(name, **labels) or 0.0
+    return value
 
 
 @pytest.fixture(scope="module")
@@ -322,7 +323,7 @@ def test_key_rpm_is_answered_like_dashscope(keyed_gateway):
             refused = exc
     assert refused is not None and admitted <= 3
     assert int(refused.response.headers["retry-after"]) >= 1
-    assert wait_sample(app, "qwen_meter_gateway_refusals_total", key="alice",
+    assert wait_sample(app, "qwen_meter_gateway_refusals_total", 2, key="alice",
                        reason="rate_limited") >= 2
 
 
@@ -394,7 +395,7 @@ def test_upstream_errors_pass_through_and_are_recorded(fake, open_gateway):
     assert (record.status, record.http_status, record.error_kind) == \
         ("error", 429, "rate_limited")
     assert record.cost is None and record.total_tokens == 0
-    assert wait_sample(app, "qwen_meter_gateway_upstream_errors_total", model="qwen-plus",
+    assert wait_sample(app, "qwen_meter_gateway_upstream_errors_total", 1, model="qwen-plus",
                        key="-", kind="rate_limited") >= 1
 
 
