@@ -403,32 +403,33 @@ def count_messages(messages: Iterable[Any] | Mapping[str, Any], model: str | Non
         messages, tools, enable_thinking = req.subject, req.tools, req.enable_thinking
         model = model or req.model
         high_resolution = high_resolution or req.high_resolution
-        enable_search = enable_search or req.search
-        code_interpreter = req.code_interpreter
+        if enable_search and not req.search:
+            req = replace(req, search=True)
         if preserve_thinking is None:
             preserve_thinking = req.preserve_thinking
         if translation_options is None:
             translation_options = req.translation_options
+        server_additions = req.server_additions
     else:
-        code_interpreter = False
+        server_additions = Request(messages, search=True).server_additions \
+            if enable_search else ()
     setup = _setup(model, family, template, tokenizer, backend)
     preserve = setup.preserve_capable and _preserves(setup.spec.name, preserve_thinking)
-    if (tools is None and add_generation_prompt and not enable_search and not setup.special
-            and not preserve and not code_interpreter):
+    if (tools is None and add_generation_prompt and not server_additions
+            and not setup.special and not preserve):
         fast = _fast_count(messages, setup, enable_thinking)
         if fast is not None:
             return TokenCount(fast, setup.backend.exact, setup.backend.name,
                               setup.backend.family.name, setup.profile.name, text_tokens=fast)
     return _full_count(messages, setup, tools, enable_thinking, template, high_resolution,
-                       add_generation_prompt, preserve, enable_search, translation_options,
-                       code_interpreter)
+                       add_generation_prompt, preserve, server_additions, translation_options)
 
 
 def _full_count(messages: Any, setup: _Setup, tools: Any, enable_thinking: bool | None,
                 template: str | TemplateProfile | None, high_resolution: bool,
-                add_generation_prompt: bool, preserve_thinking: bool, enable_search: bool,
-                translation_options: Mapping[str, Any] | None,
-                code_interpreter: bool = False) -> TokenCount:
+                add_generation_prompt: bool, preserve_thinking: bool,
+                server_additions: tuple[str, ...],
+                translation_options: Mapping[str, Any] | None) -> TokenCount:
     parsed = parse_messages(messages)
     tool_defs = parse_tools(tools)
     media = _Media(setup.spec.vision, high_resolution)
@@ -462,15 +463,9 @@ def _full_count(messages: Any, setup: _Setup, tools: Any, enable_thinking: bool 
         notes.append(f"{setup.spec.name}: a partial prefix is billed as a closed turn plus a "
                      f"generation prompt in Alibaba's own example ({closing} tokens more than "
                      "the open prefix the model continues); counted that way, as an estimate")
-    if enable_search:
+    if server_additions:
         exact = False
-        notes.append("enable_search: search results are added to the prompt server-side; "
-                     "the count is the request without them (a lower bound)")
-    if code_interpreter:
-        exact = False
-        notes.append("enable_code_interpreter: the tool's prompt and each run's code and "
-                     "results are added server-side; the count is the request without them "
-                     "(a lower bound)")
+        notes.extend(server_additions)
     totals = media.totals()
     placeholders = sum(PLACEHOLDER_TOKENS[item.kind] for item in media.items)
     total = rendered - placeholders + sum(totals.values())

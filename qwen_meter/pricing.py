@@ -319,4 +319,4 @@ def estimate_cost(request: Any, model: str | ModelSpec, *, max_tokens: int | Non
         high = cost(worst, spec, region=offer.region, batch=batch, thinking=thinking, at=at,
                     searches=int(bool(req.search)), batch_chat=batch_chat)
     return CostEstimate(low, high, prompt.prompt_tokens, allowance,
-                        exact and not req.search and not req.code_interpreter)
+                        exact and not req.server_additions)

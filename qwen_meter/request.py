@@ -167,6 +167,36 @@ def _wants_audio(options: Mapping[str, Any]) -> bool:
     return "audio" in modalities
 
 
+def _forces_a_call(choice: Any) -> bool:
+    """Whether ``tool_choice`` may change the prompt: "required", a named function, or a
+    value this version does not know (counted as one that may); "auto", "none" and no value
+    leave the prompt as the template writes it."""
+    if choice is None or choice in ("auto", "none"):
+        return False
+    if isinstance(choice, (str, Mapping)):
+        return True
+    raise InvalidRequest(f"must be \"auto\", \"none\", \"required\" or a function object, "
+                         f"got {choice!r}", field="tool_choice")
+
+
+#: What the server adds to the prompt for each option (recorded DashScope replies of
+#: 2024-2025 in cnblogs/dashscope-sdk's test data; the wording is not published).
+_SERVER_ADDITIONS = {
+    "search": "enable_search: search results are added to the prompt server-side; the count "
+              "is the request without them (a lower bound)",
+    "code_interpreter": "enable_code_interpreter: the tool's prompt and each run's code and "
+                        "results are added server-side; the count is the request without "
+                        "them (a lower bound; a recorded reply billed 723 for an 18-token "
+                        "request)",
+    "parallel_tool_calls": "parallel_tool_calls: the server adds instructions for parallel "
+                           "calls that are not published (recorded replies billed 26 to 83 "
+                           "tokens more); the count is the request without them",
+    "forced_tool_choice": "tool_choice: forcing a call adds server-side instructions that are "
+                          "not published (a recorded reply billed about 40 tokens more); the "
+                          "count is the request without them",
+}
+
+
 @dataclass(frozen=True)
 class Request:
     """What is sent (``subject``: messages, a text or a prompt token count) and the options
@@ -187,12 +217,24 @@ class Request:
     #: ``enable_code_interpreter``: the tool's prompt, code and results enter the prompt
     #: server-side (each run is another round).
     code_interpreter: bool = False
+    #: ``parallel_tool_calls: true`` and a ``tool_choice`` that forces a call: the server
+    #: adds instructions to the prompt that are not published.
+    parallel_tool_calls: bool = False
+    forced_tool_choice: bool = False
     translation_options: Mapping[str, Any] | None = None
     #: Omni ``modalities`` with "audio": the reply is billed as audio output.
     audio_output: bool = False
     #: ``/think`` or ``/no_think`` at the end of the last user message.
     soft_thinking: bool | None = None
     model: str | None = None
+
+    @property
+    def server_additions(self) -> tuple[str, ...]:
+        """What the server adds to this request's prompt that no local count can know: one
+        note per option (web search, code interpreter, parallel tool calls, a forced tool
+        choice). A count of a request with any is a lower bound, marked inexact."""
+        return tuple(note for option, note in _SERVER_ADDITIONS.items()
+                     if getattr(self, option))
 
     @classmethod
     def of(cls, request: Any, *, tools: Any = None, max_tokens: int | None = None,
@@ -234,6 +276,9 @@ class Request:
             search_options=_object(options.get("search_options"), "search_options"),
             code_interpreter=bool(_flag(options.get("enable_code_interpreter"),
                                         "enable_code_interpreter")),
+            parallel_tool_calls=bool(_flag(options.get("parallel_tool_calls"),
+                                           "parallel_tool_calls")),
+            forced_tool_choice=_forces_a_call(options.get("tool_choice")),
             translation_options=_object(options.get("translation_options"),
                                         "translation_options"),
             audio_output=_wants_audio(options),

@@ -215,6 +215,46 @@ def test_code_interpreter_marks_the_prompt_inexact():
     assert info.value.field == "enable_code_interpreter"
 
 
+WEATHER = {"type": "function", "function": {
+    "name": "get_current_weather", "description": "获取现在的天气",
+    "parameters": {"type": "object", "properties": {"location": {"type": "string"}},
+                   "required": ["location"]}}}
+
+
+@pytest.mark.parametrize(("options", "field"), [
+    ({"parallel_tool_calls": True}, "parallel_tool_calls"),
+    ({"tool_choice": "required"}, "tool_choice"),
+    ({"tool_choice": {"type": "function", "function": {"name": "get_current_weather"}}},
+     "tool_choice"),
+])
+def test_tool_options_the_server_expands_mark_the_prompt_inexact(options, field):
+    # Recorded DashScope replies bill these requests 26-83 tokens above their rendering.
+    body = {"model": "qwen-plus", "messages": [{"role": "user", "content": "杭州天气"}],
+            "tools": [WEATHER]}
+    plain = qm.count_messages(body)
+    count = qm.count_messages({**body, **options})
+    assert plain.exact and not count.exact and count.tokens == plain.tokens
+    assert any(note.startswith(field) for note in count.notes)
+    assert not qm.estimate_cost({**body, **options}, "qwen-plus").exact_prompt
+
+
+@pytest.mark.parametrize("choice", ["auto", "none", None])
+def test_tool_choices_that_force_nothing_stay_exact(choice):
+    body = {"model": "qwen-plus", "messages": [{"role": "user", "content": "杭州天气"}],
+            "tools": [WEATHER], "tool_choice": choice, "parallel_tool_calls": False}
+    assert qm.count_messages(body).exact
+
+
+@pytest.mark.parametrize(("options", "field"), [({"tool_choice": 5}, "tool_choice"),
+                                                ({"parallel_tool_calls": "1"},
+                                                 "parallel_tool_calls")])
+def test_bad_tool_options_are_typed_errors(options, field):
+    with pytest.raises(qm.InvalidRequest) as info:
+        qm.count_messages({"model": "qwen-plus", "messages": [{"role": "user", "content": "x"}],
+                           **options})
+    assert info.value.field == field
+
+
 def test_qwen_long_file_ids_count_once_registered(tmp_path):
     qm.forget_files()
     messages = [{"role": "system", "content": "fileid://file-fe-abc123"},
