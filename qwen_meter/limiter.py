@@ -320,6 +320,9 @@ class RateLimiter:
     @staticmethod
     def _check_call(model: object, tokens: object, wait: object, method: str) -> None:
         # The timeout is checked by _deadline (InvalidTimeout); these are the rest.
+        if type(model) is str and type(tokens) is int and tokens >= 0 \
+                and type(wait) is bool and model.strip():
+            return  # the common call, checked in one line: this runs before every request
         where = f"RateLimiter.{method}"
         check.model_name(model, f"{where}(model=)")
         if model is None:
@@ -405,13 +408,13 @@ class RateLimiter:
     def _reconcile_plan(self, permit: Permit, total_tokens: int
                         ) -> tuple[Permit, list[tuple[str, int, int]]]:
         """The reconciled permit and the (key, bucket, delta) adjustments it takes."""
-        check.instance(permit, Permit, "RateLimiter.reconcile(permit=)",
-                       "a Permit from acquire()")
-        check.whole(total_tokens, "RateLimiter.reconcile(total_tokens=)")
+        if type(permit) is not Permit or type(total_tokens) is not int or total_tokens < 0:
+            check.instance(permit, Permit, "RateLimiter.reconcile(permit=)",
+                           "a Permit from acquire()")
+            check.whole(total_tokens, "RateLimiter.reconcile(total_tokens=)")
         delta = total_tokens - permit.tokens
-        limit = self.limits_for(permit.model)
         adjust = []
-        if delta and limit.tpm is not None and not permit.degraded:
+        if delta and not permit.degraded and self._plan(permit.model)[2] is not None:
             adjust.append((self._keys(permit.model)[1], permit.bucket, delta))
         return Permit(permit.id, permit.account, permit.model, permit.bucket, total_tokens,
                       permit.degraded), adjust
