@@ -260,7 +260,8 @@ def prompt_usage(subject: Any, spec: ModelSpec, *, tools: Any = None,
                  video_tokens=counted.video_tokens), counted.exact
 
 
-def estimate_cost(request: Any, model: str | ModelSpec, *, max_tokens: int | None = None,
+def estimate_cost(request: Any, model: str | ModelSpec | None = None, *,
+                  max_tokens: int | None = None,
                   region: str | None = None, tools: Any = None,
                   enable_thinking: bool | None = None, batch: bool = False,
                   at: dt.date | dt.datetime | str | None = None,
@@ -276,11 +277,16 @@ def estimate_cost(request: Any, model: str | ModelSpec, *, max_tokens: int | Non
     else the model's output limit, plus the reasoning allowance when thinking can apply:
     ``thinking_budget`` capped by the model's maximum) for each of the ``n`` choices, at the
     highest output price that can apply (audio output when ``modalities`` asks for audio).
+    ``model`` may be left out when the request body names one.
     With web search the prompt is not exact (results are added server-side) and one search
     fee is included; ``batch_chat`` prices a call through the Batch Chat API endpoint.
     """
+    if model is None and isinstance(request, Mapping):
+        named = request.get("model")
+        model = named if isinstance(named, str) else None
     at = check.pricing_args("estimate_cost", model=model, region=region, at=at,
                             catalogue=catalogue)
+    assert model is not None  # pricing_args refused None
     check.optional_flag(enable_thinking, "estimate_cost(enable_thinking=)")
     check.flag(batch, "estimate_cost(batch=)")
     check.flag(batch_chat, "estimate_cost(batch_chat=)")

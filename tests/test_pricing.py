@@ -128,6 +128,17 @@ def test_estimate_low_and_high():
         estimate_cost(messages, "qwen-plus", max_tokens=-5)
 
 
+def test_estimate_takes_the_model_from_the_body():
+    body = {"model": "qwen-plus", "messages": [{"role": "user", "content": "你是誰?"}],
+            "max_tokens": 10}
+    assert estimate_cost(body) == estimate_cost(body, "qwen-plus")
+    assert estimate_cost(body, "qwen-max").low.model == "qwen-max"  # the argument wins
+    for nameless in ({"messages": body["messages"]}, body["messages"], 12):
+        with pytest.raises(qm.InvalidArgument) as info:
+            estimate_cost(nameless)
+        assert "estimate_cost(model=)" in str(info.value)
+
+
 # --- properties ---------------------------------------------------------------------------
 
 counts = st.integers(0, 2_000_000)
