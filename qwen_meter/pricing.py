@@ -197,29 +197,34 @@ def cost(usage: Usage | Mapping[str, Any] | Any, model: str | ModelSpec, *,
     if isinstance(searches, bool) or not isinstance(searches, int) or searches < 0:
         raise UsageParseError(f"searches must be a whole number >= 0, got {searches!r}")
     discounted = batch or batch_chat
-    blank = Cost(None, offer.currency, spec.name, offer.region, thinking=thinking,
-                 batch=discounted, as_of=offer.as_of, effective=offer.effective_date,
-                 source_kind=offer.source_kind)
+    amount: Decimal | None = None
+    parts: dict[str, Decimal] = {}
+    unpriced = ""
     tier = offer.tier_for(usage.prompt_tokens)
-    if tier is None:
-        return replace(blank, unpriced=f"no price for {spec.name} in {offer.region}")
-    index = offer.tiers.index(tier)
+    index = None if tier is None else offer.tiers.index(tier)
     factor = offer.batch if batch else offer.batch_chat if batch_chat else Decimal(1)
-    if factor is None:
+    if tier is None:
+        unpriced = f"no price for {spec.name} in {offer.region}"
+    elif factor is None:
         what = "batch" if batch else "Batch Chat API"
-        return replace(blank, tier=index, unpriced=f"no {what} price for {spec.name} in "
-                                                   f"{offer.region}")
-    try:
-        parts = _price(usage, tier, offer, thinking, discounted)
-        fee = offer.tool_fees.get("search")
-        if searches and fee is None:
-            raise _Unpriced(f"no web-search fee for {spec.name} in {offer.region}")
-    except _Unpriced as exc:
-        return replace(blank, tier=index, unpriced=str(exc))
-    parts = {k: v * factor / MILLION for k, v in parts.items()}
-    if searches and fee is not None:  # per call, not discounted by batch
-        parts["search"] = searches * fee.per_call
-    return replace(blank, amount=sum(parts.values(), Decimal(0)), tier=index, parts=parts)
+        unpriced = f"no {what} price for {spec.name} in {offer.region}"
+    else:
+        try:
+            parts = _price(usage, tier, offer, thinking, discounted)
+            fee = offer.tool_fees.get("search")
+            if searches and fee is None:
+                raise _Unpriced(f"no web-search fee for {spec.name} in {offer.region}")
+        except _Unpriced as exc:
+            parts, unpriced = {}, str(exc)
+        else:
+            parts = {k: v * factor / MILLION for k, v in parts.items()}
+            if searches and fee is not None:  # per call, not discounted by batch
+                parts["search"] = searches * fee.per_call
+            amount = sum(parts.values(), Decimal(0))
+    # Built once, with every field (a dataclass replace per outcome cost more than pricing).
+    return Cost(amount, offer.currency, spec.name, offer.region, tier=index, thinking=thinking,
+                batch=discounted, parts=parts, unpriced=unpriced, as_of=offer.as_of,
+                effective=offer.effective_date, source_kind=offer.source_kind)
 
 
 def thinking_applies(spec: ModelSpec, enable_thinking: bool | None) -> bool:
