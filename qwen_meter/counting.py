@@ -398,21 +398,20 @@ def count_messages(messages: Iterable[Any] | Mapping[str, Any], model: str | Non
     check.optional_flag(enable_thinking, "count_messages(enable_thinking=)")
     check.flag(high_resolution, "count_messages(high_resolution=)")
     check.flag(add_generation_prompt, "count_messages(add_generation_prompt=)")
+    server_additions: tuple[str, ...] = ()
     if isinstance(messages, Mapping):
-        req = Request.of(messages, tools=tools, enable_thinking=enable_thinking)
+        req = Request.of(messages, tools=tools, enable_thinking=enable_thinking,
+                         search=enable_search or None)
         messages, tools, enable_thinking = req.subject, req.tools, req.enable_thinking
         model = model or req.model
         high_resolution = high_resolution or req.high_resolution
-        if enable_search and not req.search:
-            req = replace(req, search=True)
         if preserve_thinking is None:
             preserve_thinking = req.preserve_thinking
         if translation_options is None:
             translation_options = req.translation_options
         server_additions = req.server_additions
-    else:
-        server_additions = Request(messages, search=True).server_additions \
-            if enable_search else ()
+    elif enable_search:
+        server_additions = Request(messages, search=True).server_additions
     setup = _setup(model, family, template, tokenizer, backend)
     preserve = setup.preserve_capable and _preserves(setup.spec.name, preserve_thinking)
     if (tools is None and add_generation_prompt and not server_additions

@@ -8,10 +8,10 @@ awaits them, so the same step serves ``Meter.begin`` and ``Meter.begin_async`` w
 copy of its logic.
 
 How an op runs off the event loop is decided in one place, :func:`offload`: an object's native
-``<name>_async`` method when it has one (``RateLimiter.acquire_async`` today; the limiter's
-``reconcile_async`` / ``release_async`` and the budget's ``reserve_async`` / ``commit_async`` /
-``release_async`` on redis.asyncio when they land), else the blocking method in a worker thread
-(``asyncio.to_thread``). Objects on the in-memory store never block and run inline.
+``<name>_async`` method when it has one (the limiter's ``acquire_async`` / ``reconcile_async`` /
+``release_async``, the budget's ``reserve_async`` / ``commit_async`` / ``release_async``), else
+the blocking method in a worker thread (``asyncio.to_thread``; the usage log's write). Objects
+on the in-memory store never block and run inline.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+from .store import MemoryStore
 
 T = TypeVar("T")
 
@@ -74,8 +76,7 @@ async def run_async(step: Step[T]) -> T:
 
 
 def _in_memory(target: Any) -> bool:
-    store = getattr(target, "store", None)
-    return type(store).__name__ == "MemoryStore"
+    return isinstance(getattr(target, "store", None), MemoryStore)
 
 
 async def offload(pending: Op) -> Any:

@@ -81,6 +81,16 @@ def output_reply(output: Any) -> dict[str, Any]:
     return {"content": output.get("text")}
 
 
+def add_reply(content: str, reasoning: str, reply: Mapping[str, Any], incremental: bool
+              ) -> tuple[str, str]:
+    """(content, reasoning) of a native stream after one more event's ``reply``: with
+    ``incremental_output`` each event is a delta, otherwise the whole text so far."""
+    text, thought = reply.get("content") or "", reply.get("reasoning_content") or ""
+    if incremental:
+        return content + text, reasoning + thought
+    return text or content, thought or reasoning
+
+
 def output_finish(output: Any) -> str | None:
     """A native ``output``'s finish reason (None while a stream goes on: DashScope sends
     the string ``"null"`` until the last event)."""
@@ -132,14 +142,8 @@ class _StreamState:
         self.usage = _usage(item) or self.usage
         self.request_id = getattr(item, "request_id", None) or self.request_id
         self.finished = self.finished or _finished(item)
-        reply = _reply(item)
-        text, thought = reply.get("content") or "", reply.get("reasoning_content") or ""
-        if self.incremental:
-            self.content += text
-            self.reasoning += thought
-        else:
-            self.content = text or self.content
-            self.reasoning = thought or self.reasoning
+        self.content, self.reasoning = add_reply(self.content, self.reasoning, _reply(item),
+                                                 self.incremental)
         return True
 
     def outcome(self, status: str) -> dict[str, Any]:

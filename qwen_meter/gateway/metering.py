@@ -1,17 +1,14 @@
 """Every call the gateway makes into the meter's pipeline, in one place.
 
-The meter gains async twins (``begin_async``, ``finish_async``, ``fail_async``); when a meter
-has them they are awaited, otherwise the sync methods run in a worker thread
-(:func:`asyncio.to_thread` carries the attribution context along), so the event loop never
-blocks on the store's network round trips. With ``inline`` (a memory store: no I/O but an
-appended log line) the sync methods run on the loop: a thread hop would cost as much as the
-work itself. ``settle_now`` is for paths where awaiting is no longer safe (a task being
-cancelled): it settles synchronously.
+The meter's async twins (``begin_async``, ``finish_async``, ``fail_async``) are awaited, so
+the event loop never blocks on the store's network round trips. With ``inline`` (a memory
+store: no I/O but an appended log line) the sync methods run on the loop: the twins' thread
+hop for the log write would cost as much as the work itself. ``settle_now`` is for paths
+where awaiting is no longer safe (a task being cancelled): it settles synchronously.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,12 +22,7 @@ async def begin(meter: Meter, request: Mapping[str, Any], *, endpoint: str,
     """Pre-flight, budgets and limiter; raises (a qwen_meter error) if the call may not go."""
     if inline:
         return meter.begin(request, endpoint=endpoint, tags=tags, user=user)
-    twin = getattr(meter, "begin_async", None)
-    if twin is not None:
-        call: MeteredCall = await twin(request, endpoint=endpoint, tags=tags, user=user)
-        return call
-    return await asyncio.to_thread(meter.begin, request, endpoint=endpoint, tags=tags,
-                                   user=user)
+    return await meter.begin_async(request, endpoint=endpoint, tags=tags, user=user)
 
 
 async def finish(call: MeteredCall, usage: Any, *, inline: bool = False,
@@ -38,11 +30,7 @@ async def finish(call: MeteredCall, usage: Any, *, inline: bool = False,
     """Settle a call that was answered (usage None: estimated from ``reply``)."""
     if inline:
         return call.finish(usage, **details)
-    twin = getattr(call, "finish_async", None)
-    if twin is not None:
-        record: UsageRecord = await twin(usage, **details)
-        return record
-    return await asyncio.to_thread(call.finish, usage, **details)
+    return await call.finish_async(usage, **details)
 
 
 async def fail(call: MeteredCall, error: BaseException, *, inline: bool = False,
@@ -50,11 +38,7 @@ async def fail(call: MeteredCall, error: BaseException, *, inline: bool = False,
     """Settle a call that failed: release its holds, record the error."""
     if inline:
         return call.fail(error, **details)
-    twin = getattr(call, "fail_async", None)
-    if twin is not None:
-        record: UsageRecord = await twin(error, **details)
-        return record
-    return await asyncio.to_thread(call.fail, error, **details)
+    return await call.fail_async(error, **details)
 
 
 def settle_now(call: MeteredCall, usage: Any, **details: Any) -> UsageRecord | None:

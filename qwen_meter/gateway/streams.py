@@ -12,7 +12,7 @@ import json
 from typing import Any, Protocol
 
 # The client meter's compatible-mode reader: one SSE parser for the adapter and the gateway.
-from ..clients.dashscope import output_finish, output_reply
+from ..clients.dashscope import add_reply, output_finish, output_reply
 from ..clients.httpx import CompatibleReply as CompatibleStream
 
 __all__ = ["CompatibleStream", "NativeStream", "ResponsesStream", "StreamReader", "native_reply"]
@@ -92,13 +92,8 @@ class NativeStream(_Events):
             self.usage = usage
         output = data.get("output") or {}
         self.finish_reason = output_finish(output) or self.finish_reason
-        text, thought = native_reply(output)
-        if self.incremental:
-            self.content += text
-            self.reasoning += thought
-        else:
-            self.content = text or self.content
-            self.reasoning = thought or self.reasoning
+        self.content, self.reasoning = add_reply(self.content, self.reasoning,
+                                                 output_reply(output), self.incremental)
 
     def message(self) -> dict[str, Any]:
         return {"content": self.content, "reasoning_content": self.reasoning or None}

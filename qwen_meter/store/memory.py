@@ -114,13 +114,16 @@ class MemoryStore(Store):
         several stripes takes them all, in one global order (no deadlock)."""
         plan = self._plans.get(keys)
         if plan is None:
-            locks = {id(lock): lock for lock in
-                     (self._lock(f"w:{hash_tag(k) or ''}") for k in keys)}
+            locks = {id(lock): lock for lock in map(self._stripe, keys)}
             ordered = [locks[i] for i in sorted(locks)]
             lock: _Locks = ordered[0] if len(ordered) == 1 else _AllOf(ordered)
             windows = [self._windows.setdefault(k, _Window()) for k in keys]
             plan = self._plans.setdefault(keys, (lock, windows))
         return plan
+
+    def _stripe(self, key: str) -> threading.Lock:
+        """The lock of a window key's stripe: one per hash tag (untagged keys share one)."""
+        return self._lock(f"w:{hash_tag(key) or ''}")
 
     def _adjuster(self, key: str) -> tuple[threading.Lock, _Window] | None:
         """The stripe lock and window of one key (None: the key was never acquired)."""
@@ -129,8 +132,7 @@ class MemoryStore(Store):
             window = self._windows.get(key)
             if window is None:
                 return None
-            entry = self._adjusters.setdefault(
-                key, (self._lock(f"w:{hash_tag(key) or ''}"), window))
+            entry = self._adjusters.setdefault(key, (self._stripe(key), window))
         return entry
 
     # Why the window code below is written out in straight lines: under the GIL, a thread can
@@ -150,13 +152,13 @@ class MemoryStore(Store):
             second = int(now // 1)
         else:
             second = bucket
-        if 0 < len(checks) <= 2:
-            keys = tuple([c.key for c in checks])
-            plan = self._group(keys)
-            # (one key twice adds twice: the loop below does that, the short path would not)
-            if type(plan[0]) is not _AllOf and (len(keys) == 1 or keys[0] != keys[1]):
-                return self._acquire_short(checks, plan, second, now)
-        return self._acquire_any(checks, second, now)
+        keys = tuple([c.key for c in checks])
+        plan = self._group(keys)
+        # One key twice adds twice: the loop does that, the short path would not.
+        if type(plan[0]) is not _AllOf and (len(keys) == 1
+                                            or (len(keys) == 2 and keys[0] != keys[1])):
+            return self._acquire_short(checks, plan, second, now)
+        return self._acquire_any(checks, plan, second, now)
 
     def _acquire_short(self, checks: Sequence[WindowCheck], plan: tuple[_Locks, list[_Window]],
                        second: int, now: float | None) -> AcquireResult:
@@ -212,9 +214,9 @@ class MemoryStore(Store):
             return AcquireResult(True, 0, None, second, now)
         return self._refused(checks, sums, second, now)
 
-    def _acquire_any(self, checks: Sequence[WindowCheck], second: int, now: float | None
-                     ) -> AcquireResult:
-        lock, windows = self._group(tuple(c.key for c in checks))
+    def _acquire_any(self, checks: Sequence[WindowCheck], plan: tuple[_Locks, list[_Window]],
+                     second: int, now: float | None) -> AcquireResult:
+        lock, windows = plan
         sums: list[list[int]] = []
         with lock:
             for window in windows:
