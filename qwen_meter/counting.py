@@ -272,6 +272,8 @@ _PLAIN_KEYS = frozenset(("role", "content", "name"))
 _PLAIN_ROLES = frozenset(("system", "user", "assistant"))
 _CACHE_LIMIT = 1 << 16
 _CHATS_LIMIT = 64
+#: conversations of at least this many messages are remembered for a resumed re-count
+_REMEMBER_FROM = 8
 
 
 def _fast_count(messages: Any, setup: _Setup, enable_thinking: bool | None) -> int | None:
@@ -300,10 +302,12 @@ def _fast_count(messages: Any, setup: _Setup, enable_thinking: bool | None) -> i
     # A conversation counted before, now with turns added: resume where that scan ended.
     # Comparing the earlier turns with copies of them (one C-level list comparison) is what
     # keeps a re-count close to the cost of encoding the new turn alone, and it is safe
-    # when the caller edits a message in place.
+    # when the caller edits a message in place. Short chats are not remembered: encoding a
+    # few turns again costs less than keeping copies of them.
     chats = setup.chats
     start = 0
-    memo = chats.get(id(messages)) or chats.get(-1)
+    remember = len(messages) >= _REMEMBER_FROM
+    memo = (chats.get(id(messages)) or chats.get(-1)) if remember else None
     if memo is not None:
         seen = len(memo.messages)
         if seen <= len(messages) and (messages[:seen] if type(messages) is list
@@ -345,11 +349,13 @@ def _fast_count(messages: Any, setup: _Setup, enable_thinking: bool | None) -> i
         total += n
     if reasoning and strict and last_user < 0:
         return None  # the template refuses a chat without a user turn
-    if len(chats) >= _CHATS_LIMIT:
-        chats.clear()
-    scanned = (memo.messages if memo is not None and start else []) + [
-        dict(m) for m in messages[start:]]
-    chats[id(messages)] = chats[-1] = _ChatMemo(scanned, total, last_user, tuple(since_user))
+    if remember:
+        if len(chats) >= _CHATS_LIMIT:
+            chats.clear()
+        scanned = (memo.messages if memo is not None and start else []) + [
+            dict(m) for m in messages[start:]]
+        chats[id(messages)] = chats[-1] = _ChatMemo(scanned, total, last_user,
+                                                    tuple(since_user))
     if reasoning and 0 <= last_user < len(messages) - 1:
         # Assistant turns after the last query get their think block: render those alone.
         # (Without any user turn the renderer treats none as after it.)

@@ -95,7 +95,9 @@ def test_a_conversation_changed_between_counts_is_counted_afresh(template, ops):
     message edited in place, a turn removed or a new list with other turns is counted as
     the rendered prompt says."""
     model = MODELS["qwen3.5" if template == "qwen3.5" else "qwen3"]
-    chat: list = [{"role": "user", "content": "first"}]
+    # Long enough to be remembered between counts (short chats are just counted again).
+    chat: list = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i}"}
+                  for i in range(9)]
     for op in ops:
         if op[0] == "append":
             chat.append({"role": op[1], "content": op[2]})
