@@ -23,7 +23,7 @@ def load_in_fresh_process() -> float:
 
 def main() -> None:
     import qwen_meter as qm
-    from qwen_meter.catalogue import Catalogue
+    from qwen_meter.catalogue.core import Catalogue
 
     catalogue = Catalogue.load()
     warm = min(timeit.repeat(Catalogue.load, number=5, repeat=3)) / 5

@@ -76,7 +76,7 @@ def redis_cluster() -> Iterator[str | None]:
 
 
 def qwen_meter_case(store, smooth: bool = True) -> Callable[[], object]:
-    from qwen_meter.limiter import RateLimiter
+    from qwen_meter.limits.limiter import RateLimiter
 
     limiter = RateLimiter(store, limits={"m": (HUGE, HUGE)}, smooth=smooth)
 
@@ -142,8 +142,8 @@ def aiolimiter_rate(n: int, tasks: int) -> dict[str, float] | None:
 
 
 def main() -> None:
-    from qwen_meter.store import MemoryStore
-    from qwen_meter.store.sqlite import SQLiteStore
+    from qwen_meter.limits.store import MemoryStore
+    from qwen_meter.limits.store.sqlite import SQLiteStore
 
     report: dict[str, dict[str, object]] = {}
     n = 40_000
@@ -166,7 +166,7 @@ def main() -> None:
         else:
             import redis
 
-            from qwen_meter.store.redis import RedisStore
+            from qwen_meter.limits.store.redis import RedisStore
 
             client = redis.Redis.from_url(url)
             sha = client.script_load("return 1")
@@ -177,7 +177,7 @@ def main() -> None:
                 "8 threads": rate(lambda: client.evalsha(sha, 0), 10_000, 8)}
             store = RedisStore(url, prefix="bench:")
             limiter_fn = qwen_meter_case(store)
-            from qwen_meter.limiter import RateLimiter
+            from qwen_meter.limits.limiter import RateLimiter
 
             only = RateLimiter(store, limits={"m": (HUGE, HUGE)})
             report["qwen_meter Redis acquire only (1 EVALSHA)"] = {
@@ -200,7 +200,7 @@ def main() -> None:
         if url is None:
             report["redis cluster"] = {"skipped": "no redis-server"}
         else:
-            from qwen_meter.store.redis import RedisStore
+            from qwen_meter.limits.store.redis import RedisStore
 
             store = RedisStore(url, prefix="bench:")
             client = store.redis

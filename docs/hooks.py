@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _cli_page() -> str:
-    from qwen_meter.cli import build_parser
+    from qwen_meter.cli.main import build_parser
 
     parser = build_parser()
     lines = ["# Command line", "",

@@ -17,7 +17,7 @@ import qwen_meter as qm
 def load_request(argv: list[str]) -> dict[str, object]:
     if len(argv) > 1:
         return dict(json.loads(Path(argv[1]).read_text(encoding="utf-8")))
-    from qwen_meter._data import data_dir
+    from qwen_meter.base.data import data_dir
 
     return dict(json.loads((data_dir() / "examples" / "chat.json").read_text(encoding="utf-8")))
 

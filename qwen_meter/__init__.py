@@ -9,43 +9,16 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from .attribution import Attribution, attribute, current_attribution
+from . import _moved
+from .meter.adapters import set_adapter_loader
 
-    # issue #13: request features (native bodies, qwen-long files, batch files)
-    from .batch import BatchEstimate, estimate_batch
-    from .budget import Budget, BudgetStatus, Reservation, ThresholdEvent
-    from .catalogue import (
-        Catalogue,
-        Limits,
-        ModelSpec,
-        Offer,
-        PriceTier,
-        RateLimits,
-        Source,
-        ToolFee,
-        default_catalogue,
-        resolve,
-    )
-    from .catalogue_diff import diff_catalogues
-    from .counting import (
-        DEFAULT_MODEL,
-        TokenCount,
-        count_completion,
-        count_file,
-        count_messages,
-        count_tokens,
-        decode,
-        encode,
-        get_tokenizer,
-        render_messages,
-    )
-    from .errors import (
+if TYPE_CHECKING:
+    from .base.errors import (
         BudgetExceeded,
         CatalogueError,
         ConfigurationError,
         ContextLimitExceeded,
-        GatewayConfigError,  # issue 16
+        GatewayConfigError,
         InputDecodeError,
         InvalidArgument,
         InvalidArgumentType,
@@ -69,13 +42,51 @@ if TYPE_CHECKING:
         UnpricedCall,
         UsageParseError,
     )
+
+    # issue #13: request features (native bodies, qwen-long files, batch files)
+    from .billing.batch import BatchEstimate, estimate_batch
+    from .billing.counting import (
+        DEFAULT_MODEL,
+        TokenCount,
+        count_completion,
+        count_file,
+        count_messages,
+        count_tokens,
+        decode,
+        encode,
+        get_tokenizer,
+        render_messages,
+    )
+    from .billing.preflight import Preflight, check, fit_messages
+    from .billing.pricing import Cost, CostEstimate, cost, estimate_cost
+    from .billing.request import normalize_request
+    from .billing.unlisted import FallbackPrice  # issue #10
+    from .billing.usage import Usage
+    from .catalogue.core import (
+        Catalogue,
+        Limits,
+        ModelSpec,
+        Offer,
+        PriceTier,
+        RateLimits,
+        Source,
+        ToolFee,
+        default_catalogue,
+        resolve,
+    )
+    from .catalogue.diff import diff_catalogues
+    from .catalogue.regions import region_for_url  # issue #10
     from .gateway import Gateway, GatewayConfig, create_gateway  # issue 16: needs [gateway]
     from .integrations.langchain import QwenMeterCallbackHandler
     from .integrations.otel import OpenTelemetryObserver
     from .integrations.prometheus import PrometheusObserver
     from .integrations.usage_logging import UsageLoggingObserver
-    from .limiter import Permit, RateLimit, RateLimiter
-    from .log import (
+    from .limits.budget import Budget, BudgetStatus, Reservation, ThresholdEvent
+    from .limits.limiter import Permit, RateLimit, RateLimiter
+    from .limits.store import CircuitBreaker, MemoryStore, Store, StoreUnavailable, open_store
+    from .meter.attribution import Attribution, attribute, current_attribution
+    from .meter.core import Meter, MeteredCall, UnsupportedClient
+    from .meter.log import (
         JsonlLog,
         SQLiteLog,
         TornLineWarning,
@@ -86,13 +97,8 @@ if TYPE_CHECKING:
         redact,
         register_secret,
     )
-    from .meter import Meter, MeteredCall, UnsupportedClient
-    from .observers import Observer
-    from .preflight import Preflight, check, fit_messages
-    from .pricing import Cost, CostEstimate, cost, estimate_cost
-    from .regions import region_for_url  # issue #10
-    from .request import normalize_request
-    from .server_errors import (
+    from .meter.observers import Observer
+    from .meter.server_errors import (
         AuthenticationFailed,
         BadRequest,
         DashScopeError,
@@ -102,140 +108,150 @@ if TYPE_CHECKING:
         ServerUnavailable,
         classify,
     )
-    from .store import CircuitBreaker, MemoryStore, Store, StoreUnavailable, open_store
     from .tokens.backends import TokenizerBackend, load_backend
     from .tokens.files import forget_files, register_file
     from .tokens.media import VisionRule, image_tokens
     from .tokens.templates import TemplateProfile, get_profile
-    from .unlisted import FallbackPrice  # issue #10
-    from .usage import Usage
 
 _EXPORTS: dict[str, str] = {
     # issue #10: metering policies
-    "FallbackPrice": ".unlisted",
-    "UnpricedCall": ".errors",
-    "region_for_url": ".regions",
+    "FallbackPrice": ".billing.unlisted",
+    "UnpricedCall": ".base.errors",
+    "region_for_url": ".catalogue.regions",
     # issue 16: the gateway (its dependencies load only when one of these is used)
     "Gateway": ".gateway",
     "GatewayConfig": ".gateway",
-    "GatewayConfigError": ".errors",
+    "GatewayConfigError": ".base.errors",
     "create_gateway": ".gateway",
-    "Attribution": ".attribution",
-    "attribute": ".attribution",
-    "current_attribution": ".attribution",
-    "Observer": ".observers",
+    "Attribution": ".meter.attribution",
+    "attribute": ".meter.attribution",
+    "current_attribution": ".meter.attribution",
+    "Observer": ".meter.observers",
     # integrations (issue #17): each needs its extra, imported on first use
     "OpenTelemetryObserver": ".integrations.otel",
     "PrometheusObserver": ".integrations.prometheus",
     "QwenMeterCallbackHandler": ".integrations.langchain",
     "UsageLoggingObserver": ".integrations.usage_logging",
-    "AuthenticationFailed": ".server_errors",
-    "BadRequest": ".server_errors",
-    "Budget": ".budget",
-    "BudgetExceeded": ".errors",
-    "BudgetStatus": ".budget",
-    "Catalogue": ".catalogue",
+    "AuthenticationFailed": ".meter.server_errors",
+    "BadRequest": ".meter.server_errors",
+    "Budget": ".limits.budget",
+    "BudgetExceeded": ".base.errors",
+    "BudgetStatus": ".limits.budget",
+    "Catalogue": ".catalogue.core",
     # issue #12: catalogue records, the catalogue in use, and comparing two catalogues
-    "RateLimits": ".catalogue",
-    "Source": ".catalogue",
-    "ToolFee": ".catalogue",
-    "default_catalogue": ".catalogue",
-    "diff_catalogues": ".catalogue_diff",
-    "CatalogueError": ".errors",
-    "ConfigurationError": ".errors",
-    "ContextLimitExceeded": ".errors",
-    "Cost": ".pricing",
-    "CostEstimate": ".pricing",
-    "DEFAULT_MODEL": ".counting",
-    "DashScopeError": ".server_errors",
-    "InputDecodeError": ".errors",
-    "InvalidArgument": ".errors",
-    "InvalidArgumentType": ".errors",
-    "InvalidMessages": ".errors",
-    "JsonlLog": ".log",
-    "LimitExceeded": ".errors",
-    "Limits": ".catalogue",
-    "MediaError": ".errors",
-    "MissingExtra": ".errors",
-    "MemoryStore": ".store",
-    "Meter": ".meter",
-    "MeteredCall": ".meter",
-    "ModelSpec": ".catalogue",
-    "NotOffered": ".errors",
-    "Offer": ".catalogue",
-    "OutputLimitExceeded": ".errors",
-    "Permit": ".limiter",
-    "Preflight": ".preflight",
-    "PriceTier": ".catalogue",
-    "QuotaExhausted": ".server_errors",
-    "QwenMeterError": ".errors",
-    "RateLimit": ".limiter",
-    "RateLimited": ".errors",
-    "RateLimiter": ".limiter",
-    "Reservation": ".budget",
-    "RetryPolicy": ".server_errors",
-    "SQLiteLog": ".log",
-    "ServerRateLimited": ".server_errors",
-    "ServerUnavailable": ".server_errors",
-    "Store": ".store",
-    "StoreUnavailable": ".store",
+    "RateLimits": ".catalogue.core",
+    "Source": ".catalogue.core",
+    "ToolFee": ".catalogue.core",
+    "default_catalogue": ".catalogue.core",
+    "diff_catalogues": ".catalogue.diff",
+    "CatalogueError": ".base.errors",
+    "ConfigurationError": ".base.errors",
+    "ContextLimitExceeded": ".base.errors",
+    "Cost": ".billing.pricing",
+    "CostEstimate": ".billing.pricing",
+    "DEFAULT_MODEL": ".billing.counting",
+    "DashScopeError": ".meter.server_errors",
+    "InputDecodeError": ".base.errors",
+    "InvalidArgument": ".base.errors",
+    "InvalidArgumentType": ".base.errors",
+    "InvalidMessages": ".base.errors",
+    "JsonlLog": ".meter.log",
+    "LimitExceeded": ".base.errors",
+    "Limits": ".catalogue.core",
+    "MediaError": ".base.errors",
+    "MissingExtra": ".base.errors",
+    "MemoryStore": ".limits.store",
+    "Meter": ".meter.core",
+    "MeteredCall": ".meter.core",
+    "ModelSpec": ".catalogue.core",
+    "NotOffered": ".base.errors",
+    "Offer": ".catalogue.core",
+    "OutputLimitExceeded": ".base.errors",
+    "Permit": ".limits.limiter",
+    "Preflight": ".billing.preflight",
+    "PriceTier": ".catalogue.core",
+    "QuotaExhausted": ".meter.server_errors",
+    "QwenMeterError": ".base.errors",
+    "RateLimit": ".limits.limiter",
+    "RateLimited": ".base.errors",
+    "RateLimiter": ".limits.limiter",
+    "Reservation": ".limits.budget",
+    "RetryPolicy": ".meter.server_errors",
+    "SQLiteLog": ".meter.log",
+    "ServerRateLimited": ".meter.server_errors",
+    "ServerUnavailable": ".meter.server_errors",
+    "Store": ".limits.store",
+    "StoreUnavailable": ".limits.store",
     "TemplateProfile": ".tokens.templates",
-    "ThresholdEvent": ".budget",
-    "TokenCount": ".counting",
+    "ThresholdEvent": ".limits.budget",
+    "TokenCount": ".billing.counting",
     "TokenizerBackend": ".tokens.backends",
-    "TokenizerUnavailable": ".errors",
-    "UnknownFamily": ".errors",
-    "UnknownModel": ".errors",
-    "UnsupportedClient": ".meter",
-    "Usage": ".usage",
-    "UsageLog": ".log",
-    "UsageParseError": ".errors",
-    "TornLineWarning": ".log",
-    "UsageLogError": ".log",
-    "redact": ".log",
-    "register_secret": ".log",
-    "UsageRecord": ".log",
+    "TokenizerUnavailable": ".base.errors",
+    "UnknownFamily": ".base.errors",
+    "UnknownModel": ".base.errors",
+    "UnsupportedClient": ".meter.core",
+    "Usage": ".billing.usage",
+    "UsageLog": ".meter.log",
+    "UsageParseError": ".base.errors",
+    "TornLineWarning": ".meter.log",
+    "UsageLogError": ".meter.log",
+    "redact": ".meter.log",
+    "register_secret": ".meter.log",
+    "UsageRecord": ".meter.log",
     "VisionRule": ".tokens.media",
-    "check": ".preflight",
-    "classify": ".server_errors",
-    "cost": ".pricing",
-    "count_completion": ".counting",
-    "count_messages": ".counting",
-    "count_tokens": ".counting",
-    "decode": ".counting",
-    "encode": ".counting",
-    "estimate_cost": ".pricing",
-    "fit_messages": ".preflight",
+    "check": ".billing.preflight",
+    "classify": ".meter.server_errors",
+    "cost": ".billing.pricing",
+    "count_completion": ".billing.counting",
+    "count_messages": ".billing.counting",
+    "count_tokens": ".billing.counting",
+    "decode": ".billing.counting",
+    "encode": ".billing.counting",
+    "estimate_cost": ".billing.pricing",
+    "fit_messages": ".billing.preflight",
     "get_profile": ".tokens.templates",
-    "get_tokenizer": ".counting",
+    "get_tokenizer": ".billing.counting",
     "image_tokens": ".tokens.media",
     "load_backend": ".tokens.backends",
-    "open_store": ".store",
-    "read_usage": ".log",
-    "render_messages": ".counting",
-    "resolve": ".catalogue",
+    "open_store": ".limits.store",
+    "read_usage": ".meter.log",
+    "render_messages": ".billing.counting",
+    "resolve": ".catalogue.core",
     # issue #11 [limits]
-    "InvalidTimeout": ".errors",
-    "ReservationError": ".errors",
-    "ReservationExpired": ".errors",
-    "ReservationSettled": ".errors",
-    "ReservationUnknown": ".errors",
-    "CircuitBreaker": ".store",
+    "InvalidTimeout": ".base.errors",
+    "ReservationError": ".base.errors",
+    "ReservationExpired": ".base.errors",
+    "ReservationSettled": ".base.errors",
+    "ReservationUnknown": ".base.errors",
+    "CircuitBreaker": ".limits.store",
     # issue #13
-    "BatchEstimate": ".batch",
-    "InvalidRequest": ".errors",
-    "count_file": ".counting",
-    "estimate_batch": ".batch",
+    "BatchEstimate": ".billing.batch",
+    "InvalidRequest": ".base.errors",
+    "count_file": ".billing.counting",
+    "estimate_batch": ".billing.batch",
     "forget_files": ".tokens.files",
-    "normalize_request": ".request",
+    "normalize_request": ".billing.request",
     "register_file": ".tokens.files",
 }
+
+
+
+def _client_adapters() -> Any:
+    from . import clients  # the faces register with the meter from here, the top
+
+    return clients
+
+
+set_adapter_loader(_client_adapters)
+_moved.install()
 
 
 def __getattr__(name: str) -> Any:
     # Each part loads on first use, so `import qwen_meter` stays cheap.
     module = _EXPORTS.get(name)
     if module is None:
+        if name in _moved.MOVED:  # qm.store, qm.log, ...: a 0.2 module under its old name
+            return import_module(f"{__name__}.{name}")
         raise AttributeError(f"module 'qwen_meter' has no attribute {name!r}")
     value = getattr(import_module(module, __name__), name)
     globals()[name] = value

@@ -110,7 +110,7 @@ def make_store(store_kind, tmp_path, request):
     """A function returning a fresh store of the parametrized kind (same data on each call)."""
     import uuid
 
-    from qwen_meter.store import MemoryStore
+    from qwen_meter.limits.store import MemoryStore
 
     prefix = f"test-{uuid.uuid4().hex[:8]}:"
     memory = MemoryStore()
@@ -120,11 +120,11 @@ def make_store(store_kind, tmp_path, request):
         if store_kind == "memory":
             return memory
         if store_kind == "sqlite":
-            from qwen_meter.store.sqlite import SQLiteStore
+            from qwen_meter.limits.store.sqlite import SQLiteStore
 
             store = SQLiteStore(tmp_path / "qm.db")
         else:
-            from qwen_meter.store.redis import RedisStore
+            from qwen_meter.limits.store.redis import RedisStore
 
             url = request.getfixturevalue("redis_url" if store_kind == "redis"
                                           else "redis_cluster_url")

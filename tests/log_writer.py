@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from qwen_meter.log import JsonlLog, UsageRecord
+from qwen_meter.meter.log import JsonlLog, UsageRecord
 
 
 def main(path: str, size: int | None = None) -> None:

@@ -139,7 +139,7 @@ def test_falls_back_to_heuristic_when_no_ranks(monkeypatch):
     def missing(family):
         raise qm.TokenizerUnavailable("no package")
 
-    from qwen_meter import counting
+    from qwen_meter.billing import counting
 
     monkeypatch.setattr(backends, "bundled_ranks_path", missing)
     backends._tiktoken_backend.cache_clear()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import qwen_meter as qm
-from qwen_meter.cli import main
+from qwen_meter.cli.main import main
 
 
 def line(custom_id, body, url="/v1/chat/completions"):

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import qwen_meter as qm
-from qwen_meter.budget import Budget, BudgetWarning, period_bounds
-from qwen_meter.store import MemoryStore
+from qwen_meter.limits.budget import Budget, BudgetWarning, period_bounds
+from qwen_meter.limits.store import MemoryStore
 
 ops = st.lists(st.tuples(st.sampled_from(["reserve", "commit", "release"]),
                          st.integers(0, 400), st.integers(0, 10)), max_size=60)
@@ -90,7 +90,7 @@ def test_processes_cannot_overshoot(kind, tmp_path, request):
     context = multiprocessing.get_context("spawn")
     with context.Pool(4) as pool:
         results = pool.starmap(spend, [(url, name, seed, 60) for seed in range(4)])
-    from qwen_meter.store import open_store
+    from qwen_meter.limits.store import open_store
 
     store = open_store(url, **({"server_time": False} if kind == "redis" else {}))
     status = Budget("5 CNY", name=name, store=store).status()
@@ -205,7 +205,7 @@ def test_store_down_policies():
     from test_limiter import dead_redis
 
     closed = Budget("1 CNY", store=dead_redis())
-    with pytest.raises(qm.store.StoreUnavailable):
+    with pytest.raises(qm.StoreUnavailable):
         closed.reserve("0.1")
     opened = Budget("1 CNY", store=dead_redis(), on_store_error="open")
     with warnings.catch_warnings(record=True):
@@ -266,7 +266,7 @@ def test_commit_after_the_lease_expired_cannot_overshoot(make_store):
 def test_degraded_reservation_commits_once_when_the_store_is_back():
     store = MemoryStore()
     budget = Budget("10 CNY", store=store, name="d", on_store_error="open")
-    from qwen_meter.budget import Reservation
+    from qwen_meter.limits.budget import Reservation
 
     held = budget.reserve("2")
     degraded = Reservation(held.id + "x", held.budget, held.key, held.scope_value,

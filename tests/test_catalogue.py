@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import qwen_meter as qm
-from qwen_meter.catalogue import Catalogue
+from qwen_meter.catalogue.core import Catalogue
 
 
 @pytest.mark.parametrize(("name", "family", "template"), [

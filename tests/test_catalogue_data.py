@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import qwen_meter as qm
-from qwen_meter.catalogue import Catalogue, default_catalogue
+from qwen_meter.catalogue.core import Catalogue, default_catalogue
 
 CATALOGUE = default_catalogue()
 OFFERS = [(spec, offer) for spec in CATALOGUE for offers in spec.offers.values()

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 import qwen_meter as qm
-from qwen_meter import catalogue_store
-from qwen_meter.catalogue import Catalogue, default_catalogue
-from qwen_meter.cli import main
+from qwen_meter.catalogue import installed as catalogue_store
+from qwen_meter.catalogue.core import Catalogue, default_catalogue
+from qwen_meter.cli.main import main
 
 BUNDLED = Path(__file__).resolve().parent.parent / "data" / "models.yaml"
 ALIAS_BOMB = "\n".join(

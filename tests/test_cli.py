@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from qwen_meter.cli import main
+from qwen_meter.cli.main import main
 
 
 def test_count_example(capsys):
@@ -85,14 +85,14 @@ def test_check_command(tmp_path, capsys):
     assert result["fits"] is False and result["error"] == "OutputLimitExceeded"
 
 
-EXAMPLE_PATH = str(__import__("qwen_meter._data", fromlist=["data_dir"]).data_dir()
+EXAMPLE_PATH = str(__import__("qwen_meter.base.data", fromlist=["data_dir"]).data_dir()
                    / "examples" / "chat.json")
 
 
 def test_every_command_and_option_has_help():
     import argparse
 
-    from qwen_meter.cli import build_parser
+    from qwen_meter.cli.main import build_parser
 
     missing = []
 

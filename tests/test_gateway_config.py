@@ -16,13 +16,13 @@ pytest.importorskip("uvicorn")
 from fake_dashscope import REPLY, FakeDashScope
 from gateway_server import ROOT, gateway_process
 
-from qwen_meter.cli import main
-from qwen_meter.errors import GatewayConfigError
+from qwen_meter.base.errors import GatewayConfigError
+from qwen_meter.cli.main import main
 from qwen_meter.gateway.config import load_config, parse_config
 from qwen_meter.gateway.keys import KeyTable, hash_key
 from qwen_meter.gateway.routes import ROUTES
 from qwen_meter.gateway.streams import CompatibleStream, NativeStream
-from qwen_meter.log import read_jsonl
+from qwen_meter.meter.log import read_jsonl
 
 HASH = "sha256:" + "0" * 64
 

@@ -15,7 +15,7 @@ from gateway_upstream import REPLY, Upstream
 
 from qwen_meter.gateway import create_app
 from qwen_meter.gateway.config import default_config
-from qwen_meter.log import read_jsonl
+from qwen_meter.meter.log import read_jsonl
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from gateway_server import gateway_process
 
 import qwen_meter as qm
 from qwen_meter.gateway.keys import hash_key, new_key
-from qwen_meter.log import read_jsonl
+from qwen_meter.meter.log import read_jsonl
 
 REAL_KEY = "sk-REALsharedKEY9876543210"
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import qwen_meter as qm
-from qwen_meter.tokens import index
+from qwen_meter.billing import index
 
 
 def _fields(spec):

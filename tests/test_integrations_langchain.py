@@ -12,10 +12,7 @@ from integration_support import KEY
 import qwen_meter as qm
 
 langchain_openai = pytest.importorskip("langchain_openai")
-from qwen_meter.integrations.langchain import (  # noqa: E402
-    QwenMeterCallbackHandler,
-    chat_tongyi,
-)
+from qwen_meter.integrations.langchain import QwenMeterCallbackHandler, chat_tongyi
 
 
 def chat_openai(meter, server, **options):

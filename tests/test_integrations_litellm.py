@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from integration_support import HELLO, KEY
 
 import qwen_meter as qm
-from qwen_meter.cli import main
+from qwen_meter.cli.main import main
 from qwen_meter.integrations.litellm import LIMITATIONS, price_map
 
 # LiteLLM fetches its price map from the network at import unless told to use its copy.

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import qwen_meter as qm
-from qwen_meter.limiter import RateLimit, RateLimiter, _FifoGate
-from qwen_meter.store import MemoryStore, StoreUnavailable
+from qwen_meter.limits.limiter import RateLimit, RateLimiter, _FifoGate
+from qwen_meter.limits.store import MemoryStore, StoreUnavailable
 
 
 class FakeClock:
@@ -189,7 +189,7 @@ def test_fifo_gate_serves_in_arrival_order():
 def dead_redis():
     from redis_server import free_port
 
-    from qwen_meter.store.redis import RedisStore
+    from qwen_meter.limits.store.redis import RedisStore
 
     return RedisStore(f"redis://127.0.0.1:{free_port()}/0", timeout=0.2)
 
@@ -211,7 +211,7 @@ def test_store_down_fail_closed_and_open():
 
 
 def test_redis_server_time_shares_one_window(redis_url):
-    from qwen_meter.store.redis import RedisStore
+    from qwen_meter.limits.store.redis import RedisStore
 
     store = RedisStore(redis_url, prefix=f"t{uuid.uuid4().hex[:6]}:")  # server clock
     skewed = RateLimiter(store, limits={"m": (2, None)}, clock=lambda: time.time() + 3600)
@@ -331,7 +331,7 @@ def test_sqlite_caller_blocked_on_the_lock_uses_the_second_it_gets_the_lock_in(t
     second boundary must count in the second it is admitted in, not the one it started in."""
     import sqlite3
 
-    from qwen_meter.store.sqlite import SQLiteStore
+    from qwen_meter.limits.store.sqlite import SQLiteStore
 
     path = tmp_path / "stale.db"
     clock = FakeClock(3000.9)

@@ -21,9 +21,9 @@ import pytest
 from redis_server import free_port
 
 import qwen_meter as qm
-from qwen_meter.budget import Budget
-from qwen_meter.limiter import RateLimiter
-from qwen_meter.store import CircuitBreaker, StoreUnavailable
+from qwen_meter.limits.budget import Budget
+from qwen_meter.limits.limiter import RateLimiter
+from qwen_meter.limits.store import CircuitBreaker, StoreUnavailable
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
@@ -70,7 +70,7 @@ def assert_policy(store, policy, *, slow: float, calls: int = 8) -> None:
 
 @pytest.mark.parametrize("policy", ["closed", "open"])
 def test_sqlite_locked(tmp_path, policy):
-    from qwen_meter.store.sqlite import SQLiteStore
+    from qwen_meter.limits.store.sqlite import SQLiteStore
 
     path = tmp_path / "locked.db"
     store = SQLiteStore(path, timeout=0.2)
@@ -113,7 +113,7 @@ def fill(store, policy, rl, budget):
 
 @pytest.mark.parametrize("policy", ["closed", "open"])
 def test_sqlite_disk_full(tmp_path, policy):
-    from qwen_meter.store.sqlite import SQLiteStore
+    from qwen_meter.limits.store.sqlite import SQLiteStore
 
     with tiny_tmpfs(tmp_path) as folder:
         store = SQLiteStore(os.path.join(folder, "full.db"), timeout=0.2)
@@ -162,7 +162,7 @@ else:
 
 
 def redis_store(url, **options):
-    from qwen_meter.store.redis import RedisStore
+    from qwen_meter.limits.store.redis import RedisStore
 
     return RedisStore(url, prefix=f"fault-{uuid.uuid4().hex[:6]}:", **options)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import qwen_meter as qm
-from qwen_meter.log import (
+from qwen_meter.meter.log import (
     JsonlLog,
     SQLiteLog,
     TornLineWarning,

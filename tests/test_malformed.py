@@ -25,14 +25,14 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import qwen_meter as qm
-from qwen_meter.catalogue import Catalogue
-from qwen_meter.errors import (
+from qwen_meter.base.errors import (
     CatalogueError,
     InvalidArgument,
     InvalidArgumentType,
     QwenMeterError,
 )
-from qwen_meter.log import JsonlLog, TornLineWarning, UsageLogError, read_jsonl
+from qwen_meter.catalogue.core import Catalogue
+from qwen_meter.meter.log import JsonlLog, TornLineWarning, UsageLogError, read_jsonl
 
 GUARD_SECONDS = 5.0
 OK = [{"role": "user", "content": "hi"}]

@@ -9,7 +9,7 @@ from collections import defaultdict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qwen_meter.store import MemoryStore, WindowCheck
+from qwen_meter.limits.store import MemoryStore, WindowCheck
 
 # "{m}" tags share a stripe; "{n}" is another one; "plain" is untagged.
 KEYS = ("rl:{m}:req", "rl:{m}:tok", "rl:{n}:tok", "plain")

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import qwen_meter as qm
+from qwen_meter.meter.log import SCHEMA_VERSION
 
 openai = pytest.importorskip("openai")
 
@@ -393,7 +394,7 @@ def test_log_lines_are_json(make_meter, server, tmp_path):
     meter = make_meter()
     client(meter, server).chat.completions.create(model="qwen-plus", messages=HELLO)
     for line in (tmp_path / "usage.jsonl").read_text().splitlines():
-        assert json.loads(line)["version"] == qm.log.SCHEMA_VERSION
+        assert json.loads(line)["version"] == SCHEMA_VERSION
 
 
 def test_any_httpx_client(make_meter, server):

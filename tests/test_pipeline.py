@@ -19,8 +19,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import qwen_meter as qm
-from qwen_meter.sse import SSEDecoder
-from qwen_meter.store import MemoryStore, StoreUnavailable
+from qwen_meter.clients.sse import SSEDecoder
+from qwen_meter.limits.store import MemoryStore, StoreUnavailable
 
 openai = pytest.importorskip("openai")
 
@@ -138,7 +138,7 @@ def test_odd_usage_still_returns_the_response_and_records_an_estimate(make_meter
 
 @pytest.mark.parametrize("kind", CLIENTS)
 def test_cost_failing_at_settlement_returns_the_response(make_meter, server, kind, monkeypatch):
-    import qwen_meter.unlisted as unlisted
+    import qwen_meter.billing.unlisted as unlisted
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise qm.NotOffered("qwen-plus", "cn", ())
@@ -261,7 +261,7 @@ def test_heartbeat_keeps_ticking_while_50_calls_wait(make_meter, server):
 
 def test_async_steps_offload_blocking_stores(make_meter, server, tmp_path):
     """Store operations of a blocking (SQLite) store leave the event loop thread."""
-    from qwen_meter.store.sqlite import SQLiteStore
+    from qwen_meter.limits.store.sqlite import SQLiteStore
 
     threads: list[str] = []
 
@@ -746,7 +746,7 @@ usages = st.one_of(
 def test_settlement_never_raises_and_settles_once(usage, fail_commit, fail_adjust, cost_fails,
                                                   outcome, asynchronous):
     """Whatever fails while settling: no exception, one record, holds settled once."""
-    import qwen_meter.unlisted as unlisted
+    import qwen_meter.billing.unlisted as unlisted
 
     store = Flaky()
     seen = Seen()

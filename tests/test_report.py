@@ -18,7 +18,7 @@ pytest.importorskip("pandas")
 pytest.importorskip("pyarrow")
 
 import qwen_meter as qm
-from qwen_meter.cli import main
+from qwen_meter.cli.main import main
 from qwen_meter.report import build_report, load_usage, render, reprice
 
 MODELS = ["qwen-plus", "qwen-flash", "qwen-max", "qwen3-max"]

@@ -23,7 +23,7 @@ pytest.importorskip("duckdb")
 pytest.importorskip("pandas")
 
 import qwen_meter as qm
-from qwen_meter.cli import main
+from qwen_meter.cli.main import main
 from qwen_meter.report import build_report, load_usage, render
 from qwen_meter.report.export import compact
 

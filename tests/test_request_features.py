@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 import qwen_meter as qm
-from qwen_meter.cli import main
+from qwen_meter.cli.main import main
 
 FIB_USER = "请补全这个斐波那契函数，勿添加其它内容"
 FIB_PREFIX = "def calculate_fibonacci(n):\n    if n <= 1:\n        return n\n    else:\n"
@@ -171,7 +171,7 @@ def test_preserve_thinking_keeps_earlier_reasoning_on_36_only():
 
 
 def test_soft_switches_are_read_from_the_last_user_message():
-    from qwen_meter.request import Request
+    from qwen_meter.billing.request import Request
 
     assert Request.of({"messages": [{"role": "user", "content": "hi /no_think"}]}
                       ).soft_thinking is False

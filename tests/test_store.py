@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from qwen_meter.store import WindowCheck
-from qwen_meter.store.base import from_units, to_units
+from qwen_meter.limits.store import WindowCheck
+from qwen_meter.limits.store.base import from_units, to_units
 
 
 def test_window_acquire_is_all_or_nothing(make_store):
@@ -230,7 +230,7 @@ def test_ready_clients_and_cluster_urls(redis_url, redis_cluster_url):
     import redis
     import redis.cluster
 
-    from qwen_meter.store import open_store
+    from qwen_meter.limits.store import open_store
 
     for client in (redis.Redis.from_url(redis_url),
                    redis.cluster.RedisCluster.from_url("redis" + redis_cluster_url[13:])):
@@ -251,7 +251,7 @@ def test_ready_clients_and_cluster_urls(redis_url, redis_cluster_url):
 
 
 def test_tombstones_are_forgotten_and_then_still_never_counted(make_store):
-    from qwen_meter.store.base import TOMBSTONE_SECONDS
+    from qwen_meter.limits.store.base import TOMBSTONE_SECONDS
 
     store = make_store()
     for n in range(50):
@@ -269,7 +269,7 @@ def test_memory_checks_spanning_lock_stripes_stay_atomic():
     so 16 threads can never admit more than the limit of either."""
     import threading
 
-    from qwen_meter.store import MemoryStore
+    from qwen_meter.limits.store import MemoryStore
 
     store = MemoryStore()
     checks = [WindowCheck("{a}:req", 50, 1), WindowCheck("{b}:tok", 10_000, 7)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..meter import Meter
+    from ..meter.core import Meter
 
 _DASHSCOPE = {"Generation": "MeteredGeneration", "AioGeneration": "MeteredAioGeneration",
               "MultiModalConversation": "MeteredMultiModalConversation",
@@ -15,8 +15,8 @@ _DASHSCOPE = {"Generation": "MeteredGeneration", "AioGeneration": "MeteredAioGen
 
 def wrap(meter: Meter, client: Any) -> Any:
     """The metered counterpart of ``client`` (see :meth:`qwen_meter.Meter.wrap`)."""
-    from ..log import register_client_secrets
-    from ..meter import UnsupportedClient
+    from ..meter.core import UnsupportedClient
+    from ..meter.log import register_client_secrets
 
     register_client_secrets(client)  # its key is masked in every record from now on
     module = type(client).__module__ if not isinstance(client, type) else client.__module__
@@ -37,3 +37,17 @@ def wrap(meter: Meter, client: Any) -> Any:
         f"cannot meter a {module}.{name}; supported: openai.OpenAI / AsyncOpenAI, "
         f"dashscope.{' / '.join(_DASHSCOPE)}, httpx / httpx2 Client / AsyncClient "
         "(LangChain: pass meter.httpx_client() as http_client)")
+
+
+def metered_client(meter: Meter, **kwargs: Any) -> Any:
+    """A metered ``httpx.Client`` (see :meth:`qwen_meter.Meter.httpx_client`)."""
+    from .httpx import metered_client as make
+
+    return make(meter, **kwargs)
+
+
+def metered_async_client(meter: Meter, **kwargs: Any) -> Any:
+    """A metered ``httpx.AsyncClient`` (see :meth:`qwen_meter.Meter.httpx_async_client`)."""
+    from .httpx import metered_async_client as make
+
+    return make(meter, **kwargs)

@@ -19,8 +19,8 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
-from ..meter import Meter, MeteredCall
-from ..server_errors import DashScopeError, classify
+from ..meter.core import Meter, MeteredCall
+from ..meter.server_errors import DashScopeError, classify
 
 
 def _history(history: Any) -> list[dict[str, Any]]:

@@ -32,9 +32,9 @@ from typing import Any
 
 import httpx
 
-from ..meter import Meter, MeteredCall
-from ..server_errors import DashScopeError, classify
-from ..sse import SSEDecoder, SSEEvent
+from ..meter.core import Meter, MeteredCall
+from ..meter.server_errors import DashScopeError, classify
+from .sse import SSEDecoder, SSEEvent
 
 _ENDPOINTS = (("/chat/completions", "chat"), ("/embeddings", "embeddings"),
               ("/completions", "completions"), ("/responses", "responses"))
@@ -427,7 +427,7 @@ def rewrap(meter: Meter, client: Any) -> Any:
     cookies, timeout, redirects and event hooks; its transport and mounts (proxy, TLS
     settings) kept underneath the meter. Raises :class:`~qwen_meter.meter.UnsupportedClient`
     when the client's transport cannot be reached (rather than dropping it silently)."""
-    from ..meter import UnsupportedClient
+    from ..meter.core import UnsupportedClient
 
     hx = _module_of(client)
     sync_cls, async_cls = transports(hx)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..meter import Meter, UnsupportedClient
+from ..meter.core import Meter, UnsupportedClient
 from .httpx import rewrap
 
 

@@ -22,8 +22,7 @@ from typing import Any
 
 import aiohttp
 
-from ..attribution import attribute
-from ..errors import (
+from ..base.errors import (
     BudgetExceeded,
     InvalidMessages,
     LimitExceeded,
@@ -32,9 +31,10 @@ from ..errors import (
     RateLimited,
     UnknownModel,
 )
-from ..meter import MeteredCall
-from ..server_errors import classify
-from ..store import StoreUnavailable
+from ..limits.store import StoreUnavailable
+from ..meter.attribution import attribute
+from ..meter.core import MeteredCall
+from ..meter.server_errors import classify
 from . import answers, metering
 from .answers import Answer
 from .config import GatewayConfig
@@ -102,7 +102,7 @@ class Gateway:
                 return
 
     def start(self) -> None:
-        from ..counting import count_messages
+        from ..billing.counting import count_messages
 
         # Load the tokenizer now, not on the first client's time.
         count_messages([{"role": "user", "content": "hi"}], "qwen-plus")

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import GatewayConfigError
+from ..base.errors import GatewayConfigError
 
 DEFAULT_UPSTREAM = "https://dashscope.aliyuncs.com"
 DEFAULT_HOST = "127.0.0.1"
@@ -214,8 +214,8 @@ class _Fields:
 
 
 def _budget(data: Any, path: str, file: str | None, default_name: str) -> BudgetConfig:
-    from ..budget import parse_money
-    from ..catalogue import CURRENCIES
+    from ..catalogue.core import CURRENCIES
+    from ..limits.budget import parse_money
 
     f = _Fields(data, path, file)
     f.only(("name", "limit", "per", "mode"))
@@ -320,8 +320,8 @@ def parse_config(data: Any, file: str | None = None) -> GatewayConfig:
 def read_file(path: str | os.PathLike[str]) -> Any:
     """The parsed content of a config file (YAML, of which JSON is a subset), read as the
     catalogue's override files are (UTF-8, size and alias caps)."""
-    from .._data import load_yaml
-    from ..errors import CatalogueError
+    from ..base.data import load_yaml
+    from ..base.errors import CatalogueError
 
     try:
         return load_yaml(Path(path))

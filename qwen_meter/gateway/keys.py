@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import GatewayConfigError
+from ..base.errors import GatewayConfigError
 from .config import DEFAULT_UPSTREAM, KeyConfig, load_config, parse_config, read_file, write_file
 
 PREFIX = "sk-qm-"

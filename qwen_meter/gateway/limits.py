@@ -8,8 +8,8 @@ shared store, so every replica counts against the same windows.
 
 from __future__ import annotations
 
-from ..limiter import Permit, RateLimit, RateLimiter
-from ..store import Store
+from ..limits.limiter import Permit, RateLimit, RateLimiter
+from ..limits.store import Store
 
 ALL_MODELS = "*"
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..log import UsageRecord
-from ..meter import Meter, MeteredCall
+from ..meter.core import Meter, MeteredCall
+from ..meter.log import UsageRecord
 
 
 async def begin(meter: Meter, request: Mapping[str, Any], *, endpoint: str,

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from ..observers import Observer
+from ..meter.observers import Observer
 
 if TYPE_CHECKING:
-    from ..budget import Budget
-    from ..log import UsageRecord
-    from ..meter import MeteredCall
+    from ..limits.budget import Budget
+    from ..meter.core import MeteredCall
+    from ..meter.log import UsageRecord
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -11,13 +11,13 @@ import os
 import socket
 from dataclasses import dataclass
 
-from ..budget import Budget
-from ..limiter import RateLimit, RateLimiter
-from ..log import UsageLog, open_log
-from ..meter import Meter, default_log_path
-from ..observers import Observer
-from ..server_errors import RetryPolicy
-from ..store import MemoryStore, Store, open_store
+from ..limits.budget import Budget
+from ..limits.limiter import RateLimit, RateLimiter
+from ..limits.store import MemoryStore, Store, open_store
+from ..meter.core import Meter, default_log_path
+from ..meter.log import UsageLog, open_log
+from ..meter.observers import Observer
+from ..meter.server_errors import RetryPolicy
 from .config import BudgetConfig, GatewayConfig, KeyConfig, UpstreamConfig
 from .limits import TenantLimiter
 

@@ -18,10 +18,10 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..budget import Budget
-    from ..limiter import RateLimiter
-    from ..log import UsageRecord
-    from ..meter import MeteredCall
+    from ..limits.budget import Budget
+    from ..limits.limiter import RateLimiter
+    from ..meter.core import MeteredCall
+    from ..meter.log import UsageRecord
 
 log = logging.getLogger("qwen_meter.integrations")
 

@@ -36,8 +36,8 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from ..attribution import attribute
-from ..errors import MissingExtra
+from ..base.errors import MissingExtra
+from ..meter.attribution import attribute
 
 try:
     from langchain_core.callbacks import BaseCallbackHandler
@@ -46,7 +46,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
                        "pip install 'qwen-meter[langchain]'") from exc
 
 if TYPE_CHECKING:
-    from ..meter import Meter
+    from ..meter.core import Meter
 
 
 def _text(value: Any) -> str:

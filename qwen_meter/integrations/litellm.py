@@ -46,8 +46,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from ..catalogue import Catalogue, ModelSpec, Offer, PriceTier, default_catalogue
-from ..errors import ConfigurationError, NotOffered
+from ..base.errors import ConfigurationError, NotOffered
+from ..catalogue.core import Catalogue, ModelSpec, Offer, PriceTier, default_catalogue
 
 if TYPE_CHECKING:
     from .litellm_logger import QwenMeterLogger as QwenMeterLogger

@@ -27,19 +27,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
-from ..catalogue import Catalogue, default_catalogue
-from ..errors import MissingExtra, QwenMeterError
+from ..base.errors import MissingExtra, QwenMeterError
+from ..catalogue.core import Catalogue, default_catalogue
 
 try:
     from litellm.integrations.custom_logger import CustomLogger
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise MissingExtra("the LiteLLM logger needs litellm: pip install 'qwen-meter[litellm]'"
                        ) from exc
-from ..log import UsageLog, UsageRecord, open_log
-from ..meter import DEFAULT_LOG, Meter, _DefaultLog, default_log_path
-from ..observers import Observer, notify
-from ..pricing import cost
-from ..usage import Usage
+from ..billing.pricing import cost
+from ..billing.usage import Usage
+from ..meter.core import DEFAULT_LOG, Meter, _DefaultLog, default_log_path
+from ..meter.log import UsageLog, UsageRecord, open_log
+from ..meter.observers import Observer, notify
 
 #: Hosts whose region qwen_meter knows.
 _HOST_REGIONS = (("dashscope-intl", "intl"), ("dashscope.aliyuncs.com", "cn"))

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..errors import MissingExtra
+from ..base.errors import MissingExtra
 
 try:
     from opentelemetry import context as otel_context
@@ -39,12 +39,12 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise MissingExtra("the OpenTelemetry integration needs opentelemetry-api: "
                        "pip install 'qwen-meter[otel]'") from exc
 
-from ..observers import Observer
+from ..meter.observers import Observer
 from . import _common as c
 
 if TYPE_CHECKING:
-    from ..log import UsageRecord
-    from ..meter import Meter, MeteredCall
+    from ..meter.core import Meter, MeteredCall
+    from ..meter.log import UsageRecord
 
 #: Bucket boundaries the GenAI conventions advise for ``gen_ai.client.token.usage``.
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304,

@@ -31,7 +31,7 @@ import weakref
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigurationError, MissingExtra
+from ..base.errors import ConfigurationError, MissingExtra
 
 try:
     from prometheus_client import (
@@ -48,14 +48,14 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise MissingExtra("the Prometheus integration needs prometheus-client: "
                        "pip install 'qwen-meter[prometheus]'") from exc
 
-from ..observers import Observer
+from ..meter.observers import Observer
 from . import _common as c
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
-    from ..log import UsageRecord
-    from ..meter import Meter, MeteredCall
+    from ..meter.core import Meter, MeteredCall
+    from ..meter.log import UsageRecord
 
 #: Duration buckets (seconds): LLM calls run from ~100 ms to minutes.
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0)

@@ -19,11 +19,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ..observers import Observer
+from ..meter.observers import Observer
 
 if TYPE_CHECKING:
-    from ..log import UsageRecord
-    from ..meter import Meter, MeteredCall
+    from ..meter.core import Meter, MeteredCall
+    from ..meter.log import UsageRecord
 
 LOGGER = "qwen_meter.usage"
 # Attributes every LogRecord has (or that Formatter sets): flat keys must not shadow them.

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from ..catalogue import Catalogue
-from ..errors import ConfigurationError
+from ..base.errors import ConfigurationError
+from ..catalogue.core import Catalogue
 from . import sql
 from .engine import Plan, Scan, Skipped, check_zone, run
 from .read import UsageData

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..errors import QwenMeterError
+from ..base.errors import QwenMeterError
 from . import safe
 from .build import Report
 

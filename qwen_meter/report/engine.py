@@ -17,8 +17,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..catalogue import Catalogue, ModelSpec, default_catalogue
-from ..errors import QwenMeterError
+from ..base.errors import QwenMeterError
+from ..catalogue.core import Catalogue, ModelSpec, default_catalogue
 from . import sql
 from .prices import PRICE_COLUMNS, price_rows, thresholds
 from .sources import (
@@ -106,7 +106,7 @@ def system_zone() -> str:
 
 def check_zone(tz: str) -> str:
     """``tz`` if it is a zone name the engine knows, else a ConfigurationError."""
-    from ..errors import ConfigurationError
+    from ..base.errors import ConfigurationError
 
     db = connect()
     try:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..catalogue import Catalogue
+from ..catalogue.core import Catalogue
 from . import sql
 from .engine import Engine, Plan, Skipped, _prefetch
 from .sources import Progress, ReportInputError, Source, jsonl_chunks, sniff, sqlite_chunks

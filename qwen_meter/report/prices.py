@@ -13,8 +13,8 @@ from decimal import Decimal
 import numpy as np
 import pyarrow as pa
 
-from ..catalogue import Catalogue, ModelSpec, Offer, default_catalogue
-from ..errors import QwenMeterError
+from ..base.errors import QwenMeterError
+from ..catalogue.core import Catalogue, ModelSpec, Offer, default_catalogue
 
 MONEY = pa.decimal128(38, 18)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..catalogue import Catalogue
+from ..catalogue.core import Catalogue
 from .engine import Plan, Scan, Skipped, check_zone, run, system_zone
 from .sources import ReportInputError, Source, sniff
 
@@ -88,7 +88,7 @@ class UsageData:
 
 def default_source() -> Path:
     """The meter's default log (see :func:`qwen_meter.meter.default_log_path`)."""
-    from ..meter import default_log_path
+    from ..meter.core import default_log_path
 
     return default_log_path()
 

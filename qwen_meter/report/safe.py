@@ -13,7 +13,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from ..pricing import CURRENCY_SYMBOLS
+from ..billing.pricing import CURRENCY_SYMBOLS
 
 # C0 / C1 controls (ESC starts terminal sequences), DEL, and the bidirectional overrides that
 # can make text display in another order than it is stored.

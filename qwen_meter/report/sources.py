@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..catalogue import Catalogue, default_catalogue
-from ..errors import QwenMeterError
-from ..usage import Usage
+from ..base.errors import QwenMeterError
+from ..billing.usage import Usage
+from ..catalogue.core import Catalogue, default_catalogue
 from .sql import SKIP
 
 CHUNK_BYTES = 32 << 20
@@ -200,7 +200,7 @@ def sqlite_chunks(path: Path, progress: Progress, batch: int = 100_000) -> Itera
 def _response_record(value: Any, default_model: str | None, region: str | None,
                      catalogue: Catalogue) -> dict[str, Any] | str:
     """A log record for one raw API response, or why there is none."""
-    from ..pricing import cost as price_usage
+    from ..billing.pricing import cost as price_usage
 
     if not isinstance(value, dict):
         return "not a JSON object"

@@ -27,7 +27,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..errors import TokenizerUnavailable
+from ..base.errors import TokenizerUnavailable
 from .families import TokenizerFamily, get_family
 
 if TYPE_CHECKING:

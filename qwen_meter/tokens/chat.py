@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..errors import InvalidMessages
+from ..base.errors import InvalidMessages
 from .messages import Message, Part, ToolCall
 from .templates import TemplateProfile
 

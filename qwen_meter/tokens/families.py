@@ -11,9 +11,9 @@ from functools import cache
 from types import MappingProxyType
 from typing import Any
 
-from .._data import data_dir, load_yaml, lookup
-from ..errors import CatalogueError
-from .index import loaded_table
+from ..base.data import data_dir, load_yaml, lookup
+from ..base.errors import CatalogueError
+from .tables import loaded_table
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import re
 import threading
 from collections.abc import Mapping
 
-from ..errors import InvalidRequest
+from ..base.errors import InvalidRequest
 
 #: A file reference as qwen-long takes it; several may share one message, comma-separated.
 FILE_REFERENCE = re.compile(r"fileid://([A-Za-z0-9_\-.]+)")

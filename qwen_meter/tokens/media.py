@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import MediaError
+from ..base.errors import MediaError
 from .messages import Part
 
 VISION_PLACEHOLDER = {

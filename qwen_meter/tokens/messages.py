@@ -11,8 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..errors import InvalidMessages, InvalidRequest
-from ..validate import json_problem
+from ..base.checks import json_problem
+from ..base.errors import InvalidMessages, InvalidRequest
 
 ROLES = ("system", "user", "assistant", "tool")
 PartKind = Literal["text", "image", "audio", "video"]

@@ -13,9 +13,9 @@ from functools import cache
 from types import MappingProxyType
 from typing import Any
 
-from .._data import data_dir, load_yaml, lookup
-from ..errors import CatalogueError
-from .index import loaded_table
+from ..base.data import data_dir, load_yaml, lookup
+from ..base.errors import CatalogueError
+from .tables import loaded_table
 
 TOOLS_STYLES = ("qwen2.5", "qwen3", "qwen3.5")
 TOOL_CALL_STYLES = ("json", "xml")

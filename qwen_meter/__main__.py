@@ -1,0 +1,5 @@
+"""``python -m qwen_meter``: the ``qwen-meter`` command."""
+
+from .cli.main import main
+
+raise SystemExit(main())

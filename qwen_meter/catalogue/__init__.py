@@ -1,0 +1,38 @@
+"""The catalogue: models, their offers by region, limits, prices and rate limits.
+
+``data/models.yaml`` (plus overrides and downloaded updates) becomes frozen
+:class:`ModelSpec` / :class:`Offer` records; names resolve through aliases, snapshots and name
+rules; ``installed`` keeps downloaded catalogues and rolls them back; ``diff`` says what changed.
+
+May use: ``base`` and ``tokens`` (a model names its tokenizer family, chat template and media
+rule). Never counting by model, pricing, limits, the meter or any face.
+"""
+
+from .core import (
+    CURRENCIES,
+    MODEL_KINDS,
+    OVERRIDE_ENV,
+    PRICE_FIELDS,
+    REGION_ENV,
+    SOURCE_KINDS,
+    STATUSES,
+    THINKING_KINDS,
+    CacheRules,
+    Catalogue,
+    FreeQuota,
+    Limits,
+    ModelSpec,
+    Offer,
+    PriceTier,
+    RateLimits,
+    Source,
+    ToolFee,
+    default_catalogue,
+    resolve,
+)
+
+__all__ = [
+    "CURRENCIES", "MODEL_KINDS", "OVERRIDE_ENV", "PRICE_FIELDS", "REGION_ENV", "SOURCE_KINDS",
+    "STATUSES", "THINKING_KINDS", "CacheRules", "Catalogue", "FreeQuota", "Limits", "ModelSpec",
+    "Offer", "PriceTier", "RateLimits", "Source", "ToolFee", "default_catalogue", "resolve",
+]

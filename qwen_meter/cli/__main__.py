@@ -1,0 +1,5 @@
+"""``python -m qwen_meter.cli``: the ``qwen-meter`` command."""
+
+from .main import main
+
+raise SystemExit(main())

@@ -1,0 +1,130 @@
+"""``qwen-meter report``: cost reports from usage logs."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..base.errors import QwenMeterError
+
+GROUPS = ("model, day, week, month, tag, user, region, status, served_model, endpoint")
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _top(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
+    return value
+
+
+def write_out(text: str, out: str) -> None:
+    """Writes ``text`` to ``out``, creating missing folders; a clear error if it cannot."""
+    path = Path(out)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise QwenMeterError(f"cannot write {out}: {exc.strerror or exc}") from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..limits.budget import parse_money
+
+    try:
+        from ..report import build_report, load_usage, render
+    except ImportError as exc:
+        raise QwenMeterError("reports need `pip install qwen-meter[reports]` "
+                             f"(missing: {exc.name})") from None
+    if args.sql:
+        return _print_sql(args)
+    by = [k.strip() for k in args.by.split(",") if k.strip()]
+    budget = None
+    if args.budget:
+        amount, currency = parse_money(args.budget)
+        if currency is None:
+            raise QwenMeterError("--budget needs a currency, e.g. '50 CNY'")
+        budget = (amount, currency)
+    data = load_usage(args.logs or None, since=args.since, until=args.until, tz=args.tz,
+                      default_model=args.default_model, region=args.region,
+                      progress=sys.stderr.isatty() and not args.quiet)
+    report = build_report(data, by=by, reprice_as=args.reprice_as,
+                          reprice_region=args.reprice_region, reprice_batch=args.reprice_batch,
+                          budget=budget, top=args.top)
+    width = shutil.get_terminal_size((100, 24)).columns if sys.stdout.isatty() else 100
+    text = render(report, args.format, width=width)
+    if args.out:
+        write_out(text, args.out)
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        sys.stdout.flush()
+    if args.plot:
+        from ..report.charts import save_png
+
+        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+        save_png(report, args.plot)
+    return 0
+
+
+def _print_sql(args: argparse.Namespace) -> int:
+    from ..report.export import report_sql
+
+    by = [k.strip() for k in args.by.split(",") if k.strip()]
+    sys.stdout.write(report_sql(args.logs[0] if args.logs else "usage_parquet", by=by,
+                                tz=args.tz or "UTC", reprice_as=args.reprice_as,
+                                reprice_region=args.reprice_region,
+                                reprice_batch=args.reprice_batch) + "\n")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Adds ``report`` to the CLI's subparsers."""
+    report = sub.add_parser(
+        "report", help="cost report from usage logs or saved responses",
+        description="A cost report from qwen_meter usage logs (JSONL, SQLite, or the Parquet "
+                    "folder of `qwen-meter log compact`) or JSONL files of raw responses. "
+                    "With no LOG, the meter's default log.")
+    report.add_argument("logs", nargs="*", metavar="LOG",
+                        help="usage logs (.jsonl, .db, .parquet or a compacted folder), or "
+                             "JSONL files of raw responses (default: the meter's default log)")
+    report.add_argument("--by", default="model",
+                        help=f"group by: {GROUPS} (comma-separated; default model)")
+    report.add_argument("--since", type=_date, help="first day (YYYY-MM-DD, in --tz)")
+    report.add_argument("--until", type=_date, help="day after the last (YYYY-MM-DD, in --tz)")
+    report.add_argument("--tz", help="time zone of days, weeks and months, e.g. Asia/Shanghai "
+                                     "(default: the system's)")
+    report.add_argument("--format", choices=("table", "csv", "md", "json", "html"),
+                        default="table", help="output format (default: a terminal table)")
+    report.add_argument("--out", help="write the report to this file (folders are created)")
+    report.add_argument("--plot", metavar="FILE.png", help="also draw the charts to a PNG")
+    report.add_argument("--top", type=_top, default=10,
+                        help="how many tags to list by cost and by calls (default 10)")
+    report.add_argument("--reprice-as", metavar="MODEL",
+                        help="compare with the cost on another model")
+    report.add_argument("--reprice-region", choices=("cn", "intl"),
+                        help="compare with the cost in another region")
+    report.add_argument("--reprice-batch", action="store_true",
+                        help="compare with the cost as batch calls")
+    report.add_argument("--budget", help="add a burn-down against a budget, e.g. '50 CNY'")
+    report.add_argument("--default-model",
+                        help="model for raw native responses that do not name one")
+    report.add_argument("--region", choices=("cn", "intl"),
+                        help="region to price raw responses in (default cn)")
+    report.add_argument("--sql", action="store_true",
+                        help="print the report's SQL (DuckDB) over LOG, a Parquet folder of "
+                             "`log compact`, instead of running it")
+    report.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    report.set_defaults(run=_run)
