@@ -1,8 +1,13 @@
 """MkDocs hooks: pages generated from the repository, so they cannot drift from it.
 
-- ``cli.md``: the ``--help`` of every ``qwen-meter`` command, from the real argument parser;
-- ``changelog.md`` and ``zh-CN.md``: ``CHANGELOG.md`` and ``README.zh-CN.md`` from the
-  repository root (links between them rewritten to site pages).
+- ``cli.md`` and ``zh/cli.md``: the ``--help`` of every ``qwen-meter`` command, from the real
+  argument parser (the help text is the same in both; only the title and intro are Chinese);
+- ``changelog.md`` and ``zh/changelog.md``: ``CHANGELOG.md`` from the repository root (the
+  changelog is kept in English; the Chinese page says so above it);
+- ``zh-CN.md``: ``README.zh-CN.md`` from the repository root.
+
+Links between the root files are rewritten to site pages, and the README's links into
+``docs/`` to the pages themselves, so they resolve on the site as they do on GitHub.
 """
 
 from __future__ import annotations
@@ -16,33 +21,49 @@ from mkdocs.structure.files import File, Files
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _cli_page() -> str:
-    from qwen_meter.cli.main import build_parser
+def _cli_page(title: str, intro: str) -> str:
+    from qwen_meter.cli import build_parser
 
     parser = build_parser()
-    lines = ["# Command line", "",
-             "Every command of `qwen-meter`, as its `--help` prints it.", ""]
+    lines = [f"# {title}", "", intro, ""]
 
-    def walk(p: argparse.ArgumentParser, title: str) -> None:
-        lines.extend([f"## `{title}`", "", "```text", p.format_help().rstrip(), "```", ""])
+    def walk(p: argparse.ArgumentParser, name: str) -> None:
+        lines.extend([f"## `{name}`", "", "```text", p.format_help().rstrip(), "```", ""])
         for action in p._actions:  # argparse keeps subcommands only here
             if isinstance(action, argparse._SubParsersAction):
-                for name, sub in action.choices.items():
-                    walk(sub, f"{title} {name}")
+                for sub_name, sub in action.choices.items():
+                    walk(sub, f"{name} {sub_name}")
 
     walk(parser, "qwen-meter")
     return "\n".join(lines)
 
 
-def _root_page(name: str) -> str:
+def _root_page(name: str, prefix: str = "") -> str:
+    """A root file as a page at the site root; ``prefix`` (e.g. ``../``) for a page one folder down."""
     text = (ROOT / name).read_text(encoding="utf-8")
-    return (text.replace("(README.md)", "(index.md)").replace("(README.zh-CN.md)", "(zh-CN.md)")
-            .replace("(CHANGELOG.md)", "(changelog.md)"))
+    return (text.replace("(README.md)", f"({prefix}index.md)")
+            .replace("(README.zh-CN.md)", f"({prefix}zh-CN.md)")
+            .replace("(CHANGELOG.md)", f"({prefix}changelog.md)")
+            .replace("(docs/", f"({prefix}"))
+
+
+def _zh_changelog() -> str:
+    text = _root_page("CHANGELOG.md", prefix="../")
+    # The file's own first line is "# Changelog"; the Chinese page keeps the entries in English.
+    body = text.split("\n", 1)[1] if text.startswith("# ") else text
+    return ("# 更新记录\n\n更新记录只用英文维护，以下为 `CHANGELOG.md` 原文。\n" + body)
 
 
 def on_files(files: Files, config: Any) -> Files:
-    for page, make in (("cli.md", _cli_page),
-                       ("changelog.md", lambda: _root_page("CHANGELOG.md")),
-                       ("zh-CN.md", lambda: _root_page("README.zh-CN.md"))):
+    pages = (
+        ("cli.md", lambda: _cli_page("Command line",
+                                     "Every command of `qwen-meter`, as its `--help` prints it.")),
+        ("zh/cli.md", lambda: _cli_page("命令行",
+                                        "`qwen-meter` 的每个命令及其 `--help` 输出（帮助文本为英文原文）。")),
+        ("changelog.md", lambda: _root_page("CHANGELOG.md")),
+        ("zh/changelog.md", _zh_changelog),
+        ("zh-CN.md", lambda: _root_page("README.zh-CN.md")),
+    )
+    for page, make in pages:
         files.append(File.generated(config, page, content=make()))
     return files
