@@ -54,6 +54,27 @@ def _zh_changelog() -> str:
     return ("# 更新记录\n\n更新记录只用英文维护，以下为 `CHANGELOG.md` 原文。\n" + body)
 
 
+#: The API reference's section titles in Chinese (the docstrings themselves are English).
+_ZH_SECTIONS = {"# API reference": "# API 参考", "## Counting": "## 计数", "## Pre-flight": "## 发送前检查",
+                "## Prices": "## 价格", "## Catalogue": "## 模型目录",
+                "## Budgets and rate limits": "## 预算与限流", "## The meter": "## 计量器（Meter）",
+                "## Gateway": "## 网关", "## Integrations": "## 集成", "## Usage log": "## 用量日志",
+                "## Reports": "## 报表", "## Errors": "## 错误"}
+
+
+def _zh_reference() -> str:
+    """The API reference with Chinese titles: one source (reference.md), so the two pages
+    always document the same names."""
+    text = (ROOT / "docs" / "reference.md").read_text(encoding="utf-8")
+    head, _, body = text.partition("\n## ")
+    lines = ["# API 参考", "",
+             "以下所有名称都可以直接从 `qwen_meter` 导入（`import qwen_meter as qm`）；较重的依赖只在"
+             "用到相应功能时才加载。内容由代码中的文档字符串生成，文档字符串为英文原文。", ""]
+    for line in ("## " + body).splitlines():
+        lines.append(_ZH_SECTIONS.get(line, line))
+    return "\n".join(lines)
+
+
 def on_files(files: Files, config: Any) -> Files:
     pages = (
         ("cli.md", lambda: _cli_page("Command line",
@@ -63,6 +84,7 @@ def on_files(files: Files, config: Any) -> Files:
         ("changelog.md", lambda: _root_page("CHANGELOG.md")),
         ("zh/changelog.md", _zh_changelog),
         ("zh-CN.md", lambda: _root_page("README.zh-CN.md")),
+        ("zh/reference.md", _zh_reference),
     )
     for page, make in pages:
         files.append(File.generated(config, page, content=make()))
