@@ -12,7 +12,7 @@ def catalogue_object(value: Any, where: str) -> Catalogue | None:
     """None or a :class:`Catalogue`."""
     if value is None:
         return None
-    return instance(value, Catalogue, where, "a Catalogue")  # type: ignore[no-any-return]
+    return instance(value, Catalogue, where, "a Catalogue")
 
 
 def model_or_spec(value: Any, where: str) -> Any:
