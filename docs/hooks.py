@@ -39,7 +39,8 @@ def _cli_page(title: str, intro: str) -> str:
 
 
 def _root_page(name: str, prefix: str = "") -> str:
-    """A root file as a page at the site root; ``prefix`` (e.g. ``../``) for a page one folder down."""
+    """A root file as a page at the site root; ``prefix`` (e.g. ``../``) for a page one
+    folder down."""
     text = (ROOT / name).read_text(encoding="utf-8")
     return (text.replace("(README.md)", f"({prefix}index.md)")
             .replace("(README.zh-CN.md)", f"({prefix}zh-CN.md)")
@@ -55,8 +56,8 @@ def _zh_changelog() -> str:
 
 
 #: The API reference's section titles in Chinese (the docstrings themselves are English).
-_ZH_SECTIONS = {"# API reference": "# API 参考", "## Counting": "## 计数", "## Pre-flight": "## 发送前检查",
-                "## Prices": "## 价格", "## Catalogue": "## 模型目录",
+_ZH_SECTIONS = {"# API reference": "# API 参考", "## Counting": "## 计数",
+                "## Pre-flight": "## 发送前检查", "## Prices": "## 价格", "## Catalogue": "## 模型目录",
                 "## Budgets and rate limits": "## 预算与限流", "## The meter": "## 计量器（Meter）",
                 "## Gateway": "## 网关", "## Integrations": "## 集成", "## Usage log": "## 用量日志",
                 "## Reports": "## 报表", "## Errors": "## 错误"}
@@ -66,10 +67,11 @@ def _zh_reference() -> str:
     """The API reference with Chinese titles: one source (reference.md), so the two pages
     always document the same names."""
     text = (ROOT / "docs" / "reference.md").read_text(encoding="utf-8")
-    head, _, body = text.partition("\n## ")
+    _, _, body = text.partition("\n## ")
     lines = ["# API 参考", "",
-             "以下所有名称都可以直接从 `qwen_meter` 导入（`import qwen_meter as qm`）；较重的依赖只在"
-             "用到相应功能时才加载。内容由代码中的文档字符串生成，文档字符串为英文原文。", ""]
+             "以下所有名称都可以直接从 `qwen_meter` 导入（`import qwen_meter as qm`）；"
+             "较重的依赖只在用到相应功能时才加载。内容由代码中的文档字符串生成，"
+             "文档字符串为英文原文。", ""]
     for line in ("## " + body).splitlines():
         lines.append(_ZH_SECTIONS.get(line, line))
     return "\n".join(lines)
@@ -79,8 +81,8 @@ def on_files(files: Files, config: Any) -> Files:
     pages = (
         ("cli.md", lambda: _cli_page("Command line",
                                      "Every command of `qwen-meter`, as its `--help` prints it.")),
-        ("zh/cli.md", lambda: _cli_page("命令行",
-                                        "`qwen-meter` 的每个命令及其 `--help` 输出（帮助文本为英文原文）。")),
+        ("zh/cli.md", lambda: _cli_page(
+            "命令行", "`qwen-meter` 的每个命令及其 `--help` 输出（帮助文本为英文原文）。")),
         ("changelog.md", lambda: _root_page("CHANGELOG.md")),
         ("zh/changelog.md", _zh_changelog),
         ("zh-CN.md", lambda: _root_page("README.zh-CN.md")),

@@ -15,7 +15,30 @@ import qwen_meter as qm
 from qwen_meter import _moved
 
 #: `qwen_meter.__all__` of 0.2.0, verbatim.
-NAMES_0_2_0 = ["DEFAULT_MODEL", "Attribution", "AuthenticationFailed", "BadRequest", "BatchEstimate", "Budget", "BudgetExceeded", "BudgetStatus", "Catalogue", "CatalogueError", "CircuitBreaker", "ConfigurationError", "ContextLimitExceeded", "Cost", "CostEstimate", "DashScopeError", "FallbackPrice", "Gateway", "GatewayConfig", "GatewayConfigError", "InputDecodeError", "InvalidArgument", "InvalidArgumentType", "InvalidMessages", "InvalidRequest", "InvalidTimeout", "JsonlLog", "LimitExceeded", "Limits", "MediaError", "MemoryStore", "Meter", "MeteredCall", "MissingExtra", "ModelSpec", "NotOffered", "Observer", "Offer", "OpenTelemetryObserver", "OutputLimitExceeded", "Permit", "Preflight", "PriceTier", "PrometheusObserver", "QuotaExhausted", "QwenMeterCallbackHandler", "QwenMeterError", "RateLimit", "RateLimited", "RateLimiter", "RateLimits", "Reservation", "ReservationError", "ReservationExpired", "ReservationSettled", "ReservationUnknown", "RetryPolicy", "SQLiteLog", "ServerRateLimited", "ServerUnavailable", "Source", "Store", "StoreUnavailable", "TemplateProfile", "ThresholdEvent", "TokenCount", "TokenizerBackend", "TokenizerUnavailable", "ToolFee", "TornLineWarning", "UnknownFamily", "UnknownModel", "UnpricedCall", "UnsupportedClient", "Usage", "UsageLog", "UsageLogError", "UsageLoggingObserver", "UsageParseError", "UsageRecord", "VisionRule", "__version__", "attribute", "check", "classify", "cost", "count_completion", "count_file", "count_messages", "count_tokens", "create_gateway", "current_attribution", "decode", "default_catalogue", "diff_catalogues", "encode", "estimate_batch", "estimate_cost", "fit_messages", "forget_files", "get_profile", "get_tokenizer", "image_tokens", "load_backend", "normalize_request", "open_store", "read_usage", "redact", "region_for_url", "register_file", "register_secret", "render_messages", "resolve"]
+NAMES_0_2_0 = [
+    "DEFAULT_MODEL", "Attribution", "AuthenticationFailed", "BadRequest", "BatchEstimate",
+    "Budget", "BudgetExceeded", "BudgetStatus", "Catalogue", "CatalogueError",
+    "CircuitBreaker", "ConfigurationError", "ContextLimitExceeded", "Cost", "CostEstimate",
+    "DashScopeError", "FallbackPrice", "Gateway", "GatewayConfig", "GatewayConfigError",
+    "InputDecodeError", "InvalidArgument", "InvalidArgumentType", "InvalidMessages",
+    "InvalidRequest", "InvalidTimeout", "JsonlLog", "LimitExceeded", "Limits", "MediaError",
+    "MemoryStore", "Meter", "MeteredCall", "MissingExtra", "ModelSpec", "NotOffered",
+    "Observer", "Offer", "OpenTelemetryObserver", "OutputLimitExceeded", "Permit", "Preflight",
+    "PriceTier", "PrometheusObserver", "QuotaExhausted", "QwenMeterCallbackHandler",
+    "QwenMeterError", "RateLimit", "RateLimited", "RateLimiter", "RateLimits", "Reservation",
+    "ReservationError", "ReservationExpired", "ReservationSettled", "ReservationUnknown",
+    "RetryPolicy", "SQLiteLog", "ServerRateLimited", "ServerUnavailable", "Source", "Store",
+    "StoreUnavailable", "TemplateProfile", "ThresholdEvent", "TokenCount", "TokenizerBackend",
+    "TokenizerUnavailable", "ToolFee", "TornLineWarning", "UnknownFamily", "UnknownModel",
+    "UnpricedCall", "UnsupportedClient", "Usage", "UsageLog", "UsageLogError",
+    "UsageLoggingObserver", "UsageParseError", "UsageRecord", "VisionRule", "__version__",
+    "attribute", "check", "classify", "cost", "count_completion", "count_file",
+    "count_messages", "count_tokens", "create_gateway", "current_attribution", "decode",
+    "default_catalogue", "diff_catalogues", "encode", "estimate_batch", "estimate_cost",
+    "fit_messages", "forget_files", "get_profile", "get_tokenizer", "image_tokens",
+    "load_backend", "normalize_request", "open_store", "read_usage", "redact",
+    "region_for_url", "register_file", "register_secret", "render_messages", "resolve",
+]
 
 #: Module paths the 0.2.0 README and guides import from, and the names taken from them.
 README_IMPORTS = {
