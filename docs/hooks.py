@@ -56,11 +56,20 @@ def _zh_changelog() -> str:
 
 
 #: The API reference's section titles in Chinese (the docstrings themselves are English).
-_ZH_SECTIONS = {"# API reference": "# API 参考", "## Counting": "## 计数",
-                "## Pre-flight": "## 发送前检查", "## Prices": "## 价格", "## Catalogue": "## 模型目录",
-                "## Budgets and rate limits": "## 预算与限流", "## The meter": "## 计量器（Meter）",
-                "## Gateway": "## 网关", "## Integrations": "## 集成", "## Usage log": "## 用量日志",
-                "## Reports": "## 报表", "## Errors": "## 错误"}
+_ZH_SECTIONS = {
+    "# API reference": "# API 参考",
+    "## Counting": "## 计数",
+    "## Pre-flight": "## 发送前检查",
+    "## Prices": "## 价格",
+    "## Catalogue": "## 模型目录",
+    "## Budgets and rate limits": "## 预算与限流",
+    "## The meter": "## 计量器（Meter）",
+    "## Gateway": "## 网关",
+    "## Integrations": "## 集成",
+    "## Usage log": "## 用量日志",
+    "## Reports": "## 报表",
+    "## Errors": "## 错误",
+}
 
 
 def _zh_reference() -> str:
