@@ -28,7 +28,7 @@ MOVED = {
     "store.memory": "limits.store.memory", "store.redis": "limits.store.redis",
     "store.sqlite": "limits.store.sqlite", "steps": "meter.steps",
     "observers": "meter.observers", "attribution": "meter.attribution", "log": "meter.log",
-    "server_errors": "meter.server_errors", "sse": "clients.sse",
+    "server_errors": "meter.server_errors", "sse": "meter.sse",
     "cli_catalogue": "cli.catalogue", "cli_estimate_batch": "cli.estimate_batch",
     "cli_export": "cli.export", "cli_log": "cli.log", "cli_report": "cli.report",
     "cli_serve": "cli.serve",

@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import qwen_meter as qm
-from qwen_meter.clients.sse import SSEDecoder
+from qwen_meter.meter.sse import SSEDecoder
 from qwen_meter.limits.store import MemoryStore, StoreUnavailable
 
 openai = pytest.importorskip("openai")

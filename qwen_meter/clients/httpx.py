@@ -34,7 +34,7 @@ import httpx
 
 from ..meter.core import Meter, MeteredCall
 from ..meter.server_errors import DashScopeError, classify
-from .sse import SSEDecoder, SSEEvent
+from ..meter.sse import SSEDecoder, SSEEvent
 
 _ENDPOINTS = (("/chat/completions", "chat"), ("/embeddings", "embeddings"),
               ("/completions", "completions"), ("/responses", "responses"))
