@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from qwen_meter.meter.core import default_log_path
+from qwen_meter.meter.config import default_log_path
 from qwen_meter.report import build_report, load_usage, render
 
 

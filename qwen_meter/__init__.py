@@ -85,7 +85,7 @@ if TYPE_CHECKING:
     from .limits.limiter import Permit, RateLimit, RateLimiter
     from .limits.store import CircuitBreaker, MemoryStore, Store, StoreUnavailable, open_store
     from .meter.attribution import Attribution, attribute, current_attribution
-    from .meter.core import Meter, MeteredCall, UnsupportedClient
+    from .meter.call import MeteredCall
     from .meter.log import (
         JsonlLog,
         SQLiteLog,
@@ -98,6 +98,7 @@ if TYPE_CHECKING:
         register_secret,
     )
     from .meter.observers import Observer
+    from .meter.pipeline import Meter, UnsupportedClient
     from .meter.server_errors import (
         AuthenticationFailed,
         BadRequest,
@@ -161,8 +162,8 @@ _EXPORTS: dict[str, str] = {
     "MediaError": ".base.errors",
     "MissingExtra": ".base.errors",
     "MemoryStore": ".limits.store",
-    "Meter": ".meter.core",
-    "MeteredCall": ".meter.core",
+    "Meter": ".meter.pipeline",
+    "MeteredCall": ".meter.call",
     "ModelSpec": ".catalogue.core",
     "NotOffered": ".base.errors",
     "Offer": ".catalogue.core",
@@ -189,7 +190,7 @@ _EXPORTS: dict[str, str] = {
     "TokenizerUnavailable": ".base.errors",
     "UnknownFamily": ".base.errors",
     "UnknownModel": ".base.errors",
-    "UnsupportedClient": ".meter.core",
+    "UnsupportedClient": ".meter.pipeline",
     "Usage": ".billing.usage",
     "UsageLog": ".meter.log",
     "UsageParseError": ".base.errors",

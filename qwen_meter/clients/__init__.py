@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..meter.core import Meter
+    from ..meter.pipeline import Meter
 
 _DASHSCOPE = {"Generation": "MeteredGeneration", "AioGeneration": "MeteredAioGeneration",
               "MultiModalConversation": "MeteredMultiModalConversation",
@@ -15,8 +15,8 @@ _DASHSCOPE = {"Generation": "MeteredGeneration", "AioGeneration": "MeteredAioGen
 
 def wrap(meter: Meter, client: Any) -> Any:
     """The metered counterpart of ``client`` (see :meth:`qwen_meter.Meter.wrap`)."""
-    from ..meter.core import UnsupportedClient
     from ..meter.log import register_client_secrets
+    from ..meter.pipeline import UnsupportedClient
 
     register_client_secrets(client)  # its key is masked in every record from now on
     module = type(client).__module__ if not isinstance(client, type) else client.__module__

@@ -19,7 +19,8 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
-from ..meter.core import Meter, MeteredCall
+from ..meter.call import MeteredCall
+from ..meter.pipeline import Meter
 from ..meter.server_errors import DashScopeError, classify
 
 

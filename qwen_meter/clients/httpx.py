@@ -32,7 +32,8 @@ from typing import Any
 
 import httpx
 
-from ..meter.core import Meter, MeteredCall
+from ..meter.call import MeteredCall
+from ..meter.pipeline import Meter
 from ..meter.server_errors import DashScopeError, classify
 from ..meter.sse import SSEDecoder, SSEEvent
 
@@ -427,7 +428,7 @@ def rewrap(meter: Meter, client: Any) -> Any:
     cookies, timeout, redirects and event hooks; its transport and mounts (proxy, TLS
     settings) kept underneath the meter. Raises :class:`~qwen_meter.meter.UnsupportedClient`
     when the client's transport cannot be reached (rather than dropping it silently)."""
-    from ..meter.core import UnsupportedClient
+    from ..meter.pipeline import UnsupportedClient
 
     hx = _module_of(client)
     sync_cls, async_cls = transports(hx)

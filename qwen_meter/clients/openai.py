@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..meter.core import Meter, UnsupportedClient
+from ..meter.pipeline import Meter, UnsupportedClient
 from .httpx import rewrap
 
 

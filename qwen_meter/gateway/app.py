@@ -33,7 +33,7 @@ from ..base.errors import (
 )
 from ..limits.store import StoreUnavailable
 from ..meter.attribution import attribute
-from ..meter.core import MeteredCall
+from ..meter.call import MeteredCall
 from ..meter.server_errors import classify
 from . import answers, metering
 from .answers import Answer

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..meter.core import Meter, MeteredCall
+from ..meter.call import MeteredCall
 from ..meter.log import UsageRecord
+from ..meter.pipeline import Meter
 
 
 async def begin(meter: Meter, request: Mapping[str, Any], *, endpoint: str,

@@ -19,7 +19,7 @@ from ..meter.observers import Observer
 
 if TYPE_CHECKING:
     from ..limits.budget import Budget
-    from ..meter.core import MeteredCall
+    from ..meter.call import MeteredCall
     from ..meter.log import UsageRecord
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from ..limits.budget import Budget
 from ..limits.limiter import RateLimit, RateLimiter
 from ..limits.store import MemoryStore, Store, open_store
-from ..meter.core import Meter, default_log_path
+from ..meter.config import default_log_path
 from ..meter.log import UsageLog, open_log
 from ..meter.observers import Observer
+from ..meter.pipeline import Meter
 from ..meter.server_errors import RetryPolicy
 from .config import BudgetConfig, GatewayConfig, KeyConfig, UpstreamConfig
 from .limits import TenantLimiter

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..limits.budget import Budget
     from ..limits.limiter import RateLimiter
-    from ..meter.core import MeteredCall
+    from ..meter.call import MeteredCall
     from ..meter.log import UsageRecord
 
 log = logging.getLogger("qwen_meter.integrations")

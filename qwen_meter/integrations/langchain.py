@@ -46,7 +46,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
                        "pip install 'qwen-meter[langchain]'") from exc
 
 if TYPE_CHECKING:
-    from ..meter.core import Meter
+    from ..meter.pipeline import Meter
 
 
 def _text(value: Any) -> str:

@@ -37,9 +37,10 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
                        ) from exc
 from ..billing.pricing import cost
 from ..billing.usage import Usage
-from ..meter.core import DEFAULT_LOG, Meter, _DefaultLog, default_log_path
+from ..meter.config import DEFAULT_LOG, _DefaultLog, default_log_path
 from ..meter.log import UsageLog, UsageRecord, open_log
 from ..meter.observers import Observer, notify
+from ..meter.pipeline import Meter
 
 #: Hosts whose region qwen_meter knows.
 _HOST_REGIONS = (("dashscope-intl", "intl"), ("dashscope.aliyuncs.com", "cn"))

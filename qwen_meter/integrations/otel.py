@@ -43,8 +43,9 @@ from ..meter.observers import Observer
 from . import _common as c
 
 if TYPE_CHECKING:
-    from ..meter.core import Meter, MeteredCall
+    from ..meter.call import MeteredCall
     from ..meter.log import UsageRecord
+    from ..meter.pipeline import Meter
 
 #: Bucket boundaries the GenAI conventions advise for ``gen_ai.client.token.usage``.
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304,

@@ -54,8 +54,9 @@ from . import _common as c
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
-    from ..meter.core import Meter, MeteredCall
+    from ..meter.call import MeteredCall
     from ..meter.log import UsageRecord
+    from ..meter.pipeline import Meter
 
 #: Duration buckets (seconds): LLM calls run from ~100 ms to minutes.
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0)

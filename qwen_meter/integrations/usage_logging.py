@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 from ..meter.observers import Observer
 
 if TYPE_CHECKING:
-    from ..meter.core import Meter, MeteredCall
+    from ..meter.call import MeteredCall
     from ..meter.log import UsageRecord
+    from ..meter.pipeline import Meter
 
 LOGGER = "qwen_meter.usage"
 # Attributes every LogRecord has (or that Formatter sets): flat keys must not shadow them.

@@ -16,9 +16,11 @@ from typing import Any
 
 # Loaded on first use: `import qwen_meter` imports this package (for the adapter registry)
 # and must not pull in the whole pipeline with it.
-_EXPORTS = {name: ".core" for name in (
-    "Meter", "MeteredCall", "UnsupportedClient", "Calibration", "request_shape",
-    "default_log_path", "DEFAULT_LOG", "UNPRICED_POLICIES")}
+_EXPORTS = {
+    "Meter": ".pipeline", "UnsupportedClient": ".pipeline", "MeteredCall": ".call",
+    "Calibration": ".calibration", "request_shape": ".calibration",
+    "default_log_path": ".config", "DEFAULT_LOG": ".config", "UNPRICED_POLICIES": ".config",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..base.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from .core import Meter
+    from .pipeline import Meter
 
 
 class ClientAdapters(Protocol):

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .core import MeteredCall
+    from .call import MeteredCall
     from .log import UsageRecord
 
 log = logging.getLogger("qwen_meter.observers")

@@ -88,7 +88,7 @@ class UsageData:
 
 def default_source() -> Path:
     """The meter's default log (see :func:`qwen_meter.meter.default_log_path`)."""
-    from ..meter.core import default_log_path
+    from ..meter.config import default_log_path
 
     return default_log_path()
 

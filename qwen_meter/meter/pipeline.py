@@ -1,0 +1,303 @@
+"""The meter: the pipeline every metered call runs through.
+
+    resolve model → count prompt → pre-flight → cost estimate → budget reservation →
+    limiter acquire → (the client's call) → parse usage → cost → commit / reconcile → log
+
+:meth:`Meter.begin` runs everything before the call and returns a :class:`MeteredCall`;
+:meth:`MeteredCall.finish` (or :meth:`MeteredCall.fail`) settles it. The adapters in
+``qwen_meter.clients`` call these around the real client; :meth:`Meter.wrap` picks one.
+
+The stages and where they live:
+
+- :mod:`~qwen_meter.meter.plan` — the pure part of begin: resolve, count, check, estimate, and
+  decide what to hold (no store touched);
+- this module — the :class:`Meter`: its holds (budget reservations, limiter permit), refused
+  calls' records, the log write, the adapters;
+- :mod:`~qwen_meter.meter.call` — the :class:`MeteredCall`: retries and settlement;
+- :mod:`~qwen_meter.meter.calibration` — the learned prompt-count offsets;
+- :mod:`~qwen_meter.meter.config` — ``Meter()``'s argument checks and defaults.
+
+Every step has an ``_async`` twin (:meth:`Meter.begin_async`, :meth:`MeteredCall.finish_async`,
+:meth:`MeteredCall.fail_async`, :meth:`MeteredCall.retry_async`). Both run the same step code
+(:mod:`qwen_meter.meter.steps`): decisions are plain code, and each budget, limiter or log
+operation is handed to a driver that either runs it here or awaits it off the event loop.
+
+Settlement never raises (see :mod:`~qwen_meter.meter.call`): once DashScope has answered, the
+caller gets the answer whatever fails afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from ..base.errors import InvalidMessages, QwenMeterError
+from ..billing.unlisted import FallbackPrice, Resolved, resolve
+from ..catalogue.core import REGION_ENV, Catalogue, ModelSpec
+from ..catalogue.regions import region_for_url
+from ..limits.budget import Budget, Reservation
+from ..limits.limiter import RateLimiter
+from . import steps
+from .adapters import client_adapters
+from .attribution import current_attribution
+from .calibration import Calibration
+from .call import MeteredCall, _money
+from .config import DEFAULT_LOG, _check_meter_args, _DefaultLog, default_log_path
+from .log import UsageLog, UsageRecord, open_log, redact
+from .observers import Observer, notify
+from .plan import _Plan, make_plan
+from .server_errors import RetryPolicy
+
+log = logging.getLogger("qwen_meter.meter")
+
+
+class UnsupportedClient(QwenMeterError, TypeError):
+    """An object :meth:`Meter.wrap` does not know how to meter."""
+
+
+class Meter:
+    """Checks, limits, prices and logs every call of the clients it wraps.
+
+    ``limiter`` and ``budget`` are optional (a budget or a list of them); ``log`` is a path
+    (``.jsonl``, or ``.db`` for SQLite), a :class:`~qwen_meter.log.UsageLog`, or None; by
+    default ``$QWEN_METER_LOG``, else ``usage.jsonl`` in the user's data folder
+    (see :func:`default_log_path`: the platform's user data folder) — never the working folder.
+    Every argument is checked here, each bad one named (``Meter(tags=)``).
+    ``preflight`` checks limits before sending; ``wait`` lets the limiter wait for a slot
+    (else it raises at once); ``calibrate`` learns systematic prompt-count gaps.
+
+    ``region``: when given, every call is priced and limited there; otherwise each call's
+    region comes from the client's endpoint (``dashscope-intl.aliyuncs.com`` → ``intl``), then
+    ``$QWEN_METER_REGION``, then ``cn``.
+
+    ``unpriced``: what to do, under a hard budget, with a call the catalogue cannot price (an
+    unknown model, a model not offered in the region): ``"refuse"`` (default — raise
+    :class:`UnpricedCall` before sending, naming the fixes) or ``"allow"`` (send it, hold
+    nothing, record it unpriced). ``fallback_price`` (:class:`~qwen_meter.unlisted.FallbackPrice`)
+    prices such calls instead. Without a hard budget they always go through.
+
+    ``record_refused``: calls refused before sending (budget, rate limit, pre-flight, unpriced)
+    are recorded with status ``refused`` and the reason; False turns that off.
+
+    Attribution of a call: ``user`` is the ``user=`` argument of :meth:`begin`, else the
+    request's own ``user`` field, else the innermost :func:`~qwen_meter.attribute` block's,
+    else this meter's ``user``. Tags add up (meter, blocks, call); metadata merges (meter
+    blocks, then the request's ``metadata`` field, later wins).
+    """
+
+    def __init__(self, *, region: str | None = None, catalogue: Catalogue | None = None,
+                 limiter: RateLimiter | None = None,
+                 budget: Budget | Sequence[Budget] | None = None,
+                 log: str | os.PathLike[str] | UsageLog | _DefaultLog | None = DEFAULT_LOG,
+                 preflight: bool = True, wait: bool = True, timeout: float | None = None,
+                 retry: RetryPolicy | None = None, calibrate: bool = True,
+                 tags: Sequence[str] = (), user: str | None = None,
+                 observers: Sequence[Observer] = (), unpriced: str = "refuse",
+                 fallback_price: FallbackPrice | None = None,
+                 record_refused: bool = True) -> None:
+        _check_meter_args(region=region, catalogue=catalogue, limiter=limiter, budget=budget,
+                          log=log, flags={"preflight": preflight, "wait": wait,
+                                          "calibrate": calibrate,
+                                          "record_refused": record_refused},
+                          timeout=timeout, retry=retry, tags=tags, user=user,
+                          observers=observers, unpriced=unpriced,
+                          fallback_price=fallback_price)
+        self.region = region
+        self.catalogue = catalogue
+        self.limiter = limiter
+        self.budgets = [] if budget is None else [budget] if isinstance(budget, Budget) \
+            else list(budget)
+        self.log = open_log(default_log_path() if isinstance(log, _DefaultLog) else log)
+        self.preflight = preflight
+        self.wait = wait
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.calibration = Calibration() if calibrate else None
+        self.tags = tuple(tags)
+        self.user = user
+        self.observers: list[Observer] = list(observers)
+        self.unpriced = unpriced
+        self.fallback_price = fallback_price
+        self.record_refused = record_refused
+        self._limiters: dict[str, RateLimiter] = {}
+
+    def add_observer(self, observer: Observer) -> None:
+        """See every call from now on (OpenTelemetry, Prometheus, logging integrations)."""
+        self.observers.append(observer)
+
+    # --- the pipeline -----------------------------------------------------------------------
+
+    def resolve(self, model: Any) -> ModelSpec:
+        """The spec the meter uses for ``model`` (a stand-in for names the catalogue lacks)."""
+        return self._resolve(model).spec
+
+    def _resolve(self, model: Any) -> Resolved:
+        if not isinstance(model, str) or not model.strip():
+            raise InvalidMessages(f"the request names no model ({model!r})")
+        return resolve(model, self.catalogue)
+
+    def region_of(self, url: Any = None, region: str | None = None) -> str:
+        """The region a call is priced and limited in (see the class docs)."""
+        return (region or self.region or region_for_url(url, self.catalogue)
+                or os.environ.get(REGION_ENV) or "cn")
+
+    def limiter_for(self, region: str) -> RateLimiter | None:
+        """The limiter for calls in ``region``: the configured one, or — for a region other
+        than the one it was set up for — a sibling on the same store with that region's
+        catalogue limits, counted under its own account (``<account>@<region>``), since each
+        region has its own quota."""
+        limiter = self.limiter
+        if limiter is None:
+            return None
+        home = limiter.region or os.environ.get(REGION_ENV) or "cn"
+        if region == home:
+            return limiter
+        sibling = self._limiters.get(region)
+        if sibling is None:
+            sibling = RateLimiter(limiter.store, account=f"{limiter.account}@{region}",
+                                  region=region, limits=limiter.overrides,
+                                  default=limiter.default, smooth=limiter.smooth,
+                                  on_store_error=limiter.on_store_error,
+                                  catalogue=limiter.catalogue, clock=limiter.clock,
+                                  sleep=limiter.sleep, async_sleep=limiter.async_sleep)
+            sibling = self._limiters.setdefault(region, sibling)
+        return sibling
+
+    def begin(self, request: Mapping[str, Any], *, endpoint: str = "chat",
+              tags: Sequence[str] = (), user: str | None = None, region: str | None = None,
+              url: Any = None) -> MeteredCall:
+        """Everything before the call: raises before anything is sent if it may not go.
+
+        ``url`` is the endpoint the client sends to (its region is used unless the meter or
+        ``region=`` names one). A refusal is recorded (status ``refused``) and raised."""
+        plan = self._plan_or_refusal(request, endpoint, tags, user, region, url)
+        if not isinstance(plan, _Plan):
+            steps.run(self._write_refusal(plan, request, endpoint, region, url))
+            raise plan
+        return steps.run(self._begin_steps(plan))
+
+    async def begin_async(self, request: Mapping[str, Any], *, endpoint: str = "chat",
+                          tags: Sequence[str] = (), user: str | None = None,
+                          region: str | None = None, url: Any = None) -> MeteredCall:
+        """:meth:`begin` for asyncio: the limiter wait is awaited, store I/O runs off the
+        loop. Counting stays on the loop (pure CPU, cached; in a worker thread it would only
+        fight the loop for the GIL); the first call of a model loads its tokenizer, so warm
+        it at startup (``qm.count_tokens("", model)``) where that first stall matters."""
+        plan = self._plan_or_refusal(request, endpoint, tags, user, region, url)
+        if not isinstance(plan, _Plan):
+            await steps.run_async(self._write_refusal(plan, request, endpoint, region, url))
+            raise plan
+        return await steps.run_async(self._begin_steps(plan))
+
+    def _plan_or_refusal(self, request: Mapping[str, Any], endpoint: str,
+                         tags: Sequence[str], user: str | None, region: str | None,
+                         url: Any) -> _Plan | QwenMeterError:
+        try:
+            return make_plan(self, request, endpoint, tags, user, region, url)
+        except QwenMeterError as exc:
+            return exc
+
+    def _write_refusal(self, exc: QwenMeterError, request: Any, endpoint: str,
+                       region: str | None, url: Any) -> steps.Step[None]:
+        """Record a call refused while planning (before any hold was taken)."""
+        if self.record_refused:
+            model = request.get("model") if isinstance(request, Mapping) else None
+            record = self._refused_record(exc, model=str(model) if model else "",
+                                          endpoint=endpoint, region=self.region_of(url, region),
+                                          plan=None)
+            yield from self._write_steps(record, None)
+
+    def _begin_steps(self, plan: _Plan) -> steps.Step[MeteredCall]:
+        reservations: list[tuple[Budget, Reservation]] = []
+        permit = None
+        try:
+            for budget, amount, key in plan.holds:
+                reservations.append((budget, (yield steps.op(budget, "reserve", amount,
+                                                             key=key))))
+            if plan.limiter is not None:
+                name = plan.resolved.spec.name if plan.resolved.listed else plan.model
+                permit = yield steps.op(plan.limiter, "acquire", name, plan.tokens,
+                                        timeout=self.timeout, wait=self.wait)
+        except BaseException as exc:
+            for budget, reservation in reservations:
+                try:
+                    yield steps.op(budget, "release", reservation)
+                except Exception as inner:  # the hold expires with its lease
+                    log.warning("could not release %s: %s", budget.name, inner)
+            if isinstance(exc, QwenMeterError):
+                yield from self._refused_steps(exc, plan)
+            raise
+        call = MeteredCall(self, plan.resolved.spec, plan.model, plan.endpoint, plan.stream,
+                           plan.enable_thinking, plan.prompt, plan.calibration, plan.estimate,
+                           reservations, permit, plan.tokens, plan.started, plan.tags, plan.user,
+                           plan.metadata, region=plan.region, shape=plan.shape,
+                           limiter=plan.limiter, resolved=plan.resolved,
+                           warnings=list(plan.warnings), max_tokens=plan.max_tokens)
+        notify(self.observers, "on_begin", call)
+        return call
+
+    def _refused_record(self, exc: BaseException, *, model: str, endpoint: str, region: str,
+                        plan: _Plan | None) -> UsageRecord:
+        context = current_attribution()
+        return UsageRecord(
+            model=model, region=region, endpoint=endpoint,
+            stream=plan.stream if plan else False, status="refused",
+            error=redact(str(exc) or type(exc).__name__), error_kind=type(exc).__name__,
+            attempts=0,
+            estimated_prompt_tokens=max(0, plan.prompt.tokens + plan.calibration)
+            if plan else None,
+            estimate_exact=plan.prompt.exact if plan else None,
+            estimated_cost_low=_money(plan.estimate.low.amount) if plan and plan.estimate
+            else None,
+            estimated_cost_high=_money(plan.estimate.high.amount) if plan and plan.estimate
+            else None,
+            currency=plan.estimate.currency if plan and plan.estimate else None,
+            tags=plan.tags if plan else (*self.tags, *context.tags),
+            user=plan.user if plan else (context.user or self.user),
+            metadata=plan.metadata if plan else dict(context.metadata),
+            warnings=tuple(plan.warnings) if plan else ())
+
+    def _refused_steps(self, exc: BaseException, plan: _Plan) -> steps.Step[None]:
+        if self.record_refused:
+            record = self._refused_record(exc, model=plan.model, endpoint=plan.endpoint,
+                                          region=plan.region, plan=plan)
+            yield from self._write_steps(record, None)
+
+    def _write_steps(self, record: UsageRecord, call: MeteredCall | None
+                     ) -> steps.Step[UsageRecord]:
+        """Write a record; a log that fails loses nothing (ERROR log line with the JSON)."""
+        if self.log is not None:
+            try:
+                yield steps.op(self.log, "append", record)
+            except Exception as exc:
+                record = replace(record, warnings=(*record.warnings,
+                                                   f"usage log write failed: {exc}"))
+                log.error("usage record not written to the log (%s): %s", exc,
+                          record.to_json())
+        if call is not None:
+            call.record = record
+        notify(self.observers, "on_record", record, call)
+        return record
+
+    # --- adapters ------------------------------------------------------------------------
+
+    def wrap(self, client: Any) -> Any:
+        """The same client, metered: ``openai.OpenAI`` / ``AsyncOpenAI``, ``dashscope.Generation``
+        / ``AioGeneration`` / ``MultiModalConversation`` / ``AioMultiModalConversation`` /
+        ``TextEmbedding``, or an ``httpx.Client`` / ``AsyncClient`` (httpx or httpx2)."""
+        return client_adapters().wrap(self, client)
+
+    def httpx_client(self, **kwargs: Any) -> Any:
+        """A metered ``httpx.Client`` (for LangChain's ``http_client=`` and other SDKs)."""
+        return client_adapters().metered_client(self, **kwargs)
+
+    def httpx_async_client(self, **kwargs: Any) -> Any:
+        """A metered ``httpx.AsyncClient``."""
+        return client_adapters().metered_async_client(self, **kwargs)
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
