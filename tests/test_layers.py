@@ -42,11 +42,11 @@ def test_a_broken_layer_is_caught(tmp_path: Path) -> None:
     shutil.copytree(PACKAGE, tmp_path / "qwen_meter",
                     ignore=shutil.ignore_patterns("__pycache__"))
     chat = tmp_path / "qwen_meter" / "tokens" / "chat.py"
-    chat.write_text(chat.read_text(encoding="utf-8") + "\nfrom ..meter import core  # upward\n",
+    chat.write_text(chat.read_text(encoding="utf-8") + "\nfrom ..meter import pipeline  # upward\n",
                     encoding="utf-8")
     done = _lint(tmp_path)
     assert done.returncode != 0 and "BROKEN" in done.stdout
-    assert "qwen_meter.tokens.chat -> qwen_meter.meter.core" in done.stdout
+    assert "qwen_meter.tokens.chat -> qwen_meter.meter.pipeline" in done.stdout
 
 
 def _cycles(graph: object) -> list[list[str]]:

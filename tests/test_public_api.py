@@ -111,7 +111,7 @@ def test_old_module_names_as_attributes() -> None:
 def test_import_stays_light() -> None:
     code = ("import sys, qwen_meter\n"
             "heavy = [m for m in ('pandas', 'transformers', 'opentelemetry', 'uvicorn', 'httpx',"
-            " 'yaml', 'qwen_meter.catalogue', 'qwen_meter.meter.core', 'qwen_meter.clients')"
+            " 'yaml', 'qwen_meter.catalogue', 'qwen_meter.meter.pipeline', 'qwen_meter.clients')"
             " if m in sys.modules]\nprint(heavy)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
