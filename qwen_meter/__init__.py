@@ -82,7 +82,8 @@ if TYPE_CHECKING:
     from .integrations.prometheus import PrometheusObserver
     from .integrations.usage_logging import UsageLoggingObserver
     from .limits.budget import Budget, BudgetStatus, Reservation, ThresholdEvent
-    from .limits.limiter import Permit, RateLimit, RateLimiter
+    from .limits.limiter.core import RateLimiter
+    from .limits.limiter.values import Permit, RateLimit
     from .limits.store import CircuitBreaker, MemoryStore, Store, StoreUnavailable, open_store
     from .meter.attribution import Attribution, attribute, current_attribution
     from .meter.core import Meter, MeteredCall, UnsupportedClient
@@ -167,14 +168,14 @@ _EXPORTS: dict[str, str] = {
     "NotOffered": ".base.errors",
     "Offer": ".catalogue.core",
     "OutputLimitExceeded": ".base.errors",
-    "Permit": ".limits.limiter",
+    "Permit": ".limits.limiter.values",
     "Preflight": ".billing.preflight",
     "PriceTier": ".catalogue.core",
     "QuotaExhausted": ".meter.server_errors",
     "QwenMeterError": ".base.errors",
-    "RateLimit": ".limits.limiter",
+    "RateLimit": ".limits.limiter.values",
     "RateLimited": ".base.errors",
-    "RateLimiter": ".limits.limiter",
+    "RateLimiter": ".limits.limiter.core",
     "Reservation": ".limits.budget",
     "RetryPolicy": ".meter.server_errors",
     "SQLiteLog": ".meter.log",

@@ -22,7 +22,7 @@ def main(url: str, account: str, threads: int, attempts: int, log_path: str,
          crash_after: int | None) -> None:
     import qwen_meter as qm
     from qwen_meter.limits.budget import Budget
-    from qwen_meter.limits.limiter import RateLimiter
+    from qwen_meter.limits.limiter.core import RateLimiter
     from qwen_meter.limits.store import open_store
 
     store = open_store(url)

@@ -12,7 +12,8 @@ import socket
 from dataclasses import dataclass
 
 from ..limits.budget import Budget
-from ..limits.limiter import RateLimit, RateLimiter
+from ..limits.limiter.core import RateLimiter
+from ..limits.limiter.values import RateLimit
 from ..limits.store import MemoryStore, Store, open_store
 from ..meter.core import Meter, default_log_path
 from ..meter.log import UsageLog, open_log

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..limits.budget import Budget
-    from ..limits.limiter import RateLimiter
+    from ..limits.limiter.core import RateLimiter
     from ..meter.core import MeteredCall
     from ..meter.log import UsageRecord
 

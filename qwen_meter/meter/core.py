@@ -43,7 +43,8 @@ from ..billing.usage import Usage
 from ..catalogue.core import REGION_ENV, Catalogue, ModelSpec
 from ..catalogue.regions import region_for_url
 from ..limits.budget import Budget, Reservation
-from ..limits.limiter import Permit, RateLimiter
+from ..limits.limiter.core import RateLimiter
+from ..limits.limiter.values import Permit
 from . import steps
 from .adapters import client_adapters
 from .attribution import current_attribution
