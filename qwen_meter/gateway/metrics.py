@@ -18,7 +18,7 @@ from prometheus_client.core import GaugeMetricFamily
 from ..meter.observers import Observer
 
 if TYPE_CHECKING:
-    from ..limits.budget import Budget
+    from ..limits.budget.core import Budget
     from ..meter.core import MeteredCall
     from ..meter.log import UsageRecord
 

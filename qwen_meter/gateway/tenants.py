@@ -11,7 +11,7 @@ import os
 import socket
 from dataclasses import dataclass
 
-from ..limits.budget import Budget
+from ..limits.budget.core import Budget
 from ..limits.limiter.core import RateLimiter
 from ..limits.limiter.values import RateLimit
 from ..limits.store import MemoryStore, Store, open_store

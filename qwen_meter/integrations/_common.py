@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..limits.budget import Budget
+    from ..limits.budget.core import Budget
     from ..limits.limiter.core import RateLimiter
     from ..meter.core import MeteredCall
     from ..meter.log import UsageRecord

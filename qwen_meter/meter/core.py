@@ -42,7 +42,8 @@ from ..billing.unlisted import FallbackPrice, Resolved, estimate, price, resolve
 from ..billing.usage import Usage
 from ..catalogue.core import REGION_ENV, Catalogue, ModelSpec
 from ..catalogue.regions import region_for_url
-from ..limits.budget import Budget, Reservation
+from ..limits.budget.core import Budget
+from ..limits.budget.values import Reservation
 from ..limits.limiter.core import RateLimiter
 from ..limits.limiter.values import Permit
 from . import steps

@@ -8,7 +8,8 @@ checks) and :mod:`.gates` (first come, first served waiting).
 
 from __future__ import annotations
 
+from .checks import FAIL_POLICIES
 from .core import RateLimiter
 from .values import Permit, RateLimit
 
-__all__ = ["Permit", "RateLimit", "RateLimiter"]
+__all__ = ["FAIL_POLICIES", "Permit", "RateLimit", "RateLimiter"]
