@@ -76,7 +76,7 @@ def redis_cluster() -> Iterator[str | None]:
 
 
 def qwen_meter_case(store, smooth: bool = True) -> Callable[[], object]:
-    from qwen_meter.limits.limiter import RateLimiter
+    from qwen_meter.limits.limiter.core import RateLimiter
 
     limiter = RateLimiter(store, limits={"m": (HUGE, HUGE)}, smooth=smooth)
 
@@ -177,7 +177,7 @@ def main() -> None:
                 "8 threads": rate(lambda: client.evalsha(sha, 0), 10_000, 8)}
             store = RedisStore(url, prefix="bench:")
             limiter_fn = qwen_meter_case(store)
-            from qwen_meter.limits.limiter import RateLimiter
+            from qwen_meter.limits.limiter.core import RateLimiter
 
             only = RateLimiter(store, limits={"m": (HUGE, HUGE)})
             report["qwen_meter Redis acquire only (1 EVALSHA)"] = {

@@ -81,8 +81,10 @@ if TYPE_CHECKING:
     from .integrations.otel import OpenTelemetryObserver
     from .integrations.prometheus import PrometheusObserver
     from .integrations.usage_logging import UsageLoggingObserver
-    from .limits.budget import Budget, BudgetStatus, Reservation, ThresholdEvent
-    from .limits.limiter import Permit, RateLimit, RateLimiter
+    from .limits.budget.core import Budget
+    from .limits.budget.values import BudgetStatus, Reservation, ThresholdEvent
+    from .limits.limiter.core import RateLimiter
+    from .limits.limiter.values import Permit, RateLimit
     from .limits.store import CircuitBreaker, MemoryStore, Store, StoreUnavailable, open_store
     from .meter.attribution import Attribution, attribute, current_attribution
     from .meter.call import MeteredCall
@@ -135,9 +137,9 @@ _EXPORTS: dict[str, str] = {
     "UsageLoggingObserver": ".integrations.usage_logging",
     "AuthenticationFailed": ".meter.server_errors",
     "BadRequest": ".meter.server_errors",
-    "Budget": ".limits.budget",
+    "Budget": ".limits.budget.core",
     "BudgetExceeded": ".base.errors",
-    "BudgetStatus": ".limits.budget",
+    "BudgetStatus": ".limits.budget.values",
     "Catalogue": ".catalogue.core",
     # issue #12: catalogue records, the catalogue in use, and comparing two catalogues
     "RateLimits": ".catalogue.core",
@@ -168,15 +170,15 @@ _EXPORTS: dict[str, str] = {
     "NotOffered": ".base.errors",
     "Offer": ".catalogue.core",
     "OutputLimitExceeded": ".base.errors",
-    "Permit": ".limits.limiter",
+    "Permit": ".limits.limiter.values",
     "Preflight": ".billing.preflight",
     "PriceTier": ".catalogue.core",
     "QuotaExhausted": ".meter.server_errors",
     "QwenMeterError": ".base.errors",
-    "RateLimit": ".limits.limiter",
+    "RateLimit": ".limits.limiter.values",
     "RateLimited": ".base.errors",
-    "RateLimiter": ".limits.limiter",
-    "Reservation": ".limits.budget",
+    "RateLimiter": ".limits.limiter.core",
+    "Reservation": ".limits.budget.values",
     "RetryPolicy": ".meter.server_errors",
     "SQLiteLog": ".meter.log",
     "ServerRateLimited": ".meter.server_errors",
@@ -184,7 +186,7 @@ _EXPORTS: dict[str, str] = {
     "Store": ".limits.store",
     "StoreUnavailable": ".limits.store",
     "TemplateProfile": ".tokens.templates",
-    "ThresholdEvent": ".limits.budget",
+    "ThresholdEvent": ".limits.budget.values",
     "TokenCount": ".billing.counting",
     "TokenizerBackend": ".tokens.backends",
     "TokenizerUnavailable": ".base.errors",

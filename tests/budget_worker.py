@@ -8,7 +8,7 @@ from decimal import Decimal
 
 def spend(store_url: str, name: str, seed: int, rounds: int) -> str:
     from qwen_meter.base.errors import BudgetExceeded
-    from qwen_meter.limits.budget import Budget
+    from qwen_meter.limits.budget.core import Budget
     from qwen_meter.limits.store import open_store
 
     store = open_store(store_url, **({"server_time": False} if store_url.startswith("redis")

@@ -21,8 +21,8 @@ BUDGET = "40 CNY"  # runs out late in a run: overshoot is tested, the crashes st
 def main(url: str, account: str, threads: int, attempts: int, log_path: str,
          crash_after: int | None) -> None:
     import qwen_meter as qm
-    from qwen_meter.limits.budget import Budget
-    from qwen_meter.limits.limiter import RateLimiter
+    from qwen_meter.limits.budget.core import Budget
+    from qwen_meter.limits.limiter.core import RateLimiter
     from qwen_meter.limits.store import open_store
 
     store = open_store(url)

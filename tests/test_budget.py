@@ -15,7 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import qwen_meter as qm
-from qwen_meter.limits.budget import Budget, BudgetWarning, period_bounds
+from qwen_meter.limits.budget.core import Budget
+from qwen_meter.limits.budget.periods import period_bounds
+from qwen_meter.limits.budget.values import BudgetWarning
 from qwen_meter.limits.store import MemoryStore
 
 ops = st.lists(st.tuples(st.sampled_from(["reserve", "commit", "release"]),
@@ -266,7 +268,7 @@ def test_commit_after_the_lease_expired_cannot_overshoot(make_store):
 def test_degraded_reservation_commits_once_when_the_store_is_back():
     store = MemoryStore()
     budget = Budget("10 CNY", store=store, name="d", on_store_error="open")
-    from qwen_meter.limits.budget import Reservation
+    from qwen_meter.limits.budget.values import Reservation
 
     held = budget.reserve("2")
     degraded = Reservation(held.id + "x", held.budget, held.key, held.scope_value,

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 import qwen_meter as qm
 from qwen_meter import Usage, cost, estimate_cost
-from qwen_meter.limits.limiter import RateLimit, RateLimiter
+from qwen_meter.limits.limiter.core import RateLimiter
+from qwen_meter.limits.limiter.values import RateLimit
 
 M = D(1_000_000)
 CAT = qm.default_catalogue()

@@ -15,7 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import qwen_meter as qm
-from qwen_meter.limits.limiter import RateLimit, RateLimiter, _FifoGate
+from qwen_meter.limits.limiter.core import RateLimiter
+from qwen_meter.limits.limiter.gates import FifoGate
+from qwen_meter.limits.limiter.values import RateLimit
 from qwen_meter.limits.store import MemoryStore, StoreUnavailable
 
 
@@ -160,7 +162,7 @@ def test_async_acquire_waits_without_blocking():
 
 
 def test_fifo_gate_serves_in_arrival_order():
-    gate = _FifoGate()
+    gate = FifoGate()
     order = []
     holder = gate.enter()
     assert holder.is_set()

@@ -21,8 +21,8 @@ import pytest
 from redis_server import free_port
 
 import qwen_meter as qm
-from qwen_meter.limits.budget import Budget
-from qwen_meter.limits.limiter import RateLimiter
+from qwen_meter.limits.budget.core import Budget
+from qwen_meter.limits.limiter.core import RateLimiter
 from qwen_meter.limits.store import CircuitBreaker, StoreUnavailable
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")

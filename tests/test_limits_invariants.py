@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 import qwen_meter as qm
-from qwen_meter.limits.limiter import RateLimiter
+from qwen_meter.limits.limiter.core import RateLimiter
 
 RPM, TPM = 7, 900
 

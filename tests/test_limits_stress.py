@@ -19,8 +19,8 @@ import pytest
 from limit_worker import BUDGET, RPM, TPM, main
 from test_limits_invariants import worst_window
 
-from qwen_meter.limits.budget import Budget
-from qwen_meter.limits.limiter import RateLimiter
+from qwen_meter.limits.budget.core import Budget
+from qwen_meter.limits.limiter.core import RateLimiter
 from qwen_meter.limits.store import open_store
 
 HERE = Path(__file__).resolve().parent

@@ -42,7 +42,7 @@ def write_out(text: str, out: str) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..limits.budget import parse_money
+    from ..limits.budget.money import parse_money
 
     try:
         from ..report import build_report, load_usage, render

@@ -8,7 +8,8 @@ shared store, so every replica counts against the same windows.
 
 from __future__ import annotations
 
-from ..limits.limiter import Permit, RateLimit, RateLimiter
+from ..limits.limiter.core import RateLimiter
+from ..limits.limiter.values import Permit, RateLimit
 from ..limits.store import Store
 
 ALL_MODELS = "*"

@@ -11,8 +11,9 @@ import os
 import socket
 from dataclasses import dataclass
 
-from ..limits.budget import Budget
-from ..limits.limiter import RateLimit, RateLimiter
+from ..limits.budget.core import Budget
+from ..limits.limiter.core import RateLimiter
+from ..limits.limiter.values import RateLimit
 from ..limits.store import MemoryStore, Store, open_store
 from ..meter.config import default_log_path
 from ..meter.log import UsageLog, open_log

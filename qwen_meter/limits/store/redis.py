@@ -13,18 +13,19 @@ seconds (default 400 days) after its last write; reservations and their tombston
 their lease and tombstone time.
 
 The asyncio twins run the same scripts through ``redis.asyncio`` (and its cluster client).
+The scripts themselves are in :mod:`.redis_scripts`, the clients are opened by
+:mod:`.redis_clients`; this module is the store: key names, arguments, results, and the
+circuit breaker around every round trip.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from .base import (
-    TOMBSTONE_SECONDS,
     AcquireResult,
     CircuitBreaker,
     LedgerResult,
@@ -35,232 +36,8 @@ from .base import (
     check_seconds,
     hash_tag,
 )
-
-# A window is one hash per key: a field per second, "s" (running total of the live seconds),
-# "m" (the oldest second that may still hold an amount) and "t" (the newest second written).
-# Pruning moves "m" forward, so an acquire is O(1) however busy the window is; after a long idle
-# gap the hash starts over. The second is TIME (server clock, read inside the script) or the
-# caller's, and is then clamped up to "t" of every key: see store/base.py for why.
-_WINDOW_COMMON = """
-local function live(key, bucket)
-  local v = redis.call('HMGET', key, 's', 'm', tostring(bucket))
-  local sum, oldest_kept, current = tonumber(v[1]) or 0, tonumber(v[2]), tonumber(v[3]) or 0
-  local oldest = bucket - 60
-  if oldest_kept and oldest_kept < oldest then
-    if bucket - oldest_kept > 122 then
-      redis.call('DEL', key)
-      redis.call('HSET', key, 't', bucket)  -- keep the clamp's floor
-      redis.call('EXPIRE', key, 130)
-      return 0, 0
-    end
-    for b = oldest_kept, oldest - 1 do
-      local old = redis.call('HGET', key, tostring(b))
-      if old then
-        sum = sum - tonumber(old)
-        redis.call('HDEL', key, tostring(b))
-      end
-    end
-    redis.call('HSET', key, 's', sum, 'm', oldest)
-  end
-  return sum, current
-end
-"""
-
-_ACQUIRE = _WINDOW_COMMON + """
-local bucket, now
-if ARGV[1] == 'server' then
-  local t = redis.call('TIME')
-  bucket = tonumber(t[1])
-  now = bucket + tonumber(t[2]) / 1e6
-else
-  now = tonumber(ARGV[1])
-  bucket = math.floor(now)
-end
-for i = 1, #KEYS do
-  local newest = tonumber(redis.call('HGET', KEYS[i], 't'))
-  if newest and newest > bucket then bucket = newest end
-end
-for i = 1, #KEYS do  -- the newest second seen, admitted or not
-  redis.call('HSET', KEYS[i], 't', bucket)
-  redis.call('EXPIRE', KEYS[i], 130)
-end
-for i = 1, #KEYS do
-  local base = 1 + (i - 1) * 3
-  local limit, amount = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
-  local per_second = ARGV[base + 3]
-  local key = KEYS[i]
-  local sum, current = live(key, bucket)
-  if per_second ~= '' and current > 0 and current + amount > tonumber(per_second) then
-    return {0, 1, i, bucket, tostring(now)}
-  end
-  if sum + amount > limit then
-    local fields = {}
-    for b = bucket - 60, bucket do fields[#fields + 1] = tostring(b) end
-    local values = redis.call('HMGET', key, unpack(fields))
-    local total = 0
-    for j = 1, 61 do total = total + (tonumber(values[j]) or 0) end
-    local k = 61
-    for j = 1, 60 do
-      total = total - (tonumber(values[j]) or 0)
-      if total + amount <= limit then k = j break end
-    end
-    return {0, k, i, bucket, tostring(now)}
-  end
-end
-for i = 1, #KEYS do
-  local key, amount = KEYS[i], ARGV[1 + (i - 1) * 3 + 2]
-  redis.call('HINCRBY', key, tostring(bucket), amount)
-  redis.call('HINCRBY', key, 's', amount)
-  redis.call('HSETNX', key, 'm', bucket - 60)
-end
-return {1, 0, 0, bucket, tostring(now)}
-"""
-
-_ADJUST = """
-local value = redis.call('HGET', KEYS[1], ARGV[1])
-if value then
-  local old = tonumber(value)
-  local new = math.max(0, old + tonumber(ARGV[2]))
-  redis.call('HSET', KEYS[1], ARGV[1], new)
-  redis.call('HINCRBY', KEYS[1], 's', new - old)
-end
-return 0
-"""
-
-_SUM = _WINDOW_COMMON + """
-local bucket = tonumber(ARGV[1])
-local newest = tonumber(redis.call('HGET', KEYS[1], 't'))
-if newest and newest > bucket then bucket = newest end
-local sum = live(KEYS[1], bucket)
-redis.call('HSET', KEYS[1], 't', bucket)
-redis.call('EXPIRE', KEYS[1], 130)
-return sum
-"""
-
-# KEYS: committed (string), reservations (hash id -> units), leases (zset id -> lease_until),
-# tombstones (hash id -> committed/released/expired), forget (zset id -> when to drop it).
-_LEDGER_COMMON = """
-local now = tonumber(ARGV[1])
-local TOMB = """ + str(TOMBSTONE_SECONDS) + """
-local dead = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'WITHSCORES')
-for i = 1, #dead, 2 do
-  redis.call('HDEL', KEYS[2], dead[i])
-  redis.call('HSET', KEYS[4], dead[i], 'expired')
-  redis.call('ZADD', KEYS[5], tonumber(dead[i + 1]) + TOMB, dead[i])
-end
-if #dead > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now) end
-local gone = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now)
-for _, id in ipairs(gone) do redis.call('HDEL', KEYS[4], id) end
-if #gone > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now) end
-local function totals()
-  local reserved = 0
-  for _, v in ipairs(redis.call('HVALS', KEYS[2])) do reserved = reserved + tonumber(v) end
-  return tostring(tonumber(redis.call('GET', KEYS[1]) or '0')), tostring(reserved)
-end
--- Lengthen a key's TTL to at least `seconds` (never shorten another caller's).
-local function extend(key, seconds)
-  seconds = math.max(1, math.ceil(seconds))
-  if redis.call('TTL', key) < seconds then redis.call('EXPIRE', key, seconds) end
-end
--- TTLs are relative to the caller's clock, the one the leases and periods are written in.
--- A ledger without a period end keeps its total for the retention after its last write.
-local function expire(at, retention)
-  if at ~= '' then extend(KEYS[1], tonumber(at) - now)
-  else redis.call('EXPIRE', KEYS[1], tonumber(retention)) end
-end
-local function tombstone(id, state, forget)
-  redis.call('HSET', KEYS[4], id, state)
-  redis.call('ZADD', KEYS[5], forget, id)
-  extend(KEYS[4], forget - now + 60)
-  extend(KEYS[5], forget - now + 60)
-end
-"""
-
-_RESERVE = _LEDGER_COMMON + """
-local id, amount, limit, lease = ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
-local committed, reserved = totals()
-if redis.call('HEXISTS', KEYS[2], id) == 1 then return {1, committed, reserved, 'ok'} end
-local state = redis.call('HGET', KEYS[4], id)
-if state then return {0, committed, reserved, state} end
-if limit ~= '' and tonumber(committed) + tonumber(reserved) + amount > tonumber(limit) then
-  return {0, committed, reserved, 'refused'}
-end
-redis.call('HSET', KEYS[2], id, ARGV[3])
-redis.call('ZADD', KEYS[3], lease, id)
-extend(KEYS[2], lease - now + 60)
-extend(KEYS[3], lease - now + 60)
-if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SET', KEYS[1], 0) end
-expire(ARGV[6], ARGV[7])
-return {1, committed, tostring(tonumber(reserved) + amount), 'ok'}
-"""
-
-_COMMIT = _LEDGER_COMMON + """
-local id = ARGV[2]
-local lease = redis.call('ZSCORE', KEYS[3], id)
-local state, forget = 'ok', 0
-if lease then
-  redis.call('HDEL', KEYS[2], id)
-  redis.call('ZREM', KEYS[3], id)
-  forget = tonumber(lease) + TOMB
-else
-  state = redis.call('HGET', KEYS[4], id) or 'unknown'
-  if state == 'committed' or state == 'released' or ARGV[6] == '1' then
-    local committed, reserved = totals()
-    return {0, committed, reserved, state}
-  end
-  forget = now + TOMB
-end
-redis.call('INCRBY', KEYS[1], ARGV[3])
-expire(ARGV[4], ARGV[5])
-tombstone(id, 'committed', forget)
-local committed, reserved = totals()
-return {1, committed, reserved, state}
-"""
-
-_RELEASE = _LEDGER_COMMON + """
-local id = ARGV[2]
-if id == '' then
-  local committed, reserved = totals()
-  return {1, committed, reserved, 'ok'}
-end
-local lease = redis.call('ZSCORE', KEYS[3], id)
-if not lease then
-  local committed, reserved = totals()
-  return {0, committed, reserved, redis.call('HGET', KEYS[4], id) or 'unknown'}
-end
-redis.call('HDEL', KEYS[2], id)
-redis.call('ZREM', KEYS[3], id)
-tombstone(id, 'released', tonumber(lease) + TOMB)
-local committed, reserved = totals()
-return {1, committed, reserved, 'ok'}
-"""
-
-
-class _Script:
-    """A Lua script run by SHA (loaded on first NOSCRIPT), on a sync or async client."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
-
-
-def _cluster_url(url: str) -> str:
-    return "redis" + url[len("redis+cluster"):]
-
-
-def _url_of(client: Any, cluster: bool) -> str | None:
-    """The URL a ready redis-py client talks to (host, port, db), when it can be read."""
-    try:
-        if cluster:
-            node = client.get_default_node()
-            return f"redis+cluster://{node.host}:{node.port}"
-        kwargs = client.connection_pool.connection_kwargs
-        if "path" in kwargs:
-            return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
-        return f"redis://{kwargs.get('host', '127.0.0.1')}:{kwargs.get('port', 6379)}/" \
-               f"{kwargs.get('db', 0)}"
-    except (AttributeError, KeyError, TypeError):
-        return None
+from .redis_clients import connect, url_of
+from .redis_scripts import ACQUIRE, ADJUST, COMMIT, RELEASE, RESERVE, SUM, Script
 
 
 class RedisStore(Store):
@@ -299,7 +76,7 @@ class RedisStore(Store):
                 client, redis.cluster.RedisCluster)
         self.cluster = cluster
         if client is not None and url == "redis://127.0.0.1:6379/0":
-            url = _url_of(client, cluster) or url  # so the asyncio twin reaches the same server
+            url = url_of(client, cluster) or url  # so the asyncio twin reaches the same server
         self.url = url
         self.prefix = prefix
         self.server_time = server_time
@@ -308,34 +85,19 @@ class RedisStore(Store):
         self._aredis = async_client
         self._own_async = async_client is None
         self._aloop: Any = None
-        self._acquire = _Script(_ACQUIRE)
-        self._adjust = _Script(_ADJUST)
-        self._sum = _Script(_SUM)
-        self._reserve = _Script(_RESERVE)
-        self._commit = _Script(_COMMIT)
-        self._release = _Script(_RELEASE)
+        self._acquire = Script(ACQUIRE)
+        self._adjust = Script(ADJUST)
+        self._sum = Script(SUM)
+        self._reserve = Script(RESERVE)
+        self._commit = Script(COMMIT)
+        self._release = Script(RELEASE)
 
     def _connect(self, url: str, *, asynchronous: bool) -> Any:
-        from redis.backoff import NoBackoff
-
-        options: dict[str, Any] = {"socket_timeout": self.timeout,
-                                   "socket_connect_timeout": self.timeout}
-        if asynchronous:
-            from redis.asyncio import Redis
-            from redis.asyncio.cluster import RedisCluster
-            from redis.asyncio.retry import Retry
-        else:
-            from redis import Redis  # type: ignore[assignment]
-            from redis.cluster import RedisCluster  # type: ignore[assignment]
-            from redis.retry import Retry  # type: ignore[assignment]
-        options["retry"] = Retry(NoBackoff(), 0)
-        if self.cluster:
-            return RedisCluster.from_url(_cluster_url(url), **options)
-        return Redis.from_url(url, **options)
+        return connect(url, timeout=self.timeout, cluster=self.cluster, asynchronous=asynchronous)
 
     # --- running scripts: one argument builder and parser, two drivers ---------------------
 
-    def _run(self, script: _Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    def _run(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         self.breaker.before()
         try:
             try:
@@ -348,7 +110,7 @@ class RedisStore(Store):
         self.breaker.success()
         return result
 
-    async def _arun(self, script: _Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    async def _arun(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         self.breaker.before()
         try:
             client = self._async_client()
@@ -391,7 +153,7 @@ class RedisStore(Store):
         return [f"{base}:c", f"{base}:r", f"{base}:l", f"{base}:t", f"{base}:f"]
 
     def _acquire_call(self, checks: Sequence[WindowCheck], bucket: When
-                      ) -> tuple[_Script, list[str], list[Any]]:
+                      ) -> tuple[Script, list[str], list[Any]]:
         if self.server_time:
             when: Any = "server"
         elif callable(bucket):

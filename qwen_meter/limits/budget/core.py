@@ -21,12 +21,12 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from decimal import Decimal, InvalidOperation
+from dataclasses import replace
+from decimal import Decimal
 from typing import Any
 
-from ..base import checks as check
-from ..base.errors import (
+from ...base import checks as check
+from ...base.errors import (
     BudgetExceeded,
     ConfigurationError,
     ReservationError,
@@ -34,10 +34,10 @@ from ..base.errors import (
     ReservationSettled,
     ReservationUnknown,
 )
-from ..billing.pricing import Cost, CostEstimate
-from ..catalogue.core import CURRENCIES
-from .store import Store, StoreUnavailable, open_store
-from .store.base import (
+from ...billing.pricing import Cost, CostEstimate
+from ...catalogue.core import CURRENCIES
+from ..store import Store, StoreUnavailable, open_store
+from ..store.base import (
     COMMITTED,
     EXPIRED,
     RELEASED,
@@ -46,127 +46,12 @@ from .store.base import (
     from_units,
     to_units,
 )
+from .checks import MODES, check_budget_args
+from .money import parse_money
+from .periods import PERIODS, period_bounds
+from .values import BudgetStatus, BudgetWarning, Reservation, ThresholdEvent
 
 log = logging.getLogger("qwen_meter.budget")
-
-PERIODS = (None, "hour", "day", "week", "month")
-#: Largest amount of money a budget, a reservation or a cost may be (9.2e9 fits int64 units).
-MAX_AMOUNT = Decimal(10) ** 9
-MODES = ("hard", "soft")
-
-
-class BudgetWarning(UserWarning):
-    """A soft budget was exceeded (the call went ahead)."""
-
-
-@dataclass(frozen=True)
-class Reservation:
-    """Money held for one call until it is committed or released."""
-
-    id: str
-    budget: str
-    key: str
-    scope_value: str
-    amount: Decimal
-    units: int
-    expire_at: float | None
-    degraded: bool = False
-
-
-@dataclass(frozen=True)
-class BudgetStatus:
-    """Committed and reserved spend of one budget scope in its current period."""
-
-    limit: Decimal
-    currency: str
-    committed: Decimal
-    reserved: Decimal
-    period: str
-    degraded: bool = False  # True: the store could not be asked (``on_store_error="open"``)
-
-    @property
-    def remaining(self) -> Decimal:
-        return self.limit - self.committed - self.reserved
-
-
-@dataclass(frozen=True)
-class ThresholdEvent:
-    """A budget's committed spend crossed ``threshold`` (a fraction of the limit)."""
-
-    budget: str
-    scope_value: str
-    threshold: float
-    committed: Decimal
-    limit: Decimal
-    currency: str
-
-
-def parse_money(value: Any, currency: str | None = None) -> tuple[Decimal, str | None]:
-    """``"50 CNY"``, ``Decimal("50")``, ``50`` → (amount, currency)."""
-    if isinstance(value, str):
-        parts = value.split()
-        if len(parts) == 2 and parts[1].isalpha():
-            if currency is not None and str(currency).upper() != parts[1].upper():
-                raise ConfigurationError(f"{value!r} is in {parts[1].upper()}, but "
-                                         f"currency={currency!r} was given")
-            value, currency = parts[0], parts[1].upper()
-    if isinstance(value, bool):
-        raise ConfigurationError(f"not an amount of money: {value!r}")
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        raise ConfigurationError(f"not an amount of money: {value!r}") from None
-    if not amount.is_finite():
-        raise ConfigurationError(f"not an amount of money: {value!r}")
-    if abs(amount) > MAX_AMOUNT:  # the stores keep money as 64-bit units of 1e-9
-        raise ConfigurationError(f"{value!r} is beyond the largest amount a budget can hold "
-                                 f"({MAX_AMOUNT})")
-    return amount, currency
-
-
-def _check_budget_args(*, currency: Any, scope: Any, name: Any, tz: Any, thresholds: Any,
-                       on_threshold: Any, store: Any, clock: Any) -> None:
-    """Types and ranges of Budget()'s arguments (the money itself: :func:`parse_money`)."""
-    check.optional_text(currency, "Budget(currency=)")
-    check.text(scope, "Budget(scope=)")
-    check.text(name, "Budget(name=)")
-    if not isinstance(tz, (str, dt.tzinfo)):
-        raise check.type_error("Budget(tz=)", "a time zone name or tzinfo", tz)
-    check.sequence(thresholds, "Budget(thresholds=)")
-    for n, threshold in enumerate(thresholds):
-        check.number(threshold, f"Budget(thresholds[{n}]=)", positive=True)
-    check.callable_(on_threshold, "Budget(on_threshold=)", optional=True)
-    if store is not None and not isinstance(store, (Store, str)) \
-            and not type(store).__module__.startswith("redis"):
-        raise check.type_error("Budget(store=)", "a Store, a store URL or a Redis client", store)
-    # lease: checked by check_seconds (InvalidTimeout), as every duration is.
-    check.callable_(clock, "Budget(clock=)")
-
-
-def period_bounds(period: str | None, now: float, tz: dt.tzinfo
-                  ) -> tuple[str, float | None]:
-    """(period id, end timestamp) of the calendar period containing ``now``."""
-    if period is None:
-        return "all", None
-    local = dt.datetime.fromtimestamp(now, tz)
-    if period == "hour":
-        start = local.replace(minute=0, second=0, microsecond=0)
-        end_naive = start.replace(tzinfo=None) + dt.timedelta(hours=1)
-        label = start.strftime("%Y-%m-%dT%H")
-    elif period == "day":
-        start = local.replace(hour=0, minute=0, second=0, microsecond=0)
-        end_naive = start.replace(tzinfo=None) + dt.timedelta(days=1)
-        label = start.strftime("%Y-%m-%d")
-    elif period == "week":
-        start = (local - dt.timedelta(days=local.weekday())).replace(hour=0, minute=0, second=0,
-                                                                      microsecond=0)
-        end_naive = start.replace(tzinfo=None) + dt.timedelta(days=7)
-        label = start.strftime("%G-W%V")
-    else:
-        start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        end_naive = (start.replace(tzinfo=None) + dt.timedelta(days=32)).replace(day=1)
-        label = start.strftime("%Y-%m")
-    return label, end_naive.replace(tzinfo=tz).timestamp()
 
 
 class Budget:
@@ -183,9 +68,9 @@ class Budget:
                  on_threshold: Callable[[ThresholdEvent], None] | None = None,
                  store: Store | str | Any = None, lease: float = 600.0,
                  on_store_error: str = "closed", clock: Callable[[], float] = time.time) -> None:
-        _check_budget_args(currency=currency, scope=scope, name=name, tz=tz,
-                           thresholds=thresholds, on_threshold=on_threshold, store=store,
-                           clock=clock)
+        check_budget_args(currency=currency, scope=scope, name=name, tz=tz,
+                          thresholds=thresholds, on_threshold=on_threshold, store=store,
+                          clock=clock)
         amount, currency = parse_money(limit, currency)
         if amount < 0:
             raise ConfigurationError(f"a budget limit cannot be negative: {amount}")

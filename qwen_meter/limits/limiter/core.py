@@ -17,148 +17,24 @@ in how they call the store.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
-import threading
 import time
 import warnings
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any
 
-from ..base import checks as check
-from ..base.errors import InvalidArgument, NotOffered, RateLimited
-from ..catalogue.checks import catalogue_object
-from ..catalogue.core import Catalogue, default_catalogue
-from .store import Store, StoreUnavailable, WindowCheck, open_store
-from .store.base import AcquireResult, check_seconds
-
-if TYPE_CHECKING:
-    import asyncio
+from ...base import checks as check
+from ...base.errors import RateLimited
+from ...catalogue.core import Catalogue
+from ..store import Store, StoreUnavailable, WindowCheck, open_store
+from ..store.base import AcquireResult, check_seconds
+from .checks import FAIL_POLICIES, check_call, check_limiter_args
+from .gates import AsyncFifoGate, FifoGate
+from .plans import Plan, resolve_limit, window_keys, window_plan
+from .values import Permit, RateLimit, permit_ids
 
 log = logging.getLogger("qwen_meter.limiter")
-
-FAIL_POLICIES = ("closed", "open")
-
-
-@dataclass(frozen=True)
-class RateLimit:
-    """Requests and tokens per minute (None: not limited)."""
-
-    rpm: int | None
-    tpm: int | None
-    #: published per-second limits (embeddings): enforced per second even without smoothing
-    rps: int | None = None
-    tps: int | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("rpm", "tpm", "rps", "tps"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or value < 1):
-                raise InvalidArgument(f"must be a positive whole number or None, got "
-                                      f"{value!r}", where=f"RateLimit({name}=)")
-
-
-def _check_limiter_args(*, store: object, account: object, region: object, limits: object,
-                        default: object, smooth: object, catalogue: object,
-                        clocks: tuple[tuple[str, object], ...], async_sleep: object
-                        ) -> dict[str, RateLimit]:
-    """Types of RateLimiter()'s arguments; returns ``limits`` as {model: RateLimit}."""
-    if store is not None and not isinstance(store, (Store, str)) \
-            and not type(store).__module__.startswith("redis"):
-        raise check.type_error("RateLimiter(store=)", "a Store, a store URL or a Redis client",
-                               store)
-    check.text(account, "RateLimiter(account=)")
-    check.optional_text(region, "RateLimiter(region=)")
-    check.optional_instance(default, RateLimit, "RateLimiter(default=)", "a RateLimit")
-    check.flag(smooth, "RateLimiter(smooth=)")
-    catalogue_object(catalogue, "RateLimiter(catalogue=)")
-    for name, fn in clocks:
-        check.callable_(fn, f"RateLimiter({name}=)")
-    check.callable_(async_sleep, "RateLimiter(async_sleep=)", optional=True)
-    if limits is None:
-        return {}
-    if not isinstance(limits, Mapping):
-        raise check.type_error("RateLimiter(limits=)",
-                               "a mapping of model name to RateLimit or (rpm, tpm)", limits)
-    parsed: dict[str, RateLimit] = {}
-    for name, value in limits.items():
-        where = f"RateLimiter(limits[{name!r}]=)"
-        check.text(name, "RateLimiter(limits=) key")
-        if isinstance(value, RateLimit):
-            parsed[name] = value
-        elif isinstance(value, (tuple, list)) and len(value) == 2:
-            parsed[name] = RateLimit(check.optional_whole(value[0], where, minimum=1),
-                                     check.optional_whole(value[1], where, minimum=1))
-        else:
-            raise check.type_error(where, "a RateLimit or (rpm, tpm)", value)
-    return parsed
-
-
-class Permit(NamedTuple):
-    """One admitted call: what it holds in the window until reconciled or released."""
-
-    id: int
-    account: str
-    model: str
-    bucket: int
-    tokens: int
-    degraded: bool = False
-
-
-_permit_ids = itertools.count(1)
-
-
-class _FifoGate:
-    """Lets waiters try in arrival order (threads)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._queue: deque[threading.Event] = deque()
-
-    @property
-    def idle(self) -> bool:
-        return not self._queue
-
-    def enter(self) -> threading.Event:
-        event = threading.Event()
-        with self._lock:
-            self._queue.append(event)
-            if self._queue[0] is event:
-                event.set()
-        return event
-
-    def leave(self, event: threading.Event) -> None:
-        with self._lock:
-            head = self._queue[0] is event
-            self._queue.remove(event)
-            if head and self._queue:
-                self._queue[0].set()
-
-
-class _AsyncFifoGate:
-    """Lets waiters try in arrival order (asyncio tasks of one loop)."""
-
-    def __init__(self) -> None:
-        self._queue: deque[asyncio.Future[None]] = deque()
-
-    def enter(self) -> asyncio.Future[None]:
-        import asyncio
-
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append(future)
-        if self._queue[0] is future:
-            future.set_result(None)
-        return future
-
-    def leave(self, future: asyncio.Future[None]) -> None:
-        head = self._queue[0] is future
-        self._queue.remove(future)
-        if head and self._queue and not self._queue[0].done():
-            self._queue[0].set_result(None)
 
 
 class RateLimiter:
@@ -182,10 +58,10 @@ class RateLimiter:
                  sleep: Callable[[float], None] = time.sleep,
                  async_sleep: Callable[[float], Awaitable[None]] | None = None) -> None:
         check.choice(on_store_error, FAIL_POLICIES, "RateLimiter(on_store_error=)")
-        limits = _check_limiter_args(store=store, account=account, region=region, limits=limits,
-                                     default=default, smooth=smooth, catalogue=catalogue,
-                                     clocks=(("clock", clock), ("sleep", sleep)),
-                                     async_sleep=async_sleep)
+        limits = check_limiter_args(store=store, account=account, region=region, limits=limits,
+                                    default=default, smooth=smooth, catalogue=catalogue,
+                                    clocks=(("clock", clock), ("sleep", sleep)),
+                                    async_sleep=async_sleep)
         self.store = open_store(store)
         self.account = account
         self.region = region
@@ -197,11 +73,11 @@ class RateLimiter:
         self.clock = clock
         self.sleep = sleep
         self.async_sleep = async_sleep  # None: asyncio.sleep, imported when first needed
-        self._gates: dict[str, _FifoGate] = {}
-        self._async_gates: dict[str, _AsyncFifoGate] = {}
+        self._gates: dict[str, FifoGate] = {}
+        self._async_gates: dict[str, AsyncFifoGate] = {}
         self._cache: dict[str, RateLimit] = {}
         self._key_names: dict[str, tuple[str, str]] = {}
-        self._plans: dict[str, tuple[WindowCheck | None, WindowCheck | None, int | None]] = {}
+        self._plans: dict[str, Plan] = {}
 
     # --- limits ---------------------------------------------------------------------------
 
@@ -211,43 +87,22 @@ class RateLimiter:
         cached = self._cache.get(model)
         if cached is not None:
             return cached
-        limit = self.overrides.get(model)
-        if limit is None:
-            spec = (self.catalogue or default_catalogue()).resolve(model)
-            limit = self.overrides.get(spec.name)
-            if limit is None:
-                try:
-                    known = spec.offer(self.region).rate_limits
-                except NotOffered:
-                    known = None
-                limit = RateLimit(known.rpm, known.tpm, known.rps, known.tps) if known else \
-                    (self.default or RateLimit(None, None))
-        self._cache[model] = limit
+        limit = self._cache[model] = resolve_limit(model, self.overrides, self.catalogue,
+                                                   self.region, self.default)
         return limit
 
     def _keys(self, model: str) -> tuple[str, str]:
-        # One hash tag per (account, model): both windows of a model live in one Redis Cluster
-        # slot (a script may only touch one slot) and share one memory-store lock stripe.
         keys = self._key_names.get(model)
         if keys is None:
-            base = f"rl:{{{self.account}:{model}}}"
-            keys = self._key_names[model] = (f"{base}:req", f"{base}:tok")
+            keys = self._key_names[model] = window_keys(self.account, model)
         return keys
 
-    def _plan(self, model: str) -> tuple[WindowCheck | None, WindowCheck | None, int | None]:
+    def _plan(self, model: str) -> Plan:
         """(request check, token check template, tpm) for a model, computed once."""
         plan = self._plans.get(model)
         if plan is None:
-            limit = self.limits_for(model)
-            req_key, tok_key = self._keys(model)
-            per_second = self.smooth
-            requests = None if limit.rpm is None else WindowCheck(
-                req_key, limit.rpm, 1, limit.rps or (math.ceil(limit.rpm / 60) if per_second
-                                                     else None))
-            tokens = None if limit.tpm is None else WindowCheck(
-                tok_key, limit.tpm, 0, limit.tps or (math.ceil(limit.tpm / 60) if per_second
-                                                     else None))
-            plan = self._plans[model] = (requests, tokens, limit.tpm)
+            plan = self._plans[model] = window_plan(self.limits_for(model), *self._keys(model),
+                                                    self.smooth)
         return plan
 
     def _checks(self, model: str, tokens: int) -> list[WindowCheck]:
@@ -271,11 +126,11 @@ class RateLimiter:
             warnings.warn(f"rate limiter store unavailable, admitting anyway: {result}",
                           RuntimeWarning, stacklevel=4)
             log.warning("admitted %s (%d tokens) without the store: %s", model, tokens, result)
-            return Permit(next(_permit_ids), self.account, model, math.floor(self.clock()),
+            return Permit(next(permit_ids), self.account, model, math.floor(self.clock()),
                           tokens, degraded=True)
         bucket = result.bucket if result.bucket is not None else math.floor(self.clock())
         if result.ok:
-            return Permit(next(_permit_ids), self.account, model, bucket, tokens)
+            return Permit(next(permit_ids), self.account, model, bucket, tokens)
         now = result.now if result.now is not None else self.clock()
         # The store may have clamped the second ahead of this clock: wait for that too.
         return max(result.retry_buckets - (now - bucket), 0.001)
@@ -283,7 +138,7 @@ class RateLimiter:
     def _attempt(self, model: str, tokens: int) -> Permit | float:
         checks = self._checks(model, tokens)
         if not checks:
-            return Permit(next(_permit_ids), self.account, model, math.floor(self.clock()),
+            return Permit(next(permit_ids), self.account, model, math.floor(self.clock()),
                           tokens)
         try:
             # The clock itself goes to the store, which reads it inside its atomic step.
@@ -296,7 +151,7 @@ class RateLimiter:
     async def _attempt_async(self, model: str, tokens: int) -> Permit | float:
         checks = self._checks(model, tokens)
         if not checks:
-            return Permit(next(_permit_ids), self.account, model, math.floor(self.clock()),
+            return Permit(next(permit_ids), self.account, model, math.floor(self.clock()),
                           tokens)
         try:
             result: AcquireResult | StoreUnavailable = await self.store.awindow_acquire(
@@ -307,7 +162,7 @@ class RateLimiter:
 
     def try_acquire(self, model: str, tokens: int = 0) -> Permit:
         """Admit now or raise :class:`~qwen_meter.errors.RateLimited` (no waiting)."""
-        self._check_call(model, tokens, True, "try_acquire")
+        check_call(model, tokens, True, "try_acquire")
         outcome = self._attempt(model, tokens)
         if isinstance(outcome, Permit):
             return outcome
@@ -317,19 +172,6 @@ class RateLimiter:
     def _refused(model: str, retry_after: float, why: str = "") -> RateLimited:
         return RateLimited(f"{model}: rate limit reached; retry in {retry_after:.3f} s{why}",
                            retry_after=retry_after)
-
-    @staticmethod
-    def _check_call(model: object, tokens: object, wait: object, method: str) -> None:
-        # The timeout is checked by _deadline (InvalidTimeout); these are the rest.
-        if type(model) is str and type(tokens) is int and tokens >= 0 \
-                and type(wait) is bool and model.strip():
-            return  # the common call, checked in one line: this runs before every request
-        where = f"RateLimiter.{method}"
-        check.model_name(model, f"{where}(model=)")
-        if model is None:
-            raise InvalidArgument("a model is required", where=f"{where}(model=)")
-        check.whole(tokens, f"{where}(tokens=)")
-        check.flag(wait, f"{where}(wait=)")
 
     def _deadline(self, timeout: float | None) -> float:
         seconds = check_seconds(timeout, "timeout", allow_none=True)
@@ -350,13 +192,13 @@ class RateLimiter:
         :class:`~qwen_meter.errors.RateLimited` is raised. A bad ``timeout`` (NaN, negative,
         infinite, not a number) raises :class:`~qwen_meter.errors.InvalidTimeout`.
         """
-        self._check_call(model, tokens, wait, "acquire")
+        check_call(model, tokens, wait, "acquire")
         deadline = self._deadline(timeout)
         if not wait:
             return self.try_acquire(model, tokens)
         gate = self._gates.get(model)
         if gate is None:
-            gate = self._gates.setdefault(model, _FifoGate())
+            gate = self._gates.setdefault(model, FifoGate())
         if gate.idle:  # nobody queued: no turn to wait for
             outcome = self._attempt(model, tokens)
             if isinstance(outcome, Permit):
@@ -379,14 +221,14 @@ class RateLimiter:
         """:meth:`acquire` for asyncio: awaits the store and the wait, never blocking the loop."""
         import asyncio
 
-        self._check_call(model, tokens, wait, "acquire_async")
+        check_call(model, tokens, wait, "acquire_async")
         deadline = self._deadline(timeout)
         if not wait:
             outcome = await self._attempt_async(model, tokens)
             if isinstance(outcome, Permit):
                 return outcome
             raise self._refused(model, outcome)
-        gate = self._async_gates.setdefault(model, _AsyncFifoGate())
+        gate = self._async_gates.setdefault(model, AsyncFifoGate())
         turn = gate.enter()
         try:
             remaining = None if deadline == math.inf else max(deadline - self.clock(), 0)
