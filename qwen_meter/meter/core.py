@@ -40,7 +40,8 @@ from ..billing.pricing import Cost, CostEstimate, thinking_applies
 from ..billing.request import Request
 from ..billing.unlisted import FallbackPrice, Resolved, estimate, price, resolve
 from ..billing.usage import Usage
-from ..catalogue.core import REGION_ENV, Catalogue, ModelSpec
+from ..catalogue.core import Catalogue
+from ..catalogue.records import REGION_ENV, ModelSpec
 from ..catalogue.regions import region_for_url
 from ..limits.budget import Budget, Reservation
 from ..limits.limiter import Permit, RateLimiter
