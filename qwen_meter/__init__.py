@@ -62,8 +62,9 @@ if TYPE_CHECKING:
     from .billing.request import normalize_request
     from .billing.unlisted import FallbackPrice  # issue #10
     from .billing.usage import Usage
-    from .catalogue.core import (
-        Catalogue,
+    from .catalogue.core import Catalogue, default_catalogue, resolve
+    from .catalogue.diff import diff_catalogues
+    from .catalogue.records import (
         Limits,
         ModelSpec,
         Offer,
@@ -71,10 +72,7 @@ if TYPE_CHECKING:
         RateLimits,
         Source,
         ToolFee,
-        default_catalogue,
-        resolve,
     )
-    from .catalogue.diff import diff_catalogues
     from .catalogue.regions import region_for_url  # issue #10
     from .gateway import Gateway, GatewayConfig, create_gateway  # issue 16: needs [gateway]
     from .integrations.langchain import QwenMeterCallbackHandler
@@ -142,9 +140,9 @@ _EXPORTS: dict[str, str] = {
     "BudgetStatus": ".limits.budget.values",
     "Catalogue": ".catalogue.core",
     # issue #12: catalogue records, the catalogue in use, and comparing two catalogues
-    "RateLimits": ".catalogue.core",
-    "Source": ".catalogue.core",
-    "ToolFee": ".catalogue.core",
+    "RateLimits": ".catalogue.records",
+    "Source": ".catalogue.records",
+    "ToolFee": ".catalogue.records",
     "default_catalogue": ".catalogue.core",
     "diff_catalogues": ".catalogue.diff",
     "CatalogueError": ".base.errors",
@@ -160,19 +158,19 @@ _EXPORTS: dict[str, str] = {
     "InvalidMessages": ".base.errors",
     "JsonlLog": ".meter.log",
     "LimitExceeded": ".base.errors",
-    "Limits": ".catalogue.core",
+    "Limits": ".catalogue.records",
     "MediaError": ".base.errors",
     "MissingExtra": ".base.errors",
     "MemoryStore": ".limits.store",
     "Meter": ".meter.pipeline",
     "MeteredCall": ".meter.call",
-    "ModelSpec": ".catalogue.core",
+    "ModelSpec": ".catalogue.records",
     "NotOffered": ".base.errors",
-    "Offer": ".catalogue.core",
+    "Offer": ".catalogue.records",
     "OutputLimitExceeded": ".base.errors",
     "Permit": ".limits.limiter.values",
     "Preflight": ".billing.preflight",
-    "PriceTier": ".catalogue.core",
+    "PriceTier": ".catalogue.records",
     "QuotaExhausted": ".meter.server_errors",
     "QwenMeterError": ".base.errors",
     "RateLimit": ".limits.limiter.values",

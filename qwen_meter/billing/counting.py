@@ -36,7 +36,8 @@ from .index import ModelInfo, lookup
 from .request import Request
 
 if TYPE_CHECKING:  # the catalogue loads only when the small index cannot answer
-    from ..catalogue.core import Catalogue, ModelSpec
+    from ..catalogue.core import Catalogue
+    from ..catalogue.records import ModelSpec
 
 #: catalogue.OVERRIDE_ENV, repeated so counting does not import the catalogue module.
 _OVERRIDE_ENV = "QWEN_METER_CATALOGUE"

@@ -15,7 +15,8 @@ from ..base.errors import (
     LimitExceeded,
     OutputLimitExceeded,
 )
-from ..catalogue.core import Catalogue, ModelSpec, default_catalogue
+from ..catalogue.core import Catalogue, default_catalogue
+from ..catalogue.records import ModelSpec
 from ..tokens.messages import as_mapping, parse_messages
 from .checks import pricing_args
 from .counting import TokenCount, count_messages

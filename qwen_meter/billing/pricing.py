@@ -30,7 +30,8 @@ from typing import Any
 
 from ..base import checks as check
 from ..base.errors import InvalidMessages, UsageParseError
-from ..catalogue.core import Catalogue, ModelSpec, Offer, PriceTier, default_catalogue
+from ..catalogue.core import Catalogue, default_catalogue
+from ..catalogue.records import ModelSpec, Offer, PriceTier
 from .checks import pricing_args
 from .request import Request
 from .usage import Usage

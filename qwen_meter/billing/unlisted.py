@@ -20,7 +20,8 @@ from decimal import Decimal
 from typing import Any
 
 from ..base.errors import ConfigurationError, NotOffered, QwenMeterError, UnknownModel
-from ..catalogue.core import Catalogue, ModelSpec, default_catalogue
+from ..catalogue.core import Catalogue, default_catalogue
+from ..catalogue.records import ModelSpec
 from .pricing import MILLION, Cost, CostEstimate, cost
 from .usage import Usage
 

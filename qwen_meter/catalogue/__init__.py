@@ -1,14 +1,16 @@
 """The catalogue: models, their offers by region, limits, prices and rate limits.
 
 ``data/models.yaml`` (plus overrides and downloaded updates) becomes frozen
-:class:`ModelSpec` / :class:`Offer` records; names resolve through aliases, snapshots and name
-rules; ``installed`` keeps downloaded catalogues and rolls them back; ``diff`` says what changed.
+:class:`ModelSpec` / :class:`Offer` records (``records``), read and validated by the
+``parse_*`` modules; names resolve through aliases, snapshots and name rules (``core``);
+``installed`` keeps downloaded catalogues and rolls them back; ``diff`` says what changed.
 
 May use: ``base`` and ``tokens`` (a model names its tokenizer family, chat template and media
 rule). Never counting by model, pricing, limits, the meter or any face.
 """
 
-from .core import (
+from .core import Catalogue, default_catalogue, resolve
+from .records import (
     CURRENCIES,
     MODEL_KINDS,
     OVERRIDE_ENV,
@@ -18,7 +20,6 @@ from .core import (
     STATUSES,
     THINKING_KINDS,
     CacheRules,
-    Catalogue,
     FreeQuota,
     Limits,
     ModelSpec,
@@ -27,8 +28,6 @@ from .core import (
     RateLimits,
     Source,
     ToolFee,
-    default_catalogue,
-    resolve,
 )
 
 __all__ = [

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..base.checks import instance, text
-from .core import Catalogue, ModelSpec
+from .core import Catalogue
+from .records import ModelSpec
 
 
 def catalogue_object(value: Any, where: str) -> Catalogue | None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from .core import Catalogue, Limits, Offer, PriceTier
+from .core import Catalogue
+from .records import Limits, Offer, PriceTier
 
 _PRICE_KEYS = tuple(f.name for f in fields(PriceTier))
 _LIMIT_KEYS = tuple(f.name for f in fields(Limits))

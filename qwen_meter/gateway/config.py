@@ -214,7 +214,7 @@ class _Fields:
 
 
 def _budget(data: Any, path: str, file: str | None, default_name: str) -> BudgetConfig:
-    from ..catalogue.core import CURRENCIES
+    from ..catalogue.records import CURRENCIES
     from ..limits.budget.money import parse_money
 
     f = _Fields(data, path, file)

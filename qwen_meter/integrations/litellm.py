@@ -47,7 +47,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ..base.errors import ConfigurationError, NotOffered
-from ..catalogue.core import Catalogue, ModelSpec, Offer, PriceTier, default_catalogue
+from ..catalogue.core import Catalogue, default_catalogue
+from ..catalogue.records import ModelSpec, Offer, PriceTier
 
 if TYPE_CHECKING:
     from .litellm_logger import QwenMeterLogger as QwenMeterLogger

@@ -28,7 +28,7 @@ from ..billing.counting import TokenCount, count_completion
 from ..billing.pricing import Cost, CostEstimate
 from ..billing.unlisted import Resolved, price
 from ..billing.usage import Usage
-from ..catalogue.core import ModelSpec
+from ..catalogue.records import ModelSpec
 from ..limits.budget import Budget, Reservation
 from ..limits.limiter import Permit, RateLimiter
 from . import steps

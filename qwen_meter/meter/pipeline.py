@@ -36,7 +36,8 @@ from typing import Any
 
 from ..base.errors import InvalidMessages, QwenMeterError
 from ..billing.unlisted import FallbackPrice, Resolved, resolve
-from ..catalogue.core import REGION_ENV, Catalogue, ModelSpec
+from ..catalogue.core import Catalogue
+from ..catalogue.records import REGION_ENV, ModelSpec
 from ..catalogue.regions import region_for_url
 from ..limits.budget import Budget, Reservation
 from ..limits.limiter import RateLimiter

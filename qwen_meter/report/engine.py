@@ -18,7 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..base.errors import QwenMeterError
-from ..catalogue.core import Catalogue, ModelSpec, default_catalogue
+from ..catalogue.core import Catalogue, default_catalogue
+from ..catalogue.records import ModelSpec
 from . import sql
 from .prices import PRICE_COLUMNS, price_rows, thresholds
 from .sources import (

@@ -14,7 +14,8 @@ import numpy as np
 import pyarrow as pa
 
 from ..base.errors import QwenMeterError
-from ..catalogue.core import Catalogue, ModelSpec, Offer, default_catalogue
+from ..catalogue.core import Catalogue, default_catalogue
+from ..catalogue.records import ModelSpec, Offer
 
 MONEY = pa.decimal128(38, 18)
 

@@ -35,7 +35,7 @@ from ...base.errors import (
     ReservationUnknown,
 )
 from ...billing.pricing import Cost, CostEstimate
-from ...catalogue.core import CURRENCIES
+from ...catalogue.records import CURRENCIES
 from ..store import Store, StoreUnavailable, open_store
 from ..store.base import (
     COMMITTED,
