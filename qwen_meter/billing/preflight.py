@@ -17,8 +17,9 @@ from ..base.errors import (
 )
 from ..catalogue.core import Catalogue, ModelSpec, default_catalogue
 from ..tokens.messages import as_mapping, parse_messages
+from .chat_counting import count_messages
 from .checks import pricing_args
-from .counting import TokenCount, count_messages
+from .model_setup import TokenCount
 from .pricing import thinking_applies
 from .request import Request
 

@@ -34,7 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from ..base.errors import InvalidMessages, QwenMeterError, UnpricedCall
-from ..billing.counting import TokenCount, count_completion, count_messages, count_tokens
+from ..billing.chat_counting import count_completion, count_messages
+from ..billing.counting import count_tokens
+from ..billing.model_setup import TokenCount
 from ..billing.preflight import check_prompt
 from ..billing.pricing import Cost, CostEstimate, thinking_applies
 from ..billing.request import Request
