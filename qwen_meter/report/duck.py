@@ -22,7 +22,7 @@ def connect() -> Any:
     try:
         import duckdb
     except ImportError as exc:
-        raise QwenMeterError("reports need duckdb: pip install qwen-meter[reports]") from exc
+        raise QwenMeterError('reports need duckdb: pip install ".[reports]"') from exc
     db = duckdb.connect()
     db.execute("SET TimeZone = 'UTC'")
     # Progress is read with query_progress() and drawn by the report, never by DuckDB.
