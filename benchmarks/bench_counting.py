@@ -105,7 +105,7 @@ def chat_rate() -> dict[str, object]:
     about half of these messages repeat, as system prompts and common questions do).
     """
     import qwen_meter as qm
-    from qwen_meter.billing.counting import _setup
+    from qwen_meter.billing.model_setup import _setup
 
     raw = raw_encoding()
     ordinary = raw.encode_ordinary

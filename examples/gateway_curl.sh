@@ -5,7 +5,7 @@
 #
 # Environment: UPSTREAM (default https://dashscope.aliyuncs.com; the test suite points it at a
 # local stand-in), PORT (default 8080), QWEN_METER_LOG (the usage log; default: the meter's).
-# Needs the gateway extra: pip install "qwen-meter[gateway]".
+# Needs the gateway extra: pip install ".[gateway]".
 set -euo pipefail
 
 UPSTREAM=${UPSTREAM:-https://dashscope.aliyuncs.com}

@@ -3,7 +3,7 @@
     python examples/report_from_log.py [usage.jsonl ...]
 
 Without arguments it reads the meter's default log (``QWEN_METER_LOG`` or the user's data
-folder). Needs the ``reports`` extra: ``pip install "qwen-meter[reports]"``.
+folder). Needs the ``reports`` extra: ``pip install ".[reports]"``.
 """
 
 from __future__ import annotations

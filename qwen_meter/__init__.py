@@ -45,18 +45,9 @@ if TYPE_CHECKING:
 
     # issue #13: request features (native bodies, qwen-long files, batch files)
     from .billing.batch import BatchEstimate, estimate_batch
-    from .billing.counting import (
-        DEFAULT_MODEL,
-        TokenCount,
-        count_completion,
-        count_file,
-        count_messages,
-        count_tokens,
-        decode,
-        encode,
-        get_tokenizer,
-        render_messages,
-    )
+    from .billing.chat_counting import count_completion, count_messages, render_messages
+    from .billing.counting import count_file, count_tokens, decode, encode, get_tokenizer
+    from .billing.model_setup import DEFAULT_MODEL, TokenCount
     from .billing.preflight import Preflight, check, fit_messages
     from .billing.pricing import Cost, CostEstimate, cost, estimate_cost
     from .billing.request import normalize_request
@@ -150,7 +141,7 @@ _EXPORTS: dict[str, str] = {
     "ContextLimitExceeded": ".base.errors",
     "Cost": ".billing.pricing",
     "CostEstimate": ".billing.pricing",
-    "DEFAULT_MODEL": ".billing.counting",
+    "DEFAULT_MODEL": ".billing.model_setup",
     "DashScopeError": ".meter.server_errors",
     "InputDecodeError": ".base.errors",
     "InvalidArgument": ".base.errors",
@@ -185,7 +176,7 @@ _EXPORTS: dict[str, str] = {
     "StoreUnavailable": ".limits.store",
     "TemplateProfile": ".tokens.templates",
     "ThresholdEvent": ".limits.budget.values",
-    "TokenCount": ".billing.counting",
+    "TokenCount": ".billing.model_setup",
     "TokenizerBackend": ".tokens.backends",
     "TokenizerUnavailable": ".base.errors",
     "UnknownFamily": ".base.errors",
@@ -203,8 +194,8 @@ _EXPORTS: dict[str, str] = {
     "check": ".billing.preflight",
     "classify": ".meter.server_errors",
     "cost": ".billing.pricing",
-    "count_completion": ".billing.counting",
-    "count_messages": ".billing.counting",
+    "count_completion": ".billing.chat_counting",
+    "count_messages": ".billing.chat_counting",
     "count_tokens": ".billing.counting",
     "decode": ".billing.counting",
     "encode": ".billing.counting",
@@ -216,7 +207,7 @@ _EXPORTS: dict[str, str] = {
     "load_backend": ".tokens.backends",
     "open_store": ".limits.store",
     "read_usage": ".meter.log",
-    "render_messages": ".billing.counting",
+    "render_messages": ".billing.chat_counting",
     "resolve": ".catalogue.core",
     # issue #11 [limits]
     "InvalidTimeout": ".base.errors",

@@ -139,17 +139,17 @@ def test_falls_back_to_heuristic_when_no_ranks(monkeypatch):
     def missing(family):
         raise qm.TokenizerUnavailable("no package")
 
-    from qwen_meter.billing import counting
+    from qwen_meter.billing import model_setup
 
     monkeypatch.setattr(backends, "bundled_ranks_path", missing)
     backends._tiktoken_backend.cache_clear()
-    counting._cached_setup.cache_clear()
+    model_setup._cached_setup.cache_clear()
     try:
         count = qm.count_tokens("hello", "qwen-plus")
         assert count.exact is False and count.backend == "heuristic"
     finally:
         backends._tiktoken_backend.cache_clear()
-        counting._cached_setup.cache_clear()
+        model_setup._cached_setup.cache_clear()
 
 
 def test_count_tokens_rejects_non_text():

@@ -19,8 +19,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import qwen_meter as qm
-from qwen_meter.meter.sse import SSEDecoder
 from qwen_meter.limits.store import MemoryStore, StoreUnavailable
+from qwen_meter.meter.sse import SSEDecoder
 
 openai = pytest.importorskip("openai")
 

@@ -18,8 +18,9 @@ from ..base.errors import (
 from ..catalogue.core import Catalogue, default_catalogue
 from ..catalogue.records import ModelSpec
 from ..tokens.messages import as_mapping, parse_messages
+from .chat_counting import count_messages
 from .checks import pricing_args
-from .counting import TokenCount, count_messages
+from .model_setup import TokenCount
 from .pricing import thinking_applies
 from .request import Request
 

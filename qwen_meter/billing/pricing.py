@@ -248,7 +248,8 @@ def prompt_usage(subject: Any, spec: ModelSpec, *, tools: Any = None,
                  enable_thinking: bool | None = None, high_resolution: bool = False
                  ) -> tuple[Usage, bool]:
     """(input-only usage, exact?) of a token count, a text, or a list of messages."""
-    from .counting import count_messages, count_tokens
+    from .chat_counting import count_messages
+    from .counting import count_tokens
 
     if isinstance(subject, bool):
         raise InvalidMessages("expected tokens, text or messages, not a bool")

@@ -13,7 +13,7 @@ def _compact(args: argparse.Namespace) -> int:
     try:
         from ..report.export import compact, print_skipped
     except ImportError as exc:
-        raise QwenMeterError("log compact needs `pip install qwen-meter[reports]` "
+        raise QwenMeterError('log compact needs `pip install ".[reports]"` '
                              f"(missing: {exc.name})") from None
     written, skipped, listed = compact(args.logs, args.out,
                                        progress=sys.stderr.isatty() and not args.quiet)

@@ -47,7 +47,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         from ..report import build_report, load_usage, render
     except ImportError as exc:
-        raise QwenMeterError("reports need `pip install qwen-meter[reports]` "
+        raise QwenMeterError('reports need `pip install ".[reports]"` '
                              f"(missing: {exc.name})") from None
     if args.sql:
         return _print_sql(args)

@@ -57,8 +57,8 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         from ..gateway.server import serve
     except ImportError as exc:
-        raise ConfigurationError(f"the gateway needs its extra: pip install "
-                                 f"'qwen-meter[gateway]' ({exc})") from None
+        raise ConfigurationError(f'the gateway needs its extra: pip install ".[gateway]" '
+                                 f"({exc})") from None
     serve({"config_file": args.config, "upstream": args.upstream, "host": args.host,
            "port": args.port, "log": args.log}, workers=args.workers)
     return 0

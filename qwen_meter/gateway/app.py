@@ -102,7 +102,7 @@ class Gateway:
                 return
 
     def start(self) -> None:
-        from ..billing.counting import count_messages
+        from ..billing.chat_counting import count_messages
 
         # Load the tokenizer now, not on the first client's time.
         count_messages([{"role": "user", "content": "hi"}], "qwen-plus")

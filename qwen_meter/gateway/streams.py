@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 # The client meter's compatible-mode reader: one SSE parser for the adapter and the gateway.
 from ..clients.dashscope import add_reply, output_finish, output_reply
-from ..clients.httpx import CompatibleReply as CompatibleStream
+from ..clients.httpx_streams import CompatibleReply as CompatibleStream
 
 __all__ = ["CompatibleStream", "NativeStream", "ResponsesStream", "StreamReader", "native_reply"]
 

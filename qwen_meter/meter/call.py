@@ -24,7 +24,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ..base.errors import QwenMeterError
-from ..billing.counting import TokenCount, count_completion
+from ..billing.chat_counting import count_completion
+from ..billing.model_setup import TokenCount
 from ..billing.pricing import Cost, CostEstimate
 from ..billing.unlisted import Resolved, price
 from ..billing.usage import Usage

@@ -15,7 +15,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ..base.errors import InvalidMessages, UnpricedCall
-from ..billing.counting import TokenCount, count_messages, count_tokens
+from ..billing.chat_counting import count_messages
+from ..billing.counting import count_tokens
+from ..billing.model_setup import TokenCount
 from ..billing.preflight import check_prompt
 from ..billing.pricing import CostEstimate, thinking_applies
 from ..billing.request import Request

@@ -16,7 +16,9 @@ from typing import Any
 from ..base.errors import ConfigurationError
 from ..catalogue.core import Catalogue
 from . import sql
-from .engine import Plan, Scan, Skipped, check_zone, run
+from .duck import check_zone
+from .engine import run
+from .plan import Plan, Scan, Skipped
 from .read import UsageData
 
 GROUPINGS = ("model", "day", "week", "month", "tag", "user", "region", "status",

@@ -41,7 +41,7 @@ def _pyplot() -> Any:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as exc:
-        raise QwenMeterError("charts need matplotlib: pip install qwen-meter[reports]") from exc
+        raise QwenMeterError('charts need matplotlib: pip install ".[reports]"') from exc
     return plt
 
 

@@ -5,14 +5,9 @@ on the size of the logs. Reading the next chunk overlaps the SQL of the current 
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import queue
-import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -21,6 +16,8 @@ from ..base.errors import QwenMeterError
 from ..catalogue.core import Catalogue, default_catalogue
 from ..catalogue.records import ModelSpec
 from . import sql
+from .duck import _polled, _prefetch, _reraise_interrupt, connect
+from .plan import LISTED, Plan, Scan, Skipped
 from .prices import PRICE_COLUMNS, price_rows, thresholds
 from .sources import (
     LINES_SCHEMA,
@@ -32,103 +29,10 @@ from .sources import (
     sqlite_chunks,
 )
 
-#: How many skipped lines and unpriced records are listed by name (all are counted).
-LISTED = 1000
 _MERGE_ROWS = 500_000
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """A line (or record) the report could not use, or could not price."""
-
-    source: str
-    line: int | None
-    reason: str
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What to compute in the pass over the records."""
-
-    by: tuple[str, ...]
-    tz: str
-    since: dt.date | dt.datetime | None = None
-    until: dt.date | dt.datetime | None = None
-    reprice_model: str | None = None
-    reprice_region: str | None = None
-    reprice_batch: bool = False
-
-    @property
-    def repricing(self) -> bool:
-        return bool(self.reprice_model or self.reprice_region or self.reprice_batch)
-
-
-@dataclass
-class Scan:
-    """The result of one pass: the cube (a table of ``db``) and what was left out."""
-
-    db: Any
-    plan: Plan
-    records: int = 0
-    skipped: list[Skipped] = field(default_factory=list)
-    skipped_count: int = 0
-    unpriced: list[Skipped] = field(default_factory=list)
-    unpriced_count: int = 0
-
-    def query(self, text: str) -> pa.Table:
-        return self.db.sql(text).to_arrow_table()
-
-
-def connect() -> Any:
-    """A DuckDB connection whose zone is UTC (times without an offset are UTC, as the log's)."""
-    try:
-        import duckdb
-    except ImportError as exc:
-        raise QwenMeterError("reports need duckdb: pip install qwen-meter[reports]") from exc
-    db = duckdb.connect()
-    db.execute("SET TimeZone = 'UTC'")
-    # Progress is read with query_progress() and drawn by the report, never by DuckDB.
-    db.execute("SET enable_progress_bar = true")
-    db.execute("SET enable_progress_bar_print = false")
-    return db
-
-
-def system_zone() -> str:
-    """The machine's time zone as an IANA name (as DuckDB detects it), else UTC."""
-    import duckdb
-
-    try:
-        with duckdb.connect() as db:
-            row = db.execute("SELECT current_setting('TimeZone')").fetchall()[0]
-        return str(row[0]) if row and row[0] else "UTC"
-    except duckdb.Error:
-        return "UTC"
-
-
-def check_zone(tz: str) -> str:
-    """``tz`` if it is a zone name the engine knows, else a ConfigurationError."""
-    from ..base.errors import ConfigurationError
-
-    db = connect()
-    try:
-        db.execute(f"SELECT timezone({sql.quote(tz)}, TIMESTAMPTZ '2026-01-01 00:00:00+00')")
-    except Exception as exc:  # duckdb raises its own error types
-        raise ConfigurationError(f"unknown time zone {tz!r} (use an IANA name such as "
-                                 "Asia/Shanghai or UTC)") from exc
-    finally:
-        db.close()
-    return tz
-
 
 _LISTED_TYPE = pa.list_(pa.struct([("source", pa.string()), ("line", pa.int64()),
                                     ("reason", pa.string())]))
-
-
-def _reraise_interrupt(exc: BaseException) -> None:
-    """Ctrl-C while DuckDB runs a query comes back as its InterruptException: make it the
-    KeyboardInterrupt it is (not a reason to read the file another way)."""
-    if type(exc).__name__ == "InterruptException":
-        raise KeyboardInterrupt from exc
 
 
 def _bound(value: dt.date | dt.datetime, tz: str) -> str:
@@ -138,64 +42,6 @@ def _bound(value: dt.date | dt.datetime, tz: str) -> str:
     if not isinstance(value, dt.datetime):
         value = dt.datetime(value.year, value.month, value.day)
     return f"timezone({sql.quote(tz)}, TIMESTAMP {sql.quote(value.isoformat(sep=' '))})"
-
-
-@contextlib.contextmanager
-def _polled(db: Any, report: Callable[[float], None], every: float = 0.2) -> Iterator[None]:
-    """Calls ``report(share done)`` from a thread while ``db`` runs a query (DuckDB's own
-    progress), so the bar moves while a file is read in one query."""
-    stop = threading.Event()
-
-    def poll() -> None:
-        while not stop.wait(every):
-            try:
-                share = float(db.query_progress())
-            except Exception:  # no query running (yet / any more)
-                continue
-            if share >= 0:
-                report(min(share, 100.0) / 100.0)
-
-    thread = threading.Thread(target=poll, daemon=True, name="qwen-meter-report-progress")
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-
-
-def _prefetch(chunks: Iterator[pa.Table], depth: int = 2) -> Iterator[pa.Table]:
-    """``chunks`` read by a thread ahead of the consumer (file reads and numpy release the
-    GIL, and so does DuckDB while it runs the SQL of the previous chunk)."""
-    box: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
-
-    def work() -> None:
-        try:
-            for chunk in chunks:
-                if stop.is_set():
-                    return
-                box.put(chunk)
-            box.put(done)
-        except BaseException as exc:  # handed to the consumer, raised there
-            box.put(exc)
-
-    thread = threading.Thread(target=work, daemon=True, name="qwen-meter-report-reader")
-    thread.start()
-    try:
-        while True:
-            item = box.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():  # unblock a reader waiting on a full queue
-            with contextlib.suppress(queue.Empty):
-                box.get(timeout=0.05)
 
 
 class Engine:

@@ -16,7 +16,9 @@ from typing import Any
 
 from ..catalogue.core import Catalogue
 from . import sql
-from .engine import Engine, Plan, Skipped, _prefetch
+from .duck import _prefetch
+from .engine import Engine
+from .plan import Plan, Skipped
 from .sources import Progress, ReportInputError, Source, jsonl_chunks, sniff, sqlite_chunks
 
 #: The columns of a compacted record (the ``date`` partition column comes from the path).

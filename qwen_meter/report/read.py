@@ -18,7 +18,9 @@ from typing import Any
 import pyarrow as pa
 
 from ..catalogue.core import Catalogue
-from .engine import Plan, Scan, Skipped, check_zone, run, system_zone
+from .duck import check_zone, system_zone
+from .engine import run
+from .plan import Plan, Scan, Skipped
 from .sources import ReportInputError, Source, sniff
 
 __all__ = ["ReportInputError", "Skipped", "UsageData", "load_usage"]

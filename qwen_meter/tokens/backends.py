@@ -253,7 +253,7 @@ class TransformersBackend(TokenizerBackend):
             from transformers import AutoTokenizer
         except ImportError as exc:
             raise TokenizerUnavailable(
-                "the transformers backend needs `pip install qwen-meter[transformers]`"
+                'the transformers backend needs `pip install ".[transformers]"`'
             ) from exc
         if (os.sep in os.fspath(source) or os.fspath(source).startswith(".")) \
                 and not os.path.isdir(source):

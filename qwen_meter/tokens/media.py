@@ -193,7 +193,7 @@ def image_size(part: Part) -> tuple[int, int] | None:
         from PIL import Image
     except ImportError:
         raise MediaError(f"{_where(part)}: reading image sizes needs Pillow "
-                         "(pip install qwen-meter[images]), or give width and height") from None
+                         '(pip install ".[images]"), or give width and height') from None
     size = _header_size(Image, data)
     if size is None:
         raise MediaError(f"{_where(part)}: unreadable image data (not an image format "

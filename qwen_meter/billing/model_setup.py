@@ -1,0 +1,124 @@
+"""What counting needs of one model, built once: the setup behind every counting function.
+
+:func:`_setup` resolves a model name (the small model index, or the catalogue when the index
+cannot answer or ``$QWEN_METER_CATALOGUE`` overrides it) to its tokenizer backend, template
+profile and feature flags, cached per (model, options); the setup also holds the turn caches
+of the fast chat count (:mod:`.fast_count`). :class:`TokenCount` is what every counting
+function returns.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from ..tokens.backends import TiktokenBackend, TokenizerBackend, TransformersBackend, load_backend
+from ..tokens.templates import TemplateProfile, features, get_profile
+from .index import ModelInfo, lookup
+
+if TYPE_CHECKING:  # the catalogue loads only when the small index cannot answer
+    from ..catalogue.core import Catalogue
+    from ..catalogue.records import ModelSpec
+    from .fast_count import _ChatMemo
+
+#: catalogue.OVERRIDE_ENV, repeated so counting does not import the catalogue module.
+_OVERRIDE_ENV = "QWEN_METER_CATALOGUE"
+
+#: The model assumed when none is named.
+DEFAULT_MODEL = "qwen-plus"
+
+PathLike = str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class TokenCount:
+    """A token count and how far to trust it.
+
+    ``tokens`` is the total; ``exact`` is False when any part of it was estimated (heuristic
+    backend, remote image, audio, video), and ``notes`` says which. ``text_tokens`` plus the
+    media fields add up to ``tokens``.
+    """
+
+    tokens: int
+    exact: bool
+    backend: str
+    family: str
+    template: str | None = None
+    text_tokens: int = 0
+    image_tokens: int = 0
+    audio_tokens: int = 0
+    video_tokens: int = 0
+    notes: tuple[str, ...] = ()
+
+    def __int__(self) -> int:
+        return self.tokens
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class _Setup:
+    spec: ModelSpec | ModelInfo
+    backend: TokenizerBackend
+    profile: TemplateProfile
+    #: qwen-mt: the server adds a translation prompt.
+    translation: bool = False
+    #: the model's template can keep earlier reasoning (``preserve_thinking``).
+    preserve_capable: bool = False
+    #: a partial prefix is billed closed, plus a generation prompt (``features:``).
+    partial_billed_closed: bool = False
+    #: turn counts by (role, content), for this backend and profile.
+    turns: dict[tuple[Any, str], int] = field(default_factory=dict)
+    #: the conversations counted last, by id of their list (and -1: the very last one).
+    chats: dict[int, _ChatMemo] = field(default_factory=dict)
+
+    @property
+    def ordinary(self) -> bool:
+        """Whether the backend's ordinary BPE path is the exact one (tiktoken)."""
+        return isinstance(self.backend, TiktokenBackend)
+
+    @property
+    def special(self) -> bool:
+        """Whether the request needs more than the plain renderer."""
+        return self.translation or (isinstance(self.backend, TransformersBackend)
+                                    and self.backend.chat_template is not None)
+
+
+def _setup(model: str | None, family: str | None, template: str | TemplateProfile | None,
+           tokenizer: PathLike | None, backend: str | None) -> _Setup:
+    path = None if tokenizer is None else os.fspath(tokenizer)
+    # With catalogue overrides the full catalogue decides; otherwise the small index does.
+    if os.environ.get(_OVERRIDE_ENV):
+        from ..catalogue.core import default_catalogue
+
+        return _cached_setup(default_catalogue(), model or DEFAULT_MODEL, family, template,
+                             path, backend)
+    return _cached_setup(None, model or DEFAULT_MODEL,
+                         family, template, path, backend)
+
+
+@lru_cache(maxsize=256)
+def _cached_setup(catalogue: Catalogue | None, model: str, family: str | None,
+                  template: str | TemplateProfile | None, tokenizer: str | None,
+                  backend: str | None) -> _Setup:
+    # Keyed by the catalogue object, so overrides loaded later ($QWEN_METER_CATALOGUE) apply.
+    spec: ModelSpec | ModelInfo | None = lookup(model) if catalogue is None else None
+    if spec is None:  # not indexed: the catalogue resolves it or says why not
+        from ..catalogue.core import default_catalogue
+
+        spec = (catalogue or default_catalogue()).resolve(model)
+    chosen = load_backend(family or spec.family, tokenizer=tokenizer, backend=backend)
+    profile = get_profile(template or spec.template)
+    if template is None and spec.thinking_default is not None \
+            and spec.thinking_default != profile.thinking_default:
+        profile = replace(profile, thinking_default=spec.thinking_default)
+    rules = features()
+    return _Setup(spec, chosen, profile,
+                  translation=rules.translation.fullmatch(spec.name) is not None,
+                  preserve_capable=rules.preserve_thinking.fullmatch(spec.name) is not None,
+                  partial_billed_closed=rules.partial_billed_closed.fullmatch(spec.name)
+                  is not None)
