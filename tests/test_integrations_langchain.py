@@ -12,7 +12,7 @@ from integration_support import KEY
 import qwen_meter as qm
 
 langchain_openai = pytest.importorskip("langchain_openai")
-from qwen_meter.integrations.langchain import QwenMeterCallbackHandler, chat_tongyi
+from qwen_meter.integrations.langchain import QwenMeterCallbackHandler, chat_tongyi  # noqa: E402
 
 
 def chat_openai(meter, server, **options):
