@@ -260,6 +260,51 @@ def test_healthz_and_metrics(open_gateway):
     assert "qwen_meter_gateway_cost_total" in text
 
 
+def test_metrics_match_the_prometheus_integration_for_the_same_call(open_gateway):
+    """The gateway's /metrics and qwen_meter.integrations.prometheus count a call with the
+    same code: the figures of one call through the gateway agree, name for name."""
+    from prometheus_client import CollectorRegistry
+
+    from qwen_meter.integrations.prometheus import PrometheusObserver
+
+    url, _, app = open_gateway
+    meter = app.tenants.default.meter
+    registry = CollectorRegistry()
+    observer = PrometheusObserver(registry, tag_labels=("key",))
+    gw = {"calls": ("qwen_meter_gateway_calls_total",
+                    {"endpoint": "chat", "model": "qwen-plus", "key": "-", "status": "ok"}),
+          "input": ("qwen_meter_gateway_tokens_total",
+                    {"model": "qwen-plus", "key": "-", "kind": "prompt"}),
+          "output": ("qwen_meter_gateway_tokens_total",
+                     {"model": "qwen-plus", "key": "-", "kind": "completion"}),
+          "cost": ("qwen_meter_gateway_cost_total",
+                   {"model": "qwen-plus", "key": "-", "currency": "CNY"}),
+          "seconds": ("qwen_meter_gateway_call_seconds_sum", {"endpoint": "chat"})}
+    lib = {"calls": ("qwen_meter_requests_total",
+                     {"endpoint": "chat", "model": "qwen-plus", "key": "", "status": "ok"}),
+           "input": ("qwen_meter_tokens_total", {"model": "qwen-plus", "key": "", "kind": "input"}),
+           "output": ("qwen_meter_tokens_total",
+                      {"model": "qwen-plus", "key": "", "kind": "output"}),
+           "cost": ("qwen_meter_cost_total", {"model": "qwen-plus", "key": "", "currency": "CNY"}),
+           "seconds": ("qwen_meter_request_duration_seconds_sum",
+                       {"endpoint": "chat", "model": "qwen-plus"})}
+    before = {k: app.metrics.sample(n, **labels) or 0.0 for k, (n, labels) in gw.items()}
+    meter.add_observer(observer)
+    try:
+        answer = httpx.post(f"{url}/compatible-mode/v1/chat/completions", timeout=10,
+                            json={"model": "qwen-plus", "messages": MESSAGES})
+        assert answer.status_code == 200
+        deadline = time.monotonic() + 5
+        while not registry.get_sample_value(*lib["calls"]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        meter.observers.remove(observer)
+    for what, (name, labels) in gw.items():
+        added = app.metrics.sample(name, **labels) - before[what]
+        assert added == pytest.approx(registry.get_sample_value(*lib[what])), what
+        assert added > 0, what
+
+
 # --- virtual keys -------------------------------------------------------------------------
 
 def test_unknown_and_revoked_keys_are_401(keyed_gateway):
@@ -338,6 +383,8 @@ def test_key_budget_refuses_with_a_clear_error(fake, keyed_gateway):
     assert error["code"] == "budget_exceeded" and "daily" in error["message"]
     text = httpx.get(f"{url}/metrics").text
     assert 'qwen_meter_gateway_budget_remaining{budget="daily",currency="CNY",' \
+           'scope="key=bob"} 5e-05' in text
+    assert 'qwen_meter_gateway_budget_limit{budget="daily",currency="CNY",' \
            'scope="key=bob"} 5e-05' in text
 
 

@@ -40,7 +40,7 @@ def test_missing_library_names_the_extra():
     code = ("import sys; sys.modules['prometheus_client'] = None\n"
             "import qwen_meter as qm\n"
             "try:\n    qm.PrometheusObserver\nexcept qm.MissingExtra as exc:\n"
-            "    print('qwen-meter[prometheus]' in str(exc), isinstance(exc, ImportError))")
+            "    print('pip install \".[prometheus]\"' in str(exc), isinstance(exc, ImportError))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out[:2] == ["True", "True"]

@@ -68,6 +68,18 @@ def test_per_user_budget_gauge_per_scope(make_meter, server):
     assert ana == pytest.approx(2 - 0.0000496) and bo == pytest.approx(2 - 2 * 0.0000496)
 
 
+def test_tag_scoped_budget_gauge_names_the_scope_once(make_meter, server):
+    registry = CollectorRegistry()
+    meter = make_meter(budget=qm.Budget("2 CNY", scope="feature", name="per-feature"))
+    instrument(meter, registry=registry)
+    with qm.attribute(tags=["feature=search"]):
+        openai_client(meter, server).chat.completions.create(model="qwen-plus",
+                                                             messages=HELLO)
+    left = value(registry, "qwen_meter_budget_remaining", budget="per-feature",
+                 scope="feature=search", currency="CNY")
+    assert left == pytest.approx(2 - 0.0000496)
+
+
 def test_failures_retries_and_refusals(make_meter, server):
     registry = CollectorRegistry()
     meter = make_meter()

@@ -4,7 +4,7 @@ OpenAI-compatible and native DashScope endpoints are relayed byte for byte (stre
 chunk) through the same pipeline as the client meter — pre-flight, budgets per virtual key and
 global, RPM / TPM limits, usage records with the tenant — with state in a shared store so that
 many replicas enforce one set of limits. Needs the ``gateway`` extra
-(``pip install 'qwen-meter[gateway]'``); importing :mod:`qwen_meter` does not load it.
+(``pip install ".[gateway]"`` from a clone); importing :mod:`qwen_meter` does not load it.
 """
 
 from __future__ import annotations

@@ -12,6 +12,20 @@ import json
 import math
 import uuid
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..base.errors import (
+    BudgetExceeded,
+    InvalidMessages,
+    LimitExceeded,
+    NotOffered,
+    QwenMeterError,
+    RateLimited,
+    UnknownModel,
+)
+
+if TYPE_CHECKING:
+    from .tenants import Tenant
 
 
 @dataclass(frozen=True)
@@ -99,3 +113,21 @@ def not_metered(path: str) -> Answer:
 def upstream_failed(reason: str) -> Answer:
     return Answer(502, "upstream_error", f"The upstream did not answer: {reason}", "upstream",
                   "BadGateway")
+
+
+def refusal(exc: QwenMeterError, tenant: Tenant) -> Answer:
+    """The answer DashScope would give for what the pipeline refused."""
+    who = f"gateway key {tenant.name!r}" if tenant.name else "gateway"
+    if isinstance(exc, RateLimited):
+        if math.isinf(exc.retry_after):
+            return bad_request(f"{exc} ({who})", "rate_limited")
+        return rate_limited(f"{who}: {exc}", exc.retry_after)
+    if isinstance(exc, BudgetExceeded):
+        return budget_exceeded(f"{exc} ({who})")
+    if isinstance(exc, LimitExceeded):
+        return bad_request(f"Range of input length exceeded: {exc}", "preflight")
+    if isinstance(exc, (UnknownModel, NotOffered)):
+        return unknown_model(str(exc))
+    if isinstance(exc, InvalidMessages):
+        return bad_request(str(exc))
+    return bad_request(f"{type(exc).__name__}: {exc}")

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -124,14 +124,8 @@ class Watched:
         cannot be read is skipped (logged), so one unreachable store never fails a scrape."""
         with self._lock:
             items = [(b, sorted(s)) for b, s in self._budgets.items()]
-        for budget, scopes in items:
-            for scope in scopes:
-                try:
-                    status = budget.status(None if budget.scope == "global" else scope)
-                except Exception as exc:  # a store outage must not break the exporter
-                    log.warning("cannot read budget %s (%s): %s", budget.name, scope, exc)
-                    continue
-                yield budget, scope, status.limit, status.remaining
+        yield from budget_figures((budget, scope) for budget, scopes in items
+                                  for scope in scopes)
 
     def limiters(self) -> Iterator[tuple[RateLimiter, str, str, float]]:
         """(limiter, model, "rpm" | "tpm", fraction of the limit used this minute)."""
@@ -149,6 +143,20 @@ class Watched:
                     yield limiter, model, "rpm", requests / limits.rpm
                 if limits.tpm:
                     yield limiter, model, "tpm", tokens / limits.tpm
+
+
+def budget_figures(scopes: Iterable[tuple[Budget, str]]
+                   ) -> Iterator[tuple[Budget, str, Decimal, Decimal]]:
+    """(budget, scope value, limit, remaining) of each (budget, scope value) (``"global"``
+    for a global budget), read from the budget's store; a scope whose store cannot be read is
+    skipped (logged), so one unreachable store never fails a scrape."""
+    for budget, scope in scopes:
+        try:
+            status = budget.status(None if budget.scope == "global" else scope)
+        except Exception as exc:  # a store outage must not break the exporter
+            log.warning("cannot read budget %s (%s): %s", budget.name, scope, exc)
+            continue
+        yield budget, scope, status.limit, status.remaining
 
 
 class CallSlot:
@@ -185,7 +193,6 @@ class CallSlot:
             with self._lock:
                 entry = self._table.pop(id(call), None)
             return None if entry is None else entry[1]
-
 
 
 def any_attr(obj: Any, name: str) -> Any:

@@ -43,7 +43,7 @@ try:
     from langchain_core.callbacks import BaseCallbackHandler
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise MissingExtra("the LangChain integration needs langchain-core: "
-                       "pip install 'qwen-meter[langchain]'") from exc
+                       'pip install ".[langchain]" (from a clone)') from exc
 
 if TYPE_CHECKING:
     from ..meter.pipeline import Meter
@@ -133,7 +133,7 @@ def _tongyi_class() -> type:
         from langchain_community.chat_models.tongyi import ChatTongyi
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise MissingExtra("ChatTongyi needs langchain-community and dashscope: "
-                           "pip install 'qwen-meter[langchain]'") from exc
+                           'pip install ".[langchain]" (from a clone)') from exc
 
     class MeteredChatTongyi(ChatTongyi):
         """ChatTongyi whose dashscope calls run in the caller's context, sync and async."""

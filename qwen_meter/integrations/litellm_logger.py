@@ -33,8 +33,8 @@ from ..catalogue.core import Catalogue, default_catalogue
 try:
     from litellm.integrations.custom_logger import CustomLogger
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise MissingExtra("the LiteLLM logger needs litellm: pip install 'qwen-meter[litellm]'"
-                       ) from exc
+    raise MissingExtra("the LiteLLM logger needs litellm: "
+                       'pip install ".[litellm]" (from a clone)') from exc
 from ..billing.pricing import cost
 from ..billing.usage import Usage
 from ..meter.config import DEFAULT_LOG, _DefaultLog, default_log_path

@@ -37,7 +37,7 @@ try:
     from opentelemetry.trace import SpanKind, Status, StatusCode
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise MissingExtra("the OpenTelemetry integration needs opentelemetry-api: "
-                       "pip install 'qwen-meter[otel]'") from exc
+                       'pip install ".[otel]" (from a clone)') from exc
 
 from ..meter.observers import Observer
 from . import _common as c

@@ -22,13 +22,16 @@ One :class:`PrometheusObserver` per registry: :func:`instrument` returns the sam
 every meter on the same registry, so several meters (or a gateway and a library) share the
 series instead of failing on duplicate registration. ``tag_labels=("feature",)`` turns tags
 ``feature=...`` into a label (mind the cardinality).
+
+The per-call series and the store gauges are counted by :mod:`.prometheus_series`, the same
+code the gateway's ``/metrics`` counts with (under its own names).
 """
 
 from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..base.errors import ConfigurationError, MissingExtra
@@ -40,58 +43,22 @@ try:
         CollectorRegistry,
         Counter,
         Gauge,
-        Histogram,
     )
-    from prometheus_client.core import GaugeMetricFamily
-    from prometheus_client.registry import Collector
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise MissingExtra("the Prometheus integration needs prometheus-client: "
-                       "pip install 'qwen-meter[prometheus]'") from exc
+                       'pip install ".[prometheus]" (from a clone)') from exc
 
 from ..meter.observers import Observer
 from . import _common as c
+from .prometheus_series import DURATION_BUCKETS, CallSeries, StoreGauges, library_naming
 
 if TYPE_CHECKING:
-    from prometheus_client.metrics_core import Metric
-
     from ..meter.call import MeteredCall
     from ..meter.log import UsageRecord
     from ..meter.pipeline import Meter
 
-#: Duration buckets (seconds): LLM calls run from ~100 ms to minutes.
-DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0)
-
-
-class _StoreGauges(Collector):
-    """Budget and limiter gauges, computed at scrape time from what the observer saw."""
-
-    def __init__(self, watched: c.Watched, namespace: str) -> None:
-        self.watched = watched
-        self.namespace = namespace
-
-    def collect(self) -> Iterator[Metric]:
-        ns = self.namespace
-        limit = GaugeMetricFamily(f"{ns}_budget_limit", "Budget limit of the current period",
-                                  labels=["budget", "scope", "currency"])
-        left = GaugeMetricFamily(f"{ns}_budget_remaining",
-                                 "Budget left in the current period (limit - spent - reserved)",
-                                 labels=["budget", "scope", "currency"])
-        for budget, scope, amount, remaining in self.watched.budgets():
-            labels = [budget.name, f"{budget.scope}={scope}" if budget.scope != "global"
-                      else "global", budget.currency]
-            limit.add_metric(labels, float(amount))
-            left.add_metric(labels, float(remaining))
-        used = GaugeMetricFamily(f"{ns}_limiter_utilisation",
-                                 "Share of the client-side rate limit used this minute",
-                                 labels=["model", "account", "window"])
-        for limiter, model, window, share in self.watched.limiters():
-            used.add_metric([model, limiter.account, window], share)
-        yield limit
-        yield left
-        yield used
-
-    def describe(self) -> Iterator[Metric]:
-        return iter(())  # computed at scrape time; nothing to check at registration
+__all__ = ["CONTENT_TYPE", "DURATION_BUCKETS", "PrometheusObserver", "instrument",
+           "metrics_text", "observer_for"]
 
 
 class PrometheusObserver(Observer):
@@ -107,37 +74,27 @@ class PrometheusObserver(Observer):
                                          "other than model, endpoint, status, kind")
         self._watched = c.Watched()
         self._begun = c.CallSlot("prometheus")
-        r, ns, extra = self.registry, namespace, list(self.tag_labels)
-        self.requests = Counter("requests", "Metered calls by outcome", namespace=ns,
-                                labelnames=["model", "endpoint", "status", *extra], registry=r)
-        self.tokens = Counter("tokens", "Billed tokens by kind", namespace=ns,
-                              labelnames=["model", "kind", *extra], registry=r)
-        self.cost = Counter("cost", "Cost as qwen_meter prices it", namespace=ns,
-                            labelnames=["model", "currency", *extra], registry=r)
-        self.duration = Histogram("request_duration_seconds", "Call duration", namespace=ns,
-                                  labelnames=["model", "endpoint"], buckets=DURATION_BUCKETS,
-                                  registry=r)
+        r, ns = self.registry, namespace
+        naming = library_naming(ns)
+        #: requests, tokens, cost, duration and refusals: the code the gateway counts with
+        self.series = CallSeries(r, naming, self.tag_labels)
+        self.requests = self.series.calls
+        self.tokens = self.series.tokens
+        self.cost = self.series.cost
+        self.duration = self.series.duration
         self.retries = Counter("retries", "Attempts retried", namespace=ns,
                                labelnames=["model", "error"], registry=r)
-        self.refusals = Counter("refusals", "Calls refused before sending, by what refused "
-                                "them (BudgetExceeded, RateLimited, ...)", namespace=ns,
-                                labelnames=["model", "reason"], registry=r)
+        assert self.series.refusals is not None  # library_naming has refusals
+        self.refusals = self.series.refusals
         self.in_flight = Gauge("in_flight", "Calls begun and not yet settled", namespace=ns,
                                labelnames=["model"], registry=r)
-        self._gauges = _StoreGauges(self._watched, ns)
+        self._gauges = StoreGauges(naming, self._watched.budgets, self._watched.limiters)
         r.register(self._gauges)
 
     def close(self) -> None:
         """Remove this observer's metrics from its registry."""
-        for metric in (self.requests, self.tokens, self.cost, self.duration, self.retries,
-                       self.refusals, self.in_flight, self._gauges):
+        for metric in (*self.series.metrics(), self.retries, self.in_flight, self._gauges):
             self.registry.unregister(metric)
-
-    def _extra(self, tags: Sequence[str]) -> list[str]:
-        if not self.tag_labels:
-            return []
-        found = dict(t.split("=", 1) for t in tags if "=" in t)
-        return [found.get(label, "") for label in self.tag_labels]
 
     def on_begin(self, call: MeteredCall) -> None:
         self._watched.see(call)
@@ -150,21 +107,7 @@ class PrometheusObserver(Observer):
     def on_record(self, record: UsageRecord, call: MeteredCall | None) -> None:
         if call is not None and self._begun.pop(call):
             self.in_flight.labels(call.model).dec()
-        extra = self._extra(record.tags)
-        model = record.model
-        self.requests.labels(model, record.endpoint, record.status, *extra).inc()
-        self.duration.labels(model, record.endpoint).observe(c.duration_s(record))
-        refused = c.refusal(record)
-        if refused is not None:
-            self.refusals.labels(model, refused).inc()
-        if record.status not in c.FAILED:
-            for kind, name in c.TOKEN_KINDS:
-                value = getattr(record, name)
-                if value:
-                    self.tokens.labels(model, kind, *extra).inc(value)
-        amount = c.cost_amount(record)
-        if amount is not None and record.currency:
-            self.cost.labels(model, record.currency, *extra).inc(float(amount))
+        self.series.count(record)
 
 
 _shared: weakref.WeakKeyDictionary[CollectorRegistry, PrometheusObserver] = \

@@ -1,0 +1,172 @@
+"""Relaying one admitted call: the request to the upstream with the real key, its answer back to
+the client (JSON whole, streams chunk by chunk, errors as the upstream gave them), then the
+call settled with the usage the answer reported.
+
+:class:`Relay` is a part of :class:`~qwen_meter.gateway.app.Gateway` (its base class): it uses
+the gateway's HTTP client, real keys, tenants and metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from ..base.errors import QwenMeterError
+from ..meter.server_errors import classify
+from . import answers, metering
+from .asgi import Send, send_bytes
+
+if TYPE_CHECKING:
+    from ..meter.call import MeteredCall
+    from .answers import Answer
+    from .metrics import GatewayMetrics
+    from .routes import Prepared, Route
+    from .tenants import Tenant, Tenants
+
+log = logging.getLogger("qwen_meter.gateway")
+
+# Headers that describe one hop, not the message (RFC 9110 §7.6.1), plus the ones the relay
+# sets itself.
+_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+       "trailer", "trailers", "transfer-encoding", "upgrade", "host", "content-length",
+       "accept-encoding", "content-encoding", "server", "date"}
+
+
+class UpstreamDropped(Exception):
+    """The upstream closed a stream before its end; raised to drop the client's too."""
+
+
+class Relay:
+    """The upstream half of the gateway (see the module docs)."""
+
+    _client: aiohttp.ClientSession | None
+    secrets: dict[str, str | None]
+    tenants: Tenants
+    metrics: GatewayMetrics
+
+    if TYPE_CHECKING:
+        async def _answer(self, send: Send, answer: Answer, native: bool,
+                          tenant: Tenant | None) -> None: ...
+
+    def _upstream(self, route: Route, tenant: Tenant, headers: dict[str, str],
+                  query: bytes) -> tuple[str, list[tuple[str, str]]]:
+        out = [(k, v) for k, v in headers.items() if k not in _HOP]
+        secret = self.secrets.get(tenant.upstream.name)
+        if secret is not None:
+            out = [(k, v) for k, v in out if k not in ("authorization", "x-api-key")]
+            out.append(("authorization", f"Bearer {secret}"))
+        out.append(("accept-encoding", "identity"))  # relay and parse the same bytes
+        url = tenant.upstream.url + route.path + (f"?{query.decode('latin-1')}" if query
+                                                  else "")
+        return url, out
+
+    async def _relay(self, route: Route, tenant: Tenant, headers: dict[str, str],
+                     prepared: Prepared, query: bytes, call: MeteredCall, send: Send) -> None:
+        assert self._client is not None, "the gateway was not started"
+        url, out = self._upstream(route, tenant, headers, query)
+        try:
+            response = await self._client.request("POST", url, data=prepared.body,
+                                                  headers=out, allow_redirects=False)
+        except asyncio.CancelledError:
+            metering.settle_now(call, None, status="closed", http_status=None)
+            raise
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            await metering.fail(call, exc, inline=self.tenants.inline)
+            await self._answer(send, answers.upstream_failed(type(exc).__name__),
+                               route.native, tenant)
+            return
+        try:
+            if response.status >= 400:
+                await self._relay_error(response, tenant, call, send)
+            elif "text/event-stream" in response.headers.get("content-type", ""):
+                await self._relay_stream(route, prepared, response, call, send)
+            else:
+                await self._relay_json(route, response, call, send)
+        finally:
+            # Closing (not releasing) an unfinished response drops the upstream connection:
+            # that is what cancels the upstream request when the client has gone.
+            if response.content.at_eof():
+                response.release()
+            else:
+                response.close()
+
+    async def _relay_error(self, response: aiohttp.ClientResponse, tenant: Tenant,
+                           call: MeteredCall, send: Send) -> None:
+        body = await response.read()
+        secret = self.secrets.get(tenant.upstream.name)
+        if secret and secret.encode() in body:  # never echo the real key to a tenant
+            body = body.replace(secret.encode(), b"***")
+        error = classify(response.status, body, response.headers)
+        await send_bytes(send, response.status, body, None, _relay_headers(response))
+        await metering.fail(call, error, http_status=response.status,
+                            request_id=response.headers.get("x-request-id"),
+                            inline=self.tenants.inline)
+
+    async def _relay_json(self, route: Route, response: aiohttp.ClientResponse,
+                          call: MeteredCall, send: Send) -> None:
+        body = await response.read()
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        usage, reply, served, request_id = route.read_json(data)
+        # The client has its answer first; settling is not on its time.
+        await send_bytes(send, response.status, body, None, _relay_headers(response))
+        details = {"reply": reply, "served_model": served, "http_status": response.status,
+                   "request_id": request_id or response.headers.get("x-request-id"),
+                   "inline": self.tenants.inline}
+        try:
+            await metering.finish(call, usage, **details)
+        except QwenMeterError as exc:  # usage we cannot read must not lose the record
+            log.warning("could not read the usage of an answer: %s", exc)
+            if not call.settled:
+                await metering.finish(call, None, **details)
+
+    async def _relay_stream(self, route: Route, prepared: Prepared,
+                            response: aiohttp.ClientResponse, call: MeteredCall,
+                            send: Send) -> None:
+        reader = route.reader(prepared)
+
+        def details(status: str) -> dict[str, Any]:
+            ok = reader.usage is not None
+            return {"reply": reader.message(), "served_model": reader.model,
+                    "request_id": reader.request_id or response.headers.get("x-request-id"),
+                    "status": "ok" if ok else status}
+
+        await send({"type": "http.response.start", "status": response.status,
+                    "headers": _relay_headers(response)})
+        self.metrics.open_streams.inc()
+        last = b""  # the stream's last bytes, to see how it ended
+        try:
+            async for data in response.content.iter_any():
+                last = (last + data)[-32:]
+                out = reader.feed(data)
+                if out:
+                    await send({"type": "http.response.body", "body": out, "more_body": True})
+            tail = reader.flush()
+            if not route.ended(reader, last):
+                # A close-delimited body ends "normally" when the upstream drops it.
+                raise UpstreamDropped(f"{route.path}: the upstream stream ended early")
+        except asyncio.CancelledError:
+            # The client hung up (or shutdown ran out of time): the caller closes the
+            # upstream connection; settle what was received.
+            metering.settle_now(call, reader.usage, **details("closed"))
+            raise
+        except (aiohttp.ClientError, asyncio.TimeoutError, UpstreamDropped):
+            await metering.finish(call, reader.usage, inline=self.tenants.inline,
+                                  **details("dropped"))
+            raise  # the client sees the connection drop, as the upstream did
+        finally:
+            self.metrics.open_streams.dec()
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+        await metering.finish(call, reader.usage, inline=self.tenants.inline,
+                              **details("incomplete"))
+
+
+def _relay_headers(response: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
+    return [(k, v) for k, v in response.raw_headers
+            if k.decode("latin-1").lower() not in _HOP]
