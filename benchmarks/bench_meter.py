@@ -1,7 +1,7 @@
 """The meter's own cost per call, next to the bare client's, and the event loop under waiting.
 
 Run:  python benchmarks/bench_meter.py [--calls 200]
-The server (tests/fake_dashscope.py) answers like DashScope on 127.0.0.1, in this process. The
+The server (qwen_meter.testing) answers like DashScope on 127.0.0.1, in this process. The
 meter uses the memory store for its limiter and budget and writes a JSONL log: the full
 pipeline. Figures, in one run:
 
@@ -30,9 +30,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from fake_dashscope import FakeDashScope
-
 import qwen_meter as qm
+from qwen_meter.testing.dashscope import FakeDashScope
 
 HELLO = [{"role": "system", "content": "You are a helpful assistant."},
          {"role": "user", "content": "你是誰?"}]

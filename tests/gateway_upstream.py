@@ -1,4 +1,5 @@
-"""A small upstream for the gateway tests: the endpoints tests/fake_dashscope.py does not serve.
+"""A small upstream for the gateway tests: the endpoints the DashScope stand-in
+(qwen_meter/testing/dashscope.py) does not serve.
 
 ``/compatible-mode/v1/responses`` (and its older ``/api/v2/apps/protocols/…`` path), JSON or
 an event stream ending in ``response.completed``; ``/compatible-mode/v1/completions`` (usage in

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fake_dashscope import FakeDashScope
-
 import qwen_meter as qm
+from qwen_meter.testing.dashscope import FakeDashScope
 
 HELLO = [{"role": "system", "content": "You are a helpful assistant."},
          {"role": "user", "content": "你是誰?"}]

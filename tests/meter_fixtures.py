@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_dashscope import FakeDashScope
 
 import qwen_meter as qm
+from qwen_meter.testing.dashscope import FakeDashScope
 
 
 @pytest.fixture(scope="module")

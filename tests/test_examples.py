@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from fake_dashscope import FakeDashScope
+
+from qwen_meter.testing.dashscope import FakeDashScope
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

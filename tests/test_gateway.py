@@ -14,13 +14,13 @@ import pytest
 pytest.importorskip("uvicorn")
 pytest.importorskip("prometheus_client")
 
-from fake_dashscope import REPLY, FakeDashScope
 from gateway_server import running_gateway
 
 from qwen_meter.gateway import create_app
 from qwen_meter.gateway.config import default_config, parse_config
 from qwen_meter.gateway.keys import hash_key, new_key
 from qwen_meter.meter.log import read_jsonl
+from qwen_meter.testing.dashscope import REPLY, FakeDashScope
 
 REAL_KEY = "sk-REALupstreamKEY0123456789abcdef"
 MESSAGES = [{"role": "user", "content": "你是谁？"}]

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 pytest.importorskip("uvicorn")
 
-from fake_dashscope import REPLY, FakeDashScope
 from gateway_server import ROOT, gateway_process
 
 from qwen_meter.base.errors import GatewayConfigError
@@ -23,6 +22,7 @@ from qwen_meter.gateway.keys import KeyTable, hash_key
 from qwen_meter.gateway.routes import ROUTES
 from qwen_meter.gateway.streams import CompatibleStream, NativeStream
 from qwen_meter.meter.log import read_jsonl
+from qwen_meter.testing.dashscope import REPLY, FakeDashScope
 
 HASH = "sha256:" + "0" * 64
 

@@ -12,12 +12,12 @@ import pytest
 
 pytest.importorskip("uvicorn")
 
-from fake_dashscope import FakeDashScope
 from gateway_server import gateway_process
 
 import qwen_meter as qm
 from qwen_meter.gateway.keys import hash_key, new_key
 from qwen_meter.meter.log import read_jsonl
+from qwen_meter.testing.dashscope import FakeDashScope
 
 REAL_KEY = "sk-REALsharedKEY9876543210"
 

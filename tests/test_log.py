@@ -209,8 +209,9 @@ def test_wrapped_clients_key_never_reaches_a_record(tmp_path):
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])
 def test_processes_share_budget_and_limiter_through_the_wrapper(kind, tmp_path, request):
     pytest.importorskip("openai")
-    from fake_dashscope import FakeDashScope
     from meter_worker import run
+
+    from qwen_meter.testing.dashscope import FakeDashScope
 
     server = FakeDashScope()
     try:

@@ -14,13 +14,13 @@ from typing import Any
 
 import httpx
 import pytest
-from fake_dashscope import REPLY, FakeDashScope
 from hypothesis import given
 from hypothesis import strategies as st
 
 import qwen_meter as qm
 from qwen_meter.limits.store import MemoryStore, StoreUnavailable
 from qwen_meter.meter.sse import SSEDecoder
+from qwen_meter.testing.dashscope import REPLY, FakeDashScope
 
 openai = pytest.importorskip("openai")
 

@@ -1,4 +1,4 @@
-"""A local HTTP server on 127.0.0.1 that answers like DashScope.
+"""A local HTTP server on 127.0.0.1 that answers like DashScope: a stand-in for tests.
 
 Compatible mode (``/compatible-mode/v1/chat/completions``, ``/embeddings``) and the native
 text-generation endpoint (``/api/v1/services/aigc/text-generation/generation``), with bodies,
@@ -26,7 +26,10 @@ from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import qwen_meter as qm
+from ..base.errors import UnknownModel
+from ..billing.chat_counting import count_completion, count_messages
+from ..billing.counting import count_tokens
+from ..catalogue.core import resolve
 
 REPLY = "我是來自阿里雲的大規模語言模型,我叫通義千問。"
 REASONING = "用户问我是谁，我应该介绍自己。"
@@ -34,9 +37,17 @@ PIECES = ["我是", "來自阿里雲的", "大規模語言模型", ",我叫通�
 
 
 class FakeDashScope:
+    """The stand-in server: started on a free port of 127.0.0.1 when created, stopped by
+    :meth:`close` (or ``with FakeDashScope() as server:``).
+
+    ``requests`` lists every request received; ``billed`` every request it answered with a
+    success (what DashScope would bill: the answer was produced, whether or not the client read
+    it all), as ``{"path", "model", "stream"}`` — tests compare usage records against it."""
+
     def __init__(self) -> None:
         self.behaviours: deque[dict[str, Any]] = deque()
         self.requests: list[dict[str, Any]] = []
+        self.billed: list[dict[str, Any]] = []
         self.prompt_offset = 0
         self.lock = threading.Lock()
         server = self
@@ -75,6 +86,12 @@ class FakeDashScope:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+    def __enter__(self) -> FakeDashScope:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def transport(self, hx: Any = None, *, asynchronous: bool = False) -> Any:
         """An ``hx`` (httpx by default) transport that sends every request to this server,
@@ -119,6 +136,11 @@ class FakeDashScope:
         native = path.startswith("/api/v1/")
         if "status" in behaviour:
             return self._error(h, behaviour, native)
+        with self.lock:
+            self.billed.append({"path": path, "model": body.get("model"),
+                                "stream": bool(body.get("stream") or
+                                               (body.get("parameters") or {})
+                                               .get("incremental_output"))})
         if path.endswith("/embeddings"):
             return self._embeddings(h, body)
         if path.endswith("/text-embedding/text-embedding"):
@@ -154,13 +176,13 @@ class FakeDashScope:
     def _counts(self, model: str, messages: Any, tools: Any, thinking: bool | None,
                 reasoning: bool) -> tuple[int, int]:
         try:
-            qm.resolve(model)
-        except qm.UnknownModel:  # a model the catalogue lacks: the server knows it anyway
+            resolve(model)
+        except UnknownModel:  # a model the catalogue lacks: the server knows it anyway
             model = "qwen-plus"
-        prompt = qm.count_messages(messages, model, tools=tools,
+        prompt = count_messages(messages, model, tools=tools,
                                    enable_thinking=thinking).tokens + self.prompt_offset
         reply = {"content": REPLY, "reasoning_content": REASONING if reasoning else None}
-        return prompt, qm.count_completion(reply, model, enable_thinking=thinking).tokens
+        return prompt, count_completion(reply, model, enable_thinking=thinking).tokens
 
     def _compatible(self, h: BaseHTTPRequestHandler, body: dict[str, Any],
                     b: dict[str, Any]) -> None:
@@ -214,7 +236,7 @@ class FakeDashScope:
 
     def _embeddings(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
         texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
-        tokens = sum(qm.count_tokens(t, body["model"]).tokens + 1 for t in texts)
+        tokens = sum(count_tokens(t, body["model"]).tokens + 1 for t in texts)
         self._send_json(h, 200, {
             "object": "list", "model": body["model"], "id": uuid.uuid4().hex,
             "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]}
@@ -270,7 +292,7 @@ class FakeDashScope:
             if b.get("drop_after") is not None and n >= b["drop_after"]:
                 return
             so_far += piece
-            done = qm.count_completion(so_far, model).tokens
+            done = count_completion(so_far, model).tokens
             last = n == len(PIECES) - 1 and not b.get("no_finish")
             data = {"output": output(piece if incremental else so_far,
                                      "stop" if last else "null"),
@@ -286,8 +308,8 @@ class FakeDashScope:
     def _completions(self, h: BaseHTTPRequestHandler, body: dict[str, Any],
                      b: dict[str, Any]) -> None:
         prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
-        prompt = sum(qm.count_tokens(p, body["model"]).tokens for p in prompts)
-        completion = qm.count_tokens(REPLY, body["model"]).tokens
+        prompt = sum(count_tokens(p, body["model"]).tokens for p in prompts)
+        completion = count_tokens(REPLY, body["model"]).tokens
         self._send_json(h, 200, {
             "id": f"cmpl-{uuid.uuid4().hex[:12]}", "object": "text_completion",
             "model": body["model"],
@@ -301,7 +323,7 @@ class FakeDashScope:
         messages = ([{"role": "system", "content": body["instructions"]}]
                     if body.get("instructions") else [])
         messages += [{"role": "user", "content": items}] if isinstance(items, str) else [
-            {"role": i["role"], "content": i["content"]} for i in items]
+            {"role": i["role"], "content": i["content"]} for i in items or []]
         prompt, completion = self._counts(body["model"], messages, None, None, False)
         rid = f"resp_{uuid.uuid4().hex[:12]}"
         response = {"id": rid, "object": "response", "model": body["model"],
@@ -319,9 +341,9 @@ class FakeDashScope:
         h.send_response(200)
         h.send_header("Content-Type", "text/event-stream")
         h.end_headers()
-        events = [{"type": "response.created", "response": {**response, "usage": None,
-                                                             "status": "in_progress",
-                                                             "output": []}}]
+        events: list[dict[str, Any]] = [
+            {"type": "response.created",
+             "response": {**response, "usage": None, "status": "in_progress", "output": []}}]
         events += [{"type": "response.output_text.delta", "item_id": "msg_1", "output_index": 0,
                     "content_index": 0, "delta": p} for p in PIECES]
         events.append({"type": "response.completed", "response": response})
@@ -334,7 +356,7 @@ class FakeDashScope:
     def _native_embeddings(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
         texts = body["input"]["texts"]
         texts = texts if isinstance(texts, list) else [texts]
-        tokens = sum(qm.count_tokens(t, body["model"]).tokens + 1 for t in texts)
+        tokens = sum(count_tokens(t, body["model"]).tokens + 1 for t in texts)
         self._send_json(h, 200, {
             "output": {"embeddings": [{"text_index": i, "embedding": [0.1, 0.2]}
                                       for i in range(len(texts))]},
