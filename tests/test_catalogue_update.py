@@ -134,13 +134,11 @@ def test_validate_command(server, config, capsys):
     assert "qwen9-max" in err and "regions.intl.price.input" in err
 
 
-def test_alias_bomb_is_refused_quickly():
-    import time
-
-    start = time.perf_counter()
+def test_alias_bomb_is_refused_before_it_expands():
+    # Expanded, the bomb would take minutes and gigabytes: the refusal is the proof that the
+    # aliases were counted on the event stream first.
     with pytest.raises(qm.CatalogueError, match="alias"):
         Catalogue.from_bytes(ALIAS_BOMB.encode(), "bomb.yaml")
-    assert time.perf_counter() - start < 2
 
 
 @pytest.mark.parametrize(("data", "message"), [
