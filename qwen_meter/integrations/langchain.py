@@ -17,8 +17,9 @@ LangChain's async paths may end a run in a copy of the caller's context, where a
 variable cannot be reset; closing the scope ends it in every context, so a finished run never
 tags the calls made after it in the same task (even plain ``AsyncOpenAI`` calls). Every call
 metered inside gets LangChain's tags, its metadata (values as strings) and
-``langchain_run_id`` / ``langchain_parent_run_id`` / ``langchain_run_name``. One ``generate()`` with several prompts opens all its runs before any
-call is sent, so its calls carry the last run's id (``invoke`` and ``batch`` are exact).
+``langchain_run_id`` / ``langchain_parent_run_id`` / ``langchain_run_name``. One
+``generate()`` with several prompts opens all its runs before any call is sent, so its calls
+carry the last run's id (``invoke`` and ``batch`` are exact).
 
 ChatTongyi (langchain-community) calls the dashscope SDK, not httpx: :func:`chat_tongyi`
 builds one whose ``client`` is ``meter.wrap(dashscope.Generation)``, so qwen_meter records the
