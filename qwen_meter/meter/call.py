@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -70,6 +70,10 @@ class MeteredCall:
     settled: bool = False
     record: UsageRecord | None = None
     max_tokens: int | None = None  # the request's, for observers (gen_ai.request.max_tokens)
+    #: for observers: the request's sampling parameters and the server it goes to
+    request_params: dict[str, Any] = field(default_factory=dict)
+    #: for observers: the answer's finish reasons (set by the client when it finishes)
+    finish_reasons: tuple[str, ...] = ()
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -143,22 +147,25 @@ class MeteredCall:
     def finish(self, usage: Usage | Mapping[str, Any] | Any | None, *,
                served_model: str | None = None, request_id: str | None = None,
                reply: Any = None, http_status: int | None = 200,
-               status: str = "ok") -> UsageRecord:
+               status: str = "ok", finish_reasons: Sequence[str] = ()) -> UsageRecord:
         """Settle a call that returned: reconcile, commit, log. Never raises.
 
         Without ``usage`` (or with usage that does not parse) the reply (text or message) is
         counted locally and the record is marked estimated. ``status`` says how a stream
         ended: ``ok``, ``incomplete`` (no usage, or no final ``finish_reason``), ``closed``
         (the caller stopped early) or ``dropped`` (the connection failed)."""
+        self.finish_reasons = tuple(finish_reasons) or self.finish_reasons
         return steps.run(self._finish_steps(usage, served_model, request_id, reply,
                                             http_status, status))
 
     async def finish_async(self, usage: Usage | Mapping[str, Any] | Any | None, *,
                            served_model: str | None = None, request_id: str | None = None,
                            reply: Any = None, http_status: int | None = 200,
-                           status: str = "ok") -> UsageRecord:
+                           status: str = "ok", finish_reasons: Sequence[str] = ()
+                           ) -> UsageRecord:
         """:meth:`finish` for asyncio: store and log I/O run off the event loop. Shielded:
         a caller cancelled meanwhile does not stop the settlement half-way."""
+        self.finish_reasons = tuple(finish_reasons) or self.finish_reasons
         return await _shielded(self._finish_steps(usage, served_model, request_id, reply,
                                                   http_status, status))
 
