@@ -49,7 +49,11 @@ def chat_request(model: Any, prompt: Any, messages: Any, history: Any,
             "max_tokens": options.get("max_tokens"),
             "enable_thinking": options.get("enable_thinking"),
             "vl_high_resolution_images": options.get("vl_high_resolution_images"),
-            "user": options.get("user"), "stream": bool(options.get("stream"))}
+            "user": options.get("user"), "stream": bool(options.get("stream")),
+            # sampling parameters: reported by observers (gen_ai.request.*), never counted
+            **{k: options[k] for k in ("temperature", "top_p", "top_k", "seed",
+                                       "presence_penalty", "frequency_penalty")
+               if k in options}}
 
 
 def _error(response: Any) -> DashScopeError | None:
