@@ -14,15 +14,15 @@ from integration_support import HELLO, KEY, openai_client
 import qwen_meter as qm
 
 pytest.importorskip("opentelemetry.sdk")
-from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: E402
-from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E402
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
     InMemorySpanExporter,
 )
 
-from qwen_meter.integrations.otel import instrument  # noqa: E402
+from qwen_meter.integrations.otel import instrument
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ def test_with_openai_v2_each_call_is_one_span_and_one_token_series(make_meter, s
 
 
 def test_other_instrumentation_false_keeps_our_own_span(make_meter, server, otel, openai_v2):
-    tp, mp, exporter, reader = otel
+    tp, mp, exporter, _ = otel
     meter = make_meter()
     instrument(meter, tracer_provider=tp, meter_provider=mp, other_instrumentation=False)
     openai_client(meter, server).chat.completions.create(model="qwen-plus", messages=HELLO)
@@ -138,7 +138,7 @@ def test_span_carries_request_parameters_server_and_finish_reasons(make_meter, s
     assert a["gen_ai.response.finish_reasons"] == ("stop",)
     assert streamed.attributes["gen_ai.response.finish_reasons"] == ("stop",)
     assert "gen_ai.request.temperature" not in streamed.attributes
-    record = list(meter.log)[0]
+    record = next(iter(meter.log))
     assert a["gen_ai.usage.cost"] == a["qwen_meter.cost"] == float(record.cost)
 
 
