@@ -461,3 +461,16 @@ def test_store_outage_is_503_not_a_client_error(fake, tmp_path):
                             json={"model": "qwen-plus", "messages": MESSAGES})
     assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
     assert len(fake.requests) == sent
+
+
+def test_metrics_model_label_is_bounded(open_gateway):
+    """A caller may send any model name: names outside the catalogue share ``other``."""
+    url, _, app = open_gateway
+    for name in ("qwen-plus-2031-01-01", "qwen-plus-2031-01-02"):
+        answer = httpx.post(f"{url}/compatible-mode/v1/chat/completions", timeout=10,
+                            json={"model": name, "messages": MESSAGES})
+        assert answer.status_code == 200
+    assert wait_sample(app, "qwen_meter_gateway_calls_total", 2, endpoint="chat", key="-",
+                       model="other", status="ok") >= 2
+    text = httpx.get(f"{url}/metrics").text
+    assert "qwen-plus-2031" not in text
