@@ -94,8 +94,16 @@ def _json_outcome(endpoint: str, response: Any) -> dict[str, Any]:
     try:
         data = response.json()
     except ValueError:
-        data = {}
-    data = data if isinstance(data, dict) else {}
+        data = None
+    if not isinstance(data, dict):
+        # A success status with no answer in it (a proxy's page, a cut body): the server
+        # may have billed, so the call is charged at its estimate and says why.
+        kind = response.headers.get("content-type") or "no content type"
+        return {"usage": None, "reply": None, "http_status": response.status_code,
+                "request_id": response.headers.get("x-request-id"), "status": "unknown",
+                "error": f"HTTP {response.status_code} with a body that is not a JSON answer "
+                         f"({kind}, {len(response.content)} bytes); outcome unknown, "
+                         "charged at the pre-call estimate"}
     reply: Any = None
     if endpoint == "responses":
         texts = [part.get("text") or "" for item in data.get("output") or []
