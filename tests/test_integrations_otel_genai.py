@@ -174,3 +174,17 @@ def test_two_meters_on_one_provider_both_report_their_gauges(make_meter, server,
     (spent,) = [p for _, p in points(reader, "qwen_meter.cost")]
     assert spent.value == pytest.approx(sum(float(r.cost) for m in (first, second)
                                             for r in m.log))
+
+
+def test_an_application_span_with_genai_attributes_is_not_taken_for_a_call(make_meter, server,
+                                                                            otel):
+    # an agent / workflow span (kind INTERNAL) around the call keeps its own child span
+    tp, mp, exporter, _ = otel
+    meter = make_meter()
+    instrument(meter, tracer_provider=tp, meter_provider=mp)
+    with tp.get_tracer("agent").start_as_current_span(
+            "invoke_agent", attributes={"gen_ai.operation.name": "invoke_agent"}):
+        openai_client(meter, server).chat.completions.create(model="qwen-plus",
+                                                             messages=HELLO)
+    (span,) = chat_spans(exporter)
+    assert span.instrumentation_scope.name == "qwen_meter"

@@ -131,8 +131,12 @@ class OpenTelemetryObserver(Observer):
         scope = getattr(getattr(span, "instrumentation_scope", None), "name", None)
         if scope == _SCOPE:
             return None
+        if scope in KNOWN_GENAI_SCOPES:
+            return span
+        # Another library's model-call span (not an agent or workflow span around calls).
         attributes = getattr(span, "attributes", None) or {}
-        if scope in KNOWN_GENAI_SCOPES or "gen_ai.operation.name" in attributes:
+        if getattr(span, "kind", None) is SpanKind.CLIENT \
+                and "gen_ai.operation.name" in attributes:
             return span
         return None
 
