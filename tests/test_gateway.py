@@ -460,3 +460,61 @@ def test_store_outage_is_503_not_a_client_error(fake, tmp_path):
                             json={"model": "qwen-plus", "messages": MESSAGES})
     assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
     assert len(fake.requests) == sent
+
+
+def test_metrics_model_label_is_bounded(open_gateway):
+    """A caller may send any model name: names outside the catalogue share ``other``."""
+    url, _, app = open_gateway
+    for name in ("qwen-plus-2031-01-01", "qwen-plus-2031-01-02"):
+        answer = httpx.post(f"{url}/compatible-mode/v1/chat/completions", timeout=10,
+                            json={"model": name, "messages": MESSAGES})
+        assert answer.status_code == 200
+    assert wait_sample(app, "qwen_meter_gateway_calls_total", 2, endpoint="chat", key="-",
+                       model="other", status="ok") >= 2
+    text = httpx.get(f"{url}/metrics").text
+    assert "qwen-plus-2031" not in text
+
+
+# --- records agree with what the client saw (issue 26) ----------------------------------------
+
+@pytest.mark.parametrize("path", ["/compatible-mode/v1/chat/completions",
+                                  "/api/v1/services/aigc/text-generation/generation"])
+def test_a_200_that_is_not_json_is_recorded_unknown_and_charged(fake, open_gateway, path):
+    url, log, _ = open_gateway
+    before = len(records(log))
+    billed = len(fake.billed)
+    fake.push({"non_json": "<html><body>502 from a proxy</body></html>"})
+    body = {"model": "qwen-plus", "messages": MESSAGES, "max_tokens": 100}
+    if path.startswith("/api/"):
+        body = {"model": "qwen-plus", "input": {"messages": MESSAGES},
+                "parameters": {"max_tokens": 100}}
+    answer = httpx.post(f"{url}{path}", json=body, timeout=10)
+    assert answer.status_code == 200 and answer.text.startswith("<html>")
+    assert len(fake.billed) == billed + 1  # the server may well have billed it
+    record = wait_records(log, before + 1)[-1]
+    assert record.status == "unknown" and record.usage_estimated
+    assert "not a JSON answer" in record.error and "text/html" in record.error
+    # charged at the pre-call estimate: the prompt and the output the request allowed
+    assert record.prompt_tokens == record.estimated_prompt_tokens > 0
+    assert record.completion_tokens == 100
+    assert record.cost == record.estimated_cost_high
+
+
+def test_a_dropped_native_stream_is_recorded_dropped(fake, open_gateway):
+    url, log, _ = open_gateway
+    before = len(records(log))
+    fake.push({"drop_after": 2})
+    seen = []
+    with pytest.raises(httpx.HTTPError), httpx.stream(
+            "POST", f"{url}/api/v1/services/aigc/text-generation/generation", timeout=10,
+            headers={"X-DashScope-SSE": "enable"},
+            json={"model": "qwen-plus", "input": {"messages": MESSAGES},
+                  "parameters": {"incremental_output": True}}) as response:
+        for line in response.iter_lines():
+            seen.append(line)
+    assert any(line.startswith("data:") for line in seen)
+    assert not any('"finish_reason":"stop"' in line.replace(" ", "") for line in seen)
+    record = wait_records(log, before + 1)[-1]
+    assert record.status == "dropped", record
+    # the usage DashScope reported in the events that arrived: exact up to the drop
+    assert record.usage_estimated is False and record.completion_tokens > 0

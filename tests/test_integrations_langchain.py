@@ -159,3 +159,67 @@ def test_a_stream_left_early_closes_its_block(make_meter, server):
     later = list(meter.log)[-1]
     assert later.metadata["langchain_run_id"] != str(uuid.UUID(int=60))
     assert "session" not in later.metadata
+
+
+# --- a finished run never tags later calls (issue 26) ----------------------------------------
+
+def untagged(record):
+    return (not any(t.startswith("feature=") for t in record.tags)
+            and not any(k.startswith("langchain_") for k in record.metadata)
+            and "session" not in record.metadata)
+
+
+def plain_call(meter, server):
+    import openai
+
+    client = meter.wrap(openai.OpenAI(api_key=KEY, base_url=server.compatible))
+    client.chat.completions.create(model="qwen-plus",
+                                   messages=[{"role": "user", "content": "你是誰?"}])
+
+
+def test_sync_runs_leave_nothing_behind_for_a_plain_openai_call(make_meter, server):
+    meter = make_meter()
+    chat = chat_openai(meter, server)
+    chat.invoke("你是誰?", config=config(70))
+    plain_call(meter, server)
+    "".join(c.content for c in chat.stream("你是誰?", config=config(71)))
+    plain_call(meter, server)
+    chat.batch(["你是誰?"] * 2, config=[config(72), config(73)])
+    plain_call(meter, server)
+    records = list(meter.log)
+    assert len(records) == 7
+    for index in (1, 3, 6):
+        assert untagged(records[index]), records[index]
+    check(records[0], 70)
+    check(records[2], 71)
+
+
+@pytest.mark.parametrize("how", ["ainvoke", "astream", "abatch"])
+def test_async_run_leaves_nothing_behind_in_the_task(make_meter, server, how):
+    import openai
+
+    meter = make_meter()
+    chat = chat_openai(meter, server)
+    plain = meter.wrap(openai.AsyncOpenAI(api_key=KEY, base_url=server.compatible))
+    seen = []
+
+    async def go():
+        if how == "ainvoke":
+            await chat.ainvoke("你是誰?", config=config(80))
+        elif how == "astream":
+            async for _ in chat.astream("你是誰?", config=config(80)):
+                pass
+        else:
+            await chat.abatch(["你是誰?"] * 2, config=[config(80), config(81)])
+        seen.append(qm.current_attribution())
+        await plain.chat.completions.create(
+            model="qwen-plus", messages=[{"role": "user", "content": "你是誰?"}])
+
+    asyncio.run(go())
+    records = list(meter.log)
+    assert len(records) == (3 if how == "abatch" else 2)
+    assert seen == [qm.Attribution()]
+    check(next(r for r in records
+               if r.metadata.get("langchain_run_id") == str(uuid.UUID(int=80))), 80)
+    later = records[-1]
+    assert later.status == "ok" and untagged(later), later

@@ -286,3 +286,43 @@ def test_logger_shares_a_meters_log_and_observers(tmp_path):
     assert Decimal(record.cost) == qm.cost(qm.Usage(100, 10, reasoning_tokens=4), "qwen-flash",
                                            region="intl").amount
     meter.close()
+
+
+def test_a_key_echoed_in_an_error_is_masked_in_the_log_and_the_span(logger, server, caplog):
+    # issue 26: the server's error text quotes the key (not sk-shaped, so only the key's
+    # value can find it); the record, the logging observer's message and the span's status
+    # description must all hold the mask instead.
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from qwen_meter.integrations.otel import OpenTelemetryObserver
+    from qwen_meter.integrations.usage_logging import UsageLoggingObserver
+
+    key = "dskey-Zq81Lm0PpX4vR7tY2uW9"
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    extra = [OpenTelemetryObserver(tracer_provider=provider, with_metrics=False),
+             UsageLoggingObserver()]
+    logger.observers.extend(extra)
+    try:
+        server.push({"status": 401, "code": "InvalidApiKey",
+                     "message": f"Invalid API-key provided: {key}"})
+        with caplog.at_level("WARNING", logger="qwen_meter.usage"), \
+                pytest.raises(litellm.AuthenticationError):
+            litellm.completion(model="dashscope/qwen-plus", api_base=server.compatible,
+                               api_key=key, messages=HELLO, num_retries=0)
+        failed = _wait(logger, 1)[-1]
+    finally:
+        for observer in extra:
+            logger.observers.remove(observer)
+    assert failed.status == "error" and "Invalid API-key provided" in failed.error
+    assert key not in failed.error and "***" in failed.error
+    messages = [r.getMessage() for r in caplog.records if r.name == "qwen_meter.usage"]
+    assert messages and all(key not in m for m in messages)
+    assert any("Invalid API-key provided" in m for m in messages)
+    (span,) = exporter.get_finished_spans()
+    assert "Invalid API-key provided" in span.status.description
+    assert key not in span.status.description
+    assert key not in (logger.log.path.read_text(encoding="utf-8"))

@@ -159,3 +159,56 @@ def test_in_flight_counts_only_calls_it_saw_begin(make_meter, server):
     assert value(registry, "qwen_meter_in_flight", model="qwen-plus") in (None, 0)
     assert value(registry, "qwen_meter_requests_total", model="qwen-plus", endpoint="chat",
                  status="ok") == 1
+
+
+# --- bounded label values (issue 26) ----------------------------------------------------------
+
+def series(registry, name):
+    return [s for metric in registry.collect() for s in metric.samples if s.name == name]
+
+
+def test_one_thousand_tag_values_stay_bounded(make_meter, server):
+    registry = CollectorRegistry()
+    observer = PrometheusObserver(registry, tag_labels=("feature",), max_label_values=50)
+    for n in range(1_000):
+        observer.on_record(qm.UsageRecord(model="qwen-plus", tags=(f"feature=f{n}",),
+                                          prompt_tokens=10, completion_tokens=2,
+                                          cost="0.001", currency="CNY", latency_ms=5.0), None)
+    calls = series(registry, "qwen_meter_requests_total")
+    assert len(calls) == 51  # 50 kept values + other
+    assert sum(s.value for s in calls) == 1_000
+    assert value(registry, "qwen_meter_requests_total", model="qwen-plus", endpoint="chat",
+                 status="ok", feature="other") == 950
+    assert value(registry, "qwen_meter_requests_total", model="qwen-plus", endpoint="chat",
+                 status="ok", feature="f0") == 1
+    assert len(series(registry, "qwen_meter_tokens_total")) == 2 * 51
+    everything = sum(len(m.samples) for m in registry.collect())
+    assert everything < 600  # was 8,035 for 1,000 tag values
+    # the default cap is 100
+    default = CollectorRegistry()
+    capped = PrometheusObserver(default, tag_labels=("feature",))
+    for n in range(1_000):
+        capped.on_record(qm.UsageRecord(model="qwen-plus", tags=(f"feature=f{n}",)), None)
+    assert len(series(default, "qwen_meter_requests_total")) == 101
+    with pytest.raises(qm.ConfigurationError):
+        PrometheusObserver(CollectorRegistry(), max_label_values=0)
+
+
+def test_model_label_takes_only_catalogue_names(make_meter, server):
+    registry = CollectorRegistry()
+    meter = make_meter()
+    observer = PrometheusObserver(registry)
+    meter.add_observer(observer)
+    client = openai_client(meter, server)
+    client.chat.completions.create(model="qwen-plus", messages=HELLO)
+    client.chat.completions.create(model="qwen-plus-2031-01-01", messages=HELLO)  # a rule
+    for n in range(500):  # names a caller made up
+        observer.on_record(qm.UsageRecord(model=f"made-up-{n}", status="error"), None)
+    models = {s.labels["model"] for s in series(registry, "qwen_meter_requests_total")}
+    assert models == {"qwen-plus", "other"}
+    assert value(registry, "qwen_meter_requests_total", model="other", endpoint="chat",
+                 status="error") == 500
+    assert value(registry, "qwen_meter_requests_total", model="other", endpoint="chat",
+                 status="ok") == 1
+    assert {s.labels["model"] for s in series(registry, "qwen_meter_in_flight")} <= {
+        "qwen-plus", "other"}

@@ -447,3 +447,20 @@ def test_attribution_and_observers_reach_the_record(tmp_path: Path) -> None:
     assert seen == ["begin", "begin", "record:ok", "record:ok"]
     logged = qm.read_usage(tmp_path / "u.jsonl")
     assert logged[0].metadata == {"run": "7"}
+
+
+def test_a_200_that_is_not_json_is_recorded_unknown_at_the_estimate(make_meter, server):
+    # issue 26: the client got no answer it can read, but the server may have billed it
+    meter = make_meter()
+    server.push({"non_json": "<html>gateway timeout page</html>"})
+    with meter.httpx_client() as client:
+        answer = client.post(f"{server.compatible}/chat/completions",
+                             json={"model": "qwen-plus", "max_tokens": 50,
+                                   "messages": [{"role": "user", "content": "你好"}]})
+    assert answer.status_code == 200 and answer.text.startswith("<html>")
+    (record,) = list(meter.log)
+    assert record.status == "unknown" and record.usage_estimated
+    assert "not a JSON answer" in record.error
+    assert (record.prompt_tokens, record.completion_tokens) == (
+        record.estimated_prompt_tokens, 50)
+    assert record.cost == record.estimated_cost_high

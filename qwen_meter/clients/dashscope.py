@@ -49,7 +49,11 @@ def chat_request(model: Any, prompt: Any, messages: Any, history: Any,
             "max_tokens": options.get("max_tokens"),
             "enable_thinking": options.get("enable_thinking"),
             "vl_high_resolution_images": options.get("vl_high_resolution_images"),
-            "user": options.get("user"), "stream": bool(options.get("stream"))}
+            "user": options.get("user"), "stream": bool(options.get("stream")),
+            # sampling parameters: reported by observers (gen_ai.request.*), never counted
+            **{k: options[k] for k in ("temperature", "top_p", "top_k", "seed",
+                                       "presence_penalty", "frequency_penalty")
+               if k in options}}
 
 
 def _error(response: Any) -> DashScopeError | None:
@@ -107,8 +111,9 @@ def _reply(response: Any) -> dict[str, Any]:
     return output_reply(_output(response))
 
 
-def _finished(response: Any) -> bool:
-    return output_finish(_output(response)) is not None
+def _reasons(response: Any) -> tuple[str, ...]:
+    reason = output_finish(_output(response))
+    return () if reason is None else (reason,)
 
 
 def _usage(response: Any) -> Any:
@@ -134,6 +139,7 @@ class _StreamState:
         self.reasoning = ""
         self.finished = False
         self.failed = False
+        self.reasons: tuple[str, ...] = ()
 
     def see(self, item: Any) -> bool:
         """Take one chunk; False if it is an error answer (the stream then ends)."""
@@ -142,7 +148,9 @@ class _StreamState:
             return False
         self.usage = _usage(item) or self.usage
         self.request_id = getattr(item, "request_id", None) or self.request_id
-        self.finished = self.finished or _finished(item)
+        reason = output_finish(_output(item))
+        self.finished = self.finished or reason is not None
+        self.reasons = (reason,) if reason is not None else self.reasons
         self.content, self.reasoning = add_reply(self.content, self.reasoning, _reply(item),
                                                  self.incremental)
         return True
@@ -153,6 +161,7 @@ class _StreamState:
         if self.failed:
             status = "dropped"
         return {"usage": self.usage, "request_id": self.request_id, "status": status,
+                "finish_reasons": self.reasons,
                 "reply": {"content": self.content, "reasoning_content": self.reasoning or None}}
 
 
@@ -210,7 +219,7 @@ class MeteredGeneration:
             if stream:
                 return self._stream(call, first, response, bool(kwargs.get("incremental_output")))
             call.finish(_usage(response), request_id=getattr(response, "request_id", None),
-                        reply=_reply(response))
+                        reply=_reply(response), finish_reasons=_reasons(response))
             return response
 
     @staticmethod
@@ -264,7 +273,7 @@ class MeteredAioGeneration(MeteredGeneration):
                                      bool(kwargs.get("incremental_output")))
             await call.finish_async(_usage(response),
                                     request_id=getattr(response, "request_id", None),
-                                    reply=_reply(response))
+                                    reply=_reply(response), finish_reasons=_reasons(response))
             return response
 
     @staticmethod

@@ -94,8 +94,16 @@ def _json_outcome(endpoint: str, response: Any) -> dict[str, Any]:
     try:
         data = response.json()
     except ValueError:
-        data = {}
-    data = data if isinstance(data, dict) else {}
+        data = None
+    if not isinstance(data, dict):
+        # A success status with no answer in it (a proxy's page, a cut body): the server
+        # may have billed, so the call is charged at its estimate and says why.
+        kind = response.headers.get("content-type") or "no content type"
+        return {"usage": None, "reply": None, "http_status": response.status_code,
+                "request_id": response.headers.get("x-request-id"), "status": "unknown",
+                "error": f"HTTP {response.status_code} with a body that is not a JSON answer "
+                         f"({kind}, {len(response.content)} bytes); outcome unknown, "
+                         "charged at the pre-call estimate"}
     reply: Any = None
     if endpoint == "responses":
         texts = [part.get("text") or "" for item in data.get("output") or []
@@ -108,7 +116,20 @@ def _json_outcome(endpoint: str, response: Any) -> dict[str, Any]:
         reply = first.get("message") if endpoint == "chat" else first.get("text")
     return {"usage": data.get("usage"), "served_model": data.get("model"),
             "request_id": data.get("id") or response.headers.get("x-request-id"),
-            "reply": reply, "http_status": response.status_code}
+            "reply": reply, "http_status": response.status_code,
+            "finish_reasons": finish_reasons(data)}
+
+
+def finish_reasons(data: dict[str, Any]) -> tuple[str, ...]:
+    """Each choice's ``finish_reason`` (compatible mode, or a native ``output``)."""
+    output = data.get("output")
+    holder = output if isinstance(output, dict) else data
+    choices = holder.get("choices")
+    if isinstance(choices, list):
+        found = [c.get("finish_reason") for c in choices if isinstance(c, dict)]
+    else:
+        found = [holder.get("finish_reason")]
+    return tuple(str(r) for r in found if isinstance(r, str) and r and r != "null")
 
 
 def _final(response: Any, call: MeteredCall) -> Any:

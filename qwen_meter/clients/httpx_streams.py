@@ -30,6 +30,7 @@ class CompatibleReply:
         self.model: str | None = None
         self.request_id: str | None = None
         self.finished = False  # a finish_reason (or response.completed) was seen
+        self.reasons: dict[int, str] = {}  # choice index -> its finish_reason
 
     def feed(self, data: bytes) -> bytes:
         """The bytes to pass on (whole events; the hidden usage chunk left out)."""
@@ -66,6 +67,10 @@ class CompatibleReply:
         self.model = chunk.get("model") or self.model
         self.request_id = chunk.get("id") or self.request_id
         choices = chunk.get("choices") or []
+        for choice in choices:
+            if isinstance(choice, dict) and isinstance(choice.get("finish_reason"), str):
+                index = choice.get("index")
+                self.reasons[index if isinstance(index, int) else 0] = choice["finish_reason"]
         for choice in choices[:1]:
             if choice.get("finish_reason"):
                 self.finished = True
@@ -103,7 +108,8 @@ class CompatibleReply:
         elif status == "ok":
             status = "incomplete"
         return {"usage": self.usage, "reply": self.message(), "served_model": self.model,
-                "request_id": self.request_id, "status": status}
+                "request_id": self.request_id, "status": status,
+                "finish_reasons": tuple(r for _, r in sorted(self.reasons.items()))}
 
 
 class _Stream:

@@ -55,7 +55,7 @@ class Gateway(Relay):
     def __init__(self, config: GatewayConfig, *, log_path: str | None = None) -> None:
         self.config = config
         self.keys = KeyTable(config.keys)
-        self.metrics = GatewayMetrics(lambda: self.tenants.budgets())
+        self.metrics = GatewayMetrics(lambda: self.tenants.budgets(), keys=len(config.keys))
         self.tenants = Tenants(config, [self.metrics], log_path)
         # Real keys are read once, at start: a missing variable or file fails here.
         self.secrets = {name: up.api_key(config.file) for name, up in config.upstreams.items()}

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from ..integrations.prometheus_series import GATEWAY, CallSeries, StoreGauges, budget_figures
+from ..integrations.prometheus_series import (
+    GATEWAY,
+    MAX_LABEL_VALUES,
+    CallSeries,
+    StoreGauges,
+    budget_figures,
+)
 from ..meter.observers import Observer
 
 if TYPE_CHECKING:
@@ -30,12 +36,14 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class GatewayMetrics(Observer):
     """Counters and histograms of one gateway app."""
 
-    def __init__(self, budgets: Callable[[], Iterable[tuple[Budget, str | None]]] = list
-                 ) -> None:
+    def __init__(self, budgets: Callable[[], Iterable[tuple[Budget, str | None]]] = list,
+                 *, keys: int = 0) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        #: calls, tokens, cost, upstream errors, call time: the integration's code
-        self.series = CallSeries(r, GATEWAY, ("key",))
+        #: calls, tokens, cost, upstream errors, call time: the integration's code. Labels
+        #: are capped (a caller may send any model name); every configured key keeps its own.
+        self.series = CallSeries(r, GATEWAY, ("key",),
+                                 max_label_values=max(MAX_LABEL_VALUES, keys + 1))
         self.calls = self.series.calls
         self.tokens = self.series.tokens
         self.cost = self.series.cost

@@ -119,6 +119,15 @@ class Relay:
         details = {"reply": reply, "served_model": served, "http_status": response.status,
                    "request_id": request_id or response.headers.get("x-request-id"),
                    "inline": self.tenants.inline}
+        if not isinstance(data, dict):
+            # A success status with a body that is no answer (a proxy's HTML page, a cut
+            # body): the client got nothing it can read, yet the server may have billed.
+            kind = response.headers.get("content-type", "no content type")
+            await metering.finish(call, None, **{**details, "reply": None}, status="unknown",
+                                  error=f"HTTP {response.status} with a body that is not a "
+                                        f"JSON answer ({kind}, {len(body)} bytes); outcome "
+                                        "unknown, charged at the pre-call estimate")
+            return
         try:
             await metering.finish(call, usage, **details)
         except QwenMeterError as exc:  # usage we cannot read must not lose the record
@@ -132,7 +141,10 @@ class Relay:
         reader = route.reader(prepared)
 
         def details(status: str) -> dict[str, Any]:
-            ok = reader.usage is not None
+            # A stream that ended with its usage is complete; one the upstream dropped is
+            # ``dropped`` even with usage read (a native stream carries it in every event):
+            # the client saw the connection fail.
+            ok = reader.usage is not None and status != "dropped"
             return {"reply": reader.message(), "served_model": reader.model,
                     "request_id": reader.request_id or response.headers.get("x-request-id"),
                     "status": "ok" if ok else status}

@@ -119,6 +119,11 @@ class Watched:
             if call.permit is not None and limiter is not None:
                 self._limiters.setdefault(limiter, set()).add(call.permit.model)
 
+    def budget_scopes(self) -> list[tuple[Budget, str]]:
+        """(budget, scope value) for every scope seen (nothing read from a store)."""
+        with self._lock:
+            return [(b, s) for b, scopes in self._budgets.items() for s in sorted(scopes)]
+
     def budgets(self) -> Iterator[tuple[Budget, str, Decimal, Decimal]]:
         """(budget, scope value, limit, remaining) for every scope seen; a scope whose store
         cannot be read is skipped (logged), so one unreachable store never fails a scrape."""

@@ -12,10 +12,14 @@ the model then sends its HTTP request from — the same thread for ``invoke`` / 
 task for ``ainvoke`` / ``astream`` / ``abatch`` (a non-inline handler would run in an
 executor with a copied context, and nothing it set would be seen). The handler opens a
 :func:`qwen_meter.attribute` block there, keyed by ``run_id``, and closes it in
-``on_llm_end`` / ``on_llm_error``; every call metered inside gets LangChain's tags, its
-metadata (values as strings) and ``langchain_run_id`` / ``langchain_parent_run_id`` /
-``langchain_run_name``. One ``generate()`` with several prompts opens all its runs before any
-call is sent, so its calls carry the last run's id (``invoke`` and ``batch`` are exact).
+``on_llm_end`` / ``on_llm_error``. The block is a :class:`~qwen_meter.meter.attribution.Scope`:
+LangChain's async paths may end a run in a copy of the caller's context, where a context
+variable cannot be reset; closing the scope ends it in every context, so a finished run never
+tags the calls made after it in the same task (even plain ``AsyncOpenAI`` calls). Every call
+metered inside gets LangChain's tags, its metadata (values as strings) and
+``langchain_run_id`` / ``langchain_parent_run_id`` / ``langchain_run_name``. One
+``generate()`` with several prompts opens all its runs before any call is sent, so its calls
+carry the last run's id (``invoke`` and ``batch`` are exact).
 
 ChatTongyi (langchain-community) calls the dashscope SDK, not httpx: :func:`chat_tongyi`
 builds one whose ``client`` is ``meter.wrap(dashscope.Generation)``, so qwen_meter records the
@@ -28,16 +32,14 @@ with the context copied, so attribution reaches those calls too.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
 from functools import cache
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from ..base.errors import MissingExtra
-from ..meter.attribution import attribute
+from ..meter.attribution import Scope
 
 try:
     from langchain_core.callbacks import BaseCallbackHandler
@@ -73,7 +75,7 @@ class QwenMeterCallbackHandler(BaseCallbackHandler):
         super().__init__()
         self.metadata_keys = None if metadata_keys is None else frozenset(metadata_keys)
         self.prefix = prefix
-        self._open: dict[UUID, AbstractContextManager[Any]] = {}
+        self._open: dict[UUID, Scope] = {}
 
     def _metadata(self, run_id: UUID, parent_run_id: UUID | None,
                   metadata: Mapping[str, Any] | None, name: str | None) -> dict[str, str]:
@@ -88,19 +90,14 @@ class QwenMeterCallbackHandler(BaseCallbackHandler):
 
     def _push(self, run_id: UUID, parent_run_id: UUID | None, tags: list[str] | None,
               metadata: Mapping[str, Any] | None, name: str | None) -> None:
-        block = attribute(tags=[str(t) for t in tags or ()],
-                          metadata=self._metadata(run_id, parent_run_id, metadata, name))
-        block.__enter__()
-        self._open[run_id] = block
+        self._open[run_id] = Scope(tags=[str(t) for t in tags or ()],
+                                   metadata=self._metadata(run_id, parent_run_id, metadata,
+                                                           name))
 
     def _pop(self, run_id: UUID) -> None:
-        block = self._open.pop(run_id, None)
-        if block is None:
-            return
-        # ValueError: ended in another context than it started in (a stream consumed
-        # elsewhere); the starting context is gone or no longer ours to restore.
-        with contextlib.suppress(ValueError):
-            block.__exit__(None, None, None)
+        scope = self._open.pop(run_id, None)
+        if scope is not None:
+            scope.close()
 
     def on_chat_model_start(self, serialized: dict[str, Any], messages: list[list[Any]], *,
                             run_id: UUID, parent_run_id: UUID | None = None,

@@ -38,7 +38,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from ..billing.pricing import cost
 from ..billing.usage import Usage
 from ..meter.config import DEFAULT_LOG, _DefaultLog, default_log_path
-from ..meter.log import UsageLog, UsageRecord, open_log
+from ..meter.log import MIN_SECRET_LENGTH, UsageLog, UsageRecord, open_log, redact
 from ..meter.observers import Observer, notify
 from ..meter.pipeline import Meter
 
@@ -157,7 +157,13 @@ class QwenMeterLogger(CustomLogger):
             "latency_ms": None if seconds is None else round(seconds * 1000, 3)}
         if failed:
             error = kwargs.get("exception") or response
-            return UsageRecord(status="error", error=str(error) or type(error).__name__,
+            # A server may echo the key in its error text; the record feeds the log file,
+            # the logging observer's message and the span's status, so mask it once here.
+            keys = (kwargs.get("api_key"), params.get("api_key"))
+            return UsageRecord(status="error",
+                               error=redact(str(error) or type(error).__name__,
+                                            [k for k in keys if isinstance(k, str)
+                                             and len(k) >= MIN_SECRET_LENGTH]),
                                error_kind=type(error).__name__,
                                http_status=getattr(error, "status_code", None), **common)
         raw = getattr(response, "usage", None)

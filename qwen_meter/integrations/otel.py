@@ -25,7 +25,7 @@ Nothing here runs unless :func:`instrument` (or :class:`OpenTelemetryObserver`) 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..base.errors import MissingExtra
@@ -33,7 +33,6 @@ from ..base.errors import MissingExtra
 try:
     from opentelemetry import context as otel_context
     from opentelemetry import metrics, trace
-    from opentelemetry.metrics import CallbackOptions, Observation
     from opentelemetry.trace import SpanKind, Status, StatusCode
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise MissingExtra("the OpenTelemetry integration needs opentelemetry-api: "
@@ -41,19 +40,25 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from ..meter.observers import Observer
 from . import _common as c
+from .otel_metrics import DURATION_BUCKETS, SCOPE, TOKEN_BUCKETS, instruments_for
+
+__all__ = [
+    "DURATION_BUCKETS",
+    "KNOWN_GENAI_SCOPES",
+    "TOKEN_BUCKETS",
+    "OpenTelemetryObserver",
+    "instrument",
+]
 
 if TYPE_CHECKING:
     from ..meter.call import MeteredCall
     from ..meter.log import UsageRecord
     from ..meter.pipeline import Meter
 
-#: Bucket boundaries the GenAI conventions advise for ``gen_ai.client.token.usage``.
-TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304,
-                 16777216, 67108864)
-#: ... and for ``gen_ai.client.operation.duration`` (seconds).
-DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48,
-                    40.96, 81.92)
-_SCOPE = "qwen_meter"
+_SCOPE = SCOPE
+#: Instrumentation scopes of the OpenAI instrumentations whose span a call may already have.
+KNOWN_GENAI_SCOPES = ("opentelemetry.instrumentation.openai_v2",
+                      "opentelemetry.util.genai.handler")
 
 
 def _version() -> str:
@@ -70,45 +75,42 @@ class OpenTelemetryObserver(Observer):
 
     ``tracer_provider`` / ``meter_provider`` default to the global ones. ``with_spans=False`` or
     ``with_metrics=False`` turns one half off. ``record_user`` adds ``qwen_meter.user`` to spans
-    (off by default: it is personal data in many pipelines).
+    (off by default: it is personal data in many pipelines). ``other_instrumentation`` says
+    whether another GenAI instrumentation (openai-v2, LoongSuite ...) already reports the calls:
+    ``None`` (default) detects it per call — a GenAI client span of another library current
+    when the call begins; ``True`` trusts it for every call; ``False`` ignores it. A call it
+    covers gets no span and no token / duration points of ours: its span gets qwen_meter's
+    attributes instead, and the cost counter and gauges still count it.
     """
 
     def __init__(self, *, tracer_provider: trace.TracerProvider | None = None,
                  meter_provider: metrics.MeterProvider | None = None, with_spans: bool = True,
-                 with_metrics: bool = True, record_user: bool = False) -> None:
+                 with_metrics: bool = True, record_user: bool = False,
+                 other_instrumentation: bool | None = None) -> None:
         version = _version()
         self.record_user = record_user
-        self._tracer = trace.get_tracer(_SCOPE, version, tracer_provider=tracer_provider) \
-            if with_spans else None
+        self.other_instrumentation = other_instrumentation
+        self._with_spans = with_spans
+        self._tracer = trace.get_tracer(_SCOPE, version, tracer_provider=tracer_provider)
         self._watched = c.Watched()
-        self._spans = c.CallSlot("otel")  # the open span and its start, per call
-        self._metrics = with_metrics
-        if not with_metrics:
-            return
-        meter = (meter_provider or metrics.get_meter_provider()).get_meter(_SCOPE, version)
-        self._tokens = meter.create_histogram(
-            "gen_ai.client.token.usage", unit="{token}",
-            description="Number of input and output tokens used",
-            explicit_bucket_boundaries_advisory=list(TOKEN_BUCKETS))
-        self._duration = meter.create_histogram(
-            "gen_ai.client.operation.duration", unit="s",
-            description="GenAI operation duration",
-            explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS))
-        self._cost = meter.create_counter(
-            "qwen_meter.cost", unit="{currency}",
-            description="Cost of the calls as qwen_meter prices them, in qwen_meter.currency")
-        meter.create_observable_gauge(
-            "qwen_meter.budget.remaining", [self._budget_gauge], unit="{currency}",
-            description="Budget left in the current period, per budget and scope")
-        meter.create_observable_gauge(
-            "qwen_meter.limiter.utilization", [self._limiter_gauge], unit="1",
-            description="Share of the rate limit used in the current minute (rpm / tpm)")
+        # per call: (span, start, whether the span is ours, whether another library counts it)
+        self._spans = c.CallSlot("otel")
+        self._instruments = instruments_for(meter_provider, version) if with_metrics else None
+        if self._instruments is not None:
+            self._instruments.watch(self._watched)
 
     # --- observer events --------------------------------------------------------------------
 
     def on_begin(self, call: MeteredCall) -> None:
         self._watched.see(call)
-        if self._tracer is None:
+        theirs = self._covering_span()
+        if theirs is not None:  # another instrumentation's span: enrich it at the record
+            if self._with_spans:
+                theirs.set_attributes(self._begin_attributes(call, fill=theirs))
+            self._spans.put(call, (theirs, 0, False, True))
+            return
+        if self.other_instrumentation or not self._with_spans:
+            self._spans.put(call, (None, 0, False, bool(self.other_instrumentation)))
             return
         start = c.start_time_ns(call.started)
         span = self._tracer.start_span(
@@ -117,21 +119,46 @@ class OpenTelemetryObserver(Observer):
             attributes=self._request_attributes(call.model, call.endpoint, call.stream))
         if span.is_recording():  # sampled out or no SDK: build nothing more
             span.set_attributes(self._begin_attributes(call))
-        self._spans.put(call, (span, start))
+        self._spans.put(call, (span, start, True, False))
+
+    def _covering_span(self) -> Any:
+        """The current span when it is another library's GenAI client span, else None."""
+        if self.other_instrumentation is False:
+            return None
+        span = trace.get_current_span()
+        if not span.is_recording():
+            return None
+        scope = getattr(getattr(span, "instrumentation_scope", None), "name", None)
+        if scope == _SCOPE:
+            return None
+        if scope in KNOWN_GENAI_SCOPES:
+            return span
+        # Another library's model-call span (not an agent or workflow span around calls).
+        attributes = getattr(span, "attributes", None) or {}
+        if getattr(span, "kind", None) is SpanKind.CLIENT \
+                and "gen_ai.operation.name" in attributes:
+            return span
+        return None
 
     def on_retry(self, call: MeteredCall, error: BaseException, delay: float) -> None:
         opened = self._spans.get(call)
-        if opened is not None:
+        if opened is not None and opened[0] is not None and opened[0].is_recording():
             opened[0].add_event("qwen_meter.retry", {
                 "error.type": str(getattr(error, "kind", type(error).__name__)),
                 "qwen_meter.attempt": call.attempts, "qwen_meter.retry_delay_s": delay})
 
     def on_record(self, record: UsageRecord, call: MeteredCall | None) -> None:
-        if self._metrics:
-            self._measure(record)
-        if self._tracer is None:
-            return
         opened = self._spans.pop(call) if call is not None else None
+        covered = opened[3] if opened is not None else bool(self.other_instrumentation)
+        if self._instruments is not None:
+            self._measure(record, covered=covered)
+        if opened is not None and not opened[2]:
+            span = opened[0]
+            if span is not None and self._with_spans and span.is_recording():
+                span.set_attributes(self._record_attributes(record, call, fill=span))
+            return
+        if not self._with_spans or self.other_instrumentation:
+            return
         if opened is None:  # refused before it began (or observed from mid-call on)
             end = c.end_time_ns(record)
             start = end - int((record.latency_ms or 0.0) * 1_000_000)
@@ -141,9 +168,9 @@ class OpenTelemetryObserver(Observer):
                 attributes=self._request_attributes(record.model, record.endpoint,
                                                     record.stream))
         else:
-            span, start = opened
+            span, start = opened[0], opened[1]
         if span.is_recording():
-            span.set_attributes(self._record_attributes(record))
+            span.set_attributes(self._record_attributes(record, call))
             kind = c.error_type(record)
             if kind is not None:
                 span.set_status(Status(StatusCode.ERROR, record.error or kind))
@@ -157,11 +184,13 @@ class OpenTelemetryObserver(Observer):
                 "gen_ai.provider.name": c.PROVIDER, "gen_ai.system": c.PROVIDER,
                 "gen_ai.request.model": model, "gen_ai.request.stream": stream}
 
-    def _begin_attributes(self, call: MeteredCall) -> dict[str, Any]:
+    def _begin_attributes(self, call: MeteredCall, fill: Any = None) -> dict[str, Any]:
         attributes: dict[str, Any] = {}
         max_tokens = c.any_attr(call, "max_tokens")
         if max_tokens is not None:
             attributes["gen_ai.request.max_tokens"] = max_tokens
+        for name, value in (c.any_attr(call, "request_params") or {}).items():
+            attributes[name if name.startswith("server.") else f"gen_ai.request.{name}"] = value
         outcome = c.outcome(call)
         attributes.update({"qwen_meter.catalogue_model": call.spec.name,
                            "qwen_meter.limiter.limited": outcome.limited,
@@ -173,9 +202,10 @@ class OpenTelemetryObserver(Observer):
             attributes["qwen_meter.limiter.degraded"] = outcome.limiter_degraded
         if call.estimate is not None and call.estimate.max_output_tokens is not None:
             attributes["qwen_meter.max_output_tokens"] = call.estimate.max_output_tokens
-        return attributes
+        return _filled(attributes, fill)
 
-    def _record_attributes(self, r: UsageRecord) -> dict[str, Any]:
+    def _record_attributes(self, r: UsageRecord, call: MeteredCall | None,
+                           fill: Any = None) -> dict[str, Any]:
         a: dict[str, Any] = {"qwen_meter.status": r.status, "qwen_meter.attempts": r.attempts,
                              "qwen_meter.region": r.region or "cn",
                              "qwen_meter.record_id": r.id}
@@ -192,7 +222,11 @@ class OpenTelemetryObserver(Observer):
         a.update({k: v for k, v in optional.items() if v is not None})
         amount = c.cost_amount(r)
         if amount is not None:
-            a["qwen_meter.cost"] = float(amount)
+            # gen_ai.usage.cost: the name OpenLIT-style dashboards read (in r.currency)
+            a["qwen_meter.cost"] = a["gen_ai.usage.cost"] = float(amount)
+        reasons = c.any_attr(call, "finish_reasons")
+        if reasons:
+            a["gen_ai.response.finish_reasons"] = list(reasons)
         if r.status not in c.FAILED:
             a.update({"gen_ai.usage.input_tokens": r.prompt_tokens,
                       "gen_ai.usage.output_tokens": r.completion_tokens,
@@ -208,11 +242,15 @@ class OpenTelemetryObserver(Observer):
             a["qwen_meter.tags"] = list(r.tags)
         for key, value in r.metadata.items():
             a[f"qwen_meter.metadata.{key}"] = str(value)
-        return a
+        if fill is not None:  # another library's span: say which provider really served it
+            a["qwen_meter.provider"] = c.PROVIDER
+        return _filled(a, fill)
 
     # --- metrics ----------------------------------------------------------------------------
 
-    def _measure(self, r: UsageRecord) -> None:
+    def _measure(self, r: UsageRecord, *, covered: bool) -> None:
+        instruments = self._instruments
+        assert instruments is not None
         attributes: dict[str, Any] = {"gen_ai.operation.name": c.operation(r.endpoint),
                                       "gen_ai.provider.name": c.PROVIDER,
                                       "gen_ai.request.model": r.model}
@@ -221,28 +259,32 @@ class OpenTelemetryObserver(Observer):
         kind = c.error_type(r)
         if kind is not None:
             attributes["error.type"] = kind
-        self._duration.record(c.duration_s(r), attributes)
-        if kind is None:
-            self._tokens.record(r.prompt_tokens, {**attributes, "gen_ai.token.type": "input"})
-            if r.endpoint != "embeddings":
-                self._tokens.record(r.completion_tokens,
-                                    {**attributes, "gen_ai.token.type": "output"})
+        if not covered:  # else the other instrumentation records tokens and duration
+            self._points(r, attributes, kind)
         amount = c.cost_amount(r)
         if amount is not None and r.currency:
-            self._cost.add(float(amount), {**attributes, "qwen_meter.currency": r.currency})
+            instruments.cost.add(float(amount), {**attributes, "qwen_meter.currency": r.currency})
 
-    def _budget_gauge(self, options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(float(remaining), {"qwen_meter.budget": budget.name,
-                                               "qwen_meter.budget.scope": budget.scope,
-                                               "qwen_meter.budget.scope_value": scope,
-                                               "qwen_meter.currency": budget.currency})
-                for budget, scope, _, remaining in self._watched.budgets()]
+    def _points(self, r: UsageRecord, attributes: dict[str, Any], kind: str | None) -> None:
+        instruments = self._instruments
+        assert instruments is not None
+        instruments.duration.record(c.duration_s(r), attributes)
+        if kind is None:
+            instruments.tokens.record(r.prompt_tokens,
+                                      {**attributes, "gen_ai.token.type": "input"})
+            if r.endpoint != "embeddings":
+                instruments.tokens.record(r.completion_tokens,
+                                          {**attributes, "gen_ai.token.type": "output"})
 
-    def _limiter_gauge(self, options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(used, {"gen_ai.request.model": model,
-                                   "qwen_meter.limiter.account": limiter.account,
-                                   "qwen_meter.limiter.window": window})
-                for limiter, model, window, used in self._watched.limiters()]
+
+def _filled(attributes: dict[str, Any], span: Any) -> dict[str, Any]:
+    """``attributes`` for another library's ``span``: its own values are left as they are;
+    qwen_meter's are added (``qwen_meter.*``, and what it left out)."""
+    if span is None:
+        return attributes
+    theirs = getattr(span, "attributes", None) or {}
+    return {k: v for k, v in attributes.items()
+            if k.startswith("qwen_meter.") or k not in theirs}
 
 
 def instrument(meter: Meter, *, tracer_provider: trace.TracerProvider | None = None,

@@ -4,7 +4,8 @@
     instrument(meter)                          # prometheus_client's global REGISTRY
     instrument(meter, registry=my_registry)    # e.g. the registry a gateway's /metrics serves
 
-Metrics (prefix ``qwen_meter_``; ``model`` is the name the caller asked for):
+Metrics (prefix ``qwen_meter_``; ``model`` is the name the caller asked for when the
+catalogue lists it, else ``other``):
 
 * ``requests_total{model,endpoint,status}`` — every call, refused and failed ones included;
 * ``tokens_total{model,kind}`` — billed tokens, kind ``input`` / ``output`` / ``cached`` /
@@ -21,7 +22,10 @@ Metrics (prefix ``qwen_meter_``; ``model`` is the name the caller asked for):
 One :class:`PrometheusObserver` per registry: :func:`instrument` returns the same observer for
 every meter on the same registry, so several meters (or a gateway and a library) share the
 series instead of failing on duplicate registration. ``tag_labels=("feature",)`` turns tags
-``feature=...`` into a label (mind the cardinality).
+``feature=...`` into a label. Cardinality is bounded: each label (``model`` and every tag
+label) keeps at most ``max_label_values`` distinct values (default 100); later new values
+are counted as ``other``. ``catalogue=`` names the catalogue whose models are kept (default:
+the default catalogue).
 
 The per-call series and the store gauges are counted by :mod:`.prometheus_series`, the same
 code the gateway's ``/metrics`` counts with (under its own names).
@@ -50,7 +54,14 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from ..meter.observers import Observer
 from . import _common as c
-from .prometheus_series import DURATION_BUCKETS, CallSeries, StoreGauges, library_naming
+from .prometheus_series import (
+    DURATION_BUCKETS,
+    MAX_LABEL_VALUES,
+    CallSeries,
+    StoreGauges,
+    catalogue_names,
+    library_naming,
+)
 
 if TYPE_CHECKING:
     from ..meter.call import MeteredCall
@@ -65,19 +76,27 @@ class PrometheusObserver(Observer):
     """The metrics of the module docs, registered in ``registry`` (default: the global one)."""
 
     def __init__(self, registry: CollectorRegistry | None = None, *,
-                 namespace: str = "qwen_meter", tag_labels: Sequence[str] = ()) -> None:
+                 namespace: str = "qwen_meter", tag_labels: Sequence[str] = (),
+                 max_label_values: int = MAX_LABEL_VALUES, catalogue: Any = None) -> None:
         self.registry = REGISTRY if registry is None else registry
         self.tag_labels = tuple(tag_labels)
         for label in self.tag_labels:
             if not label.isidentifier() or label in ("model", "endpoint", "status", "kind"):
                 raise ConfigurationError(f"tag label {label!r} must be a Python identifier "
                                          "other than model, endpoint, status, kind")
+        if isinstance(max_label_values, bool) or not isinstance(max_label_values, int) \
+                or max_label_values < 1:
+            raise ConfigurationError(f"max_label_values must be a positive int, not "
+                                     f"{max_label_values!r}")
         self._watched = c.Watched()
         self._begun = c.CallSlot("prometheus")
         r, ns = self.registry, namespace
         naming = library_naming(ns)
         #: requests, tokens, cost, duration and refusals: the code the gateway counts with
-        self.series = CallSeries(r, naming, self.tag_labels)
+        self.series = CallSeries(r, naming, self.tag_labels,
+                                 models=None if catalogue is None else
+                                 catalogue_names(catalogue),
+                                 max_label_values=max_label_values)
         self.requests = self.series.calls
         self.tokens = self.series.tokens
         self.cost = self.series.cost
@@ -98,15 +117,18 @@ class PrometheusObserver(Observer):
 
     def on_begin(self, call: MeteredCall) -> None:
         self._watched.see(call)
-        self.in_flight.labels(call.model).inc()
-        self._begun.put(call, True)  # so only calls counted in are counted out
+        model = self.series.model_label(call.model)
+        self.in_flight.labels(model).inc()
+        self._begun.put(call, model)  # so only calls counted in are counted out
 
     def on_retry(self, call: MeteredCall, error: BaseException, delay: float) -> None:
-        self.retries.labels(call.model, str(getattr(error, "kind", type(error).__name__))).inc()
+        self.retries.labels(self.series.model_label(call.model),
+                            str(getattr(error, "kind", type(error).__name__))).inc()
 
     def on_record(self, record: UsageRecord, call: MeteredCall | None) -> None:
-        if call is not None and self._begun.pop(call):
-            self.in_flight.labels(call.model).dec()
+        model = self._begun.pop(call) if call is not None else None
+        if model is not None:
+            self.in_flight.labels(model).dec()
         self.series.count(record)
 
 

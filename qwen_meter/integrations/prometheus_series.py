@@ -8,11 +8,17 @@ the two faces is data, a :class:`Naming` each (:func:`library_naming`, :data:`GA
 series' names, the token kinds' label values, the duration histogram's labels and buckets, and
 two choices the faces made before they shared this code. Extra labels (the gateway's ``key``,
 the integration's ``tag_labels``) are tag values of the call.
+
+Label values are bounded, since every distinct value is a series Prometheus keeps: ``model``
+is the name the caller asked for only when the catalogue lists it (a name, alias or
+snapshot), else ``other``; and each label (``model`` and the tag labels) keeps at most
+``max_label_values`` distinct values (default 100), later new values counting as ``other``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -37,8 +43,13 @@ if TYPE_CHECKING:
     from ..limits.limiter import RateLimiter
     from ..meter.log import UsageRecord
 
-__all__ = ["GATEWAY", "CallSeries", "Naming", "StoreGauges", "budget_figures",
-           "library_naming", "scope_label"]
+__all__ = ["GATEWAY", "MAX_LABEL_VALUES", "OTHER", "CallSeries", "LabelValues", "Naming",
+           "StoreGauges", "budget_figures", "catalogue_names", "library_naming", "scope_label"]
+
+#: The label value standing for names outside the catalogue and values over the cap.
+OTHER = "other"
+#: Distinct values a label keeps by default (each is one more series per metric).
+MAX_LABEL_VALUES = 100
 
 #: (budget, scope value, limit, remaining), as :meth:`._common.Watched.budgets` yields them.
 BudgetFigures = Callable[[], Iterable[tuple["Budget", str, Decimal, Decimal]]]
@@ -96,14 +107,53 @@ GATEWAY = Naming("qwen_meter_gateway", "calls", "tokens", "cost", "call_seconds"
                  missing_tag="-")
 
 
+def catalogue_names(catalogue: Any = None) -> frozenset[str]:
+    """Every name ``catalogue`` (default: the default one) lists: models, aliases, snapshots
+    (lower case)."""
+    if catalogue is None:
+        from ..catalogue.core import default_catalogue
+
+        catalogue = default_catalogue()
+    return frozenset(n.lower() for spec in catalogue
+                     for n in (spec.name, *spec.aliases, getattr(spec, "snapshot", None)) if n)
+
+
+class LabelValues:
+    """One label's values: the first ``limit`` distinct ones kept, later new ones ``other``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, value: str) -> str:
+        if value in self._seen:
+            return value
+        with self._lock:
+            if value in self._seen:
+                return value
+            if len(self._seen) >= self.limit:
+                return OTHER
+            self._seen.add(value)
+            return value
+
+
 class CallSeries:
-    """One face's per-call series in one registry, counted from each usage record."""
+    """One face's per-call series in one registry, counted from each usage record.
+
+    ``models``: the names kept as ``model`` label values (default: the default catalogue's);
+    ``max_label_values``: the cap on each label's distinct values (module docs).
+    """
 
     def __init__(self, registry: CollectorRegistry, naming: Naming,
-                 tag_labels: Sequence[str] = ()) -> None:
+                 tag_labels: Sequence[str] = (), *, models: Collection[str] | None = None,
+                 max_label_values: int = MAX_LABEL_VALUES) -> None:
         self.naming = naming
         self.tag_labels = tuple(tag_labels)
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._models = None if models is None else frozenset(m.lower() for m in models)
+        self._model_values = LabelValues(max_label_values)
+        self._tag_values = [LabelValues(max_label_values) for _ in self.tag_labels]
         n, r, extra = naming, registry, list(self.tag_labels)
 
         name = n.full_name
@@ -136,19 +186,28 @@ class CallSeries:
             found = self._children[(id(metric), labels)] = metric.labels(*labels)
         return found
 
+    def model_label(self, model: str) -> str:
+        """The ``model`` label of a name a caller sent (module docs)."""
+        if self._models is None:
+            self._models = catalogue_names()
+        key = model.strip().lower() if isinstance(model, str) else ""
+        listed = key in self._models or key.rsplit("/", 1)[-1] in self._models
+        return self._model_values(model) if listed else OTHER
+
     def tag_values(self, tags: Sequence[str]) -> tuple[str, ...]:
-        """The values of the tag labels in a call's ``name=value`` tags."""
+        """The values of the tag labels in a call's ``name=value`` tags (capped)."""
         if not self.tag_labels:
             return ()
         found = dict(t.split("=", 1) for t in tags if "=" in t)
         missing = self.naming.missing_tag
-        return tuple(found.get(label, missing) for label in self.tag_labels)
+        return tuple(keep(found.get(label, missing))
+                     for label, keep in zip(self.tag_labels, self._tag_values, strict=True))
 
     def count(self, record: UsageRecord) -> None:
         """Count one usage record in every series."""
         n, child = self.naming, self.child
         extra = self.tag_values(record.tags)
-        model, status = record.model, record.status
+        model, status = self.model_label(record.model), record.status
         child(self.calls, model, record.endpoint, status, *extra).inc()
         if record.latency_ms is not None or n.refused_duration:
             labels = (model, record.endpoint) if n.duration_by_model else (record.endpoint,)

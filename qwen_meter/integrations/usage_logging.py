@@ -5,8 +5,9 @@
     logging.basicConfig(level=logging.INFO)
 
 Answered calls (``ok``, ``incomplete``, ``closed``) log at INFO; failures (``error``,
-``dropped``) and refusals (``refused``: a budget, the limiter or pre-flight said no) at
-WARNING, as does each retry. The message is one readable line; the data rides in ``extra``:
+``dropped``), calls whose outcome is unknown (``unknown``: charged at the estimate, the
+reason in ``error``) and refusals (``refused``: a budget, the limiter or pre-flight said no)
+at WARNING, as does each retry. The message is one readable line; the data rides in ``extra``:
 ``record.qwen_meter`` holds the whole usage record (the JSONL log's fields) and its fields are
 also flat attributes (``record.model``, ``record.cost``, ``record.prompt_tokens`` ...), except
 names a :class:`logging.LogRecord` already has, which stay inside ``qwen_meter`` only. JSON
@@ -30,7 +31,7 @@ LOGGER = "qwen_meter.usage"
 # Attributes every LogRecord has (or that Formatter sets): flat keys must not shadow them.
 _RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
     "message", "asctime", "qwen_meter"}
-_WARN = frozenset({"error", "dropped", "refused"})
+_WARN = frozenset({"error", "dropped", "refused", "unknown"})
 
 
 def _money(record: UsageRecord) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -70,6 +70,10 @@ class MeteredCall:
     settled: bool = False
     record: UsageRecord | None = None
     max_tokens: int | None = None  # the request's, for observers (gen_ai.request.max_tokens)
+    #: for observers: the request's sampling parameters and the server it goes to
+    request_params: dict[str, Any] = field(default_factory=dict)
+    #: for observers: the answer's finish reasons (set by the client when it finishes)
+    finish_reasons: tuple[str, ...] = ()
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -143,24 +147,31 @@ class MeteredCall:
     def finish(self, usage: Usage | Mapping[str, Any] | Any | None, *,
                served_model: str | None = None, request_id: str | None = None,
                reply: Any = None, http_status: int | None = 200,
-               status: str = "ok") -> UsageRecord:
+               status: str = "ok", finish_reasons: Sequence[str] = (),
+               error: str | None = None) -> UsageRecord:
         """Settle a call that returned: reconcile, commit, log. Never raises.
 
         Without ``usage`` (or with usage that does not parse) the reply (text or message) is
         counted locally and the record is marked estimated. ``status`` says how a stream
         ended: ``ok``, ``incomplete`` (no usage, or no final ``finish_reason``), ``closed``
-        (the caller stopped early) or ``dropped`` (the connection failed)."""
+        (the caller stopped early), ``dropped`` (the connection failed) or ``unknown`` (an
+        answer that says nothing of what was billed; ``error`` says why): with neither usage
+        nor reply, an ``unknown`` call is charged at the pre-call estimate (prompt plus the
+        output it allowed), since the server may have billed it."""
+        self.finish_reasons = tuple(finish_reasons) or self.finish_reasons
         return steps.run(self._finish_steps(usage, served_model, request_id, reply,
-                                            http_status, status))
+                                            http_status, status, error))
 
     async def finish_async(self, usage: Usage | Mapping[str, Any] | Any | None, *,
                            served_model: str | None = None, request_id: str | None = None,
                            reply: Any = None, http_status: int | None = 200,
-                           status: str = "ok") -> UsageRecord:
+                           status: str = "ok", finish_reasons: Sequence[str] = (),
+                           error: str | None = None) -> UsageRecord:
         """:meth:`finish` for asyncio: store and log I/O run off the event loop. Shielded:
         a caller cancelled meanwhile does not stop the settlement half-way."""
+        self.finish_reasons = tuple(finish_reasons) or self.finish_reasons
         return await _shielded(self._finish_steps(usage, served_model, request_id, reply,
-                                                  http_status, status))
+                                                  http_status, status, error))
 
     def fail(self, error: BaseException | DashScopeError, *, http_status: int | None = None,
              request_id: str | None = None, status: str = "error") -> UsageRecord:
@@ -184,12 +195,17 @@ class MeteredCall:
             return True
 
     def _finish_steps(self, usage: Any, served_model: str | None, request_id: str | None,
-                      reply: Any, http_status: int | None, status: str
-                      ) -> steps.Step[UsageRecord]:
+                      reply: Any, http_status: int | None, status: str,
+                      error: str | None = None) -> steps.Step[UsageRecord]:
         if not self._claim():
             return self._settled_record()
         notes = self.warnings
-        parsed, estimated = self._usage(usage, reply, notes)
+        if status == "unknown" and usage is None and reply is None:
+            allowed = self.estimate.max_output_tokens if self.estimate is not None else None
+            parsed, estimated = Usage(prompt_tokens=self.estimated_prompt_tokens or 0,
+                                      completion_tokens=allowed or 0), True
+        else:
+            parsed, estimated = self._usage(usage, reply, notes)
         thinking = None
         if estimated and self.enable_thinking is not None:
             thinking = bool(self.enable_thinking and parsed.reasoning_tokens)
@@ -220,7 +236,8 @@ class MeteredCall:
                 notes.append(f"limiter reconcile failed: {redact(str(exc))}")
         record = self._record(status=status, usage=parsed, estimated=estimated, cost_=priced,
                               served_model=served_model, request_id=request_id, diff=diff,
-                              http_status=http_status, degraded=degraded)
+                              http_status=http_status, degraded=degraded,
+                              error=None if error is None else redact(error))
         return (yield from self.meter._write_steps(record, self))
 
     def _fail_steps(self, error: BaseException, *, http_status: int | None,

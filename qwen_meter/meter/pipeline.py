@@ -236,7 +236,8 @@ class Meter:
                            reservations, permit, plan.tokens, plan.started, plan.tags, plan.user,
                            plan.metadata, region=plan.region, shape=plan.shape,
                            limiter=plan.limiter, resolved=plan.resolved,
-                           warnings=list(plan.warnings), max_tokens=plan.max_tokens)
+                           warnings=list(plan.warnings), max_tokens=plan.max_tokens,
+                           request_params=plan.request_params or {})
         notify(self.observers, "on_begin", call)
         return call
 

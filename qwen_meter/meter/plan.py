@@ -54,6 +54,39 @@ class _Plan:
     warnings: list[str]
     started: float
     max_tokens: int | None = None
+    request_params: dict[str, Any] | None = None
+
+
+#: Sampling parameters observers report (OpenTelemetry's ``gen_ai.request.*``).
+OBSERVED_PARAMS = ("temperature", "top_p", "top_k", "seed", "presence_penalty",
+                   "frequency_penalty")
+
+
+def request_params(request: Mapping[str, Any], url: Any) -> dict[str, Any]:
+    """The request's sampling parameters (top level, or a native request's ``parameters``)
+    and the server it is sent to (``server.address`` / ``server.port``), for observers."""
+    nested = request.get("parameters")
+    sources = [request, nested] if isinstance(nested, Mapping) else [request]
+    found: dict[str, Any] = {}
+    for name in OBSERVED_PARAMS:
+        for source in sources:
+            value = source.get(name)
+            # bool is an int: a stray True is not a temperature
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                found[name] = value
+                break
+    if url is not None:
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(str(url))
+            port = parts.port
+        except ValueError:
+            return found
+        if parts.hostname:
+            found["server.address"] = parts.hostname
+            found["server.port"] = port or (443 if parts.scheme == "https" else 80)
+    return found
 
 
 def make_plan(meter: Meter, request: Mapping[str, Any], endpoint: str, tags: Sequence[str],
@@ -121,7 +154,8 @@ def make_plan(meter: Meter, request: Mapping[str, Any], endpoint: str, tags: Seq
         limiter = None
     return _Plan(resolved, str(model), endpoint, bool(request.get("stream")),
                  enable_thinking, prompt, calibration, shape, where, found, tokens, limiter,
-                 all_tags, user, metadata, holds, notes, started, max_tokens)
+                 all_tags, user, metadata, holds, notes, started, max_tokens,
+                 request_params(request, url))
 
 
 def count_prompt(request: Mapping[str, Any], resolved: Resolved, endpoint: str,

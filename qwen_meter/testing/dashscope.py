@@ -9,7 +9,8 @@ Usage is counted with qwen_meter itself, plus ``prompt_offset`` to imitate a ser
 that differs from the catalogue's. Tests queue behaviours for the next requests with ``push``:
 ``status`` (an error answer), ``no_usage``, ``usage`` (a usage object to send as is), ``sep``
 (the SSE line ending: ``"\r\n"`` or ``"\r"``), ``no_finish`` (a stream without its final
-``finish_reason``), ``drop_after`` (cut a stream), ``slow`` (seconds between chunks).
+``finish_reason``), ``drop_after`` (cut a stream), ``slow`` (seconds between chunks),
+``non_json`` (a 200 whose body is that text, as ``text/html``: billed, but no answer).
 Also served: ``/completions``, ``/responses`` (compatible mode), native
 ``multimodal-generation`` and ``text-embedding``. :meth:`FakeDashScope.transport` gives an
 httpx (or httpx2) transport that sends any URL — ``https://dashscope-intl.aliyuncs.com/...`` —
@@ -141,6 +142,14 @@ class FakeDashScope:
                                 "stream": bool(body.get("stream") or
                                                (body.get("parameters") or {})
                                                .get("incremental_output"))})
+        if "non_json" in behaviour:
+            raw = str(behaviour["non_json"]).encode()
+            h.send_response(200)
+            h.send_header("Content-Type", "text/html")
+            h.send_header("Content-Length", str(len(raw)))
+            h.end_headers()
+            h.wfile.write(raw)
+            return None
         if path.endswith("/embeddings"):
             return self._embeddings(h, body)
         if path.endswith("/text-embedding/text-embedding"):
