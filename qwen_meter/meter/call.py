@@ -35,6 +35,7 @@ from ..limits.limiter import Permit, RateLimiter
 from . import steps
 from .log import UsageRecord, redact
 from .observers import notify
+from .outcomes import Outcomes, held_note, permit_note, settled_shielded
 from .server_errors import DashScopeError
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class MeteredCall:
+class MeteredCall(Outcomes):
     """One call between :meth:`Meter.begin` and its settlement."""
 
     meter: Meter
@@ -127,10 +128,14 @@ class MeteredCall:
             self.warnings.append(f"limiter reconcile failed: {exc}")
         self.permit = None
         try:
-            self.permit = yield steps.op(limiter, "acquire", self.model_key, self.tokens_reserved,
-                                         timeout=self.meter.timeout, wait=self.meter.wait)
+            self.permit = yield steps.wait(limiter, "acquire", self.model_key,
+                                           self.tokens_reserved, timeout=self.meter.timeout,
+                                           wait=self.meter.wait)
         except BaseException as exc:
-            yield from self._fail_steps(exc, http_status=None, request_id=None, status="refused")
+            # Refused, or the caller gave up waiting: the attempts so far were error answers
+            # (not billed), so the holds are released.
+            status = "refused" if isinstance(exc, QwenMeterError) else "error"
+            yield from self._fail_steps(exc, http_status=None, request_id=None, status=status)
             raise
 
     @property
@@ -159,7 +164,7 @@ class MeteredCall:
                            status: str = "ok") -> UsageRecord:
         """:meth:`finish` for asyncio: store and log I/O run off the event loop. Shielded:
         a caller cancelled meanwhile does not stop the settlement half-way."""
-        return await _shielded(self._finish_steps(usage, served_model, request_id, reply,
+        return await settled_shielded(self._finish_steps(usage, served_model, request_id, reply,
                                                   http_status, status))
 
     def fail(self, error: BaseException | DashScopeError, *, http_status: int | None = None,
@@ -172,7 +177,7 @@ class MeteredCall:
                          http_status: int | None = None, request_id: str | None = None,
                          status: str = "error") -> UsageRecord:
         """:meth:`fail` for asyncio (shielded like :meth:`finish_async`)."""
-        return await _shielded(self._fail_steps(error, http_status=http_status,
+        return await settled_shielded(self._fail_steps(error, http_status=http_status,
                                                 request_id=request_id, status=status))
 
     def _claim(self) -> bool:
@@ -184,12 +189,13 @@ class MeteredCall:
             return True
 
     def _finish_steps(self, usage: Any, served_model: str | None, request_id: str | None,
-                      reply: Any, http_status: int | None, status: str
-                      ) -> steps.Step[UsageRecord]:
+                      reply: Any, http_status: int | None, status: str,
+                      error: tuple[str, str] | None = None) -> steps.Step[UsageRecord]:
         if not self._claim():
             return self._settled_record()
         notes = self.warnings
         parsed, estimated = self._usage(usage, reply, notes)
+        estimated = estimated or error is not None  # usage so far is not the final usage
         thinking = None
         if estimated and self.enable_thinking is not None:
             thinking = bool(self.enable_thinking and parsed.reasoning_tokens)
@@ -207,20 +213,25 @@ class MeteredCall:
         for budget, reservation in self.reservations:
             try:
                 # Unpriced: keep the reserved amount as spend rather than count it free.
-                yield steps.op(budget, "commit", reservation,
-                               priced if priced.amount is not None else None)
+                state = yield steps.op(budget, "commit", reservation,
+                                       priced if priced.amount is not None else None)
+                degraded = held_note(budget, reservation, state, notes,
+                                     priced.amount) or degraded
             except Exception as exc:
                 degraded = True
                 notes.append(f"budget {budget.name!r} commit failed: {redact(str(exc))}")
         if self.permit is not None and self.limiter is not None:
             try:
                 yield steps.op(self.limiter, "reconcile", self.permit, parsed.total_tokens)
+                degraded = permit_note(self.permit, notes) or degraded
             except Exception as exc:
                 degraded = True
                 notes.append(f"limiter reconcile failed: {redact(str(exc))}")
         record = self._record(status=status, usage=parsed, estimated=estimated, cost_=priced,
                               served_model=served_model, request_id=request_id, diff=diff,
-                              http_status=http_status, degraded=degraded)
+                              http_status=http_status, degraded=degraded,
+                              error=error[0] if error else None,
+                              error_kind=error[1] if error else None)
         return (yield from self.meter._write_steps(record, self))
 
     def _fail_steps(self, error: BaseException, *, http_status: int | None,
@@ -230,7 +241,8 @@ class MeteredCall:
         degraded = False
         for budget, reservation in self.reservations:
             try:
-                yield steps.op(budget, "release", reservation)
+                state = yield steps.op(budget, "release", reservation)
+                degraded = held_note(budget, reservation, state, self.warnings) or degraded
             except Exception as exc:
                 degraded = True
                 self.warnings.append(f"budget {budget.name!r} release failed: "
@@ -238,6 +250,7 @@ class MeteredCall:
         if self.permit is not None and self.limiter is not None:
             try:
                 yield steps.op(self.limiter, "release", self.permit)
+                degraded = permit_note(self.permit, self.warnings) or degraded
             except Exception as exc:
                 degraded = True
                 self.warnings.append(f"limiter release failed: {redact(str(exc))}")
@@ -311,12 +324,6 @@ class MeteredCall:
             latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
             tags=self.tags, user=self.user, metadata=self.metadata,
             warnings=tuple(self.warnings), degraded=degraded)
-
-
-async def _shielded(step: steps.Step[UsageRecord]) -> UsageRecord:
-    import asyncio
-
-    return await asyncio.shield(steps.run_async(step))
 
 
 def _money(amount: Decimal | None) -> str | None:

@@ -178,7 +178,7 @@ class Meter:
         if not isinstance(plan, _Plan):
             steps.run(self._write_refusal(plan, request, endpoint, region, url))
             raise plan
-        return steps.run(self._begin_steps(plan))
+        return self._announce(steps.run(self._begin_steps(plan)))
 
     async def begin_async(self, request: Mapping[str, Any], *, endpoint: str = "chat",
                           tags: Sequence[str] = (), user: str | None = None,
@@ -191,7 +191,9 @@ class Meter:
         if not isinstance(plan, _Plan):
             await steps.run_async(self._write_refusal(plan, request, endpoint, region, url))
             raise plan
-        return await steps.run_async(self._begin_steps(plan))
+        # Cancelled once the holds were all taken: they are released, and there is no call.
+        return self._announce(await steps.run_async(self._begin_steps(plan),
+                                                    on_cancel=MeteredCall.abandon_async))
 
     def _plan_or_refusal(self, request: Mapping[str, Any], endpoint: str,
                          tags: Sequence[str], user: str | None, region: str | None,
@@ -220,7 +222,7 @@ class Meter:
                                                              key=key))))
             if plan.limiter is not None:
                 name = plan.resolved.spec.name if plan.resolved.listed else plan.model
-                permit = yield steps.op(plan.limiter, "acquire", name, plan.tokens,
+                permit = yield steps.wait(plan.limiter, "acquire", name, plan.tokens,
                                         timeout=self.timeout, wait=self.wait)
         except BaseException as exc:
             for budget, reservation in reservations:
@@ -237,6 +239,9 @@ class Meter:
                            plan.metadata, region=plan.region, shape=plan.shape,
                            limiter=plan.limiter, resolved=plan.resolved,
                            warnings=list(plan.warnings), max_tokens=plan.max_tokens)
+        return call
+
+    def _announce(self, call: MeteredCall) -> MeteredCall:
         notify(self.observers, "on_begin", call)
         return call
 
