@@ -191,27 +191,32 @@ class MeteredGeneration:
         call = meter.begin(self._metered(args, kwargs), endpoint=self.endpoint,
                            url=self._url(kwargs))
         stream = bool(kwargs.get("stream"))
-        while True:
-            try:
+        phase = "send"
+        try:
+            while True:
+                phase = "send"
                 response = self._api.call(*args, **kwargs)
                 first = next(response, None) if stream else response
-            except Exception as exc:
-                call.fail(exc)
-                raise
-            error = _error(first) if first is not None else None
-            if error is not None:
-                delay = call.next_attempt(error, http_status=error.status,
-                                          request_id=getattr(first, "request_id", None))
-                if delay is None:
-                    return iter([first]) if stream else first
-                meter.retry.sleep(delay)
-                call.retry()
-                continue
-            if stream:
-                return self._stream(call, first, response, bool(kwargs.get("incremental_output")))
-            call.finish(_usage(response), request_id=getattr(response, "request_id", None),
-                        reply=_reply(response))
-            return response
+                error = _error(first) if first is not None else None
+                if error is not None:
+                    phase = "refused"  # an error answer: nothing was billed
+                    delay = call.next_attempt(error, http_status=error.status,
+                                              request_id=getattr(first, "request_id", None))
+                    if delay is None:
+                        return iter([first]) if stream else first
+                    meter.retry.sleep(delay)
+                    call.retry()
+                    continue
+                if stream:
+                    return self._stream(call, first, response,
+                                        bool(kwargs.get("incremental_output")))
+                call.finish(_usage(response), request_id=getattr(response, "request_id", None),
+                            reply=_reply(response))
+                return response
+        except BaseException as exc:  # Ctrl-C while waiting: a sent call is charged
+            if not call.settled:
+                call.interrupted(exc, phase)
+            raise
 
     @staticmethod
     def _stream(call: MeteredCall, first: Any, rest: Iterator[Any],
@@ -229,8 +234,11 @@ class MeteredGeneration:
         except GeneratorExit:
             call.finish(**state.outcome("closed"))
             raise
-        except Exception:
-            call.finish(**state.outcome("dropped"))
+        except BaseException as exc:  # Ctrl-C mid-stream: charged with the usage so far
+            if isinstance(exc, Exception):
+                call.finish(**state.outcome("dropped"))
+            else:
+                call.interrupted(exc, "stream", **state.outcome("cancelled"))
             raise
         call.finish(**state.outcome("ok"))
 
@@ -243,29 +251,34 @@ class MeteredAioGeneration(MeteredGeneration):
         call = await meter.begin_async(self._metered(args, kwargs), endpoint=self.endpoint,
                                        url=self._url(kwargs))
         stream = bool(kwargs.get("stream"))
-        while True:
-            try:
+        phase = "send"
+        try:
+            while True:
+                phase = "send"
                 response = await self._api.call(*args, **kwargs)
                 first = await anext(response, None) if stream else response
-            except Exception as exc:
-                await call.fail_async(exc)
-                raise
-            error = _error(first) if first is not None else None
-            if error is not None:
-                delay = await call.next_attempt_async(
-                    error, http_status=error.status, request_id=getattr(first, "request_id", None))
-                if delay is None:
-                    return _one(first) if stream else first
-                await asyncio.sleep(delay)
-                await call.retry_async()
-                continue
-            if stream:
-                return self._astream(call, first, response,
-                                     bool(kwargs.get("incremental_output")))
-            await call.finish_async(_usage(response),
-                                    request_id=getattr(response, "request_id", None),
-                                    reply=_reply(response))
-            return response
+                error = _error(first) if first is not None else None
+                if error is not None:
+                    phase = "refused"  # an error answer: nothing was billed
+                    delay = await call.next_attempt_async(
+                        error, http_status=error.status,
+                        request_id=getattr(first, "request_id", None))
+                    if delay is None:
+                        return _one(first) if stream else first
+                    await asyncio.sleep(delay)
+                    await call.retry_async()
+                    continue
+                if stream:
+                    return self._astream(call, first, response,
+                                         bool(kwargs.get("incremental_output")))
+                await call.finish_async(_usage(response),
+                                        request_id=getattr(response, "request_id", None),
+                                        reply=_reply(response))
+                return response
+        except BaseException as exc:  # CancelledError is not an Exception
+            if not call.settled:
+                await call.interrupted_async(exc, phase)
+            raise
 
     @staticmethod
     async def _astream(call: MeteredCall, first: Any, rest: AsyncIterator[Any],
@@ -283,8 +296,11 @@ class MeteredAioGeneration(MeteredGeneration):
         except GeneratorExit:  # aclose() (or the loop's finaliser) may still await
             await call.finish_async(**state.outcome("closed"))
             raise
-        except Exception:
-            await call.finish_async(**state.outcome("dropped"))
+        except BaseException as exc:  # cancelled mid-stream: charged with the usage so far
+            if isinstance(exc, Exception):
+                await call.finish_async(**state.outcome("dropped"))
+            else:
+                await call.interrupted_async(exc, "stream", **state.outcome("cancelled"))
             raise
         await call.finish_async(**state.outcome("ok"))
 

@@ -71,6 +71,9 @@ class Outcomes:
 
         def _claim(self) -> bool: ...
 
+        def _fail_steps(self, error: BaseException, *, http_status: int | None,
+                        request_id: str | None, status: str) -> steps.Step[UsageRecord]: ...
+
         def _finish_steps(self, usage: Any, served_model: str | None, request_id: str | None,
                           reply: Any, http_status: int | None, status: str,
                           error: tuple[str, str] | None = None) -> steps.Step[UsageRecord]: ...
@@ -107,6 +110,35 @@ class Outcomes:
             kind, text = status, reason
         return self._finish_steps(usage, served_model, request_id, reply, http_status, status,
                                   error=(redact(text), kind))
+
+    def interrupted(self, exc: BaseException, phase: str, **seen: Any) -> UsageRecord:
+        """Settle a call an exception cut short, by what was under way (``phase``):
+        ``send`` (sending and waiting for the answer: a failure to connect releases the
+        holds; a timeout or lost connection is ``unknown``; a cancellation, Ctrl-C, is
+        ``cancelled``, both charged), ``body`` / ``stream`` (an answer was arriving: a
+        cancellation is ``cancelled``, an error ``dropped``, charged with what was ``seen``),
+        ``refused`` (DashScope had answered with an error: nothing billed)."""
+        return steps.run(self._interrupted_steps(exc, phase, seen))
+
+    async def interrupted_async(self, exc: BaseException, phase: str,
+                                **seen: Any) -> UsageRecord:
+        """:meth:`interrupted` for asyncio (shielded like :meth:`finish_async`)."""
+        return await settled_shielded(self._interrupted_steps(exc, phase, seen))
+
+    def _interrupted_steps(self, exc: BaseException, phase: str, seen: dict[str, Any]
+                           ) -> steps.Step[UsageRecord]:
+        error = isinstance(exc, Exception)
+        if phase == "refused" or (phase == "send" and error and not was_sent(exc)):
+            return self._fail_steps(exc, http_status=seen.get("http_status"),
+                                    request_id=seen.get("request_id"), status="error")
+        if phase != "send" and error:  # the answer was arriving when the connection failed
+            return self._finish_steps(seen.get("usage"), seen.get("served_model"),
+                                      seen.get("request_id"), seen.get("reply"),
+                                      seen.get("http_status", 200), "dropped")
+        return self._unknown_steps("unknown" if error else "cancelled", exc,
+                                   seen.get("usage"), seen.get("reply"),
+                                   seen.get("served_model"), seen.get("request_id"),
+                                   seen.get("http_status"))
 
     def abandon(self) -> None:
         """Release every hold, with no record: the call never left (cancelled while it was

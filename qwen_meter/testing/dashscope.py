@@ -9,7 +9,9 @@ Usage is counted with qwen_meter itself, plus ``prompt_offset`` to imitate a ser
 that differs from the catalogue's. Tests queue behaviours for the next requests with ``push``:
 ``status`` (an error answer), ``no_usage``, ``usage`` (a usage object to send as is), ``sep``
 (the SSE line ending: ``"\r\n"`` or ``"\r"``), ``no_finish`` (a stream without its final
-``finish_reason``), ``drop_after`` (cut a stream), ``slow`` (seconds between chunks).
+``finish_reason``), ``drop_after`` (cut a stream), ``slow`` (seconds between chunks),
+``delay`` (seconds between billing the request and sending the answer's head: a client
+that times out or is cancelled meanwhile has been billed).
 Also served: ``/completions``, ``/responses`` (compatible mode), native
 ``multimodal-generation`` and ``text-embedding``. :meth:`FakeDashScope.transport` gives an
 httpx (or httpx2) transport that sends any URL — ``https://dashscope-intl.aliyuncs.com/...`` —
@@ -61,6 +63,13 @@ class FakeDashScope:
 
         class Server(ThreadingHTTPServer):
             request_queue_size = 256  # many concurrent clients (the default backlog is 5)
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                import sys
+
+                if not isinstance(sys.exc_info()[1], ConnectionError):
+                    super().handle_error(request, client_address)
+                # else: a client that gave up (a timeout, a cancellation) is not an error here
 
         self.httpd = Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -141,6 +150,8 @@ class FakeDashScope:
                                 "stream": bool(body.get("stream") or
                                                (body.get("parameters") or {})
                                                .get("incremental_output"))})
+        if behaviour.get("delay"):
+            time.sleep(behaviour["delay"])
         if path.endswith("/embeddings"):
             return self._embeddings(h, body)
         if path.endswith("/text-embedding/text-embedding"):
