@@ -309,3 +309,80 @@ def test_dashscope_async_cancel_mid_stream(make_meter, server, dashscope_sdk):
     [rec] = assert_ledger(meter, server)
     _cancelled_record(rec)
     assert rec.completion_tokens > 0  # the cumulative usage so far
+
+
+# --- streams dropped unfinished -----------------------------------------------------------------
+
+def test_stream_closed_with_async_with_settles_at_once(metered, server):
+    meter, client = metered
+    server.push({"slow": 0.05})  # still streaming when the block is left
+
+    async def main() -> None:
+        stream = await client.chat.completions.create(model="qwen-plus", messages=HELLO,
+                                                      stream=True)
+        async with stream:
+            async for _ in stream:
+                break
+        [rec] = records(meter)  # settled on leaving the block, not at collection
+        assert rec.status == "closed"
+
+    asyncio.run(main())
+    assert_ledger(meter, server)
+
+
+def test_stream_dropped_in_a_cycle_settles_at_meter_close(metered, server):
+    """The openai SDK's stream is a reference cycle: dropped unfinished, it is freed only by
+    the garbage collector. The meter's close settles it anyway."""
+    import gc
+
+    meter, client = metered
+    gc.disable()
+    try:
+        async def main() -> None:
+            stream = await client.chat.completions.create(model="qwen-plus", messages=HELLO,
+                                                          stream=True)
+            async for _ in stream:
+                break
+            del stream
+            await asyncio.sleep(0)
+            assert records(meter) == []  # not settled yet: the stream is still in memory
+            meter.close()
+
+        server.push({"slow": 0.05})
+        asyncio.run(main())
+    finally:
+        gc.enable()
+    [rec] = assert_ledger(meter, server)
+    assert rec.status == "closed" and rec.usage_estimated
+
+
+def test_stream_freed_without_its_loop_settles_at_the_next_call(make_meter, server,
+                                                                dashscope_sdk):
+    """A dashscope stream dropped after its event loop ended cannot run its own close: the
+    meter's next call settles it."""
+    server.billed.clear()
+    meter = make_meter(budget=qm.Budget("10 CNY"))
+    generation = meter.wrap(dashscope_sdk.AioGeneration)
+
+    async def start() -> Any:
+        stream = await generation.call(model="qwen-plus", messages=HELLO, api_key=KEY,
+                                       result_format="message", stream=True,
+                                       incremental_output=True)
+        await anext(stream)
+        return stream
+
+    loop = asyncio.new_event_loop()
+    stream = loop.run_until_complete(start())
+    loop.close()
+    del stream  # its finaliser has no loop to run on
+    import gc
+
+    gc.collect()
+    assert records(meter) == []
+    call = meter.begin({"model": "qwen-plus", "messages": HELLO})
+    assert [r.status for r in records(meter)] == ["closed"]
+    call.finish({"prompt_tokens": 22, "completion_tokens": 16})
+    recs = records(meter)
+    status = meter.budgets[0].status()
+    assert status.reserved == 0
+    assert status.committed == sum(Decimal(r.cost) for r in recs)

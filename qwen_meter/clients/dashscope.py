@@ -208,8 +208,8 @@ class MeteredGeneration:
                     call.retry()
                     continue
                 if stream:
-                    return self._stream(call, first, response,
-                                        bool(kwargs.get("incremental_output")))
+                    return _tracked(call, self._stream, first, response,
+                                    bool(kwargs.get("incremental_output")))
                 call.finish(_usage(response), request_id=getattr(response, "request_id", None),
                             reply=_reply(response))
                 return response
@@ -220,8 +220,7 @@ class MeteredGeneration:
 
     @staticmethod
     def _stream(call: MeteredCall, first: Any, rest: Iterator[Any],
-                incremental: bool) -> Iterator[Any]:
-        state = _StreamState(incremental)
+                state: _StreamState) -> Iterator[Any]:
         try:
             for item in ([] if first is None else [first]):
                 state.see(item)
@@ -269,8 +268,8 @@ class MeteredAioGeneration(MeteredGeneration):
                     await call.retry_async()
                     continue
                 if stream:
-                    return self._astream(call, first, response,
-                                         bool(kwargs.get("incremental_output")))
+                    return _tracked(call, self._astream, first, response,
+                                    bool(kwargs.get("incremental_output")))
                 await call.finish_async(_usage(response),
                                         request_id=getattr(response, "request_id", None),
                                         reply=_reply(response))
@@ -282,8 +281,7 @@ class MeteredAioGeneration(MeteredGeneration):
 
     @staticmethod
     async def _astream(call: MeteredCall, first: Any, rest: AsyncIterator[Any],
-                       incremental: bool) -> AsyncIterator[Any]:
-        state = _StreamState(incremental)
+                       state: _StreamState) -> AsyncIterator[Any]:
         try:
             if first is not None:
                 state.see(first)
@@ -322,6 +320,14 @@ class MeteredTextEmbedding(MeteredGeneration):
 
     endpoint = "embeddings"
     positional = ("model", "input")
+
+
+def _tracked(call: MeteredCall, make: Any, first: Any, rest: Any, incremental: bool) -> Any:
+    """The metered stream, known to the meter until it settles (see ``OpenStreams``)."""
+    state = _StreamState(incremental)
+    stream = make(call, first, rest, state)
+    call.meter.streams.add(stream, call, lambda: state.outcome("closed"))
+    return stream
 
 
 async def _one(item: Any) -> AsyncIterator[Any]:

@@ -192,6 +192,8 @@ def _settle(call: MeteredCall, reply: CompatibleReply, exc: BaseException) -> No
 def wrap_stream(hx: Any, cls: type, call: MeteredCall, inject: bool, request: Any,
                 response: Any) -> Any:
     state = _Stream(call, CompatibleReply(hide_usage_chunk=inject))
-    return hx.Response(response.status_code, headers=response.headers,
-                       stream=cls(response.stream, state), request=request,
-                       extensions=response.extensions)
+    stream = cls(response.stream, state)
+    reply = state.reply
+    call.meter.streams.add(stream, call, lambda: reply.outcome("closed"))
+    return hx.Response(response.status_code, headers=response.headers, stream=stream,
+                       request=request, extensions=response.extensions)

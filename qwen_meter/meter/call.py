@@ -72,6 +72,8 @@ class MeteredCall(Outcomes):
     record: UsageRecord | None = None
     max_tokens: int | None = None  # the request's, for observers (gen_ai.request.max_tokens)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: set once the settlement's record exists (or the call was abandoned without one)
+    recorded: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
     def estimated_prompt_tokens(self) -> int | None:
@@ -192,7 +194,7 @@ class MeteredCall(Outcomes):
                       reply: Any, http_status: int | None, status: str,
                       error: tuple[str, str] | None = None) -> steps.Step[UsageRecord]:
         if not self._claim():
-            return self._settled_record()
+            return (yield from self._settled_steps())
         notes = self.warnings
         parsed, estimated = self._usage(usage, reply, notes)
         estimated = estimated or error is not None  # usage so far is not the final usage
@@ -237,7 +239,7 @@ class MeteredCall(Outcomes):
     def _fail_steps(self, error: BaseException, *, http_status: int | None,
                     request_id: str | None, status: str) -> steps.Step[UsageRecord]:
         if not self._claim():
-            return self._settled_record()
+            return (yield from self._settled_steps())
         degraded = False
         for budget, reservation in self.reservations:
             try:
@@ -263,9 +265,13 @@ class MeteredCall(Outcomes):
                               error_kind=kind, degraded=degraded)
         return (yield from self.meter._write_steps(record, self))
 
-    def _settled_record(self) -> UsageRecord:
-        # A second settlement (a stream closed after it ended ...) changes nothing.
-        if self.record is None:  # the first is still running in another thread
+    def _settled_steps(self) -> steps.Step[UsageRecord]:
+        # A second settlement (a stream closed after it ended ...) changes nothing. If the
+        # first is still running (another thread, or suspended on this event loop: a stream
+        # collected while its close settles), wait for its record.
+        if self.record is None:
+            yield steps.op(self.recorded, "wait", 60.0)
+        if self.record is None:
             raise RuntimeError("call is being settled")
         return self.record
 

@@ -12,6 +12,9 @@ unknown). :func:`settled_shielded` runs a settlement to its end through any canc
 from __future__ import annotations
 
 import contextlib
+import threading
+import weakref
+from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +71,7 @@ class Outcomes:
         reservations: list[tuple[Budget, Reservation]]
         permit: Permit | None
         limiter: RateLimiter | None
+        recorded: threading.Event
 
         def _claim(self) -> bool: ...
 
@@ -152,6 +156,7 @@ class Outcomes:
     def _abandon_steps(self) -> steps.Step[None]:
         if not self._claim():
             return
+        self.recorded.set()  # no record will come
         for budget, reservation in self.reservations:
             with contextlib.suppress(Exception):  # the hold expires with its lease
                 yield steps.op(budget, "release", reservation)
@@ -196,3 +201,47 @@ def permit_note(permit: Permit, notes: list[str]) -> bool:
         notes.append("limiter: the store was unavailable when the call was admitted; "
                      "it was not counted there")
     return permit.degraded
+
+
+class OpenStreams:
+    """The streams a meter handed out that have not settled yet.
+
+    A stream settles when it ends, on ``aclose()`` / ``close()`` (``async with`` does it),
+    when its response is closed, and when Python frees it. One dropped unfinished may sit in
+    a reference cycle (the openai SDK's streams are) until the garbage collector runs, so the
+    meter keeps each open stream's call here, with a weak reference to the stream: its next
+    ``begin`` settles those whose stream is gone, and :meth:`Meter.close` settles every one
+    still open — status ``closed``, with the usage and reply seen so far.
+    """
+
+    def __init__(self) -> None:
+        self._open: dict[int, tuple[weakref.ref[Any], Any, Callable[[], dict[str, Any]]]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, stream: Any, call: Any, seen: Callable[[], dict[str, Any]]) -> None:
+        """Track ``stream`` (what the caller holds) of ``call``; ``seen()`` gives the finish
+        arguments for what was received so far (it must not refer to ``stream``)."""
+        with self._lock:
+            self._open[id(call)] = (weakref.ref(stream), call, seen)
+
+    def _due(self, everything: bool) -> list[tuple[Any, Callable[[], dict[str, Any]]]]:
+        if not self._open:
+            return []
+        due = []
+        with self._lock:
+            for key, (ref, call, seen) in list(self._open.items()):
+                if call.settled or everything or ref() is None:
+                    del self._open[key]
+                    if not call.settled:
+                        due.append((call, seen))
+        return due
+
+    def settle(self, *, everything: bool = False) -> None:
+        """Settle the calls whose stream was dropped (all of them with ``everything``)."""
+        for call, seen in self._due(everything):
+            call.finish(**{**seen(), "status": "closed"})
+
+    async def settle_async(self, *, everything: bool = False) -> None:
+        """:meth:`settle` for asyncio."""
+        for call, seen in self._due(everything):
+            await call.finish_async(**{**seen(), "status": "closed"})

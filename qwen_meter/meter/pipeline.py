@@ -49,6 +49,7 @@ from .call import MeteredCall, _money
 from .config import DEFAULT_LOG, _check_meter_args, _DefaultLog, default_log_path
 from .log import UsageLog, UsageRecord, open_log, redact
 from .observers import Observer, notify
+from .outcomes import OpenStreams
 from .plan import _Plan, make_plan
 from .server_errors import RetryPolicy
 
@@ -124,6 +125,7 @@ class Meter:
         self.fallback_price = fallback_price
         self.record_refused = record_refused
         self._limiters: dict[str, RateLimiter] = {}
+        self.streams = OpenStreams()  # streams handed out and not settled yet
 
     def add_observer(self, observer: Observer) -> None:
         """See every call from now on (OpenTelemetry, Prometheus, logging integrations)."""
@@ -174,6 +176,7 @@ class Meter:
 
         ``url`` is the endpoint the client sends to (its region is used unless the meter or
         ``region=`` names one). A refusal is recorded (status ``refused``) and raised."""
+        self.streams.settle()
         plan = self._plan_or_refusal(request, endpoint, tags, user, region, url)
         if not isinstance(plan, _Plan):
             steps.run(self._write_refusal(plan, request, endpoint, region, url))
@@ -187,6 +190,7 @@ class Meter:
         loop. Counting stays on the loop (pure CPU, cached; in a worker thread it would only
         fight the loop for the GIL); the first call of a model loads its tokenizer, so warm
         it at startup (``qm.count_tokens("", model)``) where that first stall matters."""
+        await self.streams.settle_async()
         plan = self._plan_or_refusal(request, endpoint, tags, user, region, url)
         if not isinstance(plan, _Plan):
             await steps.run_async(self._write_refusal(plan, request, endpoint, region, url))
@@ -285,6 +289,7 @@ class Meter:
                           record.to_json())
         if call is not None:
             call.record = record
+            call.recorded.set()
         notify(self.observers, "on_record", record, call)
         return record
 
@@ -305,5 +310,8 @@ class Meter:
         return client_adapters().metered_async_client(self, **kwargs)
 
     def close(self) -> None:
+        """Settle the streams still open (``closed``, with what they received) and close
+        the log."""
+        self.streams.settle(everything=True)
         if self.log is not None:
             self.log.close()
