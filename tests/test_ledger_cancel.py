@@ -15,6 +15,8 @@ import anyio
 import httpx
 import openai
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import qwen_meter as qm
 from qwen_meter.meter.log import JsonlLog
@@ -45,8 +47,8 @@ def assert_ledger(meter: qm.Meter, server: Any) -> list[qm.UsageRecord]:
     assert status.reserved == 0
     assert status.committed == sum((Decimal(r.cost or 0) for r in charged), Decimal(0))
     if meter.limiter is not None:
-        assert meter.limiter.usage("qwen-plus") == (
-            len(recs), sum(r.total_tokens for r in recs))
+        assert meter.limiter.usage("qwen-plus") == (  # failed calls released their slot
+            len(charged), sum(r.total_tokens for r in charged))
     return recs
 
 
@@ -386,3 +388,80 @@ def test_stream_freed_without_its_loop_settles_at_the_next_call(make_meter, serv
     status = meter.budgets[0].status()
     assert status.reserved == 0
     assert status.committed == sum(Decimal(r.cost) for r in recs)
+
+
+# --- random interleavings -----------------------------------------------------------------------
+
+ACTIONS = ("normal", "stream", "cancel_head", "cancel_stream", "timeout", "connect_error")
+
+
+@settings(max_examples=8, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(ACTIONS), min_size=1, max_size=4))
+def test_random_interleavings_keep_the_ledger(server, tmp_path_factory, actions):
+    """Whatever sequence of normal calls, cancellations, timeouts and connection failures
+    runs: one record per billed call, every hold settled once, the budget committed
+    exactly the records' costs."""
+    from redis_server import free_port
+
+    server.behaviours.clear()
+    server.billed.clear()
+    path = tmp_path_factory.mktemp("ledger") / "usage.jsonl"
+    meter = qm.Meter(log=path, budget=qm.Budget("10 CNY"),
+                     limiter=qm.RateLimiter(limits={"qwen-plus": (1000, 10_000_000)}),
+                     retry=qm.RetryPolicy(max_retries=0))
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+
+    def client(**options: Any) -> Any:
+        options.setdefault("base_url", server.compatible)
+        return meter.wrap(openai.AsyncOpenAI(api_key=KEY, max_retries=0, **options))
+
+    async def one(action: str) -> None:
+        if action == "connect_error":
+            with pytest.raises(openai.APIConnectionError):
+                await client(base_url=dead).chat.completions.create(model="qwen-plus",
+                                                                    messages=HELLO)
+        elif action == "timeout":
+            with pytest.raises(openai.APITimeoutError):
+                await client(timeout=0.2).chat.completions.create(
+                    model="qwen-plus", messages=HELLO)
+        elif action in ("normal", "stream"):
+            stream = action == "stream"
+            reply = await client().chat.completions.create(model="qwen-plus", messages=HELLO,
+                                                           stream=stream)
+            if stream:
+                async for _ in reply:
+                    pass
+        else:
+            before = len(server.billed)
+            seen = asyncio.Event()
+
+            async def run() -> None:
+                reply = await client().chat.completions.create(
+                    model="qwen-plus", messages=HELLO, stream=action == "cancel_stream")
+                async for _ in reply:
+                    seen.set()
+
+            task = asyncio.ensure_future(run())
+            if action == "cancel_head":
+                await billed(server, before + 1)
+            else:
+                await seen.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    async def main() -> None:
+        for action in actions:  # one after another: each its own behaviour
+            if action in ("timeout", "cancel_head"):
+                server.push({"delay": 0.6})
+            elif action == "cancel_stream":
+                server.push({"slow": 0.6})
+            await one(action)
+
+    asyncio.run(main())
+    try:
+        recs = assert_ledger(meter, server)
+        assert len(recs) == len(actions)
+    finally:
+        meter.close()
