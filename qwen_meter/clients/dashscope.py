@@ -200,32 +200,36 @@ class MeteredGeneration:
         call = meter.begin(self._metered(args, kwargs), endpoint=self.endpoint,
                            url=self._url(kwargs))
         stream = bool(kwargs.get("stream"))
-        while True:
-            try:
+        phase = "send"
+        try:
+            while True:
+                phase = "send"
                 response = self._api.call(*args, **kwargs)
                 first = next(response, None) if stream else response
-            except Exception as exc:
-                call.fail(exc)
-                raise
-            error = _error(first) if first is not None else None
-            if error is not None:
-                delay = call.next_attempt(error, http_status=error.status,
-                                          request_id=getattr(first, "request_id", None))
-                if delay is None:
-                    return iter([first]) if stream else first
-                meter.retry.sleep(delay)
-                call.retry()
-                continue
-            if stream:
-                return self._stream(call, first, response, bool(kwargs.get("incremental_output")))
-            call.finish(_usage(response), request_id=getattr(response, "request_id", None),
-                        reply=_reply(response), finish_reasons=_reasons(response))
-            return response
+                error = _error(first) if first is not None else None
+                if error is not None:
+                    phase = "refused"  # an error answer: nothing was billed
+                    delay = call.next_attempt(error, http_status=error.status,
+                                              request_id=getattr(first, "request_id", None))
+                    if delay is None:
+                        return iter([first]) if stream else first
+                    meter.retry.sleep(delay)
+                    call.retry()
+                    continue
+                if stream:
+                    return _tracked(call, self._stream, first, response,
+                                    bool(kwargs.get("incremental_output")))
+                call.finish(_usage(response), request_id=getattr(response, "request_id", None),
+                            reply=_reply(response), finish_reasons=_reasons(response))
+                return response
+        except BaseException as exc:  # Ctrl-C while waiting: a sent call is charged
+            if not call.settled:
+                call.interrupted(exc, phase)
+            raise
 
     @staticmethod
     def _stream(call: MeteredCall, first: Any, rest: Iterator[Any],
-                incremental: bool) -> Iterator[Any]:
-        state = _StreamState(incremental)
+                state: _StreamState) -> Iterator[Any]:
         try:
             for item in ([] if first is None else [first]):
                 state.see(item)
@@ -238,8 +242,11 @@ class MeteredGeneration:
         except GeneratorExit:
             call.finish(**state.outcome("closed"))
             raise
-        except Exception:
-            call.finish(**state.outcome("dropped"))
+        except BaseException as exc:  # Ctrl-C mid-stream: charged with the usage so far
+            if isinstance(exc, Exception):
+                call.finish(**state.outcome("dropped"))
+            else:
+                call.interrupted(exc, "stream", **state.outcome("cancelled"))
             raise
         call.finish(**state.outcome("ok"))
 
@@ -252,34 +259,39 @@ class MeteredAioGeneration(MeteredGeneration):
         call = await meter.begin_async(self._metered(args, kwargs), endpoint=self.endpoint,
                                        url=self._url(kwargs))
         stream = bool(kwargs.get("stream"))
-        while True:
-            try:
+        phase = "send"
+        try:
+            while True:
+                phase = "send"
                 response = await self._api.call(*args, **kwargs)
                 first = await anext(response, None) if stream else response
-            except Exception as exc:
-                await call.fail_async(exc)
-                raise
-            error = _error(first) if first is not None else None
-            if error is not None:
-                delay = await call.next_attempt_async(
-                    error, http_status=error.status, request_id=getattr(first, "request_id", None))
-                if delay is None:
-                    return _one(first) if stream else first
-                await asyncio.sleep(delay)
-                await call.retry_async()
-                continue
-            if stream:
-                return self._astream(call, first, response,
-                                     bool(kwargs.get("incremental_output")))
-            await call.finish_async(_usage(response),
-                                    request_id=getattr(response, "request_id", None),
-                                    reply=_reply(response), finish_reasons=_reasons(response))
-            return response
+                error = _error(first) if first is not None else None
+                if error is not None:
+                    phase = "refused"  # an error answer: nothing was billed
+                    delay = await call.next_attempt_async(
+                        error, http_status=error.status,
+                        request_id=getattr(first, "request_id", None))
+                    if delay is None:
+                        return _one(first) if stream else first
+                    await asyncio.sleep(delay)
+                    await call.retry_async()
+                    continue
+                if stream:
+                    return _tracked(call, self._astream, first, response,
+                                    bool(kwargs.get("incremental_output")))
+                await call.finish_async(_usage(response),
+                                        request_id=getattr(response, "request_id", None),
+                                        reply=_reply(response),
+                                        finish_reasons=_reasons(response))
+                return response
+        except BaseException as exc:  # CancelledError is not an Exception
+            if not call.settled:
+                await call.interrupted_async(exc, phase)
+            raise
 
     @staticmethod
     async def _astream(call: MeteredCall, first: Any, rest: AsyncIterator[Any],
-                       incremental: bool) -> AsyncIterator[Any]:
-        state = _StreamState(incremental)
+                       state: _StreamState) -> AsyncIterator[Any]:
         try:
             if first is not None:
                 state.see(first)
@@ -292,8 +304,11 @@ class MeteredAioGeneration(MeteredGeneration):
         except GeneratorExit:  # aclose() (or the loop's finaliser) may still await
             await call.finish_async(**state.outcome("closed"))
             raise
-        except Exception:
-            await call.finish_async(**state.outcome("dropped"))
+        except BaseException as exc:  # cancelled mid-stream: charged with the usage so far
+            if isinstance(exc, Exception):
+                await call.finish_async(**state.outcome("dropped"))
+            else:
+                await call.interrupted_async(exc, "stream", **state.outcome("cancelled"))
             raise
         await call.finish_async(**state.outcome("ok"))
 
@@ -315,6 +330,14 @@ class MeteredTextEmbedding(MeteredGeneration):
 
     endpoint = "embeddings"
     positional = ("model", "input")
+
+
+def _tracked(call: MeteredCall, make: Any, first: Any, rest: Any, incremental: bool) -> Any:
+    """The metered stream, known to the meter until it settles (see ``OpenStreams``)."""
+    state = _StreamState(incremental)
+    stream = make(call, first, rest, state)
+    call.meter.streams.add(stream, call, lambda: state.outcome("closed"))
+    return stream
 
 
 async def _one(item: Any) -> AsyncIterator[Any]:

@@ -137,8 +137,11 @@ def stream_classes(hx: Any) -> tuple[type, type]:
                     if out:
                         yield out
                 tail = reply.flush()
-            except Exception:
-                call.finish(**reply.outcome("dropped"))
+            except GeneratorExit:  # closed unfinished (the response's close, or collected)
+                call.finish(**reply.outcome("closed"))
+                raise
+            except BaseException as exc:  # Ctrl-C: charged with what was seen, not lost
+                _settle(call, reply, exc)
                 raise
             call.finish(**reply.outcome("ok" if reply.finished else "incomplete"))
             if tail:
@@ -163,8 +166,14 @@ def stream_classes(hx: Any) -> tuple[type, type]:
                     if out:
                         yield out
                 tail = reply.flush()
-            except Exception:
-                await call.finish_async(**reply.outcome("dropped"))
+            except GeneratorExit:  # aclose() unfinished, or the loop finalising it
+                await call.finish_async(**reply.outcome("closed"))
+                raise
+            except BaseException as exc:  # CancelledError is not an Exception
+                if isinstance(exc, Exception) or reply.usage is not None:
+                    await call.finish_async(**reply.outcome("dropped"))
+                else:
+                    await call.interrupted_async(exc, "stream", **reply.outcome("cancelled"))
                 raise
             await call.finish_async(**reply.outcome("ok" if reply.finished else "incomplete"))
             if tail:
@@ -179,9 +188,18 @@ def stream_classes(hx: Any) -> tuple[type, type]:
     return MeteredStream, AsyncMeteredStream
 
 
+def _settle(call: MeteredCall, reply: CompatibleReply, exc: BaseException) -> None:
+    if isinstance(exc, Exception) or reply.usage is not None:
+        call.finish(**reply.outcome("dropped"))
+    else:
+        call.interrupted(exc, "stream", **reply.outcome("cancelled"))
+
+
 def wrap_stream(hx: Any, cls: type, call: MeteredCall, inject: bool, request: Any,
                 response: Any) -> Any:
     state = _Stream(call, CompatibleReply(hide_usage_chunk=inject))
-    return hx.Response(response.status_code, headers=response.headers,
-                       stream=cls(response.stream, state), request=request,
-                       extensions=response.extensions)
+    stream = cls(response.stream, state)
+    reply = state.reply
+    call.meter.streams.add(stream, call, lambda: reply.outcome("closed"))
+    return hx.Response(response.status_code, headers=response.headers, stream=stream,
+                       request=request, extensions=response.extensions)

@@ -15,9 +15,12 @@ meter names one.
 Retries compose with the client's: the meter retries DashScope's answers (429 / 5xx as
 classified), and marks the answer it finally gives up on with ``x-should-retry: false``, which
 the openai SDK (and LangChain through it) obeys, so attempts do not multiply. Connection errors
-are the client's to retry (its ``max_retries`` is kept); each attempt that never got an answer
-is recorded as an ``error`` with nothing billed. ``Meter(retry=RetryPolicy(max_retries=0))``
-leaves every retry to the client.
+and timeouts are the client's to retry (its ``max_retries`` is kept), and each attempt is its
+own record: one that never connected is an ``error`` with nothing billed; one that was sent and
+then timed out or lost its connection is ``unknown`` — DashScope may have billed it — charged
+at its estimate; one whose caller was cancelled (``asyncio`` / ``anyio`` cancellation, Ctrl-C)
+is ``cancelled``, charged the same way. ``Meter(retry=RetryPolicy(max_retries=0))`` leaves every
+retry to the client.
 
 Both ``httpx`` and ``httpx2`` (openai 3.x's default) are supported: :func:`transports` builds
 the two classes for either module.
@@ -54,31 +57,32 @@ def transports(hx: Any) -> tuple[type, type]:
             inject = False
             if endpoint == "chat":
                 request, inject = _with_usage(hx, request, body)
-            while True:
-                try:
+            phase = "send"
+            try:
+                while True:
+                    phase = "send"
                     response = self.inner.handle_request(request)
-                except Exception as exc:
-                    call.fail(exc)
-                    raise
-                if response.status_code >= 400:
+                    if response.status_code >= 400:
+                        phase = "refused"  # an error answer: nothing was billed
+                        response.read()
+                        delay = call.next_attempt(_error(response),
+                                                  http_status=response.status_code)
+                        if delay is None:
+                            return _final(response, call)
+                        response.close()
+                        self.meter.retry.sleep(delay)
+                        call.retry()
+                        continue
+                    if _is_stream(response):
+                        return wrap_stream(hx, MeteredStream, call, inject, request, response)
+                    phase = "body"
                     response.read()
-                    delay = call.next_attempt(_error(response),
-                                              http_status=response.status_code)
-                    if delay is None:
-                        return _final(response, call)
-                    response.close()
-                    self.meter.retry.sleep(delay)
-                    call.retry()
-                    continue
-                if _is_stream(response):
-                    return wrap_stream(hx, MeteredStream, call, inject, request, response)
-                try:
-                    response.read()
-                except Exception:
-                    call.finish(None, status="dropped", http_status=response.status_code)
-                    raise
-                call.finish(**_json_outcome(endpoint, response))
-                return response
+                    call.finish(**_json_outcome(endpoint, response))
+                    return response
+            except BaseException as exc:  # Ctrl-C too: a sent call is charged, not lost
+                if not call.settled:
+                    call.interrupted(exc, phase)
+                raise
 
         def close(self) -> None:
             self.inner.close()
@@ -101,32 +105,33 @@ def transports(hx: Any) -> tuple[type, type]:
             inject = False
             if endpoint == "chat":
                 request, inject = _with_usage(hx, request, body)
-            while True:
-                try:
+            phase = "send"
+            try:
+                while True:
+                    phase = "send"
                     response = await self.inner.handle_async_request(request)
-                except Exception as exc:
-                    await call.fail_async(exc)
-                    raise
-                if response.status_code >= 400:
+                    if response.status_code >= 400:
+                        phase = "refused"  # an error answer: nothing was billed
+                        await response.aread()
+                        delay = await call.next_attempt_async(_error(response),
+                                                              http_status=response.status_code)
+                        if delay is None:
+                            return _final(response, call)
+                        await response.aclose()
+                        await asyncio.sleep(delay)
+                        await call.retry_async()
+                        continue
+                    if _is_stream(response):
+                        return wrap_stream(hx, AsyncMeteredStream, call, inject, request,
+                                           response)
+                    phase = "body"
                     await response.aread()
-                    delay = await call.next_attempt_async(_error(response),
-                                                          http_status=response.status_code)
-                    if delay is None:
-                        return _final(response, call)
-                    await response.aclose()
-                    await asyncio.sleep(delay)
-                    await call.retry_async()
-                    continue
-                if _is_stream(response):
-                    return wrap_stream(hx, AsyncMeteredStream, call, inject, request, response)
-                try:
-                    await response.aread()
-                except Exception:
-                    await call.finish_async(None, status="dropped",
-                                            http_status=response.status_code)
-                    raise
-                await call.finish_async(**_json_outcome(endpoint, response))
-                return response
+                    await call.finish_async(**_json_outcome(endpoint, response))
+                    return response
+            except BaseException as exc:  # CancelledError is not an Exception
+                if not call.settled:
+                    await call.interrupted_async(exc, phase)
+                raise
 
         async def aclose(self) -> None:
             await self.inner.aclose()

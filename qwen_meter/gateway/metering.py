@@ -42,6 +42,15 @@ async def fail(call: MeteredCall, error: BaseException, *, inline: bool = False,
     return await call.fail_async(error, **details)
 
 
+async def interrupted(call: MeteredCall, exc: BaseException, phase: str, *,
+                      inline: bool = False, **seen: Any) -> UsageRecord:
+    """Settle a call an exception or a cancellation cut short (see
+    :meth:`MeteredCall.interrupted <qwen_meter.meter.call.MeteredCall.interrupted>`)."""
+    if inline:
+        return call.interrupted(exc, phase, **seen)
+    return await call.interrupted_async(exc, phase, **seen)
+
+
 def settle_now(call: MeteredCall, usage: Any, **details: Any) -> UsageRecord | None:
     """Settle synchronously, once (for cancellation paths)."""
     if call.settled:

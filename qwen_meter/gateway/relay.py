@@ -71,14 +71,16 @@ class Relay:
         try:
             response = await self._client.request("POST", url, data=prepared.body,
                                                   headers=out, allow_redirects=False)
-        except asyncio.CancelledError:
-            metering.settle_now(call, None, status="closed", http_status=None)
-            raise
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            await metering.fail(call, exc, inline=self.tenants.inline)
+            # Not connected: nothing billed. Sent, then timed out or dropped: ``unknown``,
+            # charged at the estimate (the upstream may have billed it).
+            await metering.interrupted(call, exc, "send", inline=self.tenants.inline)
             await self._answer(send, answers.upstream_failed(type(exc).__name__),
                                route.native, tenant)
             return
+        except BaseException as exc:  # the client hung up while the upstream worked on it
+            await metering.interrupted(call, exc, "send", inline=self.tenants.inline)
+            raise
         try:
             if response.status >= 400:
                 await self._relay_error(response, tenant, call, send)
@@ -86,6 +88,12 @@ class Relay:
                 await self._relay_stream(route, prepared, response, call, send)
             else:
                 await self._relay_json(route, response, call, send)
+        except BaseException as exc:
+            if not call.settled:  # cut short while the answer arrived: settled, not leaked
+                await metering.interrupted(call, exc, "refused" if response.status >= 400
+                                           else "body", inline=self.tenants.inline,
+                                           http_status=response.status)
+            raise
         finally:
             # Closing (not releasing) an unfinished response drops the upstream connection:
             # that is what cancels the upstream request when the client has gone.

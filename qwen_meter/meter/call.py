@@ -35,6 +35,7 @@ from ..limits.limiter import Permit, RateLimiter
 from . import steps
 from .log import UsageRecord, redact
 from .observers import notify
+from .outcomes import Outcomes, held_note, permit_note, settled_shielded
 from .server_errors import DashScopeError
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class MeteredCall:
+class MeteredCall(Outcomes):
     """One call between :meth:`Meter.begin` and its settlement."""
 
     meter: Meter
@@ -75,6 +76,8 @@ class MeteredCall:
     #: for observers: the answer's finish reasons (set by the client when it finishes)
     finish_reasons: tuple[str, ...] = ()
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: set once the settlement's record exists (or the call was abandoned without one)
+    recorded: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
     def estimated_prompt_tokens(self) -> int | None:
@@ -131,10 +134,14 @@ class MeteredCall:
             self.warnings.append(f"limiter reconcile failed: {exc}")
         self.permit = None
         try:
-            self.permit = yield steps.op(limiter, "acquire", self.model_key, self.tokens_reserved,
-                                         timeout=self.meter.timeout, wait=self.meter.wait)
+            self.permit = yield steps.wait(limiter, "acquire", self.model_key,
+                                           self.tokens_reserved, timeout=self.meter.timeout,
+                                           wait=self.meter.wait)
         except BaseException as exc:
-            yield from self._fail_steps(exc, http_status=None, request_id=None, status="refused")
+            # Refused, or the caller gave up waiting: the attempts so far were error answers
+            # (not billed), so the holds are released.
+            status = "refused" if isinstance(exc, QwenMeterError) else "error"
+            yield from self._fail_steps(exc, http_status=None, request_id=None, status=status)
             raise
 
     @property
@@ -170,8 +177,8 @@ class MeteredCall:
         """:meth:`finish` for asyncio: store and log I/O run off the event loop. Shielded:
         a caller cancelled meanwhile does not stop the settlement half-way."""
         self.finish_reasons = tuple(finish_reasons) or self.finish_reasons
-        return await _shielded(self._finish_steps(usage, served_model, request_id, reply,
-                                                  http_status, status, error))
+        return await settled_shielded(self._finish_steps(usage, served_model, request_id, reply,
+                                                         http_status, status, error))
 
     def fail(self, error: BaseException | DashScopeError, *, http_status: int | None = None,
              request_id: str | None = None, status: str = "error") -> UsageRecord:
@@ -183,7 +190,7 @@ class MeteredCall:
                          http_status: int | None = None, request_id: str | None = None,
                          status: str = "error") -> UsageRecord:
         """:meth:`fail` for asyncio (shielded like :meth:`finish_async`)."""
-        return await _shielded(self._fail_steps(error, http_status=http_status,
+        return await settled_shielded(self._fail_steps(error, http_status=http_status,
                                                 request_id=request_id, status=status))
 
     def _claim(self) -> bool:
@@ -196,16 +203,21 @@ class MeteredCall:
 
     def _finish_steps(self, usage: Any, served_model: str | None, request_id: str | None,
                       reply: Any, http_status: int | None, status: str,
-                      error: str | None = None) -> steps.Step[UsageRecord]:
+                      error: str | tuple[str, str] | None = None) -> steps.Step[UsageRecord]:
         if not self._claim():
-            return self._settled_record()
+            return (yield from self._settled_steps())
         notes = self.warnings
+        if isinstance(error, str):  # a reason from an adapter; no error class to name
+            error = (error, status)
         if status == "unknown" and usage is None and reply is None:
+            # Nothing of the answer seen: charge what the request allowed (prompt plus its
+            # output limit), since the server may have billed all of it.
             allowed = self.estimate.max_output_tokens if self.estimate is not None else None
             parsed, estimated = Usage(prompt_tokens=self.estimated_prompt_tokens or 0,
                                       completion_tokens=allowed or 0), True
         else:
             parsed, estimated = self._usage(usage, reply, notes)
+        estimated = estimated or error is not None  # usage so far is not the final usage
         thinking = None
         if estimated and self.enable_thinking is not None:
             thinking = bool(self.enable_thinking and parsed.reasoning_tokens)
@@ -223,31 +235,36 @@ class MeteredCall:
         for budget, reservation in self.reservations:
             try:
                 # Unpriced: keep the reserved amount as spend rather than count it free.
-                yield steps.op(budget, "commit", reservation,
-                               priced if priced.amount is not None else None)
+                state = yield steps.op(budget, "commit", reservation,
+                                       priced if priced.amount is not None else None)
+                degraded = held_note(budget, reservation, state, notes,
+                                     priced.amount) or degraded
             except Exception as exc:
                 degraded = True
                 notes.append(f"budget {budget.name!r} commit failed: {redact(str(exc))}")
         if self.permit is not None and self.limiter is not None:
             try:
                 yield steps.op(self.limiter, "reconcile", self.permit, parsed.total_tokens)
+                degraded = permit_note(self.permit, notes) or degraded
             except Exception as exc:
                 degraded = True
                 notes.append(f"limiter reconcile failed: {redact(str(exc))}")
         record = self._record(status=status, usage=parsed, estimated=estimated, cost_=priced,
                               served_model=served_model, request_id=request_id, diff=diff,
                               http_status=http_status, degraded=degraded,
-                              error=None if error is None else redact(error))
+                              error=redact(error[0]) if error else None,
+                              error_kind=error[1] if error else None)
         return (yield from self.meter._write_steps(record, self))
 
     def _fail_steps(self, error: BaseException, *, http_status: int | None,
                     request_id: str | None, status: str) -> steps.Step[UsageRecord]:
         if not self._claim():
-            return self._settled_record()
+            return (yield from self._settled_steps())
         degraded = False
         for budget, reservation in self.reservations:
             try:
-                yield steps.op(budget, "release", reservation)
+                state = yield steps.op(budget, "release", reservation)
+                degraded = held_note(budget, reservation, state, self.warnings) or degraded
             except Exception as exc:
                 degraded = True
                 self.warnings.append(f"budget {budget.name!r} release failed: "
@@ -255,6 +272,7 @@ class MeteredCall:
         if self.permit is not None and self.limiter is not None:
             try:
                 yield steps.op(self.limiter, "release", self.permit)
+                degraded = permit_note(self.permit, self.warnings) or degraded
             except Exception as exc:
                 degraded = True
                 self.warnings.append(f"limiter release failed: {redact(str(exc))}")
@@ -267,9 +285,13 @@ class MeteredCall:
                               error_kind=kind, degraded=degraded)
         return (yield from self.meter._write_steps(record, self))
 
-    def _settled_record(self) -> UsageRecord:
-        # A second settlement (a stream closed after it ended ...) changes nothing.
-        if self.record is None:  # the first is still running in another thread
+    def _settled_steps(self) -> steps.Step[UsageRecord]:
+        # A second settlement (a stream closed after it ended ...) changes nothing. If the
+        # first is still running (another thread, or suspended on this event loop: a stream
+        # collected while its close settles), wait for its record.
+        if self.record is None:
+            yield steps.op(self.recorded, "wait", 60.0)
+        if self.record is None:
             raise RuntimeError("call is being settled")
         return self.record
 
@@ -328,12 +350,6 @@ class MeteredCall:
             latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
             tags=self.tags, user=self.user, metadata=self.metadata,
             warnings=tuple(self.warnings), degraded=degraded)
-
-
-async def _shielded(step: steps.Step[UsageRecord]) -> UsageRecord:
-    import asyncio
-
-    return await asyncio.shield(steps.run_async(step))
 
 
 def _money(amount: Decimal | None) -> str | None:

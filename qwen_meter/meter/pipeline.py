@@ -49,6 +49,7 @@ from .call import MeteredCall, _money
 from .config import DEFAULT_LOG, _check_meter_args, _DefaultLog, default_log_path
 from .log import UsageLog, UsageRecord, open_log, redact
 from .observers import Observer, notify
+from .outcomes import OpenStreams
 from .plan import _Plan, make_plan
 from .server_errors import RetryPolicy
 
@@ -124,6 +125,7 @@ class Meter:
         self.fallback_price = fallback_price
         self.record_refused = record_refused
         self._limiters: dict[str, RateLimiter] = {}
+        self.streams = OpenStreams()  # streams handed out and not settled yet
 
     def add_observer(self, observer: Observer) -> None:
         """See every call from now on (OpenTelemetry, Prometheus, logging integrations)."""
@@ -174,11 +176,12 @@ class Meter:
 
         ``url`` is the endpoint the client sends to (its region is used unless the meter or
         ``region=`` names one). A refusal is recorded (status ``refused``) and raised."""
+        self.streams.settle()
         plan = self._plan_or_refusal(request, endpoint, tags, user, region, url)
         if not isinstance(plan, _Plan):
             steps.run(self._write_refusal(plan, request, endpoint, region, url))
             raise plan
-        return steps.run(self._begin_steps(plan))
+        return self._announce(steps.run(self._begin_steps(plan)))
 
     async def begin_async(self, request: Mapping[str, Any], *, endpoint: str = "chat",
                           tags: Sequence[str] = (), user: str | None = None,
@@ -187,11 +190,14 @@ class Meter:
         loop. Counting stays on the loop (pure CPU, cached; in a worker thread it would only
         fight the loop for the GIL); the first call of a model loads its tokenizer, so warm
         it at startup (``qm.count_tokens("", model)``) where that first stall matters."""
+        await self.streams.settle_async()
         plan = self._plan_or_refusal(request, endpoint, tags, user, region, url)
         if not isinstance(plan, _Plan):
             await steps.run_async(self._write_refusal(plan, request, endpoint, region, url))
             raise plan
-        return await steps.run_async(self._begin_steps(plan))
+        # Cancelled once the holds were all taken: they are released, and there is no call.
+        return self._announce(await steps.run_async(self._begin_steps(plan),
+                                                    on_cancel=MeteredCall.abandon_async))
 
     def _plan_or_refusal(self, request: Mapping[str, Any], endpoint: str,
                          tags: Sequence[str], user: str | None, region: str | None,
@@ -220,7 +226,7 @@ class Meter:
                                                              key=key))))
             if plan.limiter is not None:
                 name = plan.resolved.spec.name if plan.resolved.listed else plan.model
-                permit = yield steps.op(plan.limiter, "acquire", name, plan.tokens,
+                permit = yield steps.wait(plan.limiter, "acquire", name, plan.tokens,
                                         timeout=self.timeout, wait=self.wait)
         except BaseException as exc:
             for budget, reservation in reservations:
@@ -238,6 +244,9 @@ class Meter:
                            limiter=plan.limiter, resolved=plan.resolved,
                            warnings=list(plan.warnings), max_tokens=plan.max_tokens,
                            request_params=plan.request_params or {})
+        return call
+
+    def _announce(self, call: MeteredCall) -> MeteredCall:
         notify(self.observers, "on_begin", call)
         return call
 
@@ -281,6 +290,7 @@ class Meter:
                           record.to_json())
         if call is not None:
             call.record = record
+            call.recorded.set()
         notify(self.observers, "on_record", record, call)
         return record
 
@@ -301,5 +311,8 @@ class Meter:
         return client_adapters().metered_async_client(self, **kwargs)
 
     def close(self) -> None:
+        """Settle the streams still open (``closed``, with what they received) and close
+        the log."""
+        self.streams.settle(everything=True)
         if self.log is not None:
             self.log.close()

@@ -16,7 +16,7 @@ on the in-memory store never block and run inline.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -34,6 +34,9 @@ class Op:
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
 
+    #: a wait the caller may give up on (the limiter's acquire); other ops always complete
+    cancellable: bool = False
+
     def __call__(self) -> Any:
         return getattr(self.target, self.name)(*self.args, **self.kwargs)
 
@@ -43,6 +46,11 @@ Step = Generator[Op, Any, T]
 
 def op(target: Any, name: str, *args: Any, **kwargs: Any) -> Op:
     return Op(target, name, args, kwargs)
+
+
+def wait(target: Any, name: str, *args: Any, **kwargs: Any) -> Op:
+    """An op the caller may cancel (see :func:`run_async`)."""
+    return Op(target, name, args, kwargs, cancellable=True)
 
 
 def run(step: Step[T]) -> T:
@@ -60,23 +68,94 @@ def run(step: Step[T]) -> T:
             result, error = None, exc
 
 
-async def run_async(step: Step[T]) -> T:
-    """Drive ``step`` on the event loop, each op off it (see :func:`offload`)."""
+async def run_async(step: Step[T],
+                    on_cancel: Callable[[T], Awaitable[Any]] | None = None) -> T:
+    """Drive ``step`` on the event loop, each op off it (see :func:`offload`).
+
+    Only a wait (an op marked ``cancellable``: the limiter's acquire) is cut short by a
+    cancellation; the step gets the ``CancelledError`` there and cleans up. Any other op (a
+    store write, a log append) is never cut half-way — a reservation the store took but the
+    step never heard of would hold money for its whole lease: it completes, its result goes
+    to the step, and a cancellation that arrived meanwhile is thrown in at the step's next
+    op. A step that ended before it could be told gets ``on_cancel(value)`` to undo what it
+    returned. Once cancelled, every remaining op runs shielded (:func:`uncancellable`), and
+    the ``CancelledError`` propagates to the caller.
+    """
     result: Any = None
     error: BaseException | None = None
+    cancelled: BaseException | None = None
+    told = False  # the step has been handed the cancellation
     while True:
         try:
+            if cancelled is not None and not told and error is None:
+                told, error = True, cancelled
             pending = step.throw(error) if error is not None else step.send(result)
         except StopIteration as stop:
+            if cancelled is not None and not told:
+                if on_cancel is not None:
+                    await uncancellable(on_cancel(stop.value))
+                raise cancelled from None
             return stop.value  # type: ignore[no-any-return]
-        try:
-            result, error = await offload(pending), None
-        except BaseException as exc:
-            result, error = None, exc
+        if pending.cancellable and cancelled is None:
+            try:
+                result, error = await offload(pending), None
+            except BaseException as exc:
+                result, error = None, exc
+                if isinstance(exc, _cancel_error()):
+                    cancelled, told = exc, True
+            continue
+        if _inline(pending):  # no suspension point: nothing can interrupt it
+            result, error = _attempt_now(pending)
+            continue
+        (result, error), late = await uncancellable(_attempt(pending))
+        if late is not None and cancelled is None:
+            cancelled = late
 
+
+def _attempt_now(pending: Op) -> tuple[Any, BaseException | None]:
+    try:
+        return pending(), None
+    except BaseException as exc:
+        return None, exc
+
+
+async def _attempt(pending: Op) -> tuple[Any, BaseException | None]:
+    try:
+        return await offload(pending), None
+    except BaseException as exc:
+        return None, exc
+
+
+def _cancel_error() -> type[BaseException]:
+    import asyncio
+
+    return asyncio.CancelledError
+
+
+async def uncancellable(awaitable: Awaitable[T]) -> tuple[T, BaseException | None]:
+    """Await ``awaitable`` to its end whatever cancellations arrive meanwhile (asyncio's
+    ``task.cancel()``, ``wait_for``, anyio cancel scopes, which cancel again at every
+    await): (its value, the cancellation that arrived, or None). The caller re-raises it."""
+    import asyncio
+
+    task = asyncio.ensure_future(awaitable)
+    late: BaseException | None = None
+    while True:
+        try:
+            return await asyncio.shield(task), late
+        except asyncio.CancelledError as exc:
+            if task.done() and not task.cancelled():
+                return task.result(), exc
+            late = exc
 
 def _in_memory(target: Any) -> bool:
     return isinstance(getattr(target, "store", None), MemoryStore)
+
+
+def _inline(pending: Op) -> bool:
+    """An op on the in-memory store: run in place (it never waits, so nothing interrupts
+    it, and a task to shield it would cost more than the op)."""
+    return not pending.cancellable and _in_memory(pending.target)
 
 
 async def offload(pending: Op) -> Any:

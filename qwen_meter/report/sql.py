@@ -65,6 +65,14 @@ def json_file_sql(path: str) -> str:
             f"FROM read_json({quote(path)}, format = 'newline_delimited', columns = {columns}))")
 
 
+#: Statuses of records that billed nothing: the call failed (an error answer, no connection) or
+#: the meter refused it before it was sent. Their missing cost is not "unpriced". Every other
+#: status — ``ok``, ``incomplete``, ``closed``, ``dropped``, and the estimated ``cancelled``,
+#: ``unknown`` and ``lost`` — is a billed call: counted, priced, its estimate flagged.
+UNBILLED_STATUSES = ("error", "refused")
+_UNBILLED = ", ".join(f"'{s}'" for s in UNBILLED_STATUSES)
+
+
 def unpriced_ids_sql(path: str, since: str | None, until: str | None, limit: int) -> str:
     """The ids of the first ``limit`` records of a JSONL file that have no cost (DuckDB's
     reader names no lines: the records are named by their id)."""
@@ -75,7 +83,8 @@ def unpriced_ids_sql(path: str, since: str | None, until: str | None, limit: int
     return (f"SELECT coalesce(id, '?'), model, coalesce(unpriced, 'no cost') FROM ("
             f"SELECT *, TRY_CAST(time AS TIMESTAMPTZ) AS ts FROM read_json({quote(path)}, "
             f"format = 'newline_delimited', columns = {spec})) WHERE model IS NOT NULL "
-            f"AND cost IS NULL AND coalesce(status, 'ok') <> 'error' {dates} LIMIT {int(limit)}")
+            f"AND cost IS NULL AND coalesce(status, 'ok') NOT IN ({_UNBILLED}) {dates} "
+            f"LIMIT {int(limit)}")
 
 
 def parse_sql(fields: str) -> str:
@@ -180,7 +189,7 @@ def cube_sql(records: str, *, by: Sequence[str], tz: str, thresholds: Sequence[i
     dims = "".join(f", coalesce(k.{k}, '-') AS {k}" for k in DIMENSIONS if k in by)
     estimate = "abs(estimated_prompt_tokens - prompt_tokens) / prompt_tokens"
     keys = ", ".join(cube_keys(by))
-    unpriced = "problem IS NULL AND cost IS NULL AND status_ <> 'error'"
+    unpriced = f"problem IS NULL AND cost IS NULL AND status_ NOT IN ({_UNBILLED})"
     return f"""WITH rows AS (
   SELECT {_local(tz)} AS day, k.model, coalesce(k.currency, '-') AS currency,
     k.tags{dims}, coalesce(k.region, 'cn') AS price_region,

@@ -10,7 +10,9 @@ that differs from the catalogue's. Tests queue behaviours for the next requests 
 ``status`` (an error answer), ``no_usage``, ``usage`` (a usage object to send as is), ``sep``
 (the SSE line ending: ``"\r\n"`` or ``"\r"``), ``no_finish`` (a stream without its final
 ``finish_reason``), ``drop_after`` (cut a stream), ``slow`` (seconds between chunks),
-``non_json`` (a 200 whose body is that text, as ``text/html``: billed, but no answer).
+``non_json`` (a 200 whose body is that text, as ``text/html``: billed, but no answer),
+``delay`` (seconds between billing the request and sending the answer's head: a client
+that times out or is cancelled meanwhile has been billed).
 Also served: ``/completions``, ``/responses`` (compatible mode), native
 ``multimodal-generation`` and ``text-embedding``. :meth:`FakeDashScope.transport` gives an
 httpx (or httpx2) transport that sends any URL — ``https://dashscope-intl.aliyuncs.com/...`` —
@@ -62,6 +64,13 @@ class FakeDashScope:
 
         class Server(ThreadingHTTPServer):
             request_queue_size = 256  # many concurrent clients (the default backlog is 5)
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                import sys
+
+                if not isinstance(sys.exc_info()[1], ConnectionError):
+                    super().handle_error(request, client_address)
+                # else: a client that gave up (a timeout, a cancellation) is not an error here
 
         self.httpd = Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -142,6 +151,8 @@ class FakeDashScope:
                                 "stream": bool(body.get("stream") or
                                                (body.get("parameters") or {})
                                                .get("incremental_output"))})
+        if behaviour.get("delay"):
+            time.sleep(behaviour["delay"])
         if "non_json" in behaviour:
             raw = str(behaviour["non_json"]).encode()
             h.send_response(200)

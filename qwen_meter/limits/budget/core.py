@@ -60,17 +60,27 @@ class Budget:
     ``on_threshold`` is called with a :class:`ThresholdEvent` each time a commit takes the
     committed spend across one of ``thresholds`` (fractions of the limit) — once per crossing,
     even with many processes, because each commit's before/after comes from the store.
+
+    A call can cost more than it held (its usage went past the estimate, or it was committed
+    at a cost that was not reserved). Its commit still records the real cost — the money was
+    spent — so committed spend can pass the limit. When a commit takes it past, the budget
+    says so: a warning is logged, ``on_overspent`` is called with a :class:`ThresholdEvent`
+    whose ``overspent`` is the amount over the limit, and :attr:`BudgetStatus.overspent`
+    shows it. Until the period resets no reservation fits (the store admits one only while
+    committed + reserved + amount <= limit), so a hard budget refuses every call.
     """
 
     def __init__(self, limit: Any, currency: str | None = None, *, per: str | None = None,
                  scope: str = "global", name: str = "budget", tz: str | dt.tzinfo = "UTC",
                  mode: str = "hard", thresholds: Sequence[float] = (0.5, 0.8, 1.0),
                  on_threshold: Callable[[ThresholdEvent], None] | None = None,
+                 on_overspent: Callable[[ThresholdEvent], None] | None = None,
                  store: Store | str | Any = None, lease: float = 600.0,
                  on_store_error: str = "closed", clock: Callable[[], float] = time.time) -> None:
         check_budget_args(currency=currency, scope=scope, name=name, tz=tz,
                           thresholds=thresholds, on_threshold=on_threshold, store=store,
                           clock=clock)
+        check.callable_(on_overspent, "Budget(on_overspent=)", optional=True)
         amount, currency = parse_money(limit, currency)
         if amount < 0:
             raise ConfigurationError(f"a budget limit cannot be negative: {amount}")
@@ -103,6 +113,7 @@ class Budget:
         self.mode = mode
         self.thresholds = tuple(sorted(thresholds))
         self.on_threshold = on_threshold
+        self.on_overspent = on_overspent
         self.store = open_store(store)
         self.lease = lease
         self.on_store_error = on_store_error
@@ -238,6 +249,8 @@ class Budget:
         if not result.ok:
             raise self._misuse(reservation, result.state, "commit")
         self._fire_thresholds(reservation, result.committed - units, result.committed)
+        if result.committed - units <= self._limit_units < result.committed:
+            self._overspent(reservation, result.committed)
         return self._status(reservation.key, result.committed, result.reserved)
 
     def _misuse(self, reservation: Reservation, state: str, action: str) -> ReservationError:
@@ -335,6 +348,18 @@ class Budget:
                 degraded: bool = False) -> BudgetStatus:
         return BudgetStatus(self.limit, self.currency, from_units(committed),
                             from_units(reserved), ledger.rsplit(":", 1)[1], degraded)
+
+    def _overspent(self, reservation: Reservation, committed: int) -> None:
+        over = from_units(committed - self._limit_units)
+        log.warning("budget %s (%s=%s) overspent: %s %s committed of a %s limit (%s over); "
+                    "no call fits until the period resets", self.name, self.scope,
+                    reservation.scope_value, from_units(committed), self.currency, self.limit,
+                    over)
+        if self.on_overspent is not None:
+            self.on_overspent(ThresholdEvent(self.name, reservation.scope_value,
+                                             float(from_units(committed) / self.limit)
+                                             if self.limit else 0.0, from_units(committed),
+                                             self.limit, self.currency, over))
 
     def _fire_thresholds(self, reservation: Reservation, before: int, after: int) -> None:
         if self.on_threshold is None or self._limit_units == 0:

@@ -42,6 +42,12 @@ class BudgetStatus:
     def remaining(self) -> Decimal:
         return self.limit - self.committed - self.reserved
 
+    @property
+    def overspent(self) -> Decimal:
+        """How far committed spend is past the limit (0 if it is not): calls that cost more
+        than they held can take it there; no reservation fits until the period resets."""
+        return max(Decimal(0), self.committed - self.limit)
+
 
 @dataclass(frozen=True)
 class ThresholdEvent:
@@ -53,3 +59,5 @@ class ThresholdEvent:
     committed: Decimal
     limit: Decimal
     currency: str
+    #: for ``on_overspent``: how far committed spend went past the limit (else 0)
+    overspent: Decimal = Decimal(0)
