@@ -61,7 +61,7 @@ def test_tiers_are_contiguous_and_cover_the_input_limit():
         if last is not None and offer.limits.max_input:
             assert last >= offer.limits.max_input, spec.name
         currency = {"cn": "CNY"}.get(offer.region, "USD")
-        assert offer.currency == currency or "CNY" in offer.note, spec.name
+        assert offer.currency == currency, spec.name
 
 
 def test_history_is_ordered_newest_first():
@@ -281,10 +281,9 @@ def test_snapshots_get_no_batch_and_no_borrowed_rate_limits():
                     assert offers[0].rate_limits is not spec.offers[region][0].rate_limits
 
 
-def test_singapore_cny_prices_and_third_party_figures_say_so():
+def test_every_offer_bills_in_its_regions_currency_and_third_party_figures_say_so():
     for spec, offer in OFFERS:
-        if offer.region != "cn" and offer.currency == "CNY":
-            assert "CNY" in offer.note, spec.name
+        assert offer.currency == CATALOGUE.regions[offer.region]["currency"], spec.name
         if offer.source.kind == "third-party" and offer.tiers:
             assert offer.note or offer.source.note, spec.name
 
