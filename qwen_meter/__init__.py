@@ -78,6 +78,7 @@ if TYPE_CHECKING:
     from .meter.attribution import Attribution, attribute, current_attribution
     from .meter.call import MeteredCall
     from .meter.log import (
+        InvalidRecordWarning,
         JsonlLog,
         SQLiteLog,
         TornLineWarning,
@@ -186,6 +187,7 @@ _EXPORTS: dict[str, str] = {
     "UsageLog": ".meter.log",
     "UsageParseError": ".base.errors",
     "TornLineWarning": ".meter.log",
+    "InvalidRecordWarning": ".meter.log",
     "UsageLogError": ".meter.log",
     "redact": ".meter.log",
     "register_secret": ".meter.log",
@@ -281,6 +283,7 @@ __all__ = [
     "InvalidArgument",
     "InvalidArgumentType",
     "InvalidMessages",
+    "InvalidRecordWarning",
     "InvalidRequest",
     "InvalidTimeout",
     "JsonlLog",
