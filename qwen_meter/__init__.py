@@ -78,7 +78,6 @@ if TYPE_CHECKING:
     from .meter.attribution import Attribution, attribute, current_attribution
     from .meter.call import MeteredCall
     from .meter.log import (
-        InvalidRecordWarning,
         JsonlLog,
         SQLiteLog,
         TornLineWarning,
@@ -91,6 +90,7 @@ if TYPE_CHECKING:
     )
     from .meter.observers import Observer
     from .meter.pipeline import Meter, UnsupportedClient
+    from .meter.record_checks import InvalidRecordWarning
     from .meter.server_errors import (
         AuthenticationFailed,
         BadRequest,
@@ -187,7 +187,7 @@ _EXPORTS: dict[str, str] = {
     "UsageLog": ".meter.log",
     "UsageParseError": ".base.errors",
     "TornLineWarning": ".meter.log",
-    "InvalidRecordWarning": ".meter.log",
+    "InvalidRecordWarning": ".meter.record_checks",
     "UsageLogError": ".meter.log",
     "redact": ".meter.log",
     "register_secret": ".meter.log",

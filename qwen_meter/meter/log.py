@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..base.errors import QwenMeterError
-from .record_checks import InvalidRecordWarning, check_fields
+from .record_checks import Unreadable, check_fields, json_or_unreadable, record_or_warn
 
 SCHEMA_VERSION = 1
 
@@ -257,23 +257,6 @@ class JsonlLog(UsageLog):
 _TORN = object()
 
 
-class _Bad(str):
-    """Why a line or row holds no JSON a record could be read from."""
-
-
-def _record_or_warn(data: Any, where: str) -> UsageRecord | None:
-    """The record ``data`` holds, or None after an :class:`InvalidRecordWarning` naming
-    ``where`` and the field (the report skips and names such lines the same way)."""
-    try:
-        if isinstance(data, _Bad) or not isinstance(data, Mapping):
-            raise TypeError(data if isinstance(data, _Bad) else "not a JSON object")
-        return UsageRecord.from_dict(data)
-    except (ValueError, TypeError) as exc:
-        warnings.warn(f"{where}: not a usage record, skipped: {exc}", InvalidRecordWarning,
-                      stacklevel=3)
-        return None
-
-
 def read_jsonl(path: str | os.PathLike[str], *, torn: list[int] | None = None
                ) -> list[UsageRecord]:
     """All complete records of a JSONL log.
@@ -299,11 +282,11 @@ def read_jsonl(path: str | os.PathLike[str], *, torn: list[int] | None = None
             except ValueError:
                 data = _TORN
             except RecursionError:  # whole, but nested too deep to be a record
-                data = _Bad("nested too deeply to be a record")
+                data = Unreadable("nested too deeply to be a record")
             if data is _TORN:
                 skipped.append(number)
                 continue
-            record = _record_or_warn(data, f"{path}, line {number}")
+            record = record_or_warn(data, f"{path}, line {number}", UsageRecord.from_dict)
             if record is not None:
                 records.append(record)
     for number in skipped:
@@ -312,16 +295,6 @@ def read_jsonl(path: str | os.PathLike[str], *, torn: list[int] | None = None
     if torn is not None:
         torn.extend(skipped)
     return records
-
-
-def _json_or_text(text: Any) -> Any:
-    """A row's record parsed, or a description of why it is not JSON (then not a record)."""
-    try:
-        return json.loads(text)
-    except (ValueError, TypeError):
-        return _Bad(f"not JSON: {str(text)[:40]!r}")
-    except RecursionError:
-        return _Bad("nested too deeply to be a record")
 
 
 class SQLiteLog(UsageLog):
@@ -358,8 +331,8 @@ class SQLiteLog(UsageLog):
             rows = self._db.execute(
                 "SELECT rowid, record FROM usage ORDER BY time, id").fetchall()
         return (record for rowid, text in rows
-                if (record := _record_or_warn(_json_or_text(text), f"{self.path}, row {rowid}"))
-                is not None)
+                if (record := record_or_warn(json_or_unreadable(text), f"{self.path}, row {rowid}",
+                                             UsageRecord.from_dict)) is not None)
 
     def close(self) -> None:
         with self._lock:

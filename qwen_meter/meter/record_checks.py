@@ -9,10 +9,14 @@ file, the line and the field, as the report skips and names it — the same rule
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeGuard, TypeVar
+
+R = TypeVar("R")
 
 
 class InvalidRecordWarning(UserWarning):
@@ -44,7 +48,7 @@ class InvalidField(ValueError):
         self.field = name
 
 
-def _int(value: Any) -> bool:
+def _int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -65,7 +69,7 @@ def check_fields(values: Mapping[str, Any]) -> None:
         value = values.get(name)
         if name not in values or (value is None and name in _OPTIONAL_SIGNED):
             continue
-        if not _int(value) or abs(value) > _MAX_COUNT:
+        if not _int(value) or not -_MAX_COUNT <= value <= _MAX_COUNT:
             raise InvalidField(name, "must be a whole number", value)
     for name in _FLAGS + _OPTIONAL_FLAGS:
         value = values.get(name)
@@ -103,3 +107,30 @@ def check_fields(values: Mapping[str, Any]) -> None:
     if metadata is not None and not (isinstance(metadata, Mapping)
                                      and all(isinstance(k, str) for k in metadata)):
         raise InvalidField("metadata", "must be an object", metadata)
+
+
+class Unreadable(str):
+    """Why a line or row holds no JSON a record could be read from."""
+
+
+def json_or_unreadable(text: Any) -> Any:
+    """A stored record parsed, or :class:`Unreadable` saying why it is not JSON."""
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError):
+        return Unreadable(f"not JSON: {str(text)[:40]!r}")
+    except RecursionError:
+        return Unreadable("nested too deeply to be a record")
+
+
+def record_or_warn(data: Any, where: str, build: Callable[[Mapping[str, Any]], R]) -> R | None:
+    """``build(data)`` (a record), or None after an :class:`InvalidRecordWarning` naming
+    ``where`` and the field."""
+    try:
+        if isinstance(data, Unreadable) or not isinstance(data, Mapping):
+            raise TypeError(data if isinstance(data, Unreadable) else "not a JSON object")
+        return build(data)
+    except (ValueError, TypeError) as exc:
+        warnings.warn(f"{where}: not a usage record, skipped: {exc}", InvalidRecordWarning,
+                      stacklevel=3)
+        return None
