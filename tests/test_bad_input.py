@@ -119,3 +119,29 @@ def test_a_deeply_nested_line_and_a_non_json_row_are_skipped_not_crashes(tmp_pat
     assert [r.model for r in records] == ["qwen-plus"]
     messages = [str(w.message) for w in seen if w.category is qm.InvalidRecordWarning]
     assert len(messages) == 2 and all(str(db) in m and "row" in m for m in messages)
+
+
+@pytest.mark.parametrize("source", ["jsonl", "sqlite"])
+def test_the_report_skips_and_names_the_same_lines(source, tmp_path):
+    from qwen_meter.report import build_report, load_usage
+
+    good = {"model": "qwen-plus", "prompt_tokens": 10, "cost": "0.075", "currency": "CNY",
+            "time": "2026-01-01T00:00:00+00:00"}
+    lines = [good] + [{**good, **bad} for bad in BAD_LINES.values()]
+    if source == "jsonl":
+        path = tmp_path / "usage.jsonl"
+        path.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+    else:
+        path = tmp_path / "usage.db"
+        qm.SQLiteLog(path).close()
+        with sqlite3.connect(path) as conn:
+            columns = [row[1] for row in conn.execute("PRAGMA table_info(usage)")]
+            for n, line in enumerate(lines):
+                row = {c: None for c in columns} | {"id": str(n), "time": good["time"],
+                                                     "model": "m", "record": json.dumps(line)}
+                conn.execute(f"INSERT INTO usage ({', '.join(columns)}) VALUES "
+                             f"({', '.join('?' * len(columns))})", [row[c] for c in columns])
+    report = build_report(load_usage(path, tz="UTC"), by=["model"])
+    assert report.records == 1  # "cost": "-5" no longer takes the total below zero
+    reasons = sorted(s.reason for s in report.skipped)
+    assert reasons == sorted(f"bad {next(iter(bad))}" for bad in BAD_LINES.values()), reasons
