@@ -90,6 +90,7 @@ if TYPE_CHECKING:
     )
     from .meter.observers import Observer
     from .meter.pipeline import Meter, UnsupportedClient
+    from .meter.record_checks import InvalidRecordWarning
     from .meter.server_errors import (
         AuthenticationFailed,
         BadRequest,
@@ -186,6 +187,7 @@ _EXPORTS: dict[str, str] = {
     "UsageLog": ".meter.log",
     "UsageParseError": ".base.errors",
     "TornLineWarning": ".meter.log",
+    "InvalidRecordWarning": ".meter.record_checks",
     "UsageLogError": ".meter.log",
     "redact": ".meter.log",
     "register_secret": ".meter.log",
@@ -281,6 +283,7 @@ __all__ = [
     "InvalidArgument",
     "InvalidArgumentType",
     "InvalidMessages",
+    "InvalidRecordWarning",
     "InvalidRequest",
     "InvalidTimeout",
     "JsonlLog",

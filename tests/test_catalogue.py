@@ -85,6 +85,27 @@ def test_wrong_types_anywhere_name_the_model_and_field(tmp_path, offer, field):
     assert (info.value.file, info.value.model, info.value.field) == (str(path), "m", field)
 
 
+def test_an_offer_priced_in_another_currency_than_its_region_is_refused(tmp_path):
+    # ML26 prints Singapore prices in CNY; copied into an intl offer they were billed as USD.
+    path = tmp_path / "models.yaml"
+    path.write_text(BASE.replace("      cn:\n", "      intl:\n")
+                    + "        source: S\n        currency: CNY\n        price: {input: 1}\n",
+                    encoding="utf-8")
+    with pytest.raises(qm.CatalogueError, match="bills in USD") as info:
+        Catalogue.from_file(path)
+    assert (info.value.file, info.value.model, info.value.field) == (
+        str(path), "m", "regions.intl.currency")
+    override = tmp_path / "override.yaml"
+    override.write_text("models:\n  qwen-plus:\n    regions:\n      intl:\n"
+                        "        currency: CNY\n", encoding="utf-8")
+    with pytest.raises(qm.CatalogueError) as info:
+        Catalogue.load(overrides=[override])
+    assert (info.value.model, info.value.field) == ("qwen-plus", "regions.intl.currency")
+    # the region's own currency, written out, is fine
+    path.write_text(BASE + "        source: S\n        currency: CNY\n", encoding="utf-8")
+    assert Catalogue.from_file(path).resolve("m").offer("cn").currency == "CNY"
+
+
 @pytest.mark.parametrize(("text", "field"), [
     (BASE.replace("effective: 2026-01-01", "kind: rumour") + "        source: S\n",
      "sources.S.kind"),

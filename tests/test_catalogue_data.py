@@ -61,7 +61,7 @@ def test_tiers_are_contiguous_and_cover_the_input_limit():
         if last is not None and offer.limits.max_input:
             assert last >= offer.limits.max_input, spec.name
         currency = {"cn": "CNY"}.get(offer.region, "USD")
-        assert offer.currency == currency or "CNY" in offer.note, spec.name
+        assert offer.currency == currency, spec.name
 
 
 def test_history_is_ordered_newest_first():
@@ -281,10 +281,9 @@ def test_snapshots_get_no_batch_and_no_borrowed_rate_limits():
                     assert offers[0].rate_limits is not spec.offers[region][0].rate_limits
 
 
-def test_singapore_cny_prices_and_third_party_figures_say_so():
+def test_every_offer_bills_in_its_regions_currency_and_third_party_figures_say_so():
     for spec, offer in OFFERS:
-        if offer.region != "cn" and offer.currency == "CNY":
-            assert "CNY" in offer.note, spec.name
+        assert offer.currency == CATALOGUE.regions[offer.region]["currency"], spec.name
         if offer.source.kind == "third-party" and offer.tiers:
             assert offer.note or offer.source.note, spec.name
 
@@ -313,3 +312,38 @@ def test_bundled_catalogue_matches_the_published_json_schema():
                                   "regions": {"cn": {"source": "ML26",
                                                      "effective": "2026-02-30x"}}}})
     assert list(jsonschema.Draft202012Validator(schema).iter_errors(bad))
+
+
+@pytest.mark.parametrize(("name", "region", "rpm", "tpm"), [
+    # RLEN2 gives qvq-max, -latest and -2025-03-25 one row in Singapore
+    ("qvq-max-latest", "intl", 60, 100_000),
+    ("qvq-max-2025-03-25", "intl", 60, 100_000),
+    # OMNI lists the January snapshot in the qwen-omni-turbo row (Beijing)
+    ("qwen-omni-turbo-2025-01-19", "cn", None, None),
+    ("qwen-omni-turbo-0119", "cn", None, None),
+    # ML26 names it in Beijing; OAI25 (seed 002) lists the open models the endpoint serves
+    ("qwen3.5-omni-plus-2026-03-15", "cn", None, None),
+    ("qwen1.5-72b-chat", "cn", None, None),
+    ("qwen2-7b-instruct", "cn", None, None),
+])
+def test_names_the_sources_list_are_offered_where_they_list_them(name, region, rpm, tpm):
+    spec = CATALOGUE.resolve(name)
+    assert spec.matched_rule is None, name
+    offer = spec.offer(region)  # NotOffered before
+    if rpm is not None:
+        assert (offer.rate_limits.rpm, offer.rate_limits.tpm) == (rpm, tpm)
+    c = qm.cost(qm.Usage(1000, 100), name, region=region)
+    assert c.amount is not None or c.unpriced, name  # priced, or unpriced with a reason
+
+
+def test_the_january_omni_snapshot_costs_what_omni_prints():
+    # per 1K: text in 0.0004, image 0.0015, text out after media input 0.0045 (CNY)
+    c = qm.cost(qm.Usage(2000, 1000, image_tokens=1000), "qwen-omni-turbo-0119", region="cn")
+    assert c.amount == Decimal("0.0004") + Decimal("0.0015") + Decimal("0.0045")
+    assert c.currency == "CNY"
+
+
+def test_qwq_plus_intl_context_is_the_window_not_input_plus_output():
+    limits = CATALOGUE.resolve("qwq-plus").offer("intl").limits
+    assert (limits.context, limits.max_input, limits.max_output) == (131_072, 98_304, 8_192)
+    assert "98,304 + 8,192" in CATALOGUE.resolve("qwq-plus").offer("intl").note

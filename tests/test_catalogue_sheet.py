@@ -101,44 +101,42 @@ SHEET_2026_12 = [
     ("qwen-max-2024-04-28", "cn", 1, "rpm", 60), ("qwen-max-2024-04-03", "cn", 1, "tpm", 100_000),
     ("text-embedding-v4", "cn", 1, "rps", 30), ("text-embedding-v3", "cn", 1, "rps", 30),
     # a4: values the catalogue lacked
-    ("qwen3-32b", "intl", 1, "input", "1.174"), ("qwen3-32b", "intl", 1, "output", "4.697"),
-    ("qwen3-30b-a3b", "intl", 1, "input", "1.468"), ("qwen3-30b-a3b", "intl", 1, "output", "5.871"),
-    ("qwen3-30b-a3b", "intl", 1, "output_thinking", "17.614"),
-    ("qwen3-14b", "intl", 1, "input", "2.569"), ("qwen3-14b", "intl", 1, "output", "10.275"),
-    ("qwen3-14b", "intl", 1, "output_thinking", "30.825"),
-    ("qwen3-8b", "intl", 1, "input", "1.321"), ("qwen3-8b", "intl", 1, "output", "5.137"),
-    ("qwen3-8b", "intl", 1, "output_thinking", "15.412"),
-    ("qwen3-4b", "intl", 1, "input", "0.807"), ("qwen3-4b", "intl", 1, "output", "3.082"),
-    ("qwen3-4b", "intl", 1, "output_thinking", "9.247"),
-    ("qwen3-1.7b", "intl", 1, "output", "3.082"),
-    ("qwen3-1.7b", "intl", 1, "output_thinking", "9.247"),
-    ("qwen3-0.6b", "intl", 1, "output", "3.082"),
-    ("qwen3-0.6b", "intl", 1, "output_thinking", "9.247"),
+    # The Singapore rows ML26 prints in CNY (at ~7.34 CNY/USD) as the USD list prices
+    # models.dev PR #2122 prints; where no USD figure is published the offer is unpriced.
+    ("qwen3-32b", "intl", 1, "input", "0.16"), ("qwen3-32b", "intl", 1, "output", "0.64"),
+    ("qwen3-30b-a3b", "intl", 1, "input", "0.2"), ("qwen3-30b-a3b", "intl", 1, "output", "0.8"),
+    ("qwen3-30b-a3b", "intl", 1, "output_thinking", "2.4"),
+    ("qwen3-14b", "intl", 1, "input", "0.35"), ("qwen3-14b", "intl", 1, "output", "1.4"),
+    ("qwen3-14b", "intl", 1, "output_thinking", "4.2"),
+    ("qwen3-8b", "intl", 1, "input", "0.18"), ("qwen3-8b", "intl", 1, "output", "0.7"),
+    ("qwen3-8b", "intl", 1, "output_thinking", "2.1"),
+    ("qwen3-235b-a22b", "intl", 1, "input", "0.7"),
+    ("qwen3-235b-a22b", "intl", 1, "output_thinking", "8.4"),
     ("qwen3-14b", "intl", 1, "rpm", 600), ("qwen3-14b", "intl", 1, "tpm", 1_000_000),
-    ("qwen2.5-14b-instruct", "intl", 1, "input", "2.569"),
-    ("qwen2.5-14b-instruct", "intl", 1, "output", "10.275"),
-    ("qwen2.5-7b-instruct", "intl", 1, "input", "1.284"),
-    ("qwen2.5-7b-instruct", "intl", 1, "output", "5.137"),
-    ("qwen2.5-14b-instruct-1m", "intl", 1, "input", "5.908"),
-    ("qwen2.5-14b-instruct-1m", "intl", 1, "output", "23.632"),
-    ("qwen2.5-7b-instruct-1m", "intl", 1, "input", "2.701"),
-    ("qwen2.5-7b-instruct-1m", "intl", 1, "output", "10.789"),
+    ("qwen2.5-72b-instruct", "intl", 1, "input", "1.4"),
+    ("qwen2.5-72b-instruct", "intl", 1, "output", "5.6"),
+    ("qwen2.5-32b-instruct", "intl", 1, "input", "0.7"),
+    ("qwen2.5-14b-instruct", "intl", 1, "input", "0.35"),
+    ("qwen2.5-14b-instruct", "intl", 1, "output", "1.4"),
+    ("qwen2.5-7b-instruct", "intl", 1, "input", "0.175"),
+    ("qwen2.5-7b-instruct", "intl", 1, "output", "0.7"),
     ("qwen2.5-7b-instruct", "intl", 1, "rpm", 1200),
     ("qwen2.5-7b-instruct-1m", "intl", 1, "tpm", 5_000_000),
-    ("qwen-omni-turbo", "intl", 1, "input", "0.514"),
-    ("qwen-omni-turbo", "intl", 1, "input_audio", "32.586"),
-    ("qwen-omni-turbo", "intl", 1, "input_image", "1.541"),
-    ("qwen-omni-turbo", "intl", 1, "output", "1.982"),
-    ("qwen-omni-turbo", "intl", 1, "output_media_input", "4.624"),
-    ("qwen-omni-turbo", "intl", 1, "output_audio", "65.246"),
-    ("qwen3-omni-flash", "intl", 1, "input", "3.156"),
-    ("qwen3-omni-flash", "intl", 1, "input_audio", "27.962"),
-    ("qwen3-omni-flash", "intl", 1, "output", "12.183"),
-    ("qwen3-omni-flash", "intl", 1, "output_media_input", "22.458"),
-    ("qwen-mt-plus", "intl", 1, "input", "18.055"), ("qwen-mt-plus", "intl", 1, "output", "54.09"),
+    ("qwen-vl-max", "intl", 1, "input", "0.8"), ("qwen-vl-max", "intl", 1, "output", "3.2"),
+    ("qwen-vl-plus", "intl", 1, "input", "0.21"), ("qwen-vl-plus", "intl", 1, "output", "0.63"),
+    ("qwen3-vl-flash", "intl", 1, "input", "0.05"),
+    ("qwen3-vl-flash", "intl", 100_000, "output", "0.6"),
+    ("qwen3-vl-flash", "intl", 200_000, "input", "0.12"),
+    ("qwen-mt-plus", "intl", 1, "input", "2.46"), ("qwen-mt-plus", "intl", 1, "output", "7.37"),
     ("qwen-mt-plus", "intl", 1, "tpm", 23_797),
-    ("qwen-mt-turbo", "intl", 1, "input", "1.174"), ("qwen-mt-turbo", "intl", 1, "output", "3.596"),
+    ("qwen-mt-turbo", "intl", 1, "input", "0.16"), ("qwen-mt-turbo", "intl", 1, "output", "0.49"),
     ("qwen-mt-turbo", "intl", 1, "tpm", 19_020), ("qwen-mt-turbo", "intl", 1, "rpm", 60),
+    *[(m, "intl", 1, "currency", "USD") for m in (
+        "qwen-mt-plus", "qwen-mt-turbo", "qwen-omni-turbo", "qwen-vl-max", "qwen-vl-plus",
+        "qwen2.5-7b-instruct", "qwen2.5-14b-instruct", "qwen2.5-32b-instruct",
+        "qwen2.5-72b-instruct", "qwen2.5-7b-instruct-1m", "qwen2.5-14b-instruct-1m", "qwen3-4b",
+        "qwen3-8b", "qwen3-14b", "qwen3-32b", "qwen3-30b-a3b", "qwen3-235b-a22b",
+        "qwen3-omni-flash", "qwen3-vl-flash")],
     ("qwen-mt-flash", "cn", 1, "input", "0.7"), ("qwen-mt-flash", "cn", 1, "output", "1.95"),
     ("qwen-mt-lite", "cn", 1, "input", "0.6"), ("qwen-mt-lite", "cn", 1, "output", "1.6"),
     ("qwen2.5-omni-7b", "cn", 1, "input", "0.6"), ("qwen2.5-omni-7b", "cn", 1, "input_audio", "38"),
@@ -213,6 +211,8 @@ def value_of(model: str, region: str, tokens: int, field: str):
         return offer.batch
     if field == "kind":
         return offer.source.kind
+    if field == "currency":
+        return offer.currency
     if field == "search":
         return offer.tool_fees["search"].per_call
     return getattr(offer.tier_for(tokens), field)
@@ -222,7 +222,7 @@ def value_of(model: str, region: str, tokens: int, field: str):
                          SHEET_2026_12 + SEEDS)
 def test_sheet_row(model, region, tokens, field, expected):
     got = value_of(model, region, tokens, field)
-    if isinstance(expected, str) and field != "kind":
+    if isinstance(expected, str) and field not in ("kind", "currency"):
         assert got == Decimal(expected), (model, region, field, got)
     else:
         assert got == expected, (model, region, field, got)
@@ -232,6 +232,16 @@ def test_sheet_row(model, region, tokens, field, expected):
 def test_sheet_names_resolve(name):
     spec = CAT.resolve(name)
     assert spec.matched_rule is None, f"{name} only matched a name rule"
+
+
+@pytest.mark.parametrize("model", ["qwen3-4b", "qwen3-1.7b", "qwen2.5-7b-instruct-1m",
+                                   "qwen2.5-14b-instruct-1m", "qwen-omni-turbo",
+                                   "qwen3-omni-flash"])
+def test_singapore_rows_without_a_usd_price_are_unpriced_with_a_reason(model):
+    # ML26 prints these only in CNY: an unpriced USD cost, never a CNY figure labelled USD.
+    c = qm.cost(qm.Usage(1000, 100), model, region="intl")
+    assert c.amount is None and c.currency == "USD" and "no price" in c.unpriced
+    assert "USD list price found" in CAT.resolve(model).offer("intl").note
 
 
 def test_priced_seed_rows_cost_what_the_sheet_says():

@@ -44,25 +44,40 @@ def test_tiers_keep_exact_bounds_and_cache_prices():
         assert "input_cost_per_token_batches" not in entry
 
 
-def test_cn_prices_in_cny_unless_converted():
-    cny = price_map(region="cn")["dashscope/qwen-plus"]
-    assert cny["metadata"]["currency"] == "CNY"
-    assert cny["input_cost_per_token"] == pytest.approx(0.8 / 1e6)
-    assert cny["output_cost_per_reasoning_token"] == pytest.approx(8 / 1e6)
+def test_cn_prices_only_converted_at_a_rate_the_user_gives():
+    # LiteLLM reads every cost as USD: CNY figures written there would bill ~7x too high.
+    with pytest.raises(qm.ConfigurationError, match="usd_per_cny"):
+        price_map(region="cn")
     usd = price_map(region="cn", usd_per_cny="0.14")["dashscope/qwen-plus"]
-    assert usd["metadata"]["currency"] == "USD"
+    assert usd["metadata"]["currency"] == "USD" and usd["metadata"]["usd_per_cny"] == "0.14"
     assert usd["input_cost_per_token"] == pytest.approx(0.8 * 0.14 / 1e6)
+    assert usd["output_cost_per_reasoning_token"] == pytest.approx(8 * 0.14 / 1e6)
     with pytest.raises(qm.ConfigurationError):
         price_map(region="cn", usd_per_cny="-1")
     with pytest.raises(qm.ConfigurationError):
         price_map(region="eu")
-    with_aliases = price_map(region="cn", aliases=True)
+    with_aliases = price_map(region="cn", usd_per_cny="0.14", aliases=True)
     spec, alias = next((s, a) for s in qm.Catalogue.load() for a in s.aliases
                        if f"dashscope/{s.name}" in with_aliases and not a.endswith("-latest"))
     assert with_aliases[f"dashscope/{alias}"] == with_aliases[f"dashscope/{spec.name}"]
-    assert f"dashscope/{alias}" not in price_map(region="cn")
+    assert f"dashscope/{alias}" not in price_map(region="cn", usd_per_cny="0.14")
     assert not any(k.endswith("-latest") for k in with_aliases)  # LiteLLM ignores those
-    assert all(v["metadata"]["region"] == "cn" for v in price_map(region="cn").values())
+    assert all(v["metadata"]["region"] == "cn" for v in with_aliases.values())
+
+
+def test_intl_export_is_all_usd_list_prices():
+    # The Singapore rows ML26 prints in CNY: USD list prices now, or left out (unpriced).
+    prices = price_map(region="intl")
+    assert all(v["metadata"]["currency"] == "USD" for v in prices.values())
+    assert prices["dashscope/qwen-mt-plus"]["input_cost_per_token"] == pytest.approx(2.46 / 1e6)
+    assert prices["dashscope/qwen-vl-max"]["output_cost_per_token"] == pytest.approx(3.2 / 1e6)
+    for name in ("qwen3-4b", "qwen2.5-7b-instruct-1m", "qwen-omni-turbo", "qwen3-omni-flash"):
+        assert f"dashscope/{name}" not in prices
+    for spec in qm.Catalogue.load():
+        for offers in spec.offers.values():
+            for offer in offers:
+                if offer.region != "cn":
+                    assert offer.currency == "USD", (spec.name, offer.region)
 
 
 def test_incomplete_prices_and_folded_snapshots_are_left_out(tmp_path):
@@ -73,7 +88,7 @@ def test_incomplete_prices_and_folded_snapshots_are_left_out(tmp_path):
         "        limits: {context: 32768, max_input: 30720, max_output: 8192}\n"
         "        price: {input: 1}\n", encoding="utf-8")
     catalogue = qm.Catalogue.load(overrides=[override])
-    prices = price_map(catalogue, region="cn")
+    prices = price_map(catalogue, region="cn", usd_per_cny="0.14")
     # no output price: LiteLLM would bill its output as free
     assert qm.cost(qm.Usage(10, 10), "qwen-test-no-output", region="cn",
                    catalogue=catalogue).amount is None
@@ -96,6 +111,8 @@ def test_cli_writes_the_map(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out) == written
     assert main(["catalogue", "export", "litellm", "--region", "cn", "--usd-per-cny",
                  "abc"]) == 2
+    assert main(["catalogue", "export", "litellm", "--region", "cn"]) == 2
+    assert "--usd-per-cny" in capsys.readouterr().err
 
 
 litellm = pytest.importorskip("litellm")
@@ -103,7 +120,7 @@ litellm = pytest.importorskip("litellm")
 
 @pytest.fixture(scope="module")
 def registered():
-    prices = price_map(region="cn")
+    prices = price_map(region="intl")
     litellm.register_model(prices)
     return prices
 
@@ -119,7 +136,7 @@ def litellm_cost(model, prompt, completion, cached=0, reasoning=0):
 
 
 def test_a_32500_token_prompt_stays_in_the_first_tier(registered):
-    first = qm.resolve("qwen3-max").offer("cn").tiers[0]
+    first = qm.resolve("qwen3-max").offer("intl").tiers[0]
     assert first.upto == 32768
     assert litellm_cost("qwen3-max", 32_500, 0) == pytest.approx(
         float(32_500 * first.input / 10**6))
@@ -139,7 +156,7 @@ def test_litellm_prices_the_map_as_qwen_meter_does(registered, data):
     # thinking-only models, which the map prices exactly
     reasoning = data.draw(st.integers(0, completion)) if spec.thinking == "only" else 0
     ours = qm.cost(qm.Usage(prompt, completion, cached_tokens=cached,
-                            reasoning_tokens=reasoning), spec, region="cn")
+                            reasoning_tokens=reasoning), spec, region="intl")
     theirs = litellm_cost(model, prompt, completion, cached, reasoning)
     assert theirs == pytest.approx(float(ours.amount), rel=1e-9, abs=1e-12)
 

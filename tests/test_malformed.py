@@ -32,7 +32,7 @@ from qwen_meter.base.errors import (
     QwenMeterError,
 )
 from qwen_meter.catalogue.core import Catalogue
-from qwen_meter.meter.log import JsonlLog, TornLineWarning, UsageLogError, read_jsonl
+from qwen_meter.meter.log import JsonlLog, TornLineWarning, read_jsonl
 
 GUARD_SECONDS = 5.0
 OK = [{"role": "user", "content": "hi"}]
@@ -527,11 +527,13 @@ LOG_FILES: dict[str, bytes] = {
 
 
 @pytest.mark.parametrize("name", sorted(LOG_FILES))
-def test_log_line_that_is_not_a_record_is_named(name, tmp_path):
+def test_log_line_that_is_not_a_record_is_skipped_and_named(name, tmp_path):
+    # the same rule as the report: skipped, named with its line, never summed
     path = tmp_path / "usage.jsonl"
     path.write_bytes(b'{"model": "m"}\n' + LOG_FILES[name])
-    error = guarded(lambda: qm.read_usage(path)).get("error")
-    assert isinstance(error, UsageLogError) and "line 2" in str(error)
+    with pytest.warns(qm.InvalidRecordWarning, match="line 2"):
+        records = qm.read_usage(path)
+    assert [r.model for r in records] == ["m"]
 
 
 def test_sqlite_log_that_is_not_a_database(tmp_path):

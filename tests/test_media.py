@@ -49,7 +49,9 @@ def test_each_model_sizes_images_by_its_published_pixel_limits(model, small, med
     for (side, expected) in ((100, small), (450, medium)):
         url = "data:image/png;base64," + base64.b64encode(png_bytes(side, side)).decode()
         count = qm.count_messages(image_message(url), model)
-        assert (count.image_tokens, count.exact) == (expected, True), (model, side)
+        # a name only a rule matches (qwen3-vl-8b-instruct) is an estimate, as the meter says
+        listed = qm.resolve(model).matched_rule is None
+        assert (count.image_tokens, count.exact) == (expected, listed), (model, side)
 
 
 @given(st.integers(1, 20000), st.integers(1, 20000), st.sampled_from([28, 32]), st.booleans())

@@ -145,8 +145,10 @@ def count_messages(messages: Iterable[Any] | Mapping[str, Any], model: str | Non
             and not setup.special and not preserve):
         fast = _fast_count(messages, setup, enable_thinking)
         if fast is not None:
-            return TokenCount(fast, setup.backend.exact, setup.backend.name,
-                              setup.backend.family.name, setup.profile.name, text_tokens=fast)
+            guess = setup.estimate_note
+            return TokenCount(fast, setup.backend.exact and guess is None, setup.backend.name,
+                              setup.backend.family.name, setup.profile.name, text_tokens=fast,
+                              notes=(guess,) if guess else ())
     return _full_count(messages, setup, tools, enable_thinking, template, high_resolution,
                        add_generation_prompt, preserve, server_additions, translation_options)
 
@@ -200,6 +202,9 @@ def _full_count(messages: Any, setup: _Setup, tools: Any, enable_thinking: bool 
         notes.append(f"{setup.spec.name} has no media rule in the catalogue; defaults used")
     exact = exact and all(i.exact for i in media.items) and not (
         media.items and media.assumed_rule)
+    if setup.estimate_note:  # an unlisted model: its tokenizer and template are a guess
+        exact = False
+        notes.insert(0, setup.estimate_note)
     return TokenCount(total, exact, chat_backend.name, chat_backend.family.name, template_name,
                       text_tokens=total - sum(totals.values()), image_tokens=totals["image"],
                       audio_tokens=totals["audio"], video_tokens=totals["video"],

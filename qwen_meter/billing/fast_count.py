@@ -82,8 +82,8 @@ def _fast_count(messages: Any, setup: _Setup, enable_thinking: bool | None) -> i
         if type(m) is not dict or (len(m) != 2 and not m.keys() <= _PLAIN_KEYS):
             return None
         role, content = m.get("role"), m.get("content")
-        if type(content) is not str:
-            return None
+        if type(content) is not str or type(role) is not str:
+            return None  # the general path validates (a list role is unhashable here)
         key = (role, content)
         n = cache.get(key)
         if n is None:

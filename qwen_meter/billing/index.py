@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..base.data import data_dir
+from ..base.snapshots import latest_dates, newer_snapshot_base, newer_snapshot_note
 from ..tokens.media import VisionRule
 from ..tokens.tables import set_table_source
 
@@ -38,6 +39,8 @@ class ModelInfo:
     template: str
     thinking_default: bool | None = None
     vision: VisionRule | None = None
+    #: why counts of this name are a guess (a name rule's or a newer snapshot's), or None
+    estimate_note: str | None = None
 
 
 def _digest() -> str:
@@ -120,10 +123,16 @@ def _read_or_build() -> dict[str, Any]:
     return doc
 
 
-def _model(raw: dict[str, Any], name: str) -> ModelInfo:
+def _model(raw: dict[str, Any], name: str, note: str | None = None) -> ModelInfo:
     vision = raw.get("vision")
     return ModelInfo(name, raw["family"], raw["template"], raw.get("thinking_default"),
-                     None if vision is None else VisionRule(**vision))
+                     None if vision is None else VisionRule(**vision), note)
+
+
+@cache
+def _dated() -> tuple[frozenset[str], dict[str, str]]:
+    names = frozenset(load_index()["models"])
+    return names, latest_dates(names)
 
 
 @cache
@@ -140,10 +149,20 @@ def lookup(name: str) -> ModelInfo | None:
     key = name.strip().lower()
     if "/" in key:
         key = key.rsplit("/", 1)[1]
-    raw = load_index()["models"].get(key)
+    models = load_index()["models"]
+    raw = models.get(key)
     if raw is not None:
         return _model(raw, raw["name"])
+    base = newer_snapshot_base(key, *_dated())
+    if base is not None:  # as the catalogue resolves it (base.snapshots)
+        return _model(models[base], key, newer_snapshot_note(key, models[base]["name"]))
     for pattern, info in _rules():
         if pattern.fullmatch(key):
-            return _model(info, key)
+            return _model(info, key, rule_note(key, pattern.pattern))
     return None
+
+
+def rule_note(name: str, rule: str) -> str:
+    """What a count of a name only a name rule matched says about itself."""
+    return (f"{name} is not in the catalogue; counted with the tokenizer and template of the "
+            f"name rule {rule!r}, an estimate")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..tokens.backends import TiktokenBackend, TokenizerBackend, TransformersBackend, load_backend
 from ..tokens.templates import TemplateProfile, features, get_profile
-from .index import ModelInfo, lookup
+from .index import ModelInfo, lookup, rule_note
 
 if TYPE_CHECKING:  # the catalogue loads only when the small index cannot answer
     from ..catalogue.core import Catalogue
@@ -71,6 +71,8 @@ class _Setup:
     preserve_capable: bool = False
     #: a partial prefix is billed closed, plus a generation prompt (``features:``).
     partial_billed_closed: bool = False
+    #: why counts are a guess: the model is unlisted (a name rule's or a newer snapshot's)
+    estimate_note: str | None = None
     #: turn counts by (role, content), for this backend and profile.
     turns: dict[tuple[Any, str], int] = field(default_factory=dict)
     #: the conversations counted last, by id of their list (and -1: the very last one).
@@ -117,8 +119,20 @@ def _cached_setup(catalogue: Catalogue | None, model: str, family: str | None,
             and spec.thinking_default != profile.thinking_default:
         profile = replace(profile, thinking_default=spec.thinking_default)
     rules = features()
-    return _Setup(spec, chosen, profile,
+    return _Setup(spec, chosen, profile, estimate_note=None if family and template
+                  else _estimate_note(spec),
                   translation=rules.translation.fullmatch(spec.name) is not None,
                   preserve_capable=rules.preserve_thinking.fullmatch(spec.name) is not None,
                   partial_billed_closed=rules.partial_billed_closed.fullmatch(spec.name)
                   is not None)
+
+
+def _estimate_note(spec: ModelSpec | ModelInfo) -> str | None:
+    """Why counting this model is a guess, or None when the catalogue lists it."""
+    if isinstance(spec, ModelInfo):
+        return spec.estimate_note
+    if spec.matched_rule is None:
+        return None
+    if spec.matched_rule.startswith("newer snapshot of "):
+        return spec.note
+    return rule_note(spec.name, spec.matched_rule)

@@ -56,9 +56,9 @@ def resolve(model: str, catalogue: Catalogue | None) -> Resolved:
                         f"{model} is not in the catalogue: counted by the heuristic estimate, "
                         "limits unchecked, unpriced")
     if spec.matched_rule is not None and not spec.offers:
-        return Resolved(spec, False, spec.name, None,
-                        f"{model} is not listed (matched name rule {spec.matched_rule!r}): "
-                        "limits unchecked, unpriced")
+        why = spec.note if spec.matched_rule.startswith("newer snapshot of ") \
+            else f"{model} is not listed (matched name rule {spec.matched_rule!r})"
+        return Resolved(spec, False, spec.name, None, f"{why}: limits unchecked, unpriced")
     return Resolved(spec, True, spec.name)
 
 

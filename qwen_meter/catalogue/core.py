@@ -22,6 +22,7 @@ from typing import Any
 
 from ..base.data import data_dir, load_yaml, parse_yaml
 from ..base.errors import CatalogueError, UnknownModel
+from ..base.snapshots import latest_dates, newer_snapshot_base, newer_snapshot_note
 from .installed import installed_path
 from .parse_fields import _Ctx, _known_keys, _mapping
 from .parse_file import _TOP_KEYS, _defaults, _merge, _sources
@@ -53,6 +54,9 @@ class Catalogue:
             if spec.snapshot and spec.snapshot.lower() not in index:
                 self._snapshots[spec.snapshot.lower()] = spec.name
         self._index = index
+        # Dated names by base, to tell a snapshot newer than the catalogue from an older one.
+        self._known = frozenset([*index, *self._snapshots])
+        self._latest = latest_dates(self._known)
 
     @classmethod
     def load(cls, path: str | Path | None = None,
@@ -147,6 +151,9 @@ class Catalogue:
         stable = self._snapshots.get(key)
         if stable is not None:
             return _snapshot_of(self.models[stable], key)
+        base = newer_snapshot_base(key, self._known, self._latest)
+        if base is not None:
+            return _newer_snapshot(self.resolve(base), key)
         for pattern, spec in self.rules:
             if pattern.fullmatch(key):
                 return _renamed(spec, key)
@@ -220,6 +227,15 @@ def _snapshot_of(spec: ModelSpec, name: str) -> ModelSpec:
               for region, chain in spec.offers.items()}
     return replace(spec, name=name, snapshot=None, aliases=(),
                    offers=MappingProxyType(offers))
+
+
+@cache
+def _newer_snapshot(spec: ModelSpec, name: str) -> ModelSpec:
+    """A dated snapshot newer than any the catalogue lists: counted as its stable name is
+    now, but unlisted (a guess, with no prices or limits of its own)."""
+    return replace(spec, name=name, snapshot=None, aliases=(), offers=MappingProxyType({}),
+                   matched_rule=f"newer snapshot of {spec.name}",
+                   note=newer_snapshot_note(name, spec.name))
 
 
 @cache

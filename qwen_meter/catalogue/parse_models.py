@@ -33,7 +33,27 @@ def _vision(raw: Any, ctx: _Ctx) -> VisionRule | None:
     for key, value in raw.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ctx.error("must be a positive number", f"vision.{key}")
-    return VisionRule(**raw)
+        # Sane ranges, checked here so a typo fails at load naming the field, not later
+        # inside the pixel arithmetic of the first image counted (1e-300 px patches).
+        whole, low, high = _VISION_RANGES[key]
+        if (whole and not isinstance(value, int)) or not low <= value <= high:
+            kind = "a whole number" if whole else "a number"
+            raise ctx.error(f"must be {kind} from {low} to {high}, got {value!r}",
+                            f"vision.{key}")
+    rule = VisionRule(**raw)
+    if rule.min_tokens > rule.max_tokens:
+        raise ctx.error(f"min_tokens {rule.min_tokens} is above max_tokens {rule.max_tokens}",
+                        "vision.min_tokens")
+    return rule
+
+
+#: (whole number?, lowest, highest) of each vision field; real models use patches of 14-32
+#: px, caps of a few thousand tokens per image, 25 audio tokens a second, 2 video frames.
+_VISION_RANGES: dict[str, tuple[bool, float, float]] = {
+    "patch": (True, 1, 1024), "min_tokens": (True, 1, 1_000_000),
+    "max_tokens": (True, 1, 1_000_000), "max_tokens_highres": (True, 1, 1_000_000),
+    "audio_tokens_per_second": (False, 0.01, 10_000), "video_fps": (False, 0.01, 1_000),
+    "video_temporal_patch": (True, 1, 64)}
 
 
 def _spec(name: str, raw: Any, ctx: _Ctx, defaults: Mapping[str, Any],

@@ -145,6 +145,16 @@ def _offer(raw: Any, region: str, defaults: Mapping[str, Any], sources: Mapping[
     if currency not in CURRENCIES:
         raise ctx.error(f"unknown currency {currency!r}; known: {', '.join(CURRENCIES)}",
                         f"{where}.currency")
+    # A region bills in one currency (international accounts in USD): a figure copied from a
+    # page that prints it in another currency would be billed as if it were this one (CNY
+    # amounts summed into a USD budget, written as USD in a LiteLLM map). Convert it with a
+    # rate of your own, or leave the price out so the call is unpriced with a reason.
+    region_currency = defaults["regions"][region]["currency"]
+    if currency != region_currency:
+        raise ctx.error(f"region {region} bills in {region_currency}, so its prices must be "
+                        f"{region_currency}, not {currency}; convert them at a rate you choose "
+                        f"or leave the price out (the call is then unpriced)",
+                        f"{where}.currency")
     tiers = _tiers(raw, ctx, where)
     limits = _limits(raw.get("limits"), ctx, f"{where}.limits")
     if tiers and tiers[-1].upto is not None and limits.max_input is not None \

@@ -18,9 +18,9 @@ the catalogue as entries of LiteLLM's ``model_prices_and_context_window.json``
 
 What it cannot express (listed in :data:`LIMITATIONS`, printed by the CLI):
 
-* currency: LiteLLM's costs are USD. ``region="intl"`` (USD) is exact; ``region="cn"``
-  writes CNY amounts (each entry's ``metadata.currency`` says so) unless ``usd_per_cny``
-  converts them at a rate you give;
+* currency: LiteLLM's costs are USD. ``region="intl"`` (USD) is exact; ``region="cn"`` (CNY)
+  is refused unless ``usd_per_cny`` converts it at a rate you give, since LiteLLM would read
+  CNY amounts as USD (each entry's ``metadata`` records the currency and the rate);
 * thinking mode bills the whole output (answer too) at the thinking price; LiteLLM prices
   only the reasoning tokens at ``output_cost_per_reasoning_token`` and the answer at the
   normal output price, so thinking calls come out low;
@@ -57,7 +57,8 @@ PROVIDER = "dashscope"
 _DATED = re.compile(r"(.+)-\d{4}-\d{2}-\d{2}")
 MILLION = Decimal(1_000_000)
 LIMITATIONS = (
-    "costs are USD in LiteLLM: cn prices are written in CNY unless --usd-per-cny converts them",
+    "costs are USD in LiteLLM: cn prices (CNY) are exported only converted at a rate you give "
+    "(--usd-per-cny)",
     "thinking mode: LiteLLM prices only reasoning tokens at the thinking price, the answer at "
     "the normal output price (Model Studio bills the whole output at the thinking price)",
     "batch: only the first tier's batch prices; no 'no cache discount on batch' rule",
@@ -104,6 +105,12 @@ def entry(spec: ModelSpec, offer: Offer, *, usd_per_cny: Decimal | None = None
     currency = offer.currency
     if currency == "CNY" and usd_per_cny is not None:
         rate, currency = usd_per_cny, "USD"
+    if currency != "USD":
+        # LiteLLM reads every cost field as USD: a CNY figure written there would be billed
+        # about 7x too high, with nothing in LiteLLM to say so.
+        raise ConfigurationError(
+            f"LiteLLM's costs are USD and {spec.name} in {offer.region} is priced in "
+            f"{currency}: give usd_per_cny (--usd-per-cny RATE) to convert at a rate you choose")
     limits = offer.limits
     max_input = limits.max_input or limits.context
     out: dict[str, Any] = {"litellm_provider": PROVIDER,
@@ -164,7 +171,9 @@ def price_map(catalogue: Catalogue | None = None, *, region: str = "intl",
     """``{"dashscope/<model>": entry}`` for every model offered and fully priced in ``region``
     (a model missing an input or output price is left out: LiteLLM would bill it as zero).
 
-    ``usd_per_cny`` converts CNY prices to USD; ``aliases`` adds an entry per alias too.
+    ``usd_per_cny`` converts CNY prices to USD; a CNY region without it raises
+    :class:`~qwen_meter.errors.ConfigurationError`, since LiteLLM reads every price as USD.
+    ``aliases`` adds an entry per alias too.
     """
     if region not in ("cn", "intl"):
         raise ConfigurationError(f"region must be cn or intl, not {region!r}")
@@ -177,8 +186,14 @@ def price_map(catalogue: Catalogue | None = None, *, region: str = "intl",
         if rate is None or not rate.is_finite() or rate <= 0:
             raise ConfigurationError(f"usd_per_cny must be a positive number, "
                                      f"got {usd_per_cny!r}")
+    cat = catalogue or default_catalogue()
+    currency = cat.regions.get(region, {}).get("currency", "USD")
+    if currency != "USD" and rate is None:
+        raise ConfigurationError(
+            f"LiteLLM's costs are USD and {region} prices are {currency}: give usd_per_cny "
+            f"(--usd-per-cny RATE) to convert them at a rate you choose")
     out: dict[str, dict[str, Any]] = {}
-    for spec in sorted(catalogue or default_catalogue(), key=lambda s: s.name):
+    for spec in sorted(cat, key=lambda s: s.name):
         try:
             offer = spec.offer(region)
         except NotOffered:

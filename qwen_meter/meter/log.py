@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import re
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..base.errors import QwenMeterError
+from .record_checks import Unreadable, check_fields, json_or_unreadable, record_or_warn
 
 SCHEMA_VERSION = 1
 
@@ -87,10 +89,16 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     values.update(s for s in secrets if isinstance(s, str) and s)
     values.update(v for v in (os.environ.get(name) for name in KEY_ENV)
                   if v and len(v) >= MIN_SECRET_LENGTH)
-    for value in sorted(values, key=len, reverse=True):  # longest first: no partial leftovers
-        if value in text:
-            text = text.replace(value, MASK)
+    if values:
+        text = _by_value(tuple(sorted(values, key=len, reverse=True))).sub(MASK, text)
     return _SHAPES.sub(_mask_shape, text)
+
+
+@functools.lru_cache(maxsize=32)
+def _by_value(values: tuple[str, ...]) -> re.Pattern[str]:
+    # Longest first (no partial leftovers); any case, since servers and proxies echo a key
+    # upper- or lower-cased (an error text quoting the header, a case-folding log).
+    return re.compile("|".join(map(re.escape, values)), re.IGNORECASE)
 
 
 def _mask_shape(match: re.Match[str]) -> str:
@@ -160,6 +168,7 @@ class UsageRecord:
         """A record from its JSON form (unknown keys of newer versions are ignored)."""
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
+        check_fields(values)  # InvalidField (a ValueError) names the field
         values["tags"] = tuple(values.get("tags") or ())
         values["warnings"] = tuple(values.get("warnings") or ())
         return cls(**values)
@@ -254,8 +263,9 @@ def read_jsonl(path: str | os.PathLike[str], *, torn: list[int] | None = None
 
     A torn line (cut short by a killed writer: no newline, or not parseable as JSON) is
     skipped; each one is named in a :class:`TornLineWarning` and its line number appended to
-    ``torn`` when given. A line that is whole JSON but not a record raises
-    :class:`UsageLogError` naming the line.
+    ``torn`` when given. A line that is whole JSON but not a valid record (a field of the wrong
+    type or out of range: ``"cost": "-5"``, ``"prompt_tokens": "123"``) is skipped too, named
+    with its field in an :class:`InvalidRecordWarning` — never summed.
     """
     skipped: list[int] = []
     records = []
@@ -271,15 +281,14 @@ def read_jsonl(path: str | os.PathLike[str], *, torn: list[int] | None = None
                 data = json.loads(line) if line.endswith(b"\n") else _TORN
             except ValueError:
                 data = _TORN
+            except RecursionError:  # whole, but nested too deep to be a record
+                data = Unreadable("nested too deeply to be a record")
             if data is _TORN:
                 skipped.append(number)
                 continue
-            try:
-                if not isinstance(data, Mapping):
-                    raise TypeError("not a JSON object")
-                records.append(UsageRecord.from_dict(data))
-            except (ValueError, TypeError) as exc:
-                raise UsageLogError(f"{path}, line {number}: not a usage record: {exc}") from exc
+            record = record_or_warn(data, f"{path}, line {number}", UsageRecord.from_dict)
+            if record is not None:
+                records.append(record)
     for number in skipped:
         warnings.warn(f"{path}, line {number}: torn record skipped", TornLineWarning,
                       stacklevel=2)
@@ -319,8 +328,11 @@ class SQLiteLog(UsageLog):
 
     def __iter__(self) -> Iterator[UsageRecord]:
         with self._lock:
-            rows = self._db.execute("SELECT record FROM usage ORDER BY time, id").fetchall()
-        return (UsageRecord.from_dict(json.loads(row[0])) for row in rows)
+            rows = self._db.execute(
+                "SELECT rowid, record FROM usage ORDER BY time, id").fetchall()
+        return (record for rowid, text in rows
+                if (record := record_or_warn(json_or_unreadable(text), f"{self.path}, row {rowid}",
+                                             UsageRecord.from_dict)) is not None)
 
     def close(self) -> None:
         with self._lock:
@@ -342,7 +354,8 @@ def open_log(target: str | os.PathLike[str] | UsageLog | None) -> UsageLog | Non
 def read_usage(source: str | os.PathLike[str] | UsageLog | Sequence[UsageRecord]
                ) -> list[UsageRecord]:
     """All records from a JSONL path, an SQLite path, a log object or a list (torn JSONL
-    lines are skipped with a :class:`TornLineWarning`)."""
+    lines are skipped with a :class:`TornLineWarning`, lines or rows that are not valid records
+    with an :class:`InvalidRecordWarning` naming the file, the line and the field)."""
     if isinstance(source, (str, os.PathLike)):
         from ..base.checks import path as check_path
 

@@ -21,15 +21,19 @@ from collections.abc import Sequence
 #: A key a reader sets on a line it already knows is unusable, with the reason.
 SKIP = "__qwen_meter_skip"
 #: Record fields as both JSON readers (DuckDB's file reader, and json_transform for numbered
-#: lines) type them — the same types, so both apply the same checks. A token count is read as
-#: its text and valid only if that is a whole number >= 0 (not 1.5, -3, true or "many").
+#: lines) type them — the same types, so both apply the same checks. The fields a bad line
+#: could carry with the wrong JSON type are read as JSON, so that ``"prompt_tokens": "123"``,
+#: ``"model": 123``, ``"tags": "a"`` or ``"usage_estimated": "yes"`` is a problem with its
+#: field named (as the Python reader names it), not a value cast into shape. A token count is
+#: valid only as a JSON number that is a whole number >= 0 (not 1.5, -3, true or "123").
 _STRUCT = {
-    "time": "VARCHAR", "model": "VARCHAR", "served_model": "VARCHAR",
-    "region": "VARCHAR", "endpoint": "VARCHAR", "status": "VARCHAR", "user": "VARCHAR",
-    "tags": "VARCHAR[]", "prompt_tokens": "VARCHAR", "completion_tokens": "VARCHAR",
-    "cached_tokens": "VARCHAR", "reasoning_tokens": "VARCHAR", "usage_estimated": "BOOLEAN",
-    "estimated_prompt_tokens": "VARCHAR",
-    "cost": "VARCHAR", "currency": "VARCHAR", "unpriced": "VARCHAR", SKIP: "VARCHAR"}
+    "time": "VARCHAR", "model": "JSON", "served_model": "VARCHAR",
+    "region": "VARCHAR", "endpoint": "VARCHAR", "status": "VARCHAR", "user": "JSON",
+    "tags": "JSON", "prompt_tokens": "JSON", "completion_tokens": "JSON",
+    "cached_tokens": "JSON", "reasoning_tokens": "JSON", "usage_estimated": "JSON",
+    "estimated_prompt_tokens": "JSON",
+    "cost": "JSON", "currency": "JSON", "unpriced": "VARCHAR", SKIP: "VARCHAR"}
+_NUMBER = "('UBIGINT', 'BIGINT', 'DOUBLE')"
 TOKEN_COLUMNS = ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens",
                  "estimated_prompt_tokens")
 TEXT_COLUMNS = ("time", "model", "served_model", "region", "endpoint", "status", "user",
@@ -93,18 +97,27 @@ def parse_sql(fields: str) -> str:
     A token count must be a JSON integer >= 0, a cost a decimal (string or number), a time
     ISO 8601 (no offset = UTC), tags a list.
     """
-    tokens = ",\n    ".join(f"TRY_CAST({c} AS DOUBLE) AS {c}_number, {c} AS {c}_raw"
-                            for c in TOKEN_COLUMNS)
+    tokens = ",\n    ".join(
+        f"CASE WHEN json_type({c}) IN {_NUMBER} THEN TRY_CAST({c} AS DOUBLE) END AS {c}_number, "
+        f"CASE WHEN json_type({c}) <> 'NULL' THEN {c} END AS {c}_raw"
+        for c in TOKEN_COLUMNS)
     problems = "\n    ".join(
         f"WHEN {c}_raw IS NOT NULL AND ({c}_number IS NULL OR {c}_number < 0 "
         f"OR {c}_number <> floor({c}_number) OR {c}_number > 9e15) THEN 'bad {c}'"
         for c in TOKEN_COLUMNS)
+    kinds = "\n    ".join(
+        f"WHEN json_type({name}_json) NOT IN ({', '.join(map(quote, ok))}) THEN 'bad {name}'"
+        for name, ok in (("user", ("VARCHAR", "NULL")), ("currency", ("VARCHAR", "NULL")),
+                         ("tags", ("ARRAY", "NULL")),
+                         ("usage_estimated", ("BOOLEAN", "NULL"))))
     columns = ", ".join(["source", "line", "time", "ts", "model", "served_model", "region",
                          "endpoint", "status", '"user"', "tags",
                          *(f"TRY_CAST({c}_number AS BIGINT) AS {c}" for c in TOKEN_COLUMNS),
                          "usage_estimated", "cost", "currency", "unpriced"])
     return f"""SELECT {columns},
   CASE
+    WHEN model_json IS NOT NULL AND json_type(model_json) NOT IN ('VARCHAR', 'NULL')
+      AND skip IS NULL THEN 'bad model'
     WHEN model IS NULL THEN
       CASE WHEN skip IS NOT NULL THEN skip
            WHEN trim(text, ' \t\r\n') = '' THEN ''
@@ -114,24 +127,40 @@ def parse_sql(fields: str) -> str:
     WHEN skip IS NOT NULL THEN skip
     WHEN trim(model) = '' THEN 'no model'
     {problems}
+    {kinds}
+    WHEN tags_json IS NOT NULL AND json_type(tags_json) = 'ARRAY'
+      AND TRY_CAST(tags_json AS VARCHAR[]) IS NULL THEN 'bad tags'
     WHEN cached_tokens_number > coalesce(prompt_tokens_number, 0)
       THEN 'bad cached_tokens (more than prompt_tokens)'
-    WHEN raw_cost IS NOT NULL AND cost IS NULL THEN 'bad cost'
+    WHEN raw_cost IS NOT NULL AND (cost IS NULL OR cost < 0) THEN 'bad cost'
     WHEN time IS NOT NULL AND ts IS NULL THEN 'bad time'
   END AS problem
 FROM (
   SELECT source, line, text, {SKIP} AS skip, time, TRY_CAST(time AS TIMESTAMPTZ) AS ts,
-    model, served_model, region,
-    endpoint, status, "user", coalesce(tags, []::VARCHAR[]) AS tags,
+    model AS model_json,
+    CASE WHEN json_type(model) = 'VARCHAR' THEN model->>'$' END AS model,
+    served_model, region, endpoint, status,
+    "user" AS user_json,
+    CASE WHEN json_type("user") = 'VARCHAR' THEN "user"->>'$' END AS "user",
+    tags AS tags_json,
+    coalesce(CASE WHEN json_type(tags) = 'ARRAY' THEN TRY_CAST(tags AS VARCHAR[]) END,
+             []::VARCHAR[]) AS tags,
     {tokens},
-    usage_estimated, cost AS raw_cost, TRY_CAST(cost AS {MONEY_TYPE}) AS cost,
-    currency, unpriced
+    usage_estimated AS usage_estimated_json,
+    CASE WHEN json_type(usage_estimated) = 'BOOLEAN' THEN usage_estimated::BOOLEAN END
+      AS usage_estimated,
+    CASE WHEN json_type(cost) <> 'NULL' THEN cost END AS raw_cost,
+    CASE WHEN json_type(cost) IN ('VARCHAR', 'UBIGINT', 'BIGINT', 'DOUBLE')
+      THEN TRY_CAST(cost->>'$' AS {MONEY_TYPE}) END AS cost,
+    currency AS currency_json,
+    CASE WHEN json_type(currency) = 'VARCHAR' THEN currency->>'$' END AS currency, unpriced
   FROM {fields})"""
 
 
 def check_sql(records: str) -> str:
     """The same checks for records that are typed already (Parquet)."""
     negative = "\n    ".join(f"WHEN {c} < 0 THEN 'bad {c}'" for c in TOKEN_COLUMNS)
+    negative += "\n    WHEN cost < 0 THEN 'bad cost'"
     return f"""SELECT *, CASE
     WHEN model IS NULL OR trim(model) = '' THEN 'no model'
     {negative}

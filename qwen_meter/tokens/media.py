@@ -189,6 +189,8 @@ def image_size(part: Part) -> tuple[int, int] | None:
     if _is_remote(ref):
         return None
     data = _read_bytes(ref, part)
+    if not data:
+        raise MediaError(f"{_where(part)}: the image is empty (0 bytes)")
     try:
         from PIL import Image
     except ImportError:
@@ -211,7 +213,10 @@ def _header_size(image_module: Any, data: bytes) -> tuple[int, int] | None:
     image_module.init()
     for fmt in image_module.ID:
         factory, accept = image_module.OPEN[fmt]
-        if accept is not None and not accept(data[:16]):
+        try:  # some accept checks unpack a fixed-size prefix: 1-3 bytes raise struct.error
+            if accept is not None and not accept(data[:16]):
+                continue
+        except Exception:
             continue
         try:
             with factory(io.BytesIO(data), None) as img:

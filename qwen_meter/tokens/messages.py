@@ -80,7 +80,7 @@ def _part(raw: Any, index: int, position: int) -> Part:
         raise InvalidMessages(f"a content part must be an object, not {type(raw).__name__}",
                               index=index, part=position)
     kind_name = part.get("type")
-    if kind_name is not None:
+    if "type" in part:  # present but null is no type the API knows, not "no type given"
         kind = _TYPE_KIND.get(kind_name) if isinstance(kind_name, str) else None
         if kind is None:
             raise InvalidMessages(f"unknown content part type {kind_name!r}", index=index,
