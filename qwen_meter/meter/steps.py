@@ -17,7 +17,6 @@ on the in-memory store never block and run inline.
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ..limits.store import MemoryStore
@@ -25,14 +24,23 @@ from ..limits.store import MemoryStore
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
 class Op:
-    """Call ``target.name(*args, **kwargs)`` (or its ``_async`` twin)."""
+    """Call ``target.name(*args, **kwargs)`` (or its ``_async`` twin).
 
-    target: Any
-    name: str
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    A plain slotted class: five are made per call, and a frozen dataclass's ``__init__``
+    costs several times as much."""
+
+    __slots__ = ("args", "kwargs", "name", "target")
+
+    def __init__(self, target: Any, name: str, args: tuple[Any, ...] = (),
+                 kwargs: dict[str, Any] | None = None) -> None:
+        self.target = target
+        self.name = name
+        self.args = args
+        self.kwargs = {} if kwargs is None else kwargs
+
+    def __repr__(self) -> str:
+        return f"Op({self.target!r}, {self.name!r}, {self.args!r}, {self.kwargs!r})"
 
     def __call__(self) -> Any:
         return getattr(self.target, self.name)(*self.args, **self.kwargs)
