@@ -139,6 +139,8 @@ class Meter:
         self._catalogue_checked = 0.0
         self._resolved: dict[str, tuple[Catalogue, Resolved]] = {}
         self._url_regions: dict[str, tuple[Catalogue, str | None]] = {}
+        #: model names begin_async has planned once (their tokenizer and template loaded)
+        self._planned: set[str] = set()
 
     def add_observer(self, observer: Observer) -> None:
         """See every call from now on (OpenTelemetry, Prometheus, logging integrations)."""
@@ -157,7 +159,10 @@ class Meter:
         now = time.monotonic()
         current = self._catalogue_in_use
         if current is None or now - self._catalogue_checked >= CATALOGUE_RECHECK:
-            current = self._catalogue_in_use = default_catalogue()
+            current = default_catalogue()
+            if current is not self._catalogue_in_use:
+                self._planned.clear()  # a new catalogue may name other tokenizers
+            self._catalogue_in_use = current
             self._catalogue_checked = now
         return current
 
@@ -233,9 +238,21 @@ class Meter:
                           region: str | None = None, url: Any = None) -> MeteredCall:
         """:meth:`begin` for asyncio: the limiter wait is awaited, store I/O runs off the
         loop. Counting stays on the loop (pure CPU, cached; in a worker thread it would only
-        fight the loop for the GIL); the first call of a model loads its tokenizer, so warm
-        it at startup (``qm.count_tokens("", model)``) where that first stall matters."""
-        plan = self._plan_or_refusal(request, endpoint, tags, user, region, url)
+        fight the loop for the GIL) — except for the first call of each model name, which is
+        planned in a worker thread: it may parse the catalogue and load the model's tokenizer
+        and template (a few hundred ms) and the loop keeps running meanwhile."""
+        model = request.get("model") if isinstance(request, Mapping) else None
+        if isinstance(model, str) and model in self._planned:
+            plan = self._plan_or_refusal(request, endpoint, tags, user, region, url)
+        else:
+            import asyncio
+
+            plan = await asyncio.to_thread(self._plan_or_refusal, request, endpoint, tags,
+                                           user, region, url)
+            if isinstance(model, str):
+                if len(self._planned) >= _MEMO_LIMIT:
+                    self._planned.clear()
+                self._planned.add(model)
         if not isinstance(plan, _Plan):
             await steps.run_async(self._write_refusal(plan, request, endpoint, region, url))
             raise plan
