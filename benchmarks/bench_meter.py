@@ -97,6 +97,97 @@ async def stall(client: Any, calls: int = 50) -> tuple[float, float]:
     return max(gaps, default=0.0), elapsed
 
 
+def parts_alone(folder: str, n: int) -> dict[str, float]:
+    """Each part of the pipeline through its public API, alone, on the same request: the
+    "sum of its parts" the pipeline is compared with (median seconds each)."""
+    usage_log = qm.JsonlLog(Path(folder) / "parts.jsonl")
+    budget = qm.Budget("1000 CNY")
+    limiter = qm.RateLimiter(limits={"qwen-plus": (10**9, 10**12)})
+    prompt = qm.count_messages(HELLO, "qwen-plus").tokens
+    estimate = qm.estimate_cost(prompt, "qwen-plus", region="cn")
+    cost = qm.cost(USAGE, "qwen-plus", region="cn")
+
+    def hold() -> None:
+        budget.commit(budget.reserve(estimate), cost)
+
+    def limit() -> None:
+        limiter.reconcile(limiter.acquire("qwen-plus", prompt + 1000), USAGE["total_tokens"])
+
+    def record() -> None:
+        usage_log.append(qm.UsageRecord(model="qwen-plus", prompt_tokens=22,
+                                        completion_tokens=16, total_tokens=38, cost="0.0001",
+                                        currency="CNY"))
+
+    out = {"count_messages": timed(lambda: qm.count_messages(HELLO, "qwen-plus"), n),
+           "estimate_cost": timed(lambda: qm.estimate_cost(prompt, "qwen-plus", region="cn"),
+                                  n),
+           "budget reserve + commit": timed(hold, n),
+           "limiter acquire + reconcile": timed(limit, n),
+           "Usage.parse + cost": timed(lambda: qm.cost(qm.Usage.parse(USAGE), "qwen-plus",
+                                                       region="cn"), n),
+           "log append (record built)": timed(record, n)}
+    usage_log.close()
+    return out
+
+
+FIRST_CALL = """
+import asyncio, json, sys, tempfile, time
+from pathlib import Path
+import openai
+import qwen_meter as qm
+from qwen_meter.testing.dashscope import FakeDashScope
+
+server = FakeDashScope()
+meter = qm.Meter(log=Path(tempfile.mkdtemp()) / "usage.jsonl", budget=qm.Budget("10 CNY"),
+                 limiter=qm.RateLimiter(limits={"qwen-plus": (1000, 10**9)}))
+client = openai.AsyncOpenAI(api_key="sk-x", base_url=server.compatible)
+if sys.argv[1] == "metered":
+    client = meter.wrap(client)
+
+async def main():
+    gaps, done = [], asyncio.Event()
+    async def heartbeat():
+        last = time.perf_counter()
+        while not done.is_set():
+            await asyncio.sleep(0.005)
+            now = time.perf_counter()
+            gaps.append(now - last - 0.005)
+            last = now
+    beat = asyncio.create_task(heartbeat())
+    await asyncio.sleep(0.05)
+    started = time.perf_counter()
+    await client.chat.completions.create(model="qwen-plus",
+                                         messages=[{"role": "user", "content": "hi"}])
+    first = time.perf_counter() - started
+    done.set()
+    await beat
+    return max(gaps), first
+
+stall, first = asyncio.run(main())
+print(json.dumps([stall, first]))
+server.close()
+"""
+
+
+def first_call(runs: int = 3) -> dict[str, Any]:
+    """A fresh process, no warm-up: the loop's largest stall (5 ms heartbeat) during the first
+    AsyncOpenAI call, and that call's latency; metered and bare (the SDK's own first call
+    builds its response models on the loop), in turn."""
+    import os
+    import subprocess
+
+    results: dict[str, list[Any]] = {"metered": [], "bare": []}
+    for _ in range(runs):
+        for kind in results:
+            out = subprocess.run([sys.executable, "-c", FIRST_CALL, kind], capture_output=True,
+                                 text=True, check=True,
+                                 env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+            results[kind].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return {f"{kind}: {what}": [round(r[i] * 1000, 1) for r in rows]
+            for kind, rows in results.items()
+            for i, what in enumerate(("largest loop stall ms", "first call ms"))}
+
+
 def main() -> None:
     import openai
 
@@ -147,10 +238,28 @@ def main() -> None:
                 "µs": round(await atimed(pipeline_async, n * 5) * 1e6, 1)}
 
         asyncio.run(async_rows())
+        # The sync pipeline and its parts measured alone, in turn, three times (median of each).
+        pipeline_runs, part_runs = [], []
+        for _ in range(3):
+            pipeline_runs.append(timed(lambda: meter.begin({"model": "qwen-plus",
+                                                             "messages": HELLO})
+                                       .finish(USAGE), n * 5))
+            part_runs.append(parts_alone(folder, n * 5))
+        sync_pipeline = statistics.median(pipeline_runs)
+        parts = {name: statistics.median(run[name] for run in part_runs)
+                 for name in part_runs[0]}
         report["pipeline only, sync (begin + finish, no HTTP)"] = {
-            "µs": round(timed(lambda: meter.begin({"model": "qwen-plus", "messages": HELLO})
-                              .finish(USAGE), n * 5) * 1e6, 1)}
+            "µs": round(sync_pipeline * 1e6, 1)}
+        report["parts alone (µs)"] = {name: round(t * 1e6, 1) for name, t in parts.items()}
+        async_pipeline = report["pipeline only, async (begin_async + finish_async)"]["µs"] / 1e6
+        report["ratios (targets)"] = {
+            "metered / bare, sync chat (≤ 1.10)": report["sync chat"]["ratio"],
+            "metered / bare, async chat (≤ 1.10)": report["async chat"]["ratio"],
+            "pipeline / sum of its parts, sync (≤ 1.3)": round(sync_pipeline
+                                                              / sum(parts.values()), 3),
+            "async pipeline / sync pipeline (≤ 1.2)": round(async_pipeline / sync_pipeline, 3)}
         meter.close()
+        report["first async call, fresh process, no warm-up"] = first_call()
 
         # Three runs each: on a shared machine one run can catch the process descheduled.
         metered_runs, bare_runs = [], []

@@ -240,3 +240,23 @@ def test_dashscope_module_key_is_masked_once_wrapped(monkeypatch):
     monkeypatch.setattr(dashscope, "api_key", "ds-module-key-271828182", raising=False)
     qm.Meter(log=None).wrap(dashscope.Generation)
     assert redact("server echoed ds-module-key-271828182") == "server echoed ***"
+
+
+def test_a_fragment_left_after_this_logs_own_write_is_still_seen(tmp_path):
+    # The log skips reading the last byte while the file is as long as its own last write
+    # left it; a fragment another (killed) writer appended since changes that size, and the
+    # next record must still start on a line of its own.
+    path = tmp_path / "usage.jsonl"
+    log = JsonlLog(path)
+    first = UsageRecord(model="qwen-plus")
+    log.append(first)
+    with open(path, "ab") as other:
+        other.write(b'{"model": "qwen-max", "id": "cut sho')
+    second = UsageRecord(model="qwen-turbo")
+    log.append(second)
+    third = UsageRecord(model="qwen-flash")
+    log.append(third)
+    log.close()
+    with pytest.warns(TornLineWarning, match="line 2"):
+        records = read_jsonl(path)
+    assert [r.id for r in records] == [first.id, second.id, third.id]

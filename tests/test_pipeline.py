@@ -144,7 +144,7 @@ def test_cost_failing_at_settlement_returns_the_response(make_meter, server, kin
         raise qm.NotOffered("qwen-plus", "cn", ())
 
     meter = make_meter(budget=qm.Budget("1 CNY"))
-    monkeypatch.setattr(unlisted, "cost", broken)
+    monkeypatch.setattr(unlisted, "price_offer", broken)  # settlement's pricing
     assert one_call(kind, meter, server) == REPLY
     (record,) = records(meter)
     assert record.status == "ok" and record.cost is None and "not offered" in record.unpriced
@@ -755,9 +755,9 @@ def test_settlement_never_raises_and_settles_once(usage, fail_commit, fail_adjus
     meter = qm.Meter(log=None, budget=budget, limiter=limiter, observers=[seen])
     call = meter.begin({"model": "qwen-plus", "messages": HELLO, "max_tokens": 100})
     store.fail_commit, store.fail_adjust = fail_commit, fail_adjust
-    original = unlisted.cost
+    original = unlisted.price_offer
     if cost_fails:
-        unlisted.cost = lambda *a, **k: (_ for _ in ()).throw(qm.NotOffered("x", "cn", ()))
+        unlisted.price_offer = lambda *a, **k: (_ for _ in ()).throw(qm.NotOffered("x", "cn", ()))
     try:
         async def settle() -> None:
             if outcome in ("finish", "both"):
@@ -773,7 +773,7 @@ def test_settlement_never_raises_and_settles_once(usage, fail_commit, fail_adjus
             if outcome in ("fail", "both"):
                 call.fail(RuntimeError("after"))
     finally:
-        unlisted.cost = original
+        unlisted.price_offer = original
     (record,) = seen.records
     status = budget.status()
     if record.status == "ok" and not fail_commit:

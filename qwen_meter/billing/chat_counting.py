@@ -120,6 +120,19 @@ def count_messages(messages: Iterable[Any] | Mapping[str, Any], model: str | Non
     qwen-long ``fileid://`` reference counts only once its file is registered
     (:func:`register_file`, :func:`count_file`). ``notes`` says what was estimated.
     """
+    if (type(messages) is list and tools is None and high_resolution is False
+            and add_generation_prompt is True and enable_search is False
+            and template is None and family is None and tokenizer is None and backend is None
+            and (enable_thinking is None or enable_thinking is True or enable_thinking is False)
+            and (model is None or (type(model) is str and model.strip()))):
+        # The common call — a list of messages, a model name, no options: its arguments are
+        # checked by the test above, so the fixed cost per request stays a few lookups.
+        setup = _setup(model, None, None, None, None)
+        if not setup.special and not (setup.preserve_capable
+                                and _preserves(setup.spec.name, preserve_thinking)):
+            fast = _fast_count(messages, setup, enable_thinking)
+            if fast is not None:
+                return setup.counted(fast)
     counting_args("count_messages", model=model, family=family, template=template,
                         tokenizer=tokenizer, backend=backend)
     check.optional_flag(enable_thinking, "count_messages(enable_thinking=)")
@@ -145,10 +158,7 @@ def count_messages(messages: Iterable[Any] | Mapping[str, Any], model: str | Non
             and not setup.special and not preserve):
         fast = _fast_count(messages, setup, enable_thinking)
         if fast is not None:
-            guess = setup.estimate_note
-            return TokenCount(fast, setup.backend.exact and guess is None, setup.backend.name,
-                              setup.backend.family.name, setup.profile.name, text_tokens=fast,
-                              notes=(guess,) if guess else ())
+            return setup.counted(fast)
     return _full_count(messages, setup, tools, enable_thinking, template, high_resolution,
                        add_generation_prompt, preserve, server_additions, translation_options)
 

@@ -37,6 +37,7 @@ from .request import Request
 from .usage import Usage
 
 MILLION = Decimal(1_000_000)
+_ONE = Decimal(1)
 CURRENCY_SYMBOLS = {"CNY": "¥", "USD": "$"}
 
 
@@ -191,20 +192,32 @@ def cost(usage: Usage | Mapping[str, Any] | Any, model: str | ModelSpec, *,
     check.optional_flag(thinking, "cost(thinking=)")
     usage = Usage.parse(usage)
     spec, offer = _context(model, region, at, catalogue)
+    if searches is not None and (isinstance(searches, bool) or not isinstance(searches, int)
+                                 or searches < 0):
+        raise UsageParseError(f"searches must be a whole number >= 0, got {searches!r}")
+    return price_offer(usage, spec, offer, thinking, batch=batch, batch_chat=batch_chat,
+                       searches=searches)
+
+
+def price_offer(usage: Usage, spec: ModelSpec, offer: Offer, thinking: bool | None, *,
+                batch: bool = False, batch_chat: bool = False,
+                searches: int | None = None) -> Cost:
+    """:func:`cost` past its argument checks: a parsed ``usage``, the offer already found.
+
+    The meter prices every call through here, its inputs checked once where they came in.
+    """
     if thinking is None or spec.thinking != "only":
         thinking = usage.reasoning_tokens > 0 if thinking is None \
             else thinking and usage.reasoning_tokens > 0
     thinking = thinking or spec.thinking == "only"
     searches = usage.search_count if searches is None else searches
-    if isinstance(searches, bool) or not isinstance(searches, int) or searches < 0:
-        raise UsageParseError(f"searches must be a whole number >= 0, got {searches!r}")
     discounted = batch or batch_chat
     amount: Decimal | None = None
     parts: dict[str, Decimal] = {}
     unpriced = ""
     tier = offer.tier_for(usage.prompt_tokens)
     index = None if tier is None else offer.tiers.index(tier)
-    factor = offer.batch if batch else offer.batch_chat if batch_chat else Decimal(1)
+    factor = offer.batch if batch else offer.batch_chat if batch_chat else _ONE
     if tier is None:
         unpriced = f"no price for {spec.name} in {offer.region}"
     elif factor is None:
@@ -309,17 +322,28 @@ def estimate_cost(request: Any, model: str | ModelSpec | None = None, *,
     prompt, exact = prompt_usage(subject, spec, tools=req.tools,
                                  enable_thinking=req.enable_thinking,
                                  high_resolution=req.high_resolution)
-    allowance = req.max_tokens if req.max_tokens is not None \
-        else offer.limits.output_limit(thinking)
+    return estimate_offer(prompt, spec, offer, thinking, max_tokens=req.max_tokens,
+                          exact=exact and not req.server_additions, n=req.n,
+                          thinking_budget=req.thinking_budget, search=req.search,
+                          audio_output=req.audio_output, batch=batch, batch_chat=batch_chat)
+
+
+def estimate_offer(prompt: Usage, spec: ModelSpec, offer: Offer, thinking: bool, *,
+                   max_tokens: int | None, exact: bool = True, n: int = 1,
+                   thinking_budget: int | None = None, search: bool = False,
+                   audio_output: bool = False, batch: bool = False,
+                   batch_chat: bool = False) -> CostEstimate:
+    """:func:`estimate_cost` past its argument checks: the prompt counted, the offer found
+    and whether thinking can apply decided (the meter has all three already)."""
+    allowance = max_tokens if max_tokens is not None else offer.limits.output_limit(thinking)
     reasoning = 0
     if thinking:
         budget = offer.limits.max_reasoning
-        asked = req.thinking_budget
+        asked = thinking_budget
         reasoning = min(asked, budget) if asked and budget else asked or budget or 0
     if allowance is not None:
-        allowance = (allowance + reasoning) * req.n  # every choice is output; the prompt once
-    low = cost(prompt, spec, region=offer.region, batch=batch, thinking=False, at=at,
-               batch_chat=batch_chat)
+        allowance = (allowance + reasoning) * n  # every choice is output; the prompt once
+    low = price_offer(prompt, spec, offer, False, batch=batch, batch_chat=batch_chat)
     if allowance is None:
         high = Cost(None, offer.currency, spec.name, offer.region, unpriced="output limit unknown",
                     as_of=offer.as_of, effective=offer.effective_date,
@@ -328,9 +352,8 @@ def estimate_cost(request: Any, model: str | ModelSpec | None = None, *,
         # Reasoning tokens must be there, or the call would be priced as non-thinking; with no
         # reasoning budget known, the worst case is that the whole output is reasoning.
         worst = replace(prompt, completion_tokens=allowance,
-                        reasoning_tokens=(reasoning * req.n or allowance) if thinking else 0,
-                        output_audio_tokens=allowance if req.audio_output else 0)
-        high = cost(worst, spec, region=offer.region, batch=batch, thinking=thinking, at=at,
-                    searches=int(bool(req.search)), batch_chat=batch_chat)
-    return CostEstimate(low, high, prompt.prompt_tokens, allowance,
-                        exact and not req.server_additions)
+                        reasoning_tokens=(reasoning * n or allowance) if thinking else 0,
+                        output_audio_tokens=allowance if audio_output else 0)
+        high = price_offer(worst, spec, offer, thinking, batch=batch, batch_chat=batch_chat,
+                           searches=int(bool(search)))
+    return CostEstimate(low, high, prompt.prompt_tokens, allowance, exact)

@@ -22,7 +22,7 @@ from typing import Any
 from ..base.errors import ConfigurationError, NotOffered, QwenMeterError, UnknownModel
 from ..catalogue.core import Catalogue, default_catalogue
 from ..catalogue.records import ModelSpec
-from .pricing import MILLION, Cost, CostEstimate, cost
+from .pricing import MILLION, Cost, CostEstimate, estimate_offer, price_offer, thinking_applies
 from .usage import Usage
 
 #: The model whose counting rules stand in for a name no rule matches (heuristic backend).
@@ -99,7 +99,8 @@ def price(usage: Usage, spec: ModelSpec, region: str, *, thinking: bool | None,
           fallback: FallbackPrice | None) -> tuple[Cost, str | None]:
     """The call's cost, never raising: (cost, warning). Unpriced costs carry their reason."""
     try:
-        priced = cost(usage, spec, region=region, thinking=thinking)
+        # ``usage`` is parsed and ``spec`` resolved already: price them, no second check.
+        priced = price_offer(usage, spec, spec.offer(region), thinking)
     except QwenMeterError as exc:  # NotOffered, a broken override ...
         priced = Cost(None, fallback.currency if fallback else _currency(region), spec.name,
                       region, unpriced=str(exc))
@@ -112,16 +113,19 @@ def price(usage: Usage, spec: ModelSpec, region: str, *, thinking: bool | None,
 def estimate(prompt_tokens: int, spec: ModelSpec, region: str, *, endpoint: str,
              max_tokens: int | None, enable_thinking: bool | None,
              fallback: FallbackPrice | None) -> tuple[CostEstimate | None, str | None]:
-    """The cost range before sending, or None with the reason it cannot be priced."""
-    from .pricing import estimate_cost
+    """The cost range before sending, or None with the reason it cannot be priced.
 
+    The meter's arguments were checked where they came in (the request, the model), so this
+    goes straight to the offer: no second parse of the request, no second price check."""
     reason: str | None
     try:
+        offer = spec.offer(region)
+        prompt = Usage(prompt_tokens=prompt_tokens)
         if endpoint != "embeddings":  # chat, /completions, /responses: output allowance too
-            found = estimate_cost(prompt_tokens, spec, region=region, max_tokens=max_tokens,
-                                  enable_thinking=enable_thinking)
+            found = estimate_offer(prompt, spec, offer, thinking_applies(spec, enable_thinking),
+                                   max_tokens=max_tokens)
         else:  # embeddings and other input-only endpoints
-            low = cost(Usage(prompt_tokens=prompt_tokens), spec, region=region)
+            low = price_offer(prompt, spec, offer, None)
             found = CostEstimate(low, low, prompt_tokens, 0)
         if found.high.amount is not None:
             return found, None

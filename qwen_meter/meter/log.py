@@ -207,6 +207,8 @@ class JsonlLog(UsageLog):
 
         self.path = Path(check_path(path, "JsonlLog(path=)") or "")
         self.fsync = flag(fsync, "JsonlLog(fsync=)")
+        #: the file's size after this log's last whole write (-1: not known)
+        self._end = -1
         # Read access too, to look at the last byte; O_BINARY: no newline translation on Windows.
         flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
         try:
@@ -215,17 +217,21 @@ class JsonlLog(UsageLog):
         except OSError as exc:
             raise UsageLogError(f"cannot open usage log {self.path}: {exc.strerror}") from exc
 
-    def _torn_tail(self) -> bool:
-        """Whether the file ends inside a line (a writer was killed mid-write)."""
-        size = os.fstat(self._fd).st_size
-        if size == 0:
-            return False
+    def _torn_tail(self) -> tuple[bool, int]:
+        """Whether the file ends inside a line (a writer was killed mid-write), and its size.
+
+        The size costs one lseek; the last byte is read only when the size is not the one
+        this log's own last write left (a fresh open, another writer, a failed write).
+        """
+        size = os.lseek(self._fd, 0, os.SEEK_END)
+        if size == 0 or size == self._end:
+            return False, size
         if hasattr(os, "pread"):
             last = os.pread(self._fd, 1, size - 1)
         else:  # Windows: appends seek to the end themselves, so moving the offset is harmless
             os.lseek(self._fd, size - 1, os.SEEK_SET)
             last = os.read(self._fd, 1)
-        return last not in (b"\n", b"")
+        return last not in (b"\n", b""), size
 
     def append(self, record: UsageRecord) -> None:
         if not isinstance(record, UsageRecord):
@@ -234,13 +240,18 @@ class JsonlLog(UsageLog):
             raise type_error("JsonlLog.append(record=)", "a UsageRecord", record)
         line = (record.to_json() + "\n").encode("utf-8")
         try:
-            if self._torn_tail():
+            torn, size = self._torn_tail()
+            self._end = -1  # unknown until this write is known to be whole
+            if torn:
                 # Terminate the fragment in the same write as the record: the record's line
                 # then starts clean, and readers skip the fragment as one torn line.
                 line = b"\n" + line
             written = os.write(self._fd, line)  # one write of the whole line
             if written != len(line):  # a full disk; the partial line will be skipped on read
                 raise UsageLogError(f"short write to {self.path} ({written} of {len(line)})")
+            # Where this write ended if nobody appended in between (if someone did, the next
+            # append sees another size and reads the last byte).
+            self._end = size + written
             if self.fsync:
                 os.fsync(self._fd)
         except OSError as exc:

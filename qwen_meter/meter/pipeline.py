@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 from ..base.errors import InvalidMessages, QwenMeterError
 from ..billing.unlisted import FallbackPrice, Resolved, resolve
-from ..catalogue.core import Catalogue
+from ..catalogue.core import Catalogue, default_catalogue
 from ..catalogue.records import REGION_ENV, ModelSpec
 from ..catalogue.regions import region_for_url
 from ..limits.budget import Budget, Reservation
@@ -54,6 +55,13 @@ from .plan import _Plan, make_plan
 from .server_errors import RetryPolicy
 
 log = logging.getLogger("qwen_meter.meter")
+
+#: How often (seconds) a meter on the default catalogue looks for a newly installed one or a
+#: changed $QWEN_METER_CATALOGUE: once a second, not on every call (a stat and five
+#: environment reads per call cost as much as counting a short prompt).
+CATALOGUE_RECHECK = 1.0
+#: Names and endpoint URLs remembered per meter (resolved once per catalogue).
+_MEMO_LIMIT = 1024
 
 
 class UnsupportedClient(QwenMeterError, TypeError):
@@ -126,6 +134,15 @@ class Meter:
         self.record_refused = record_refused
         self._limiters: dict[str, RateLimiter] = {}
         self.streams = OpenStreams()  # streams handed out and not settled yet
+        # What each call would otherwise work out again: the catalogue in use (re-checked
+        # once a second), each model name resolved in it, each endpoint URL's region. Each
+        # memo entry keeps the catalogue it came from, so a newer catalogue misses them all.
+        self._catalogue_in_use: Catalogue | None = None
+        self._catalogue_checked = 0.0
+        self._resolved: dict[str, tuple[Catalogue, Resolved]] = {}
+        self._url_regions: dict[str, tuple[Catalogue, str | None]] = {}
+        #: model names begin_async has planned once (their tokenizer and template loaded)
+        self._planned: set[str] = set()
 
     def add_observer(self, observer: Observer) -> None:
         """See every call from now on (OpenTelemetry, Prometheus, logging integrations)."""
@@ -137,15 +154,51 @@ class Meter:
         """The spec the meter uses for ``model`` (a stand-in for names the catalogue lacks)."""
         return self._resolve(model).spec
 
+    def _current_catalogue(self) -> Catalogue:
+        """This meter's catalogue, or the default one as of at most a second ago."""
+        if self.catalogue is not None:
+            return self.catalogue
+        now = time.monotonic()
+        current = self._catalogue_in_use
+        if current is None or now - self._catalogue_checked >= CATALOGUE_RECHECK:
+            current = default_catalogue()
+            if current is not self._catalogue_in_use:
+                self._planned.clear()  # a new catalogue may name other tokenizers
+            self._catalogue_in_use = current
+            self._catalogue_checked = now
+        return current
+
     def _resolve(self, model: Any) -> Resolved:
         if not isinstance(model, str) or not model.strip():
             raise InvalidMessages(f"the request names no model ({model!r})")
-        return resolve(model, self.catalogue)
+        catalogue = self._current_catalogue()
+        memo = self._resolved.get(model)
+        if memo is not None and memo[0] is catalogue:
+            return memo[1]
+        found = resolve(model, catalogue)
+        if len(self._resolved) >= _MEMO_LIMIT:
+            self._resolved.clear()
+        self._resolved[model] = (catalogue, found)
+        return found
 
     def region_of(self, url: Any = None, region: str | None = None) -> str:
         """The region a call is priced and limited in (see the class docs)."""
-        return (region or self.region or region_for_url(url, self.catalogue)
+        return (region or self.region or self._url_region(url)
                 or os.environ.get(REGION_ENV) or "cn")
+
+    def _url_region(self, url: Any) -> str | None:
+        if url is None:
+            return None
+        key = url if isinstance(url, str) else str(url)
+        catalogue = self._current_catalogue()
+        memo = self._url_regions.get(key)
+        if memo is not None and memo[0] is catalogue:
+            return memo[1]
+        found = region_for_url(key, catalogue)
+        if len(self._url_regions) >= _MEMO_LIMIT:
+            self._url_regions.clear()
+        self._url_regions[key] = (catalogue, found)
+        return found
 
     def limiter_for(self, region: str) -> RateLimiter | None:
         """The limiter for calls in ``region``: the configured one, or — for a region other
@@ -188,10 +241,22 @@ class Meter:
                           region: str | None = None, url: Any = None) -> MeteredCall:
         """:meth:`begin` for asyncio: the limiter wait is awaited, store I/O runs off the
         loop. Counting stays on the loop (pure CPU, cached; in a worker thread it would only
-        fight the loop for the GIL); the first call of a model loads its tokenizer, so warm
-        it at startup (``qm.count_tokens("", model)``) where that first stall matters."""
+        fight the loop for the GIL) — except for the first call of each model name, which is
+        planned in a worker thread: it may parse the catalogue and load the model's tokenizer
+        and template (a few hundred ms) and the loop keeps running meanwhile."""
         await self.streams.settle_async()
-        plan = self._plan_or_refusal(request, endpoint, tags, user, region, url)
+        model = request.get("model") if isinstance(request, Mapping) else None
+        if isinstance(model, str) and model in self._planned:
+            plan = self._plan_or_refusal(request, endpoint, tags, user, region, url)
+        else:
+            import asyncio
+
+            plan = await asyncio.to_thread(self._plan_or_refusal, request, endpoint, tags,
+                                           user, region, url)
+            if isinstance(model, str):
+                if len(self._planned) >= _MEMO_LIMIT:
+                    self._planned.clear()
+                self._planned.add(model)
         if not isinstance(plan, _Plan):
             await steps.run_async(self._write_refusal(plan, request, endpoint, region, url))
             raise plan

@@ -17,7 +17,6 @@ on the in-memory store never block and run inline.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Generator
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ..limits.store import MemoryStore
@@ -25,17 +24,25 @@ from ..limits.store import MemoryStore
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
 class Op:
-    """Call ``target.name(*args, **kwargs)`` (or its ``_async`` twin)."""
+    """Call ``target.name(*args, **kwargs)`` (or its ``_async`` twin).
 
-    target: Any
-    name: str
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    A plain slotted class: five are made per call, and a frozen dataclass's ``__init__``
+    costs several times as much."""
 
-    #: a wait the caller may give up on (the limiter's acquire); other ops always complete
-    cancellable: bool = False
+    __slots__ = ("args", "cancellable", "kwargs", "name", "target")
+
+    def __init__(self, target: Any, name: str, args: tuple[Any, ...] = (),
+                 kwargs: dict[str, Any] | None = None, *, cancellable: bool = False) -> None:
+        self.target = target
+        self.name = name
+        self.args = args
+        self.kwargs = {} if kwargs is None else kwargs
+        #: a wait the caller may give up on (the limiter's acquire); other ops always complete
+        self.cancellable = cancellable
+
+    def __repr__(self) -> str:
+        return f"Op({self.target!r}, {self.name!r}, {self.args!r}, {self.kwargs!r})"
 
     def __call__(self) -> Any:
         return getattr(self.target, self.name)(*self.args, **self.kwargs)

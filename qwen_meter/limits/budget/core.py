@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-import uuid
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -49,7 +48,7 @@ from ..store.base import (
 from .checks import MODES, check_budget_args
 from .money import parse_money
 from .periods import PERIODS, period_bounds
-from .values import BudgetStatus, BudgetWarning, Reservation, ThresholdEvent
+from .values import BudgetStatus, BudgetWarning, Reservation, ThresholdEvent, new_reservation_id
 
 log = logging.getLogger("qwen_meter.budget")
 
@@ -182,7 +181,7 @@ class Budget:
         now = self.clock()
         ledger, _, expire_at = self._ledger(scope_value, now)
         limit = self._limit_units if self.mode == "hard" else None
-        held = Reservation(uuid.uuid4().hex, self.name, ledger, scope_value, value, units,
+        held = Reservation(new_reservation_id(), self.name, ledger, scope_value, value, units,
                            expire_at)
         return held, ledger, limit, now
 

@@ -5,8 +5,33 @@ budgets."""
 
 from __future__ import annotations
 
+import itertools
+import os
+import secrets
 from dataclasses import dataclass
 from decimal import Decimal
+
+# Reservation ids: a random 64-bit prefix for this process and a counter, unique across the
+# processes sharing a store without a uuid4 (an os.urandom call) per reservation. A forked
+# child draws its own prefix, or it would repeat its parent's ids.
+_id_prefix = ""
+_id_counter: itertools.count[int] = itertools.count()
+
+
+def _new_id_prefix() -> None:
+    global _id_prefix, _id_counter
+    _id_prefix = secrets.token_hex(8)
+    _id_counter = itertools.count()
+
+
+_new_id_prefix()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_id_prefix)
+
+
+def new_reservation_id() -> str:
+    """A reservation id no other reservation of any process has (32 hex digits at most)."""
+    return f"{_id_prefix}{next(_id_counter):016x}"
 
 
 class BudgetWarning(UserWarning):
