@@ -191,7 +191,7 @@ def main() -> None:
         report["qwen_meter SQLite (RPM+TPM)"]["8 threads"] = rate(fn, 4000, 8)
         report["qwen_meter SQLite (RPM+TPM)"]["÷ floor (median of 5 paired runs)"] = round(
             sorted(b["µs/call"] / a["µs/call"] for a, b in zip(rows["floor"],
-                                                               rows["limiter"]))[2], 2)
+                                                               rows["limiter"], strict=True))[2], 2)
         sqlite.close()
     with redis_server() as url:
         if url is None:

@@ -65,7 +65,7 @@ def _window_sql(keys: int) -> tuple[str, str]:
 def _fits(checks: Sequence[WindowCheck], windows: list[dict[int, int]], second: int) -> bool:
     """Whether every check fits its window (``plan_acquire``'s admit test, without building
     the 61 per-second lists it needs only to say when a refused call would fit)."""
-    for check, window in zip(checks, windows):
+    for check, window in zip(checks, windows, strict=True):
         current = window.get(second, 0)
         if check.per_second is not None and current > 0 \
                 and current + check.amount > check.per_second:
