@@ -148,10 +148,15 @@ class CompatibleStream:
             self._carry = buffer
             return b""
         whole, self._carry = buffer[:cut], buffer[cut:]
-        if not _USAGE.search(whole):
+        found = _USAGE.search(whole)
+        if found is None:
             return whole
-        reader = CompatibleReply(hide_usage_chunk=True)  # drops the usage-only event
-        return reader.feed(whole) + reader.flush()
+        # The events before the one with the usage pass as they are; the rest go through the
+        # event reader, which drops the usage-only event.
+        at = whole.rfind(b"\n\n", 0, found.start())
+        before = at + 2 if at >= 0 else 0
+        reader = CompatibleReply(hide_usage_chunk=True)
+        return whole[:before] + reader.feed(whole[before:]) + reader.flush()
 
     def flush(self) -> bytes:
         if self._fallback is not None:
