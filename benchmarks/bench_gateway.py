@@ -1,5 +1,8 @@
-"""What the gateway adds: 50 and 200 concurrent clients, plain and streamed, through
-``qwen-meter serve`` (and LiteLLM's proxy, if installed) vs straight to the same upstream.
+"""What the gateway adds: 1, 32, 50 and 200 concurrent clients, plain and streamed, through
+``qwen-meter serve`` (and LiteLLM's proxy, if installed) vs straight to the same upstream, and
+vs the floor: a bare pass-through proxy of the same parts (uvicorn + aiohttp, no metering,
+``bench_passthrough.py``). The last lines print the gateway's added p50 at one client as a
+multiple of the pass-through's, and its 32-client stream throughput as a share of direct's.
 
 Run:  pip install ".[gateway]"; python benchmarks/bench_gateway.py [--requests N]
 LiteLLM is looked for in /work/venv-litellm (or $LITELLM_VENV); it is skipped if absent.
@@ -150,14 +153,14 @@ def main() -> None:
     parser.add_argument("--no-litellm", action="store_true")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
-    up_port, gw_port, ll_port = free_port(), free_port(), free_port()
+    up_port, gw_port, ll_port, pt_port = free_port(), free_port(), free_port(), free_port()
     upstream = f"http://127.0.0.1:{up_port}"
     env = {"PYTHONPATH": str(ROOT)}
     targets: dict[str, str] = {"direct": f"{upstream}/compatible-mode/v1/chat/completions"}
     rows: list[dict] = []
     # One client in sequence shows the added latency without queueing; 50 and 200 the
     # behaviour under concurrency.
-    plan = [(clients, stream) for clients in (1, 50, 200) for stream in (False, True)]
+    plan = [(clients, stream) for clients in (1, 32, 50, 200) for stream in (False, True)]
     bases: dict[tuple[int, bool], dict] = {}
 
     def measure(name: str, url: str, pid: int | None, clients: int, stream: bool,
@@ -187,13 +190,30 @@ def main() -> None:
         # background work after each call would otherwise load the other rows).
         with serving([sys.executable, "-m", "qwen_meter.cli", "serve", "--upstream", upstream,
                       "--port", str(gw_port), "--log", str(folder / "usage.jsonl")],
-                     f"http://127.0.0.1:{gw_port}/healthz", env) as gateway:
+                     f"http://127.0.0.1:{gw_port}/healthz", env) as gateway, \
+                serving([sys.executable, str(HERE / "bench_passthrough.py"), str(pt_port),
+                         upstream], f"http://127.0.0.1:{pt_port}/", env) as passthrough:
             for clients, stream in plan:
                 n = count(clients, args.requests)
                 measure("direct", targets["direct"], None, clients, stream, n)
+                measure("passthrough",
+                        f"http://127.0.0.1:{pt_port}/compatible-mode/v1/chat/completions",
+                        passthrough.pid, clients, stream, n)
                 measure("qwen-meter",
                         f"http://127.0.0.1:{gw_port}/compatible-mode/v1/chat/completions",
                         gateway.pid, clients, stream, n)
+        for stream in (False, True):
+            row = {r["target"]: r for r in rows if r["clients"] == 1
+                   and r["mode"] == ("stream" if stream else "plain")}
+            floor = row["passthrough"]["added_p50"]
+            print(f"1 client {'stream' if stream else 'plain '}: qwen-meter adds "
+                  f"{row['qwen-meter']['added_p50']:.2f} ms p50, the pass-through "
+                  f"{floor:.2f} ms (×{row['qwen-meter']['added_p50'] / floor:.2f})"
+                  if floor > 0 else "1 client: the pass-through added nothing measurable")
+        at32 = {r["target"]: r["rps"] for r in rows if r["clients"] == 32 and r["mode"] == "stream"}
+        print(f"32 clients stream: qwen-meter {at32['qwen-meter']:.0f} req/s, pass-through "
+              f"{at32['passthrough']:.0f}, direct {at32['direct']:.0f} "
+              f"(qwen-meter ÷ direct ×{at32['qwen-meter'] / at32['direct']:.2f})", flush=True)
         litellm = None if args.no_litellm else litellm_command(upstream, ll_port, folder)
         if litellm:
             # its key check on (it refuses to start without one), the bundled price map (no

@@ -4,7 +4,10 @@ currency) on the same file.
 
 Run:  pip install ".[bench,reports]"
       python benchmarks/bench_report.py --records 1000000 [--log /tmp/usage-1m.jsonl]
-Each contender runs once in a fresh process (time and peak RSS from /proc, imports included).
+Each contender runs in a fresh process (time and peak RSS from /proc, imports included), in
+turn, for --rounds rounds (default 3): a burst of load from elsewhere hits them alike. Printed:
+the median per contender, and qwen_meter's CLI and API as a multiple of DuckDB's (the median of
+the per-round ratios, time and peak memory).
 A log is generated once (about 0.6 GB per 1M records) at --log and reused on later runs; keep it
 out of the repository.
 """
@@ -16,6 +19,7 @@ import datetime as dt
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 from decimal import Decimal
@@ -132,14 +136,45 @@ def main() -> None:
     parser.add_argument("--log", help="the log to use (generated there if missing; default "
                                       "/tmp/qwen-meter-bench-<records>.jsonl)")
     parser.add_argument("--only", help="run only contenders whose name contains this")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     path = Path(args.log or f"/tmp/qwen-meter-bench-{args.records}.jsonl")
     if not path.exists():
         generate(path, args.records)
-    results = {name: run(body, path) for name, body in CONTENDERS.items()
-               if not args.only or args.only in name}
+    names = [n for n in CONTENDERS if not args.only or args.only in n]
+    runs: dict[str, list[dict[str, object]]] = {n: [] for n in names}
+    for _ in range(args.rounds):
+        for name in names:
+            runs[name].append(run(CONTENDERS[name], path))
+    results: dict[str, object] = {n: _median(r) for n, r in runs.items()}
+    duck = next((n for n in names if n.startswith("duckdb")), None)
+    if duck:
+        for name in names:
+            if name.startswith("qwen_meter"):
+                results[f"{name} ÷ duckdb"] = _ratios(runs[name], runs[duck])
     print(json.dumps({"records": args.records, "file MB": round(path.stat().st_size / 1e6),
-                      "cpus": os.cpu_count(), "results": results}, indent=2))
+                      "cpus": os.cpu_count(), "rounds": args.rounds,
+                      "load average": Path("/proc/loadavg").read_text().split()[:3]
+                      if Path("/proc/loadavg").exists() else None,
+                      "results": results}, indent=2, ensure_ascii=False))
+
+
+def _median(rows: list[dict[str, object]]) -> dict[str, object]:
+    good = [r for r in rows if "error" not in r]
+    if not good:
+        return rows[0]
+    return {key: statistics.median(float(r[key]) for r in good)  # type: ignore[arg-type]
+            for key in ("seconds", "peak RSS MB")} | {"rows": good[0]["rows"]}
+
+
+def _ratios(mine: list[dict[str, object]], duck: list[dict[str, object]]) -> dict[str, float]:
+    pairs = [(a, b) for a, b in zip(mine, duck, strict=True)
+             if "error" not in a and "error" not in b]
+    if not pairs:
+        return {}
+    return {key: round(statistics.median(float(a[key]) / float(b[key])  # type: ignore[arg-type]
+                                         for a, b in pairs), 2)
+            for key in ("seconds", "peak RSS MB")}
 
 
 if __name__ == "__main__":

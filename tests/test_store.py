@@ -288,3 +288,19 @@ def test_memory_checks_spanning_lock_stripes_stay_atomic():
         thread.join()
     assert len(admitted) == 50 == store.window_sum("{a}:req", 100)
     assert store.window_sum("{b}:tok", 100) == 350
+
+
+def test_sqlite_window_keeps_only_its_61_seconds(tmp_path):
+    """Old seconds are pruned when a key first writes a new second, so the file stays small
+    however long a limiter runs (and the window still reads right)."""
+    from qwen_meter.limits.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "w.db")
+    for second in range(1000, 1200, 7):
+        assert store.window_acquire([WindowCheck("k", 10**9, 1), WindowCheck("j", 10**9, 2)],
+                                    second).ok
+    rows = store._db.execute("SELECT key, MIN(bucket), COUNT(*) FROM window GROUP BY key "
+                             "ORDER BY key").fetchall()
+    assert rows == [("j", 1140, 9), ("k", 1140, 9)]  # 1196 - 60 = 1136: seconds 1140..1196
+    assert store.window_sum("k", 1196) == 9
+    store.close()

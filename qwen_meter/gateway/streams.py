@@ -9,25 +9,34 @@ ever withholds anything: the usage-only chunk the gateway asked for on the clien
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
-# The client meter's compatible-mode reader: one SSE parser for the adapter and the gateway.
 from ..clients.dashscope import add_reply, output_finish, output_reply
-from ..clients.httpx_streams import CompatibleReply as CompatibleStream
+
+# The client meter's compatible-mode reader (event by event): what the gateway falls back to
+# when the fast path below cannot be sure, and what reads a reply that is really needed.
+from ..clients.httpx_streams import CompatibleReply
 
 __all__ = ["CompatibleStream", "NativeStream", "ResponsesStream", "StreamReader", "native_reply"]
 
 
 class StreamReader(Protocol):
-    usage: Any
-    model: str | None
-    request_id: str | None
+    @property
+    def usage(self) -> Any: ...
+
+    @property
+    def model(self) -> str | None: ...
+
+    @property
+    def request_id(self) -> str | None: ...
 
     def feed(self, data: bytes) -> bytes: ...
 
     def flush(self) -> bytes: ...
 
-    def message(self) -> dict[str, Any]: ...
+    def message(self) -> Mapping[str, Any]: ...
 
 
 class _Events:
@@ -69,6 +78,139 @@ class _Events:
 
     def take(self, data: dict[str, Any]) -> None:
         raise NotImplementedError
+
+
+# A usage that is an object (not null): the only events the gateway must read. Every other
+# event passes as bytes, unparsed. (A quote inside a JSON string is escaped, so this cannot
+# match a model's text.)
+_USAGE = re.compile(rb'"usage"\s*:\s*\{')
+
+
+class _LazyReply(Mapping[str, Any]):
+    """The reply of a stream, read from its bytes only if the meter asks for it (it does when
+    the stream brought no usable usage, to count the reply instead)."""
+
+    def __init__(self, stream: CompatibleStream) -> None:
+        self._stream = stream
+        self._message: dict[str, Any] | None = None
+
+    def _read(self) -> dict[str, Any]:
+        if self._message is None:
+            self._message = self._stream.exact().message()
+        return self._message
+
+    def __getitem__(self, key: str) -> Any:
+        return self._read()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._read())
+
+    def __len__(self) -> int:
+        return len(self._read())
+
+
+class CompatibleStream:
+    """A compatible-mode (OpenAI-style) stream, relayed at line rate.
+
+    Bytes pass through as they come; nothing is parsed per chunk. What metering needs is read
+    once, at the end, from a side copy of the bytes: only the events that carry a usage object
+    are decoded (the usage, served model and id are in that last chunk). The reply text is
+    read only if the meter asks (no usable usage). When the gateway asked for the usage chunk
+    on the client's behalf (``hide_usage_chunk``), whole events are passed and the usage-only
+    event is withheld; a stream with CR line ends goes through the exact event reader.
+    """
+
+    def __init__(self, hide_usage_chunk: bool) -> None:
+        self.hide = hide_usage_chunk
+        self._kept: list[bytes] = []
+        self._carry = b""  # hide mode: the start of an event not yet complete
+        self._fallback: CompatibleReply | None = None  # hide mode, after a CR was seen
+        self._exact: CompatibleReply | None = None
+        self._read = False
+        self._usage: Any = None
+        self._model: str | None = None
+        self._request_id: str | None = None
+
+    def feed(self, data: bytes) -> bytes:
+        self._kept.append(data)
+        self._read, self._exact = False, None
+        if not self.hide:
+            return data
+        if self._fallback is not None:
+            return self._fallback.feed(data)
+        buffer = self._carry + data if self._carry else data
+        if b"\r" in buffer:  # CR line ends: the exact reader, from this event boundary on
+            self._fallback = CompatibleReply(hide_usage_chunk=True)
+            self._carry = b""
+            return self._fallback.feed(buffer)
+        cut = buffer.rfind(b"\n\n") + 2
+        if cut < 2:
+            self._carry = buffer
+            return b""
+        whole, self._carry = buffer[:cut], buffer[cut:]
+        found = _USAGE.search(whole)
+        if found is None:
+            return whole
+        # The events before the one with the usage pass as they are; the rest go through the
+        # event reader, which drops the usage-only event.
+        at = whole.rfind(b"\n\n", 0, found.start())
+        before = at + 2 if at >= 0 else 0
+        reader = CompatibleReply(hide_usage_chunk=True)
+        return whole[:before] + reader.feed(whole[before:]) + reader.flush()
+
+    def flush(self) -> bytes:
+        if self._fallback is not None:
+            return self._fallback.flush()
+        rest, self._carry = self._carry, b""
+        return rest
+
+    def exact(self) -> CompatibleReply:
+        """Every event read, as the event-by-event reader reads them."""
+        if self._exact is None:
+            self._exact = CompatibleReply(hide_usage_chunk=False)
+            self._exact.feed(b"".join(self._kept))
+            self._exact.flush()
+        return self._exact
+
+    def _settle(self) -> None:
+        if self._read:
+            return
+        self._read = True
+        data = b"".join(self._kept)
+        self._kept = [data] if data else []
+        found = _USAGE.search(data)
+        if found is None:  # no usage (yet): the model and id from the events themselves
+            exact = self.exact() if data else None
+            self._usage = None
+            self._model = exact.model if exact else None
+            self._request_id = exact.request_id if exact else None
+            return
+        # The events from the first one with a usage on: the usage chunk ends a stream.
+        before = data.rfind(b"\n\n", 0, found.start())
+        tail = CompatibleReply(hide_usage_chunk=False)
+        tail.feed(data[before + 2:] if before >= 0 else data)
+        tail.flush()
+        if tail.model is None or tail.request_id is None:
+            tail = self.exact()
+        self._usage, self._model, self._request_id = tail.usage, tail.model, tail.request_id
+
+    @property
+    def usage(self) -> Any:
+        self._settle()
+        return self._usage
+
+    @property
+    def model(self) -> str | None:
+        self._settle()
+        return self._model
+
+    @property
+    def request_id(self) -> str | None:
+        self._settle()
+        return self._request_id
+
+    def message(self) -> Mapping[str, Any]:
+        return _LazyReply(self)
 
 
 class NativeStream(_Events):

@@ -16,7 +16,7 @@ from typing import Any
 from ..base.errors import ConfigurationError
 from ..catalogue.core import Catalogue
 from . import sql
-from .duck import check_zone
+from .duck import check_zone, import_behind
 from .engine import run
 from .plan import Plan, Scan, Skipped
 from .read import UsageData
@@ -185,6 +185,7 @@ def build_report(data: UsageData, by: Sequence[str] = ("model",), *,
     zone = check_zone(tz or data.tz)
     plan = Plan(by=by, tz=zone, since=data.since, until=data.until, reprice_model=reprice_as,
                 reprice_region=reprice_region, reprice_batch=reprice_batch)
+    import_behind("pandas")  # the tables are DataFrames: load pandas while DuckDB reads
     scan = run(data.sources, plan, catalogue=catalogue or data.catalogue,
                default_model=data.default_model, region=data.region, progress=data.progress)
     try:

@@ -43,10 +43,16 @@ def system_zone() -> str:
         return "UTC"
 
 
+_KNOWN_ZONES = {"UTC"}
+
+
 def check_zone(tz: str) -> str:
-    """``tz`` if it is a zone name the engine knows, else a ConfigurationError."""
+    """``tz`` if it is a zone name the engine knows, else a ConfigurationError (a zone found
+    once is remembered: each check costs a DuckDB connection, and a report checks twice)."""
     from ..base.errors import ConfigurationError
 
+    if tz in _KNOWN_ZONES:
+        return tz
     db = connect()
     try:
         db.execute(f"SELECT timezone({sql.quote(tz)}, TIMESTAMPTZ '2026-01-01 00:00:00+00')")
@@ -55,7 +61,24 @@ def check_zone(tz: str) -> str:
                                  "Asia/Shanghai or UTC)") from exc
     finally:
         db.close()
+    _KNOWN_ZONES.add(tz)
     return tz
+
+
+def import_behind(module: str) -> None:
+    """Imports ``module`` on a daemon thread, so its import overlaps work that releases the
+    GIL (DuckDB reading the logs); an ``import`` of it later waits for this one to finish."""
+    import importlib
+    import sys
+
+    if module in sys.modules:
+        return
+
+    def load() -> None:
+        with contextlib.suppress(ImportError):  # reported where it is really needed
+            importlib.import_module(module)
+
+    threading.Thread(target=load, daemon=True, name=f"qwen-meter-import-{module}").start()
 
 
 def _reraise_interrupt(exc: BaseException) -> None:

@@ -11,6 +11,7 @@ failures.
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import threading
@@ -49,6 +50,29 @@ CREATE TABLE IF NOT EXISTS settled (key TEXT NOT NULL, id TEXT NOT NULL, state T
 CREATE INDEX IF NOT EXISTS settled_forget ON settled (key, forget_at);
 CREATE INDEX IF NOT EXISTS reservation_lease ON reservation (key, lease_until);
 """
+
+
+@functools.lru_cache(maxsize=8)
+def _window_sql(keys: int) -> tuple[str, str]:
+    """The acquire's read and write statements for ``keys`` keys (one statement each)."""
+    read = ("SELECT key, bucket, amount FROM window WHERE key IN "
+            f"({', '.join('?' * keys)}) AND bucket >= ?")
+    write = (f"INSERT INTO window (key, bucket, amount) VALUES {', '.join(['(?, ?, ?)'] * keys)} "
+             "ON CONFLICT (key, bucket) DO UPDATE SET amount = amount + excluded.amount")
+    return read, write
+
+
+def _fits(checks: Sequence[WindowCheck], windows: list[dict[int, int]], second: int) -> bool:
+    """Whether every check fits its window (``plan_acquire``'s admit test, without building
+    the 61 per-second lists it needs only to say when a refused call would fit)."""
+    for check, window in zip(checks, windows, strict=True):
+        current = window.get(second, 0)
+        if check.per_second is not None and current > 0 \
+                and current + check.amount > check.per_second:
+            return False
+        if sum(window.values()) + check.amount > check.limit:
+            return False
+    return True
 
 
 class SQLiteStore(Store):
@@ -107,28 +131,49 @@ class SQLiteStore(Store):
         return [rows.get(b, 0) for b in range(oldest, bucket + 1)]
 
     def window_acquire(self, checks: Sequence[WindowCheck], bucket: When) -> AcquireResult:
+        keys = [c.key for c in checks]
+        read, write = _window_sql(len(keys))
         with self._tx() as db:
             now = bucket() if callable(bucket) else None  # read under the write lock
             second = int(now // 1) if now is not None else int(bucket)  # type: ignore[arg-type]
-            for check in checks:  # clamp: never write behind the newest second of a key
-                row = db.execute("SELECT MAX(bucket) FROM window WHERE key = ?",
-                                 (check.key,)).fetchone()
-                if row[0] is not None and row[0] > second:
-                    second = row[0]
-            result = plan_acquire(checks, [self._buckets(db, c.key, second) for c in checks],
-                                  second)
-            self._mark(db, [c.key for c in checks], second)
-            if result.ok:
-                db.executemany(
-                    "INSERT INTO window (key, bucket, amount) VALUES (?, ?, ?) "
-                    "ON CONFLICT (key, bucket) DO UPDATE SET amount = amount + excluded.amount",
-                    [(c.key, second, c.amount) for c in checks])
+            # One read serves the clamp and the window: every row at or after this clock's
+            # window start (rows past it are the newest seconds, which the clamp moves to, and
+            # whose window starts later still, so nothing the window needs is missed).
+            rows: dict[str, dict[int, int]] = {key: {} for key in keys}
+            for key, second_of, amount in db.execute(read, (*keys, second - WINDOW_BUCKETS + 1)):
+                rows[key][second_of] = amount
+                if second_of > second:  # clamp: never write behind the newest second of a key
+                    second = second_of
+            oldest = second - WINDOW_BUCKETS + 1
+            windows = [{b: v for b, v in rows[c.key].items() if b >= oldest} for c in checks]
+            if _fits(checks, windows, second):
+                result = AcquireResult(True, bucket=second)
+            else:  # refused: the full per-second view says when it would fit
+                result = plan_acquire(
+                    checks, [[w.get(b, 0) for b in range(oldest, second + 1)] for w in windows],
+                    second)
+            # The written row (the amount, or 0 when refused) also marks the newest second
+            # looked at: the clamp's floor. One statement for every key.
+            db.execute(write, [v for c in checks
+                               for v in (c.key, second, c.amount if result.ok else 0)])
+            # A key's first write in a new second drops its seconds that left the window: once
+            # per second per key, not on every call.
+            stale = [(key, oldest) for key in keys if second not in rows[key]]
+            if stale:
+                db.executemany("DELETE FROM window WHERE key = ? AND bucket < ?", stale)
         return AcquireResult(result.ok, result.retry_buckets, result.refused_key, second, now)
 
     def window_adjust(self, key: str, bucket: int, delta: int) -> None:
-        with self._tx() as db:
-            db.execute("UPDATE window SET amount = MAX(0, amount + ?) WHERE key = ? AND bucket = ?",
-                       (delta, key, bucket))
+        # One statement is its own atomic transaction: no BEGIN/COMMIT round needed.
+        self.breaker.before()
+        with self._lock:
+            try:
+                self._db.execute("UPDATE window SET amount = MAX(0, amount + ?) "
+                                 "WHERE key = ? AND bucket = ?", (delta, key, bucket))
+            except sqlite3.Error as exc:
+                self.breaker.failure()
+                raise StoreUnavailable(f"SQLite store {self.path} failed: {exc}") from exc
+        self.breaker.success()
 
     def window_sum(self, key: str, bucket: int) -> int:
         with self._tx() as db:  # the window as the next acquire sees it (clamped second)

@@ -1,0 +1,83 @@
+"""The gateway's compatible-mode stream reader: bytes at line rate, metering read once."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from qwen_meter.clients.httpx_streams import CompatibleReply
+from qwen_meter.gateway.streams import CompatibleStream
+
+USAGE = {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+
+
+def _event(data: dict, crlf: bool = False) -> bytes:
+    line = f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+    return (line.replace("\n", "\r\n") if crlf else line).encode()
+
+
+def _stream(crlf: bool = False, usage: bool = True) -> tuple[bytes, bytes]:
+    """(upstream bytes, what a client that did not ask for usage sees)."""
+    body = b"".join(_event({"id": "c7", "model": "qwen-plus-2025", "usage": None,
+                            "choices": [{"index": 0, "delta": {"content": piece},
+                                         "finish_reason": None}]}, crlf)
+                    for piece in ("我是", "通义", "千问"))
+    body += _event({"id": "c7", "model": "qwen-plus-2025", "usage": None,
+                    "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}, crlf)
+    last = _event({"id": "c7", "model": "qwen-plus-2025", "choices": [], "usage": USAGE}, crlf)
+    done = b"data: [DONE]\r\n\r\n" if crlf else b"data: [DONE]\n\n"
+    return body + (last if usage else b"") + done, body + done
+
+
+def _relay(reader: CompatibleStream, data: bytes, cuts: list[int]) -> bytes:
+    out, at = [], 0
+    for cut in [*cuts, len(data)]:
+        out.append(reader.feed(data[at:at + cut]))
+        at += cut
+    out.append(reader.flush())
+    return b"".join(out)
+
+
+@given(st.lists(st.integers(min_value=1, max_value=50), max_size=40), st.booleans(),
+       st.booleans())
+def test_reader_agrees_with_the_event_reader(cuts, hide, crlf):
+    upstream, hidden = _stream(crlf)
+    reader = CompatibleStream(hide_usage_chunk=hide)
+    assert _relay(reader, upstream, cuts) == (hidden if hide else upstream)
+    exact = CompatibleReply(hide_usage_chunk=False)
+    exact.feed(upstream)
+    exact.flush()
+    assert (reader.usage, reader.model, reader.request_id) == \
+        (exact.usage, exact.model, exact.request_id) == (USAGE, "qwen-plus-2025", "c7")
+    assert dict(reader.message()) == exact.message()
+
+
+def test_each_chunk_passes_at_once_unparsed(monkeypatch):
+    """Without a usage chunk to hide, every chunk goes on as it came and no event is decoded
+    until metering asks; the reply is read only when asked for (no usage to bill from)."""
+    decoded: list[object] = []
+    original = CompatibleReply._take
+    monkeypatch.setattr(CompatibleReply, "_take",
+                        lambda self, event: decoded.append(event) or original(self, event))
+    upstream, _ = _stream()
+    reader = CompatibleStream(hide_usage_chunk=False)
+    for i in range(0, len(upstream), 17):
+        assert reader.feed(upstream[i:i + 17]) == upstream[i:i + 17]
+    assert reader.flush() == b""
+    assert decoded == []
+    assert reader.usage == USAGE
+    assert len(decoded) == 2  # the usage chunk and [DONE]: only the stream's tail
+    reply = reader.message()
+    assert len(decoded) == 2
+    assert reply["content"] == "我是通义千问"
+
+
+def test_stream_without_usage_still_names_model_and_reply():
+    upstream, _ = _stream(usage=False)
+    reader = CompatibleStream(hide_usage_chunk=True)
+    assert _relay(reader, upstream, [5, 40, 3]) == upstream
+    assert reader.usage is None
+    assert (reader.model, reader.request_id) == ("qwen-plus-2025", "c7")
+    assert reader.message()["content"] == "我是通义千问"
