@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -70,6 +71,8 @@ class MeteredCall:
     settled: bool = False
     record: UsageRecord | None = None
     max_tokens: int | None = None  # the request's, for observers (gen_ai.request.max_tokens)
+    #: the call's id: its journal intent's and its record's
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -288,7 +291,7 @@ class MeteredCall:
                 error_kind: str | None = None, degraded: bool = False) -> UsageRecord:
         estimate_ = self.estimate
         return UsageRecord(
-            model=self.model, request_id=request_id, served_model=served_model,
+            model=self.model, id=self.id, request_id=request_id, served_model=served_model,
             region=self.region, endpoint=self.endpoint, stream=self.stream,
             status=status, error=error, error_kind=error_kind, http_status=http_status,
             attempts=self.attempts,

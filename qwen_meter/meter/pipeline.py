@@ -47,6 +47,7 @@ from .attribution import current_attribution
 from .calibration import Calibration
 from .call import MeteredCall, _money
 from .config import DEFAULT_LOG, _check_meter_args, _DefaultLog, default_log_path
+from .journal import intent_of
 from .log import UsageLog, UsageRecord, open_log, redact
 from .observers import Observer, notify
 from .plan import _Plan, make_plan
@@ -80,6 +81,9 @@ class Meter:
     nothing, record it unpriced). ``fallback_price`` (:class:`~qwen_meter.unlisted.FallbackPrice`)
     prices such calls instead. Without a hard budget they always go through.
 
+    ``recover``: on start, settle the calls a process that died left unsettled in this log
+    (its journal's intents; status ``lost``, see :mod:`~qwen_meter.meter.recovery`).
+
     ``record_refused``: calls refused before sending (budget, rate limit, pre-flight, unpriced)
     are recorded with status ``refused`` and the reason; False turns that off.
 
@@ -98,11 +102,12 @@ class Meter:
                  tags: Sequence[str] = (), user: str | None = None,
                  observers: Sequence[Observer] = (), unpriced: str = "refuse",
                  fallback_price: FallbackPrice | None = None,
-                 record_refused: bool = True) -> None:
+                 record_refused: bool = True, recover: bool = True) -> None:
         _check_meter_args(region=region, catalogue=catalogue, limiter=limiter, budget=budget,
                           log=log, flags={"preflight": preflight, "wait": wait,
                                           "calibrate": calibrate,
-                                          "record_refused": record_refused},
+                                          "record_refused": record_refused,
+                                          "recover": recover},
                           timeout=timeout, retry=retry, tags=tags, user=user,
                           observers=observers, unpriced=unpriced,
                           fallback_price=fallback_price)
@@ -124,6 +129,18 @@ class Meter:
         self.fallback_price = fallback_price
         self.record_refused = record_refused
         self._limiters: dict[str, RateLimiter] = {}
+        if recover and self.log is not None:
+            self._recover()
+
+    def _recover(self) -> None:
+        """Settle the calls a dead process left in this log (see :mod:`.recovery`)."""
+        from .recovery import recover
+
+        try:
+            recover(self.log, budgets=self.budgets,
+                    limiters=[self.limiter] if self.limiter else [], observers=self.observers)
+        except QwenMeterError as exc:  # an unreadable log: the intents wait for the next start
+            log.warning("could not recover unsettled calls from the usage log: %s", exc)
 
     def add_observer(self, observer: Observer) -> None:
         """See every call from now on (OpenTelemetry, Prometheus, logging integrations)."""
@@ -237,8 +254,23 @@ class Meter:
                            plan.metadata, region=plan.region, shape=plan.shape,
                            limiter=plan.limiter, resolved=plan.resolved,
                            warnings=list(plan.warnings), max_tokens=plan.max_tokens)
+        if self.log is not None:
+            yield from self._intent_steps(call)
         notify(self.observers, "on_begin", call)
         return call
+
+    def _intent_steps(self, call: MeteredCall) -> steps.Step[None]:
+        """Journal the call before it is sent (:mod:`.journal`): a process that dies before
+        settling it leaves the intent, which the next meter on this log settles (``lost``)."""
+        try:
+            yield steps.op(self.log, "append_intent", intent_of(call))
+        except Exception as exc:  # the call still goes; only a crash could not be recovered
+            call.warnings.append(f"journal intent not written: {exc}")
+            log.error("journal intent of call %s not written: %s", call.id, exc)
+        except BaseException as exc:  # cancelled here: not sent, so free what it holds
+            yield from call._fail_steps(exc, http_status=None, request_id=None,
+                                        status="refused")
+            raise
 
     def _refused_record(self, exc: BaseException, *, model: str, endpoint: str, region: str,
                         plan: _Plan | None) -> UsageRecord:
