@@ -29,7 +29,11 @@ _STRUCT = {
     "tags": "VARCHAR[]", "prompt_tokens": "VARCHAR", "completion_tokens": "VARCHAR",
     "cached_tokens": "VARCHAR", "reasoning_tokens": "VARCHAR", "usage_estimated": "BOOLEAN",
     "estimated_prompt_tokens": "VARCHAR",
-    "cost": "VARCHAR", "currency": "VARCHAR", "unpriced": "VARCHAR", SKIP: "VARCHAR"}
+    "cost": "VARCHAR", "currency": "VARCHAR", "unpriced": "VARCHAR", SKIP: "VARCHAR",
+    "journal": "VARCHAR"}
+#: Journal intents (a call in flight, written before it was sent) are not calls: the call is
+#: its outcome record, written when it settled (or ``lost``, by recovery). Readers drop them.
+NOT_INTENT = "journal IS NULL"
 TOKEN_COLUMNS = ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens",
                  "estimated_prompt_tokens")
 TEXT_COLUMNS = ("time", "model", "served_model", "region", "endpoint", "status", "user",
@@ -53,8 +57,9 @@ def _struct() -> str:
 
 def lines_sql(lines: str) -> str:
     """A relation of JSON lines ``(source, line, text)`` as the fields :func:`parse_sql` reads."""
-    return (f"(SELECT source, line, text, unnest(try(json_transform(text, {quote(_struct())})))"
-            f" FROM {lines})")
+    return (f"(SELECT * FROM (SELECT source, line, text, "
+            f"unnest(try(json_transform(text, {quote(_struct())}))) FROM {lines}) "
+            f"WHERE {NOT_INTENT})")
 
 
 def json_file_sql(path: str) -> str:
@@ -62,20 +67,22 @@ def json_file_sql(path: str) -> str:
     malformed one: the engine then reads the file as lines)."""
     columns = "{" + ", ".join(f"{quote(k)}: {quote(v)}" for k, v in _STRUCT.items()) + "}"
     return (f"(SELECT {quote(path)} AS source, NULL::BIGINT AS line, '{{}}' AS text, * "
-            f"FROM read_json({quote(path)}, format = 'newline_delimited', columns = {columns}))")
+            f"FROM read_json({quote(path)}, format = 'newline_delimited', columns = {columns}) "
+            f"WHERE {NOT_INTENT})")
 
 
 def unpriced_ids_sql(path: str, since: str | None, until: str | None, limit: int) -> str:
     """The ids of the first ``limit`` records of a JSONL file that have no cost (DuckDB's
     reader names no lines: the records are named by their id)."""
     columns = {"id": "VARCHAR", "model": "VARCHAR", "cost": "VARCHAR", "status": "VARCHAR",
-               "unpriced": "VARCHAR", "time": "VARCHAR"}
+               "unpriced": "VARCHAR", "time": "VARCHAR", "journal": "VARCHAR"}
     spec = "{" + ", ".join(f"{quote(k)}: {quote(v)}" for k, v in columns.items()) + "}"
     dates = " ".join(filter(None, [since and f"AND ts >= {since}", until and f"AND ts < {until}"]))
     return (f"SELECT coalesce(id, '?'), model, coalesce(unpriced, 'no cost') FROM ("
             f"SELECT *, TRY_CAST(time AS TIMESTAMPTZ) AS ts FROM read_json({quote(path)}, "
             f"format = 'newline_delimited', columns = {spec})) WHERE model IS NOT NULL "
-            f"AND cost IS NULL AND coalesce(status, 'ok') <> 'error' {dates} LIMIT {int(limit)}")
+            f"AND {NOT_INTENT} AND cost IS NULL AND coalesce(status, 'ok') <> 'error' {dates} "
+            f"LIMIT {int(limit)}")
 
 
 def parse_sql(fields: str) -> str:
