@@ -34,7 +34,8 @@ from typing import Any
 
 import qwen_meter as qm
 from qwen_meter.limits.store import MemoryStore
-from qwen_meter.meter.sinks import JsonlLog, UsageLog
+from qwen_meter.meter.logbase import UsageLog
+from qwen_meter.meter.sinks import JsonlLog
 from qwen_meter.meter.sqlite_log import SQLiteLog
 from qwen_meter.meter.writer import BackgroundWriter
 

@@ -97,7 +97,7 @@ def writer_gone(writer: Any, age: float, max_age: float) -> bool:
     if not isinstance(pid, int):
         return age > max_age
     if pid == mine["pid"]:
-        return writer.get("start") != mine["start"]
+        return bool(writer.get("start") != mine["start"])
     if not _pid_running(pid):
         return True
     token = writer.get("start")

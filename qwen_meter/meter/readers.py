@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .journal import fold, is_intent
+from .logbase import UsageLog
 from .records import TornLineWarning, UsageLogError, UsageRecord
-from .sinks import UsageLog
 
 _TORN = object()
 

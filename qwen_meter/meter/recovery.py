@@ -35,10 +35,10 @@ from ..limits.budget import Budget
 from ..limits.limiter import RateLimiter
 from ..limits.store import StoreUnavailable
 from .journal import LOST, writer_gone
+from .logbase import UsageLog
 from .observers import Observer, notify
 from .records import UsageRecord
 from .redaction import redact
-from .sinks import UsageLog
 
 log = logging.getLogger("qwen_meter.meter")
 #: When no budget says how long a hold lives: the budgets' default lease.

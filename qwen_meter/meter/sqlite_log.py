@@ -14,6 +14,7 @@ lock), batched into one transaction; the loop awaits it unless ``buffered``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -23,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from .journal import intent_json, pending_record
+from .logbase import UsageLog, check_durability, file_lock
 from .records import UsageLogError, UsageRecord
-from .sinks import UsageLog, check_durability, file_lock
 from .writer import BackgroundWriter
 
 #: One write: an outcome (a record) or an intent (its JSON form).
@@ -128,7 +129,7 @@ class SQLiteLog(UsageLog):
             rows = self._db.execute("SELECT record FROM intents ORDER BY time").fetchall()
         return [json.loads(row[0]) for row in rows]
 
-    def recovery_lock(self) -> Any:
+    def recovery_lock(self) -> contextlib.AbstractContextManager[None]:
         return file_lock(self.path.with_name(self.path.name + ".lock"))
 
     def flush(self) -> None:
