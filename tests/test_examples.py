@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import qwen_meter as qm
 from qwen_meter.testing.dashscope import FakeDashScope
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -52,7 +53,9 @@ def test_metered_client_then_report(server: FakeDashScope, tmp_path: Path) -> No
     done = run("metered_client.py", env=env)
     assert done.returncode == 0, done.stderr
     assert "billed:" in done.stdout and "spent today:" in done.stdout
-    assert log.read_text(encoding="utf-8").count("\n") == 1
+    # One call: its journal intent and its outcome, read back as one record.
+    assert log.read_text(encoding="utf-8").count("\n") == 2
+    assert len(qm.read_usage(log)) == 1
 
     pytest.importorskip("pandas")
     report = run("report_from_log.py", env=env)  # no argument: the meter's default log
@@ -79,4 +82,4 @@ def test_gateway_with_curl(server: FakeDashScope, tmp_path: Path) -> None:
                                "DASHSCOPE_API_KEY": "sk-test"})
     assert done.returncode == 0, done.stderr
     assert '"choices"' in done.stdout
-    assert log.is_file() and log.read_text(encoding="utf-8").count("\n") == 1
+    assert log.is_file() and len(qm.read_usage(log)) == 1

@@ -34,7 +34,8 @@ def fake():
 
 
 def records(path: Path) -> list:
-    return read_jsonl(path) if path.exists() else []
+    """The settled calls (a call in flight reads as ``pending`` until it settles)."""
+    return [r for r in read_jsonl(path) if r.status != "pending"] if path.exists() else []
 
 
 def wait_records(path: Path, n: int, timeout: float = 5.0) -> list:

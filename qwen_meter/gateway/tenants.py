@@ -16,9 +16,10 @@ from ..limits.limiter.core import RateLimiter
 from ..limits.limiter.values import RateLimit
 from ..limits.store import MemoryStore, Store, open_store
 from ..meter.config import default_log_path
-from ..meter.log import UsageLog, open_log
+from ..meter.log import UsageLog, UsageRecord, open_log
 from ..meter.observers import Observer
 from ..meter.pipeline import Meter
+from ..meter.recovery import recover
 from ..meter.server_errors import RetryPolicy
 from .config import BudgetConfig, GatewayConfig, KeyConfig, UpstreamConfig
 from .limits import TenantLimiter
@@ -84,6 +85,15 @@ class Tenants:
                                         limiter, region)
             meter = self._meter(region, limiter, [*budgets, *self.global_budgets], observers)
             self.by_name[key.name] = Tenant(key.name, key, upstream, meter)
+        self.recovered = self._recover(observers)
+
+    def _recover(self, observers: list[Observer]) -> list[UsageRecord]:
+        """Settle, once for every tenant, the calls a dead gateway process left unsettled in
+        this log (``lost``, charged at their holds; see :mod:`qwen_meter.meter.recovery`)."""
+        limiters = [t.meter.limiter for t in (self.default, *self.by_name.values())
+                    if t.meter.limiter is not None]
+        return recover(self.log, budgets=[*self.global_budgets, *(b for b, _ in self.key_budgets)],
+                       limiters=limiters, observers=observers)
 
     def _account_limiter(self, region: str | None) -> RateLimiter | None:
         if not self.config.account_limits:
@@ -99,7 +109,8 @@ class Tenants:
                      preflight=self.config.preflight, wait=wait,
                      timeout=self.config.limiter_wait if wait else None,
                      # The client's SDK retries; a second layer of retries would multiply them.
-                     retry=RetryPolicy(max_retries=0), observers=observers)
+                     retry=RetryPolicy(max_retries=0), observers=observers,
+                     recover=False)  # once for all tenants, in __init__
 
     def budgets(self) -> list[tuple[Budget, str | None]]:
         """Every budget and scope value, for the metrics endpoint."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -75,6 +76,8 @@ class MeteredCall(Outcomes):
     request_params: dict[str, Any] = field(default_factory=dict)
     #: for observers: the answer's finish reasons (set by the client when it finishes)
     finish_reasons: tuple[str, ...] = ()
+    #: the call's id: its journal intent's and its record's
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     #: set once the settlement's record exists (or the call was abandoned without one)
     recorded: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -327,7 +330,7 @@ class MeteredCall(Outcomes):
                 error_kind: str | None = None, degraded: bool = False) -> UsageRecord:
         estimate_ = self.estimate
         return UsageRecord(
-            model=self.model, request_id=request_id, served_model=served_model,
+            model=self.model, id=self.id, request_id=request_id, served_model=served_model,
             region=self.region, endpoint=self.endpoint, stream=self.stream,
             status=status, error=error, error_kind=error_kind, http_status=http_status,
             attempts=self.attempts,

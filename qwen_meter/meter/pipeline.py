@@ -44,14 +44,14 @@ from ..limits.budget import Budget, Reservation
 from ..limits.limiter import RateLimiter
 from . import steps
 from .adapters import client_adapters
-from .attribution import current_attribution
 from .calibration import Calibration
-from .call import MeteredCall, _money
+from .call import MeteredCall
 from .config import DEFAULT_LOG, _check_meter_args, _DefaultLog, default_log_path
-from .log import UsageLog, UsageRecord, open_log, redact
+from .journal import intent_of
+from .log import UsageLog, UsageRecord, open_log
 from .observers import Observer, notify
 from .outcomes import OpenStreams
-from .plan import _Plan, make_plan
+from .plan import _Plan, make_plan, refused_record
 from .server_errors import RetryPolicy
 
 log = logging.getLogger("qwen_meter.meter")
@@ -89,6 +89,9 @@ class Meter:
     nothing, record it unpriced). ``fallback_price`` (:class:`~qwen_meter.unlisted.FallbackPrice`)
     prices such calls instead. Without a hard budget they always go through.
 
+    ``recover``: on start, settle the calls a process that died left unsettled in this log
+    (its journal's intents; status ``lost``, see :mod:`~qwen_meter.meter.recovery`).
+
     ``record_refused``: calls refused before sending (budget, rate limit, pre-flight, unpriced)
     are recorded with status ``refused`` and the reason; False turns that off.
 
@@ -107,11 +110,12 @@ class Meter:
                  tags: Sequence[str] = (), user: str | None = None,
                  observers: Sequence[Observer] = (), unpriced: str = "refuse",
                  fallback_price: FallbackPrice | None = None,
-                 record_refused: bool = True) -> None:
+                 record_refused: bool = True, recover: bool = True) -> None:
         _check_meter_args(region=region, catalogue=catalogue, limiter=limiter, budget=budget,
                           log=log, flags={"preflight": preflight, "wait": wait,
                                           "calibrate": calibrate,
-                                          "record_refused": record_refused},
+                                          "record_refused": record_refused,
+                                          "recover": recover},
                           timeout=timeout, retry=retry, tags=tags, user=user,
                           observers=observers, unpriced=unpriced,
                           fallback_price=fallback_price)
@@ -143,6 +147,18 @@ class Meter:
         self._url_regions: dict[str, tuple[Catalogue, str | None]] = {}
         #: model names begin_async has planned once (their tokenizer and template loaded)
         self._planned: set[str] = set()
+        if recover and self.log is not None:
+            self._recover()
+
+    def _recover(self) -> None:
+        """Settle the calls a dead process left in this log (see :mod:`.recovery`)."""
+        from .recovery import recover
+
+        try:
+            recover(self.log, budgets=self.budgets,
+                    limiters=[self.limiter] if self.limiter else [], observers=self.observers)
+        except QwenMeterError as exc:  # an unreadable log: the intents wait for the next start
+            log.warning("could not recover unsettled calls from the usage log: %s", exc)
 
     def add_observer(self, observer: Observer) -> None:
         """See every call from now on (OpenTelemetry, Prometheus, logging integrations)."""
@@ -277,7 +293,7 @@ class Meter:
         """Record a call refused while planning (before any hold was taken)."""
         if self.record_refused:
             model = request.get("model") if isinstance(request, Mapping) else None
-            record = self._refused_record(exc, model=str(model) if model else "",
+            record = refused_record(exc, self, model=str(model) if model else "",
                                           endpoint=endpoint, region=self.region_of(url, region),
                                           plan=None)
             yield from self._write_steps(record, None)
@@ -309,36 +325,30 @@ class Meter:
                            limiter=plan.limiter, resolved=plan.resolved,
                            warnings=list(plan.warnings), max_tokens=plan.max_tokens,
                            request_params=plan.request_params or {})
+        if self.log is not None:
+            yield from self._intent_steps(call)
         return call
 
     def _announce(self, call: MeteredCall) -> MeteredCall:
         notify(self.observers, "on_begin", call)
         return call
 
-    def _refused_record(self, exc: BaseException, *, model: str, endpoint: str, region: str,
-                        plan: _Plan | None) -> UsageRecord:
-        context = current_attribution()
-        return UsageRecord(
-            model=model, region=region, endpoint=endpoint,
-            stream=plan.stream if plan else False, status="refused",
-            error=redact(str(exc) or type(exc).__name__), error_kind=type(exc).__name__,
-            attempts=0,
-            estimated_prompt_tokens=max(0, plan.prompt.tokens + plan.calibration)
-            if plan else None,
-            estimate_exact=plan.prompt.exact if plan else None,
-            estimated_cost_low=_money(plan.estimate.low.amount) if plan and plan.estimate
-            else None,
-            estimated_cost_high=_money(plan.estimate.high.amount) if plan and plan.estimate
-            else None,
-            currency=plan.estimate.currency if plan and plan.estimate else None,
-            tags=plan.tags if plan else (*self.tags, *context.tags),
-            user=plan.user if plan else (context.user or self.user),
-            metadata=plan.metadata if plan else dict(context.metadata),
-            warnings=tuple(plan.warnings) if plan else ())
+    def _intent_steps(self, call: MeteredCall) -> steps.Step[None]:
+        """Journal the call before it is sent (:mod:`.journal`): a process that dies before
+        settling it leaves the intent, which the next meter on this log settles (``lost``)."""
+        try:
+            yield steps.op(self.log, "append_intent", intent_of(call))
+        except Exception as exc:  # the call still goes; only a crash could not be recovered
+            call.warnings.append(f"journal intent not written: {exc}")
+            log.error("journal intent of call %s not written: %s", call.id, exc)
+        except BaseException as exc:  # cancelled here: not sent, so free what it holds
+            yield from call._fail_steps(exc, http_status=None, request_id=None,
+                                        status="refused")
+            raise
 
     def _refused_steps(self, exc: BaseException, plan: _Plan) -> steps.Step[None]:
         if self.record_refused:
-            record = self._refused_record(exc, model=plan.model, endpoint=plan.endpoint,
+            record = refused_record(exc, self, model=plan.model, endpoint=plan.endpoint,
                                           region=plan.region, plan=plan)
             yield from self._write_steps(record, None)
 

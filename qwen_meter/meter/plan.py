@@ -26,6 +26,9 @@ from ..limits.budget import Budget
 from ..limits.limiter import RateLimiter
 from .attribution import current_attribution
 from .calibration import request_shape
+from .call import _money
+from .records import UsageRecord
+from .redaction import redact
 
 if TYPE_CHECKING:
     from .pipeline import Meter
@@ -182,3 +185,27 @@ def count_prompt(request: Mapping[str, Any], resolved: Resolved, endpoint: str,
         counted = replace(counted, exact=False,
                           notes=(*counted.notes, "model not in the catalogue"))
     return counted
+
+
+def refused_record(exc: BaseException, meter: Meter, *, model: str, endpoint: str,
+               region: str, plan: _Plan | None) -> UsageRecord:
+    """The record of a call refused before it was sent (budget, rate limit, pre-flight,
+    unpriced): nothing was billed; what was estimated is kept for the report."""
+    context = current_attribution()
+    return UsageRecord(
+        model=model, region=region, endpoint=endpoint,
+        stream=plan.stream if plan else False, status="refused",
+        error=redact(str(exc) or type(exc).__name__), error_kind=type(exc).__name__,
+        attempts=0,
+        estimated_prompt_tokens=max(0, plan.prompt.tokens + plan.calibration)
+        if plan else None,
+        estimate_exact=plan.prompt.exact if plan else None,
+        estimated_cost_low=_money(plan.estimate.low.amount) if plan and plan.estimate
+        else None,
+        estimated_cost_high=_money(plan.estimate.high.amount) if plan and plan.estimate
+        else None,
+        currency=plan.estimate.currency if plan and plan.estimate else None,
+        tags=plan.tags if plan else (*meter.tags, *context.tags),
+        user=plan.user if plan else (context.user or meter.user),
+        metadata=plan.metadata if plan else dict(context.metadata),
+        warnings=tuple(plan.warnings) if plan else ())

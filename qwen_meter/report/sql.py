@@ -32,7 +32,11 @@ _STRUCT = {
     "tags": "JSON", "prompt_tokens": "JSON", "completion_tokens": "JSON",
     "cached_tokens": "JSON", "reasoning_tokens": "JSON", "usage_estimated": "JSON",
     "estimated_prompt_tokens": "JSON",
-    "cost": "JSON", "currency": "JSON", "unpriced": "VARCHAR", SKIP: "VARCHAR"}
+    "cost": "JSON", "currency": "JSON", "unpriced": "VARCHAR", SKIP: "VARCHAR",
+    "journal": "VARCHAR"}
+#: Journal intents (a call in flight, written before it was sent) are not calls: the call is
+#: its outcome record, written when it settled (or ``lost``, by recovery). Readers drop them.
+NOT_INTENT = "journal IS NULL"
 _NUMBER = "('UBIGINT', 'BIGINT', 'DOUBLE')"
 TOKEN_COLUMNS = ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens",
                  "estimated_prompt_tokens")
@@ -57,8 +61,9 @@ def _struct() -> str:
 
 def lines_sql(lines: str) -> str:
     """A relation of JSON lines ``(source, line, text)`` as the fields :func:`parse_sql` reads."""
-    return (f"(SELECT source, line, text, unnest(try(json_transform(text, {quote(_struct())})))"
-            f" FROM {lines})")
+    return (f"(SELECT * FROM (SELECT source, line, text, "
+            f"unnest(try(json_transform(text, {quote(_struct())}))) FROM {lines}) "
+            f"WHERE {NOT_INTENT})")
 
 
 def json_file_sql(path: str) -> str:
@@ -66,7 +71,8 @@ def json_file_sql(path: str) -> str:
     malformed one: the engine then reads the file as lines)."""
     columns = "{" + ", ".join(f"{quote(k)}: {quote(v)}" for k, v in _STRUCT.items()) + "}"
     return (f"(SELECT {quote(path)} AS source, NULL::BIGINT AS line, '{{}}' AS text, * "
-            f"FROM read_json({quote(path)}, format = 'newline_delimited', columns = {columns}))")
+            f"FROM read_json({quote(path)}, format = 'newline_delimited', columns = {columns}) "
+            f"WHERE {NOT_INTENT})")
 
 
 #: Statuses of records that billed nothing: the call failed (an error answer, no connection) or
@@ -81,13 +87,14 @@ def unpriced_ids_sql(path: str, since: str | None, until: str | None, limit: int
     """The ids of the first ``limit`` records of a JSONL file that have no cost (DuckDB's
     reader names no lines: the records are named by their id)."""
     columns = {"id": "VARCHAR", "model": "VARCHAR", "cost": "VARCHAR", "status": "VARCHAR",
-               "unpriced": "VARCHAR", "time": "VARCHAR"}
+               "unpriced": "VARCHAR", "time": "VARCHAR", "journal": "VARCHAR"}
     spec = "{" + ", ".join(f"{quote(k)}: {quote(v)}" for k, v in columns.items()) + "}"
     dates = " ".join(filter(None, [since and f"AND ts >= {since}", until and f"AND ts < {until}"]))
     return (f"SELECT coalesce(id, '?'), model, coalesce(unpriced, 'no cost') FROM ("
             f"SELECT *, TRY_CAST(time AS TIMESTAMPTZ) AS ts FROM read_json({quote(path)}, "
             f"format = 'newline_delimited', columns = {spec})) WHERE model IS NOT NULL "
-            f"AND cost IS NULL AND coalesce(status, 'ok') NOT IN ({_UNBILLED}) {dates} "
+            f"AND {NOT_INTENT} AND cost IS NULL "
+            f"AND coalesce(status, 'ok') NOT IN ({_UNBILLED}) {dates} "
             f"LIMIT {int(limit)}")
 
 

@@ -19,7 +19,7 @@ import datetime as dt
 import logging
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -297,6 +297,27 @@ class Budget:
         except StoreUnavailable as exc:
             result = exc
         return self._commit_done(reservation, units, result)
+
+    def commit_journaled(self, hold: Mapping[str, Any]) -> LedgerResult:
+        """Commit, at its reserved amount, a hold named by a usage log's journal (the
+        ``holds`` of an intent, :mod:`qwen_meter.meter.journal`): the call of a process that
+        died after sending it. The store settles a reservation once, so a second commit (two
+        processes recovering the same intent, or the caller's own commit before it died) is
+        refused and counts nothing (``state`` ``committed`` / ``released``). A hold whose
+        lease already ran out is counted as spend without a hold: the call was sent.
+        Raises :class:`~qwen_meter.store.StoreUnavailable` if the store cannot be reached
+        (recovery then tries again at the next start)."""
+        amount = self._money(str(hold["amount"]), "the journaled hold")
+        expire_at = hold.get("expire_at")
+        units = to_units(amount)
+        result = self.store.ledger_commit(str(hold["key"]), str(hold["id"]), units, self.clock(),
+                                          None if expire_at is None else float(expire_at),
+                                          strict=False)
+        if result.ok and self.on_threshold is not None:
+            self._fire_thresholds(Reservation(str(hold["id"]), self.name, str(hold["key"]),
+                                              str(hold.get("scope", "")), amount, units, None),
+                                  result.committed - units, result.committed)
+        return result
 
     def _release_done(self, reservation: Reservation, result: LedgerResult | StoreUnavailable
                       ) -> BudgetStatus:

@@ -295,6 +295,15 @@ class RateLimiter:
         """:meth:`release` for asyncio."""
         await self._adjust_async(self._release_plan(permit))
 
+    def settle_journaled(self, permit: Mapping[str, Any], total_tokens: int) -> None:
+        """Reconcile a permit named by a usage log's journal (an intent's ``permit``: the call
+        of a process that died) to ``total_tokens``. Recovery charges a lost call the tokens
+        its permit held, so the window needs no change and nothing is adjusted twice when two
+        processes recover at once; a different count is applied as a reconcile."""
+        held = Permit(int(permit["id"]), str(permit["account"]), str(permit["model"]),
+                      int(permit["bucket"]), int(permit["tokens"]), bool(permit.get("degraded")))
+        self.reconcile(held, total_tokens)
+
     def _adjust_failed(self, key: str, delta: int, exc: StoreUnavailable) -> None:
         if self.on_store_error == "closed":
             raise exc
