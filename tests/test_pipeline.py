@@ -5,7 +5,7 @@ endpoint, attribution, composed retries, classification, estimates, streams, ref
 from __future__ import annotations
 
 import asyncio
-import gc
+import collections
 import logging
 import threading
 import time
@@ -202,61 +202,70 @@ def test_429_then_limiter_refusal_releases_and_records(make_meter, server):
 
 # --- async: the loop never stalls --------------------------------------------------------------
 
-def heartbeat_run(meter: qm.Meter, server: FakeDashScope) -> tuple[float, float]:
-    """(largest heartbeat stall, seconds) while 50 AsyncOpenAI calls wait on the limiter."""
+def test_no_blocking_call_runs_on_the_loop_while_50_calls_wait(make_meter, server, tmp_path,
+                                                              monkeypatch):
+    """While 50 AsyncOpenAI calls wait on the limiter, every wait is an ``await`` and every op
+    that may block (the usage log's write) runs in a worker thread: nothing the meter does holds
+    the loop's thread. How long the loop stalls, in milliseconds, is measured by
+    ``benchmarks/bench_meter.py`` — a figure, not a pass/fail line that a busy machine trips."""
+    loop_thread: list[int] = []
+    on_loop: list[str] = []  # blocking calls made from the loop's thread
+    writers: list[int] = []  # threads that wrote the log
+    waits: list[float] = []  # waits the limiter asked for, awaited
+
+    def watched(name: str, blocking: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if threading.get_ident() in loop_thread:
+                on_loop.append(name)
+            return blocking(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(time, "sleep", watched("time.sleep", time.sleep))
+
+    async def async_sleep(seconds: float) -> None:
+        waits.append(seconds)
+        await asyncio.sleep(seconds)
+
+    limiter = qm.RateLimiter(limits={"qwen-plus": (900, None)},  # 15 a second
+                             sleep=watched("RateLimiter.sleep", time.sleep),
+                             async_sleep=async_sleep)
+    admitted: list[Any] = []
+    acquire = limiter.acquire_async
+
+    async def acquire_async(*args: Any, **kwargs: Any) -> Any:
+        admitted.append(await acquire(*args, **kwargs))
+        return admitted[-1]
+
+    monkeypatch.setattr(limiter, "acquire_async", acquire_async)
+    log = qm.JsonlLog(tmp_path / "usage.jsonl")
+    append = log.append
+
+    def write(record: Any) -> Any:
+        writers.append(threading.get_ident())
+        return append(record)
+
+    monkeypatch.setattr(log, "append", watched("JsonlLog.append", write))
+    meter = make_meter(limiter=limiter, budget=qm.Budget("10 CNY"), log=log)
     wrapped = meter.wrap(openai.AsyncOpenAI(api_key=KEY, base_url=server.compatible))
 
-    async def main() -> tuple[float, float]:
-        # One call first: the tokenizer and the SDK's lazy imports load once per process.
-        await wrapped.chat.completions.create(model="qwen-plus", messages=HELLO)
-        # A full collection of this test process's large heap (catalogue, tokenizers, SDKs)
-        # pauses ~0.2 s whoever triggers it; freeze what exists so only new objects count.
-        gc.collect()
-        gc.freeze()
-        gaps: list[float] = []
-        done = asyncio.Event()
-        started = time.perf_counter()
-        calls = asyncio.gather(*(wrapped.chat.completions.create(model="qwen-plus",
-                                                                 messages=HELLO)
-                                 for _ in range(50)))
-        # The SDK builds 50 requests at once first (the bare client stalls there too);
-        # measure from when they are all queued at the limiter.
-        await asyncio.sleep(0.3)
+    async def main() -> None:
+        loop_thread.append(threading.get_ident())
+        await asyncio.gather(*(wrapped.chat.completions.create(model="qwen-plus",
+                                                               messages=HELLO)
+                               for _ in range(50)))
 
-        async def heartbeat() -> None:
-            last = time.perf_counter()
-            while not done.is_set():
-                await asyncio.sleep(0.02)
-                now = time.perf_counter()
-                gaps.append(now - last)
-                last = now
-
-        beat = asyncio.create_task(heartbeat())
-        try:
-            await calls
-        finally:
-            gc.unfreeze()
-        elapsed = time.perf_counter() - started
-        done.set()
-        await beat
-        return max(gaps) - 0.02, elapsed
-
-    return asyncio.run(main())
-
-
-def test_heartbeat_keeps_ticking_while_50_calls_wait(make_meter, server):
-    stalls = []
-    for _ in range(3):  # a loaded CI machine can deschedule the process; blocking cannot hide
-        meter = make_meter(limiter=qm.RateLimiter(limits={"qwen-plus": (900, None)}),
-                           budget=qm.Budget("10 CNY"), log=None)  # 15 a second
-        stall, elapsed = heartbeat_run(meter, server)
-        assert elapsed > 2.0  # the limiter really made them wait (a blocking wait: ~67 ms)
-        assert meter.limiter.usage("qwen-plus")[0] == 51
-        assert meter.budgets[0].status().reserved == 0
-        stalls.append(stall)
-        if stall < 0.05:
-            break
-    assert min(stalls) < 0.05, f"event loop stalled {[round(s * 1000) for s in stalls]} ms"
+    asyncio.run(main())
+    assert on_loop == []
+    # The limiter made them wait, by awaiting: at most 15 admitted in any second of its clock.
+    per_second = collections.Counter(permit.bucket for permit in admitted)
+    assert len(admitted) == 50 and max(per_second.values()) <= 15 and len(per_second) >= 4
+    assert waits and all(w > 0 for w in waits)
+    assert limiter.usage("qwen-plus")[0] == 50
+    assert len(writers) == 50 and not set(writers) & set(loop_thread)
+    billed = [r for r in qm.read_usage(tmp_path / "usage.jsonl") if r.status == "ok"]
+    assert len(billed) == len(server.billed) == 50
+    assert meter.budgets[0].status().reserved == 0
+    assert meter.budgets[0].status().committed == sum(Decimal(r.cost) for r in billed)
 
 
 def test_async_steps_offload_blocking_stores(make_meter, server, tmp_path):
