@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..base.errors import QwenMeterError
+from ..base.errors import QwenMeterError, QwenMeterWarning
 
 SCHEMA_VERSION = 1
 
@@ -172,7 +172,7 @@ class UsageLogError(QwenMeterError):
     """The usage log cannot be written or read."""
 
 
-class TornLineWarning(UserWarning):
+class TornLineWarning(QwenMeterWarning, UserWarning):
     """A JSONL log line that a killed writer left incomplete; it was skipped."""
 
 

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..base.errors import QwenMeterError
+from ..base.errors import QwenMeterError, QwenMeterWarning
 from . import safe
 from .build import Report
 
@@ -30,7 +30,7 @@ CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "Noto 
 _CJK = re.compile("[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
 
 
-class MissingFontWarning(UserWarning):
+class MissingFontWarning(QwenMeterWarning, UserWarning):
     """No installed font covers the CJK text of a chart."""
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from ...base.errors import QwenMeterWarning
 
-class BudgetWarning(UserWarning):
+
+class BudgetWarning(QwenMeterWarning, UserWarning):
     """A soft budget was exceeded (the call went ahead)."""
 
 
