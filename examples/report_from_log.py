@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import sys
 
+import qwen_meter as qm
 from qwen_meter.meter.config import default_log_path
 from qwen_meter.report import build_report, load_usage, render
 
 
 def main(argv: list[str]) -> int:
     paths = argv[1:] or [str(default_log_path())]
-    data = load_usage(paths)
-    report = build_report(data, by=["model", "day"])
+    try:
+        report = build_report(load_usage(paths), by=["model", "day"])
+    except qm.QwenMeterError as exc:  # no log yet, not a log: say which, in one line
+        print(f"report_from_log.py: {exc}", file=sys.stderr)
+        return 2
     print(render(report, "md"))
     return 0
 

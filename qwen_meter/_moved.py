@@ -16,6 +16,8 @@ import warnings
 from collections.abc import Sequence
 from types import ModuleType
 
+from .base.errors import MovedWarning
+
 #: old module path (after ``qwen_meter.``) -> new one
 MOVED = {
     "errors": "base.errors", "validate": "base.checks", "_data": "base.data",
@@ -58,7 +60,7 @@ class MovedModuleFinder(importlib.abc.MetaPathFinder):
         if new is None:
             return None
         warnings.warn(f"{fullname} moved to {_PREFIX}{new} in qwen_meter 0.3; the old path "
-                      "goes in 0.4", DeprecationWarning, stacklevel=2)
+                      "goes in 0.4", MovedWarning, stacklevel=2)
         return importlib.machinery.ModuleSpec(fullname, _AliasLoader(_PREFIX + new))
 
 

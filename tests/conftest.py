@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 
@@ -22,6 +23,26 @@ __import__("os").environ["QWEN_METER_CONFIG_DIR"] = __import__("tempfile").mkdte
     prefix="qwen-meter-config-")
 
 ORACLES = Path(__file__).parent / "oracle_templates"
+
+
+# --- the suite's own output stays clean ---------------------------------------------------
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A run that leaves an aiohttp session open fails, naming who opened it: Python would
+    report it only at exit, as "Unclosed client session" lines after the summary. (dashscope's
+    AioGeneration keeps one session per event loop until ``close_shared_aio_session()``; the
+    gateway closes its own at lifespan shutdown.)"""
+    aiohttp = sys.modules.get("aiohttp")
+    if aiohttp is None:
+        return
+    gc.collect()
+    left = [o for o in gc.get_objects()
+            if isinstance(o, aiohttp.ClientSession) and not o.closed]
+    if left:
+        print(f"\n{len(left)} aiohttp session(s) left open at the end of the run",
+              file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
 
 #: (oracle template, a model whose family and profile should reproduce it exactly)
 ORACLE_MODELS = {

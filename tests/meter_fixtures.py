@@ -37,3 +37,12 @@ def make_meter(tmp_path: Path, server: FakeDashScope) -> Iterator[Any]:
     yield make
     for meter in created:
         meter.close()
+
+
+async def close_aio_sessions(dashscope: Any) -> None:
+    """Close the aiohttp session dashscope's Aio* classes keep for the running event loop
+    (dashscope 1.25+ shares one per loop and closes it only when asked, or at exit with a
+    "Unclosed client session" report)."""
+    close = getattr(dashscope, "close_shared_aio_session", None)
+    if close is not None:
+        await close()

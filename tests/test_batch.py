@@ -71,4 +71,4 @@ def test_a_clean_batch_file_exits_0(tmp_path, capsys):
     path = tmp_path / "ok.jsonl"
     path.write_text(line("a", BODIES[0]) + "\n", encoding="utf-8")
     assert main(["estimate", str(path), "--region", "cn"]) == 0
-    assert "1 requests in 1 lines" in capsys.readouterr().out
+    assert "1 request in 1 line," in capsys.readouterr().out

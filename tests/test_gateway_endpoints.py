@@ -41,6 +41,13 @@ def count(log):
     return len(read_jsonl(log)) if log.exists() else 0
 
 
+# The upstream of these tests answers with fixed usage (31 prompt tokens), not a count of the
+# request: the meter sees a gap on purpose, once per request shape, in the gateway's thread —
+# when exactly depends on which test runs first, so the records' prompt_diff is asserted
+# instead of the warning's timing.
+pytestmark = pytest.mark.filterwarnings("ignore::qwen_meter.base.errors.CalibrationWarning")
+
+
 def test_responses_api_plain_and_stream(gateway):
     openai = pytest.importorskip("openai")
     url, log, _ = gateway
@@ -52,6 +59,7 @@ def test_responses_api_plain_and_stream(gateway):
     record = last_record(log, before)
     assert (record.prompt_tokens, record.completion_tokens, record.usage_estimated) == \
         (31, 7, False)
+    assert record.prompt_diff == 31 - record.estimated_prompt_tokens != 0
     before = count(log)
     events = list(client.responses.create(model="qwen3-max", input="这是什么？", stream=True))
     assert events[-1].type == "response.completed"

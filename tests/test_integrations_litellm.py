@@ -238,10 +238,13 @@ def test_logger_records_async_calls(logger, server):
     async def go():
         await litellm.acompletion(model="dashscope/qwen-plus", api_base=server.compatible,
                                   api_key=KEY, messages=HELLO, metadata={"run": "async"})
-        for _ in range(500):  # LiteLLM logs async calls in a task of this loop
-            if logger.records:
-                return
-            await asyncio.sleep(0.01)
+        try:
+            for _ in range(500):  # LiteLLM logs async calls in a task of this loop
+                if logger.records:
+                    return
+                await asyncio.sleep(0.01)
+        finally:  # LiteLLM caches an aiohttp session per loop; this loop ends here
+            await litellm.close_litellm_async_clients()
 
     asyncio.run(go())
     (record,) = _wait(logger, 1)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from meter_fixtures import close_aio_sessions
 
 import qwen_meter as qm
 from qwen_meter.meter.log import SCHEMA_VERSION
@@ -334,7 +335,9 @@ def test_dashscope_async(make_meter, dashscope_sdk):
         plain = await generation.call(model="qwen-plus", messages=HELLO, api_key=KEY)
         stream = await generation.call(model="qwen-plus", messages=HELLO, api_key=KEY,
                                        stream=True, incremental_output=True)
-        return plain, [c async for c in stream]
+        chunks = [c async for c in stream]
+        await close_aio_sessions(dashscope_sdk)  # the SDK's session of this event loop
+        return plain, chunks
 
     plain, chunks = asyncio.run(main())
     assert plain.usage.output_tokens == 16 and len(chunks) == 4
@@ -439,8 +442,11 @@ def test_attribution_and_observers_reach_the_record(tmp_path: Path) -> None:
             qm.attribute(tags=["step=2"]):  # blocks nest: tags add up
         call = meter.begin(request)
     outside = meter.begin(request)
-    record = call.finish({"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12})
-    outside.finish({"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12})
+    # What the server would bill: qwen_meter's own count (another figure would warn).
+    prompt = qm.count_messages(request["messages"], "qwen-plus").tokens
+    usage = {"prompt_tokens": prompt, "completion_tokens": 2, "total_tokens": prompt + 2}
+    record = call.finish(usage)
+    outside.finish(usage)
     assert record.tags == ("app=demo", "feature=search", "step=2")
     assert record.user == "李娜" and record.metadata == {"run": "7"}
     assert outside.tags == ("app=demo",) and outside.user is None and outside.metadata == {}

@@ -13,6 +13,25 @@ class QwenMeterError(Exception):
     """Base class of every error qwen_meter raises deliberately."""
 
 
+class QwenMeterWarning(Warning):
+    """Base class of every warning qwen_meter issues: filter on it to see or silence them all
+    (``-W error::qwen_meter.QwenMeterWarning`` turns them into errors, as the test suite
+    does). Each subclass also derives from the standard category it had before."""
+
+
+class CalibrationWarning(QwenMeterWarning, RuntimeWarning):
+    """The server counted a prompt differently from qwen_meter (once per request shape): a
+    stale catalogue template or tokenizer, or a server-side change."""
+
+
+class StoreUnavailableWarning(QwenMeterWarning, RuntimeWarning):
+    """A budget or limiter with ``on_store_error="open"`` went ahead without its store."""
+
+
+class MovedWarning(QwenMeterWarning, DeprecationWarning):
+    """A module imported by its 0.2 path (it still works, until 0.4)."""
+
+
 class UnknownModel(QwenMeterError, KeyError):
     """A model name that the catalogue cannot resolve."""
 

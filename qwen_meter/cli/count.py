@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from typing import Any
 
 from ..base.data import data_dir
@@ -31,24 +32,54 @@ def _print_count(result: Any, args: argparse.Namespace, label: str) -> None:
         print(f"  note: {note}")
 
 
+def _unlisted(model: str, args: argparse.Namespace) -> tuple[str, dict[str, Any], str | None]:
+    """How to count for ``model``: (name to count as, options, note). A model the catalogue
+    does not list (deepseek-v3.2, a new snapshot) is counted as the meter counts its calls —
+    by the catalogue's name rule, else the heuristic estimate — and the count says so; a name
+    close to a listed one is taken for a typo and refused with the suggestions."""
+    from ..base.errors import UnknownModel
+    from ..billing.unlisted import resolve
+    from ..catalogue.core import resolve as catalogue_resolve
+
+    options: dict[str, Any] = {"tokenizer": args.tokenizer, "backend": args.backend}
+    if args.tokenizer is not None:  # the user's own tokenizer: count with it as asked
+        return model, options, None
+    try:
+        catalogue_resolve(model)
+    except UnknownModel as exc:
+        if exc.suggestions:  # close to a listed name (qwen-plsu): a typo, say so
+            raise
+    resolved = resolve(model, None)
+    if resolved.listed:
+        return model, options, None
+    options["backend"] = args.backend or resolved.backend
+    return resolved.count_as, options, resolved.note
+
+
+def _marked(result: Any, note: str | None) -> Any:
+    if note is None:
+        return result
+    return replace(result, exact=False, notes=(*result.notes, note))
+
+
 def _count(args: argparse.Namespace) -> int:
     from ..billing.chat_counting import count_messages
     from ..billing.counting import count_tokens
     from ..billing.model_setup import DEFAULT_MODEL
 
-    options = {"tokenizer": args.tokenizer, "backend": args.backend}
     request_file = str(data_dir() / EXAMPLE) if args.example else args.messages
     if request_file is not None:
         request = _load_request(request_file)
-        model = args.model or request.get("model") or DEFAULT_MODEL
+        model = str(args.model or request.get("model") or DEFAULT_MODEL)
+        count_as, options, note = _unlisted(model, args)
         thinking = args.enable_thinking if args.enable_thinking is not None \
             else request.get("enable_thinking")
-        result = count_messages(request, model,
+        result = count_messages({**request, "model": count_as}, count_as,
                                 enable_thinking=thinking, template=args.template,
                                 high_resolution=bool(request.get("vl_high_resolution_images")),
                                 **options)
         label = "bundled example" if args.example else request_file
-        _print_count(result, args, f"{label}, model {model}")
+        _print_count(_marked(result, note), args, f"{label}, model {model}")
         return 0
     if args.template is not None:
         raise InvalidMessages("--template applies to chat requests (-m FILE or --example); "
@@ -59,8 +90,10 @@ def _count(args: argparse.Namespace) -> int:
         text, label = args.text, "text"
     else:
         text, label = _read_text("-"), "stdin"
-    result = count_tokens(text, args.model or DEFAULT_MODEL, **options)
-    _print_count(result, args, f"{label}, model {args.model or DEFAULT_MODEL}")
+    model = args.model or DEFAULT_MODEL
+    count_as, options, note = _unlisted(model, args)
+    result = count_tokens(text, count_as, **options)
+    _print_count(_marked(result, note), args, f"{label}, model {model}")
     return 0
 
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from decimal import Decimal
 from typing import TextIO
+
+from ..base.words import plural
+from ..billing.pricing import CURRENCY_SYMBOLS
 
 BATCH_SUFFIXES = (".jsonl", ".ndjson")
 
@@ -37,8 +41,11 @@ class ProgressBar:
         self.stream.flush()
 
 
-def _money(value: object) -> str:
-    return "-" if value is None else f"{value:f}"
+def _money(value: Decimal | None, currency: str) -> str:
+    """As a single estimate prints its amounts (``Cost``): ``¥0.0012 CNY``."""
+    if value is None:
+        return "-"
+    return f"{CURRENCY_SYMBOLS.get(currency, '')}{value.normalize():f} {currency}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,13 +57,14 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.as_dict(), ensure_ascii=False))
     else:
-        print(f"{result.requests} requests in {result.lines} lines, at batch prices")
+        print(f"{plural(result.requests, 'request')} in {plural(result.lines, 'line')}, "
+              "at batch prices")
         for row in result.models.values():
             exact = "" if row.exact_prompt else " (estimated)"
-            cost = f"{_money(row.low)} .. {_money(row.high)} {row.currency}"
+            cost = f"{_money(row.low, row.currency)} .. {_money(row.high, row.currency)}"
             if row.low is None or row.high is None:
                 cost += f" (unpriced: {row.unpriced})"
-            print(f"  {row.model} [{row.region}]: {row.requests} requests, "
+            print(f"  {row.model} [{row.region}]: {plural(row.requests, 'request')}, "
                   f"{row.prompt_tokens:,} prompt tokens{exact}, up to "
                   f"{row.max_output_tokens:,} output tokens → {cost}")
         for error in result.errors:

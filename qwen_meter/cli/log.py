@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from ..base.errors import QwenMeterError
+from ..base.words import plural
 
 
 def _compact(args: argparse.Namespace) -> int:
@@ -18,8 +19,8 @@ def _compact(args: argparse.Namespace) -> int:
     written, skipped, listed = compact(args.logs, args.out,
                                        progress=sys.stderr.isatty() and not args.quiet)
     print_skipped(skipped, listed)
-    print(f"{written:,} records written to {args.out} (date=YYYY-MM-DD/part-*.parquet)"
-          + (f"; {skipped:,} lines skipped" if skipped else ""))
+    print(f"{plural(written, 'record')} written to {args.out} (date=YYYY-MM-DD/part-*.parquet)"
+          + (f"; {plural(skipped, 'line')} skipped" if skipped else ""))
     return 0
 
 

@@ -36,7 +36,19 @@ def build_parser() -> argparse.ArgumentParser:
     cli_log.register(sub)
     register_export(sub)
     register_serve(sub)
+    _own_usage(parser)
     return parser
+
+
+def _own_usage(parser: argparse.ArgumentParser) -> None:
+    """Each (sub)command remembers its parser, so that an option it does not know is reported
+    with its own usage line, not the top-level one (argparse leaves unrecognised arguments to
+    the top parser)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                child.set_defaults(command_parser=child)
+                _own_usage(child)
 
 
 def _version() -> str:
@@ -49,7 +61,11 @@ def _version() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        owner = getattr(args, "command_parser", parser)
+        owner.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args.run(args))
     except QwenMeterError as exc:

@@ -6,10 +6,12 @@ import argparse
 import datetime as dt
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..base.errors import QwenMeterError
+from .common import REGIONS
 
 GROUPS = ("model, day, week, month, tag, user, region, status, served_model, endpoint")
 
@@ -42,8 +44,6 @@ def write_out(text: str, out: str) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..limits.budget.money import parse_money
-
     try:
         from ..report import build_report, load_usage, render
     except ImportError as exc:
@@ -52,18 +52,19 @@ def _run(args: argparse.Namespace) -> int:
     if args.sql:
         return _print_sql(args)
     by = [k.strip() for k in args.by.split(",") if k.strip()]
-    budget = None
-    if args.budget:
-        amount, currency = parse_money(args.budget)
-        if currency is None:
-            raise QwenMeterError("--budget needs a currency, e.g. '50 CNY'")
-        budget = (amount, currency)
-    data = load_usage(args.logs or None, since=args.since, until=args.until, tz=args.tz,
-                      default_model=args.default_model, region=args.region,
-                      progress=sys.stderr.isatty() and not args.quiet)
-    report = build_report(data, by=by, reprice_as=args.reprice_as,
-                          reprice_region=args.reprice_region, reprice_batch=args.reprice_batch,
-                          budget=budget, top=args.top)
+    if args.plot:  # refuse a format the charts cannot be written in before reading any log
+        from ..report.charts import plot_format
+
+        plot_format(args.plot)
+    with tempfile.TemporaryDirectory(prefix="qwen-meter-report-") as spool:
+        logs = [_stdin(spool) if log == "-" else log for log in args.logs]
+        data = load_usage(logs or None, since=args.since, until=args.until, tz=args.tz,
+                          default_model=args.default_model, region=args.region,
+                          progress=sys.stderr.isatty() and not args.quiet)
+        report = build_report(data, by=by, reprice_as=args.reprice_as,
+                              reprice_region=args.reprice_region,
+                              reprice_batch=args.reprice_batch, budget=args.budget or None,
+                              top=args.top)
     width = shutil.get_terminal_size((100, 24)).columns if sys.stdout.isatty() else 100
     text = render(report, args.format, width=width)
     if args.out:
@@ -72,11 +73,20 @@ def _run(args: argparse.Namespace) -> int:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         sys.stdout.flush()
     if args.plot:
-        from ..report.charts import save_png
+        from ..report.charts import save_charts
 
         Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
-        save_png(report, args.plot)
+        save_charts(report, args.plot)
     return 0
+
+
+def _stdin(folder: str) -> str:
+    """``-``: stdin, spooled to a file in ``folder``, because a report reads its inputs by
+    path (DuckDB, SQLite, a second pass); named ``stdin`` so skipped lines say where."""
+    path = Path(folder) / "stdin"
+    with path.open("wb") as out:
+        shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
+    return str(path)
 
 
 def _print_sql(args: argparse.Namespace) -> int:
@@ -99,7 +109,8 @@ def register(sub: Any) -> None:
                     "With no LOG, the meter's default log.")
     report.add_argument("logs", nargs="*", metavar="LOG",
                         help="usage logs (.jsonl, .db, .parquet or a compacted folder), or "
-                             "JSONL files of raw responses (default: the meter's default log)")
+                             "JSONL files of raw responses; '-' reads stdin (default: the "
+                             "meter's default log)")
     report.add_argument("--by", default="model",
                         help=f"group by: {GROUPS} (comma-separated; default model)")
     report.add_argument("--since", type=_date, help="first day (YYYY-MM-DD, in --tz)")
@@ -109,19 +120,22 @@ def register(sub: Any) -> None:
     report.add_argument("--format", choices=("table", "csv", "md", "json", "html"),
                         default="table", help="output format (default: a terminal table)")
     report.add_argument("--out", help="write the report to this file (folders are created)")
-    report.add_argument("--plot", metavar="FILE.png", help="also draw the charts to a PNG")
+    report.add_argument("--plot", metavar="FILE.png",
+                        help="also draw the charts to an image, in the format its extension "
+                             "names (.png, .jpg, .svg, .pdf, .webp ...)")
     report.add_argument("--top", type=_top, default=10,
                         help="how many tags to list by cost and by calls (default 10)")
     report.add_argument("--reprice-as", metavar="MODEL",
                         help="compare with the cost on another model")
-    report.add_argument("--reprice-region", choices=("cn", "intl"),
+    report.add_argument("--reprice-region", choices=REGIONS,
                         help="compare with the cost in another region")
     report.add_argument("--reprice-batch", action="store_true",
                         help="compare with the cost as batch calls")
-    report.add_argument("--budget", help="add a burn-down against a budget, e.g. '50 CNY'")
+    report.add_argument("--budget", help="add a burn-down against a budget, e.g. '50 CNY' "
+                                         "(also '50 RMB', '50 元', '¥50', '$5', '5 USD')")
     report.add_argument("--default-model",
                         help="model for raw native responses that do not name one")
-    report.add_argument("--region", choices=("cn", "intl"),
+    report.add_argument("--region", choices=REGIONS,
                         help="region to price raw responses in (default cn)")
     report.add_argument("--sql", action="store_true",
                         help="print the report's SQL (DuckDB) over LOG, a Parquet folder of "

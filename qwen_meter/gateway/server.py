@@ -13,6 +13,7 @@ import os
 import sys
 from typing import Any
 
+from ..base.words import plural
 from .app import Gateway
 from .config import GatewayConfig, UpstreamConfig, default_config, load_config
 
@@ -51,7 +52,7 @@ def serve(settings: dict[str, Any], *, workers: int = 1) -> None:
     config = resolve_config(**settings)
     app = Gateway(config)  # fails here, before binding, on any configuration mistake
     where = f"http://{config.host}:{config.port}"
-    keys = f"{len(app.tenants.by_name)} virtual keys" if config.virtual_keys else \
+    keys = plural(len(app.tenants.by_name), "virtual key") if config.virtual_keys else \
         "no virtual keys (clients' Authorization forwarded)"
     print(f"qwen-meter gateway on {where} -> {config.upstreams['default'].url}; "
           f"store {config.store.split('@')[-1]}; {keys}", file=sys.stderr, flush=True)

@@ -167,7 +167,8 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 def metrics_text(registry: CollectorRegistry | None = None) -> bytes:
     """The registry in Prometheus' text format (what a ``/metrics`` endpoint returns, with
-    :data:`CONTENT_TYPE`)."""
+    :data:`CONTENT_TYPE`), as UTF-8 **bytes** — ready to write to a response body or a socket;
+    ``metrics_text(registry).decode()`` gives a ``str`` to search or print."""
     from prometheus_client import generate_latest
 
     return generate_latest(REGISTRY if registry is None else registry)

@@ -13,6 +13,8 @@ from collections import defaultdict, deque
 from collections.abc import Hashable, Mapping
 from typing import Any
 
+from ..base.errors import CalibrationWarning
+
 
 class Calibration:
     """Learns a constant gap between local prompt counts and the server's, per request shape.
@@ -43,7 +45,7 @@ class Calibration:
                 name = shape[0] if isinstance(shape, tuple) else shape
                 warnings.warn(f"{name}: the server counted {diff:+d} prompt tokens against "
                               "qwen_meter's count (stale catalogue template or tokenizer?)",
-                              RuntimeWarning, stacklevel=4)
+                              CalibrationWarning, stacklevel=4)
             if len(seen) == self.window and len(set(seen)) == 1:
                 self._offsets[shape] = seen[0]
 

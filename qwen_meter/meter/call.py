@@ -233,7 +233,10 @@ class MeteredCall(Outcomes):
                 and self.endpoint in ("chat", "responses"):
             diff = parsed.prompt_tokens - self.prompt.tokens
             if self.meter.calibration is not None:
-                self.meter.calibration.observe(self.shape, diff)
+                try:
+                    self.meter.calibration.observe(self.shape, diff)
+                except Exception as exc:  # a CalibrationWarning made an error (-W error)
+                    notes.append(f"calibration: {redact(str(exc))}")  # must not cost the record
         degraded = False
         for budget, reservation in self.reservations:
             try:

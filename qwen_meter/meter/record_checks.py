@@ -16,10 +16,12 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeGuard, TypeVar
 
+from ..base.errors import QwenMeterWarning
+
 R = TypeVar("R")
 
 
-class InvalidRecordWarning(UserWarning):
+class InvalidRecordWarning(QwenMeterWarning, UserWarning):
     """A log line that is whole JSON but not a valid usage record; it was skipped."""
 
 

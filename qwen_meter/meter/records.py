@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ..base.errors import QwenMeterError
+from ..base.errors import QwenMeterError, QwenMeterWarning
 from .record_checks import check_fields
 from .redaction import redact
 
@@ -91,5 +91,5 @@ class UsageLogError(QwenMeterError):
     """The usage log cannot be written or read."""
 
 
-class TornLineWarning(UserWarning):
+class TornLineWarning(QwenMeterWarning, UserWarning):
     """A JSONL log line that a killed writer left incomplete; it was skipped."""

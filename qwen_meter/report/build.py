@@ -130,6 +130,22 @@ def _summary(scan: Scan, totals: Any, daily: Any, tz: str) -> Summary:
         tz=tz, top_models=models, unpriced_calls=scan.unpriced_count)
 
 
+def _budget(budget: Any) -> tuple[Decimal, str]:
+    """``(amount, currency)`` or ``"50 CNY"`` (``"50 RMB"``, ``"¥50"``...) → (amount, CNY|USD);
+    a currency the logs cannot hold would draw an empty burn-down, so it is refused."""
+    from ..catalogue.records import CURRENCIES
+    from ..limits.budget.money import parse_money
+
+    amount, currency = parse_money(*budget) if isinstance(budget, tuple) else \
+        parse_money(budget)
+    if currency not in CURRENCIES:
+        raise ConfigurationError(f"a budget needs a currency ({', '.join(CURRENCIES)}; "
+                                 f"RMB, 元, ¥ and $ are read too), e.g. '50 CNY'; got {budget!r}")
+    if amount < 0:
+        raise ConfigurationError(f"a budget cannot be negative: {budget!r}")
+    return amount, currency
+
+
 def _burn_down(daily: Any, limit: Decimal, currency: str) -> Any:
     frame = daily[daily["currency"] == currency].groupby("day", as_index=False).agg(
         spent=("cost", lambda s: sum((v for v in s if v is not None), Decimal(0))))
@@ -162,16 +178,17 @@ def _repricing(scan: Scan, by: Sequence[str]) -> Any:
 
 def build_report(data: UsageData, by: Sequence[str] = ("model",), *,
                  reprice_as: str | None = None, reprice_region: str | None = None,
-                 reprice_batch: bool = False, budget: tuple[Decimal, str] | None = None,
+                 reprice_batch: bool = False,
+                 budget: tuple[Decimal | str | int, str] | str | None = None,
                  top: int = 10, tz: str | None = None,
                  catalogue: Catalogue | None = None) -> Report:
     """A report of ``data`` grouped ``by`` some of :data:`GROUPINGS`.
 
     ``reprice_as`` / ``reprice_region`` / ``reprice_batch`` add a comparison with what the same
     usage would have cost on that model, in that region, or as batch calls (per original and
-    re-priced currency); ``budget`` (amount, currency) adds a burn-down table; ``top`` is how
-    many tags are listed (the rest are counted); ``tz`` (default: ``data``'s) is the zone
-    whose calendar days, weeks and months the report uses.
+    re-priced currency); ``budget`` (amount, currency) or ``"50 CNY"`` adds a burn-down
+    table; ``top`` is how many tags are listed (the rest are counted); ``tz`` (default:
+    ``data``'s) is the zone whose calendar days, weeks and months the report uses.
     """
     by = tuple(by)
     unknown = [k for k in by if k not in GROUPINGS]
@@ -180,8 +197,14 @@ def build_report(data: UsageData, by: Sequence[str] = ("model",), *,
                                  f"from {', '.join(GROUPINGS)}")
     if len(set(by)) != len(by):
         raise ConfigurationError(f"--by names a key twice: {', '.join(by)}")
-    if reprice_region is not None and reprice_region not in ("cn", "intl"):
-        raise ConfigurationError(f"unknown region {reprice_region!r}; choose cn or intl")
+    if reprice_region is not None:
+        from ..catalogue.core import default_catalogue
+
+        regions = tuple((catalogue or data.catalogue or default_catalogue()).regions)
+        if reprice_region not in regions:
+            raise ConfigurationError(f"unknown region {reprice_region!r}; choose from "
+                                     f"{', '.join(regions)}")
+    budget = None if budget is None else _budget(budget)
     zone = check_zone(tz or data.tz)
     plan = Plan(by=by, tz=zone, since=data.since, until=data.until, reprice_model=reprice_as,
                 reprice_region=reprice_region, reprice_batch=reprice_batch)

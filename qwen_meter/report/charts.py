@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..base.errors import QwenMeterError
+from ..base.errors import QwenMeterError, QwenMeterWarning
 from . import safe
 from .build import Report
 
@@ -30,7 +30,7 @@ CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "Noto 
 _CJK = re.compile("[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
 
 
-class MissingFontWarning(UserWarning):
+class MissingFontWarning(QwenMeterWarning, UserWarning):
     """No installed font covers the CJK text of a chart."""
 
 
@@ -160,8 +160,35 @@ def chart_pngs(report: Report) -> list[tuple[str, bytes]]:
     return out
 
 
+#: File formats ``--plot`` / :func:`save_charts` write, by file extension (matplotlib's
+#: writers; jpg, webp, gif and tiff go through Pillow, a dependency of matplotlib).
+PLOT_FORMATS = ("png", "jpg", "jpeg", "svg", "svgz", "pdf", "eps", "ps", "webp", "tif", "tiff",
+                "gif")
+
+
+def plot_format(path: str | os.PathLike[str]) -> str:
+    """The image format ``path``'s extension names; a clear error for any other (a chart saved
+    as PNG bytes under ``.jpg`` would be a broken file to every viewer)."""
+    suffix = os.path.splitext(os.fspath(path))[1].lower().lstrip(".")
+    if suffix not in PLOT_FORMATS:
+        named = f"extension .{suffix}" if suffix else "no extension"
+        raise QwenMeterError(f"cannot draw charts to {os.fspath(path)}: {named}; use one of "
+                             + ", ".join(f".{f}" for f in PLOT_FORMATS))
+    return suffix
+
+
+def save_charts(report: Report, path: str | os.PathLike[str]) -> None:
+    """All charts, stacked in one image file, in the format its extension names
+    (:data:`PLOT_FORMATS`)."""
+    _save(report, path, plot_format(path))
+
+
 def save_png(report: Report, path: str | os.PathLike[str]) -> None:
-    """All charts, stacked in one PNG file."""
+    """All charts, stacked in one PNG file (whatever the extension)."""
+    _save(report, path, "png")
+
+
+def _save(report: Report, path: str | os.PathLike[str], fmt: str) -> None:
     plt = _pyplot()
     with _style(report):
         drawn = charts(report)
@@ -170,5 +197,10 @@ def save_png(report: Report, path: str | os.PathLike[str]) -> None:
         for ax, (_, draw) in zip(axes[:, 0], drawn, strict=True):
             draw(ax)
         figure.tight_layout()
-        figure.savefig(path, format="png")
-        plt.close(figure)
+        try:
+            figure.savefig(path, format=fmt)
+        except OSError as exc:
+            raise QwenMeterError(f"cannot write {os.fspath(path)}: {exc.strerror or exc}"
+                                 ) from None
+        finally:
+            plt.close(figure)

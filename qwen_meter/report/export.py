@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..base.words import plural
 from ..catalogue.core import Catalogue
 from . import sql
 from .duck import _prefetch
@@ -149,4 +150,4 @@ def print_skipped(skipped: int, listed: list[Skipped], stream: Any = None) -> No
     for item in listed[:20]:
         stream.write(plain(f"skipped {item.source}:{item.line}: {item.reason}") + "\n")
     if skipped > 20:
-        stream.write(f"... {skipped - 20} more lines skipped\n")
+        stream.write(f"... {plural(skipped - 20, 'more line')} skipped\n")

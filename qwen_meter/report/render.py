@@ -15,6 +15,7 @@ import math
 from decimal import Decimal
 from typing import Any
 
+from ..base.words import plural
 from . import safe
 from .build import Report
 
@@ -137,7 +138,7 @@ def summary_lines(report: Report) -> list[str]:
     for currency, models in sorted(summary.top_models.items()):
         if models:
             lines.append(f"Top models ({currency}): " + ", ".join(
-                f"{safe.plain(m)} {safe.money(c, currency)} ({n:,} calls)"
+                f"{safe.plain(m)} {safe.money(c, currency)} ({plural(n, 'call')})"
                 for m, c, n in models))
     return lines
 
@@ -154,21 +155,20 @@ def _tag_note(report: Report) -> str | None:
 
 
 def _notes(report: Report) -> list[str]:
-    notes = [f"{report.records:,} records"]
+    notes = [plural(report.records, "record")]
     tag_note = _tag_note(report)
     if tag_note:
         notes.append(tag_note)
     if report.skipped_count:
         listed = "; ".join(f"{s.source}:{s.line} {s.reason}" for s in report.skipped[:20])
         more = " …" if report.skipped_count > 20 else ""
-        lines = "line" if report.skipped_count == 1 else "lines"
-        notes.append(f"{report.skipped_count} {lines} skipped: {listed}{more}")
+        notes.append(f"{plural(report.skipped_count, 'line')} skipped: {listed}{more}")
     if report.unpriced_count:
         listed = "; ".join(f"{s.source}{'' if s.line is None else f':{s.line}'} ({s.reason})"
                            for s in report.unpriced[:20])
         more = " …" if report.unpriced_count > 20 else ""
-        records = "record" if report.unpriced_count == 1 else "records"
-        notes.append(f"{report.unpriced_count} {records} could not be priced: {listed}{more}")
+        notes.append(f"{plural(report.unpriced_count, 'record')} could not be priced: "
+                     f"{listed}{more}")
     return [safe.plain(n) for n in notes]
 
 

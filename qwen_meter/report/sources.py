@@ -92,11 +92,17 @@ def _looks_like(value: Any) -> str | None:
 
 
 def sniff(path: Path) -> str:
-    """How to read ``path``: by suffix, else by the first lines that say what they are."""
+    """How to read ``path``: by suffix, else by the first lines that say what they are.
+
+    A text file none of whose first lines is a usage record or an API response (a saved
+    request, a config file, a pretty-printed JSON document) is refused, naming the file and
+    why: read as a log it would give a report of nothing, or of records made up of requests.
+    """
     if path.is_dir() or path.suffix == ".parquet":
         return "parquet"
     if path.suffix in SQLITE_SUFFIXES:
         return "sqlite"
+    why: str | None = None
     with path.open("rb") as handle:
         head = handle.read(4)
         if head == b"SQLi":
@@ -104,16 +110,36 @@ def sniff(path: Path) -> str:
         if head == b"PAR1":
             return "parquet"
         handle.seek(0)
-        for number, line in enumerate(handle):
-            if number >= _SNIFF_LINES:
+        for number, line in enumerate(handle, start=1):
+            if number > _SNIFF_LINES:
                 break
-            try:
-                kind = _looks_like(json.loads(line))
-            except ValueError:
+            if not line.strip():
                 continue
+            try:
+                value = json.loads(line)
+            except ValueError:
+                why = why or f"line {number} is not JSON on its own"
+                continue
+            kind = _looks_like(value)
             if kind:
                 return kind
-    return "log"
+            why = why or f"line {number} {_not_a_record(value)}"
+    if why is not None:
+        raise ReportInputError(
+            f"{path}: not a usage log — no line among its first {_SNIFF_LINES} is a usage "
+            "record (an object with model and prompt_tokens) or an API response with usage; "
+            f"{why}")
+    return "log"  # empty: a log nothing was written to yet
+
+
+def _not_a_record(value: Any) -> str:
+    """Why a JSON line that parsed is neither a log record nor a response, for the error."""
+    if not isinstance(value, dict):
+        return f"is a JSON {type(value).__name__.replace('str', 'string')}, not an object"
+    if "messages" in value or "input" in value:
+        return "is a request (it has messages / input), not its usage"
+    keys = ", ".join(sorted(map(str, value))[:6]) or "no keys"
+    return f"is an object with {keys}"
 
 
 def _lines_table(source: str, first: int, data: bytes) -> pa.Table:

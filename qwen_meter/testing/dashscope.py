@@ -22,6 +22,7 @@ here, so clients configured for the real hosts can be tested.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 import uuid
@@ -40,14 +41,15 @@ PIECES = ["我是", "來自阿里雲的", "大規模語言模型", ",我叫通�
 
 
 class FakeDashScope:
-    """The stand-in server: started on a free port of 127.0.0.1 when created, stopped by
-    :meth:`close` (or ``with FakeDashScope() as server:``).
+    """The stand-in server: started when created — on ``host`` (127.0.0.1: this machine only)
+    and ``port`` (0: a free one; :attr:`url` says which) — stopped by :meth:`close` (or
+    ``with FakeDashScope() as server:``).
 
     ``requests`` lists every request received; ``billed`` every request it answered with a
     success (what DashScope would bill: the answer was produced, whether or not the client read
     it all), as ``{"path", "model", "stream"}`` — tests compare usage records against it."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.behaviours: deque[dict[str, Any]] = deque()
         self.requests: list[dict[str, Any]] = []
         self.billed: list[dict[str, Any]] = []
@@ -66,20 +68,23 @@ class FakeDashScope:
             request_queue_size = 256  # many concurrent clients (the default backlog is 5)
 
             def handle_error(self, request: Any, client_address: Any) -> None:
-                import sys
-
+                # A client that hangs up mid-answer is what tests of dropped or abandoned
+                # streams do on purpose: not worth a traceback. Anything else still prints.
                 if not isinstance(sys.exc_info()[1], ConnectionError):
                     super().handle_error(request, client_address)
-                # else: a client that gave up (a timeout, a cancellation) is not an error here
 
-        self.httpd = Server(("127.0.0.1", 0), Handler)
+        self.httpd = Server((host, port), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        """``http://host:port`` of the server (a wildcard host is reached on 127.0.0.1)."""
+        host = str(self.httpd.server_address[0])
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        host = "[::1]" if host == "::" else f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.httpd.server_address[1]}"
 
     @property
     def compatible(self) -> str:

@@ -32,6 +32,7 @@ from ...base.errors import (
     ReservationExpired,
     ReservationSettled,
     ReservationUnknown,
+    StoreUnavailableWarning,
 )
 from ...billing.pricing import Cost, CostEstimate
 from ...catalogue.records import CURRENCIES
@@ -160,7 +161,7 @@ class Budget:
         if self.on_store_error == "closed":
             raise exc
         warnings.warn(f"budget {self.name!r}: store unavailable, {action} anyway: {exc}",
-                      RuntimeWarning, stacklevel=3)
+                      StoreUnavailableWarning, stacklevel=3)
         log.warning("budget %s: %s without the store: %s", self.name, action, exc)
 
     # --- the cycle: each operation is a plan, one store call (sync or async), a decision --

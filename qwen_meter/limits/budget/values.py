@@ -11,6 +11,8 @@ import secrets
 from dataclasses import dataclass
 from decimal import Decimal
 
+from ...base.errors import QwenMeterWarning
+
 # Reservation ids: a random 64-bit prefix for this process and a counter, unique across the
 # processes sharing a store without a uuid4 (an os.urandom call) per reservation. A forked
 # child draws its own prefix, or it would repeat its parent's ids.
@@ -34,7 +36,8 @@ def new_reservation_id() -> str:
     return f"{_id_prefix}{next(_id_counter):016x}"
 
 
-class BudgetWarning(UserWarning):
+
+class BudgetWarning(QwenMeterWarning, UserWarning):
     """A soft budget was exceeded (the call went ahead)."""
 
 

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from ...base import checks as check
-from ...base.errors import RateLimited
+from ...base.errors import RateLimited, StoreUnavailableWarning
 from ...catalogue.core import Catalogue
 from ..store import Store, StoreUnavailable, WindowCheck, open_store
 from ..store.base import AcquireResult, check_seconds
@@ -124,7 +124,7 @@ class RateLimiter:
             if self.on_store_error == "closed":
                 raise result
             warnings.warn(f"rate limiter store unavailable, admitting anyway: {result}",
-                          RuntimeWarning, stacklevel=4)
+                          StoreUnavailableWarning, stacklevel=4)
             log.warning("admitted %s (%d tokens) without the store: %s", model, tokens, result)
             return Permit(next(permit_ids), self.account, model, math.floor(self.clock()),
                           tokens, degraded=True)
