@@ -38,7 +38,7 @@ def records(path: Path) -> list:
     return [r for r in read_jsonl(path) if r.status != "pending"] if path.exists() else []
 
 
-def wait_records(path: Path, n: int, timeout: float = 5.0) -> list:
+def wait_records(path: Path, n: int, timeout: float = 30.0) -> list:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = records(path)
