@@ -17,6 +17,7 @@ import openai
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from meter_fixtures import close_aio_sessions
 
 import qwen_meter as qm
 from qwen_meter.meter.log import JsonlLog
@@ -279,6 +280,7 @@ def test_dashscope_async_cancel_at_head(make_meter, server, dashscope_sdk):
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+        await close_aio_sessions(dashscope_sdk)
 
     asyncio.run(main())
     [rec] = assert_ledger(meter, server)
@@ -306,6 +308,7 @@ def test_dashscope_async_cancel_mid_stream(make_meter, server, dashscope_sdk):
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+        await close_aio_sessions(dashscope_sdk)
 
     asyncio.run(main())
     [rec] = assert_ledger(meter, server)
@@ -376,6 +379,7 @@ def test_stream_freed_without_its_loop_settles_at_the_next_call(make_meter, serv
 
     loop = asyncio.new_event_loop()
     stream = loop.run_until_complete(start())
+    loop.run_until_complete(close_aio_sessions(dashscope_sdk))
     loop.close()
     del stream  # its finaliser has no loop to run on
     import gc
