@@ -81,6 +81,26 @@ class UsageLog:
         """Write what is queued and release the file."""
 
 
+class FileLog(UsageLog):
+    """What the JSONL and SQLite logs share: a file at ``path``, a lock file beside it for
+    recovery, and an optional background writer (``buffered`` and asyncio writes)."""
+
+    path: Path
+    _writer: Any = None
+
+    def recovery_lock(self) -> contextlib.AbstractContextManager[None]:
+        return file_lock(self.path.with_name(self.path.name + ".lock"))
+
+    def flush(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+
+    def _stop_writer(self) -> None:
+        """Write what is queued and stop the writer (the first step of ``close``)."""
+        if self._writer is not None:
+            self._writer.close()
+
+
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
     """An exclusive lock on ``path`` (created), between processes of this host."""

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .journal import INTENT_PREFIX, intent_json, line_id
-from .logbase import UsageLog, check_durability, file_lock
+from .logbase import FileLog, check_durability
 from .readers import read_jsonl
 from .records import UsageLogError, UsageRecord
 from .writer import BackgroundWriter
@@ -34,7 +34,7 @@ from .writer import BackgroundWriter
 #: Beside a JSONL log: where the last recovery stopped (no unsettled intent lies before it).
 CHECKPOINT_SUFFIX = ".journal"
 
-class JsonlLog(UsageLog):
+class JsonlLog(FileLog):
     """Append-only JSON lines: one per call (and one intent per call while it runs).
 
     ``durability``: ``"buffered"``, ``"flush"`` (default) or ``"fsync"`` (see the module
@@ -192,15 +192,7 @@ class JsonlLog(UsageLog):
             temporary.write_text(json.dumps({"offset": offset, "inode": self._scan_inode}))
             os.replace(temporary, self._checkpoint)
 
-    def recovery_lock(self) -> contextlib.AbstractContextManager[None]:
-        return file_lock(self.path.with_name(self.path.name + ".lock"))
-
-    def flush(self) -> None:
-        if self._writer is not None:
-            self._writer.flush()
-
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
+        self._stop_writer()
         with contextlib.suppress(OSError):
             os.close(self._fd)

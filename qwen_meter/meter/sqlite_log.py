@@ -14,7 +14,6 @@ lock), batched into one transaction; the loop awaits it unless ``buffered``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sqlite3
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .journal import intent_json, pending_record
-from .logbase import UsageLog, check_durability, file_lock
+from .logbase import FileLog, check_durability
 from .record_checks import json_or_unreadable, record_or_warn
 from .records import UsageLogError, UsageRecord
 from .writer import BackgroundWriter
@@ -33,7 +32,7 @@ from .writer import BackgroundWriter
 _Item = UsageRecord | Mapping[str, Any]
 
 
-class SQLiteLog(UsageLog):
+class SQLiteLog(FileLog):
     """Records in an SQLite table (WAL mode; one short transaction per write)."""
 
     _COLUMNS = ("id", "time", "model", "status", "prompt_tokens", "completion_tokens", "cost",
@@ -132,16 +131,8 @@ class SQLiteLog(UsageLog):
             rows = self._db.execute("SELECT record FROM intents ORDER BY time").fetchall()
         return [json.loads(row[0]) for row in rows]
 
-    def recovery_lock(self) -> contextlib.AbstractContextManager[None]:
-        return file_lock(self.path.with_name(self.path.name + ".lock"))
-
-    def flush(self) -> None:
-        if self._writer is not None:
-            self._writer.flush()
-
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
+        self._stop_writer()
         with self._lock:
             self._db.close()
 
