@@ -7,6 +7,8 @@ pipeline. Figures, in one run:
 
 * sync and async openai clients, plain and streamed: median µs per call bare and metered;
 * the pipeline alone (begin + finish, no HTTP), sync and async;
+* where a sync metered call's extra time goes: bare call, metered call and the pipeline alone
+  interleaved call by call (paired medians), the rest being the httpx adapter's own work;
 * the largest event-loop stall (a 20 ms heartbeat's worst gap) while 50 AsyncOpenAI calls
   wait on an RPM-limited limiter (15 calls a second), metered, next to the bare client doing
   the same 50 calls with no limiter.
@@ -130,6 +132,38 @@ def parts_alone(folder: str, n: int) -> dict[str, float]:
     return out
 
 
+def split(bare: Any, metered: Any, meter: qm.Meter, n: int) -> dict[str, float]:
+    """Bare call, metered call and the pipeline alone, one after the other in each round: the
+    pipeline then runs with the caches as cold as in a real call (a tight loop of it alone
+    keeps them warm and reads about half as much). The paired medians say what the metered
+    call adds, how much of that the pipeline is, and what is left for the httpx adapter."""
+    def call(client: Any) -> None:
+        client.chat.completions.create(model="qwen-plus", messages=HELLO)
+
+    def pipeline() -> None:
+        meter.begin({"model": "qwen-plus", "messages": HELLO}).finish(USAGE)
+
+    for _ in range(min(20, n)):
+        call(bare)
+        call(metered)
+        pipeline()
+    bare_s, added, alone = [], [], []
+    for _ in range(n):
+        start = time.perf_counter()
+        call(bare)
+        middle = time.perf_counter()
+        call(metered)
+        end = time.perf_counter()
+        pipeline()
+        alone.append(time.perf_counter() - end)
+        bare_s.append(middle - start)
+        added.append((end - middle) - (middle - start))
+    medians = [statistics.median(x) * 1e6 for x in (bare_s, added, alone)]
+    return {"bare µs": round(medians[0]), "metered − bare µs (paired)": round(medians[1]),
+            "pipeline alone, interleaved µs": round(medians[2]),
+            "adapter ≈ metered − bare − pipeline µs": round(medians[1] - medians[2])}
+
+
 FIRST_CALL = """
 import asyncio, json, sys, tempfile, time
 from pathlib import Path
@@ -214,6 +248,8 @@ def main() -> None:
                         pass
 
             report[label] = row(timed(lambda: call(bare), n), timed(lambda: call(metered), n))
+        report["sync chat, interleaved: where the extra time goes"] = split(bare, metered,
+                                                                              meter, n * 2)
 
         async def async_rows() -> None:
             abare = openai.AsyncOpenAI(api_key="sk-x", base_url=server.compatible,
