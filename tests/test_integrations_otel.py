@@ -11,8 +11,6 @@ from integration_support import HELLO, openai_client, refused_record
 import qwen_meter as qm
 
 pytest.importorskip("opentelemetry.sdk")
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
@@ -21,17 +19,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
 from opentelemetry.trace import SpanKind, StatusCode
 
 from qwen_meter.integrations.otel import instrument
-
-
-@pytest.fixture
-def otel():
-    exporter = InMemorySpanExporter()
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    reader = InMemoryMetricReader()
-    meter_provider = MeterProvider(metric_readers=[reader])
-    yield tracer_provider, meter_provider, exporter, reader
-    meter_provider.shutdown()
 
 
 def points(reader, name):
