@@ -27,10 +27,11 @@ import os
 import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from bench_meter import atimed, timed  # one median timer for every benchmark
 
 import qwen_meter as qm
 from qwen_meter.limits.store import MemoryStore
@@ -83,24 +84,6 @@ def meter_with(log: UsageLog) -> qm.Meter:
                     limiter=qm.RateLimiter(store, limits={"qwen-plus": (10**9, 10**12)}))
 
 
-def per_call(fn: Callable[[], Any], n: int) -> float:
-    samples = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
-
-
-async def aper_call(fn: Callable[[], Awaitable[Any]], n: int) -> float:
-    samples = []
-    for _ in range(n):
-        start = time.perf_counter()
-        await fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=300)
@@ -130,11 +113,11 @@ def main() -> None:
         async def async_round(n: int) -> None:
             for name, meter in meters.items():
                 results.setdefault(("async", name), []).append(
-                    await aper_call(lambda m=meter: async_call(m), n))
+                    await atimed(lambda m=meter: async_call(m), n))
             results.setdefault(("async", "hand-off: asyncio.to_thread(noop)"), []).append(
-                await aper_call(lambda: asyncio.to_thread(lambda: None), n))
+                await atimed(lambda: asyncio.to_thread(lambda: None), n))
             results.setdefault(("async", "hand-off: writer thread, awaited"), []).append(
-                await aper_call(handed_off, n))
+                await atimed(handed_off, n))
 
         for meter in meters.values():  # warm-up: tokenizer, catalogue, first files
             for _ in range(30):
@@ -142,9 +125,9 @@ def main() -> None:
         for _ in range(args.rounds):
             for name, meter in meters.items():
                 results.setdefault(("sync", name), []).append(
-                    per_call(sync_call(meter), args.calls))
+                    timed(sync_call(meter), args.calls))
             results.setdefault(("sync", "one O_APPEND write (900 B)"), []).append(
-                per_call(lambda: os.write(fd, line), args.calls))
+                timed(lambda: os.write(fd, line), args.calls))
             asyncio.run(async_round(args.calls))
         for meter in meters.values():
             meter.close()
