@@ -79,6 +79,22 @@ def hf_folder(tmp_path_factory: pytest.TempPathFactory):
 REDIS_REQUIRED = bool(__import__("os").environ.get("QWEN_METER_REQUIRE_REDIS"))
 
 
+@pytest.fixture
+def postgres_url():
+    """The URL of a fresh, empty PostgreSQL database (dropped after the test), on the server of
+    $QWEN_METER_TEST_POSTGRES_URL; skipped without one unless $QWEN_METER_REQUIRE_POSTGRES."""
+    from pg_server import REQUIRED, SERVER_URL, fresh_database
+
+    if not SERVER_URL:
+        if REQUIRED:
+            pytest.fail("PostgreSQL is required (QWEN_METER_REQUIRE_POSTGRES) but "
+                        "QWEN_METER_TEST_POSTGRES_URL is not set")
+        pytest.skip("no PostgreSQL server: set QWEN_METER_TEST_POSTGRES_URL")
+    pytest.importorskip("psycopg") if not REQUIRED else __import__("psycopg")
+    with fresh_database(SERVER_URL) as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 def redis_url():
     """A real redis-server on 127.0.0.1: $QWEN_METER_TEST_REDIS_URL, or one started here."""
