@@ -206,7 +206,9 @@ class SQLLedger(Ledger):
             self._writer.flush()
 
     def close(self) -> None:
-        """Write what is queued, stop every watch, release the database."""
+        """Write what is queued, stop every watch, release the database (again: nothing)."""
+        if self._closed:
+            return
         if self._writer is not None:
             self._writer.close()
         for stop in list(self._watchers):

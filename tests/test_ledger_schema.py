@@ -1,0 +1,116 @@
+"""Opening a ledger: URL forms, errors that never show a password, versioned migrations
+applied once when replicas start together, and a schema newer than the code refused."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import ledger_workers
+import pytest
+from ledger_fixtures import rows
+
+from qwen_meter.ledger import Ledger, LedgerError, open_ledger
+from qwen_meter.ledger.migrations import latest, migrations
+from qwen_meter.ledger.sqlite import SQLiteLedger
+
+SPAWN = multiprocessing.get_context("spawn")
+SECRET = "zebra-Hunter2-pw"
+
+
+def test_sqlite_urls_relative_and_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    with open_ledger("sqlite:///rel.db") as ledger:
+        assert isinstance(ledger, SQLiteLedger) and ledger.url == "sqlite:///rel.db"
+    assert (tmp_path / "rel.db").is_file()
+    absolute = tmp_path / "sub" / "abs.db"
+    absolute.parent.mkdir()
+    monkeypatch.chdir("/")
+    with open_ledger(f"sqlite:///{absolute}") as ledger:  # sqlite:////tmp/…/abs.db
+        ledger.claim_alert("x")
+    assert absolute.is_file()
+    ledger = open_ledger(f"sqlite:///{absolute}")
+    assert open_ledger(ledger) is ledger  # a ledger passes through
+    ledger.close()
+
+
+@pytest.mark.parametrize("url", [f"mysql://root:{SECRET}@db/x", f"redis://:{SECRET}@h/0",
+                                 "sqlite:///", "", f"http://u:{SECRET}@h/?password={SECRET}"])
+def test_an_unknown_url_is_named_with_its_password_masked(url: str):
+    with pytest.raises(LedgerError, match="unknown ledger URL") as caught:
+        open_ledger(url)
+    assert SECRET not in str(caught.value)
+    if url.startswith("mysql"):
+        assert "mysql://root:***@db/x" in str(caught.value)
+
+
+def test_a_url_that_is_not_text():
+    with pytest.raises(LedgerError, match="string"):
+        open_ledger(42)
+
+
+def test_no_password_in_postgres_errors(postgres_url: str):
+    from urllib.parse import urlsplit
+
+    server = urlsplit(postgres_url)
+    # refused: nothing listens on port 1
+    with pytest.raises(LedgerError) as refused:
+        open_ledger(f"postgresql://meter:{SECRET}@127.0.0.1:1/meter", timeout=2)
+    # a server's message that quotes the password (here: as the database's name)
+    with pytest.raises(LedgerError) as quoted:
+        open_ledger(f"postgres://{server.username}:{SECRET}@{server.hostname}:{server.port}/"
+                    f"{SECRET}", timeout=5)
+    for caught in (refused, quoted):
+        text = str(caught.value)
+        assert SECRET not in text and "***" in text and "cannot connect" in text
+    assert "does not exist" in str(quoted.value)
+
+
+def test_migrations_are_applied_once_when_three_open_at_once(ledger_url: str):
+    barrier = SPAWN.Barrier(3)
+    processes = [SPAWN.Process(target=ledger_workers.open_once, args=(ledger_url, barrier))
+                 for _ in range(3)]
+    for p in processes:
+        p.start()
+    for p in processes:
+        p.join(60)
+        assert p.exitcode == 0
+    versions = [r[0] for r in rows(ledger_url, "SELECT version FROM schema_migrations")]
+    assert sorted(versions) == [v for v, _ in migrations(
+        "sqlite" if ledger_url.startswith("sqlite") else "postgresql")]
+    assert rows(ledger_url, "SELECT count(*) FROM ledger_state") == [(1,)]
+    with open_ledger(ledger_url) as ledger:  # and once more, later: nothing to do
+        assert ledger.version() == 0
+    assert len(rows(ledger_url, "SELECT version FROM schema_migrations")) == len(versions)
+
+
+def test_a_newer_schema_is_refused(ledger: Ledger, ledger_url: str):
+    ledger.claim_alert("kept")
+    ledger.close()
+    newer = latest("sqlite") + 7
+    if ledger_url.startswith("sqlite"):
+        import sqlite3
+
+        db = sqlite3.connect(ledger_url[len("sqlite:///"):])
+        db.execute("INSERT INTO schema_migrations VALUES (?, 'later')", (newer,))
+        db.commit()
+        db.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(ledger_url) as conn:
+            conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (newer,))
+    with pytest.raises(LedgerError, match=f"version {newer}, newer than this qwen_meter"):
+        open_ledger(ledger_url)
+    assert rows(ledger_url, "SELECT mark FROM alert_marks") == [("kept",)]  # left untouched
+
+
+def test_every_migration_file_is_split_into_whole_statements():
+    from qwen_meter.ledger.sqlite import statements
+
+    for _, sql in migrations("sqlite"):
+        parts = list(statements(sql))
+        assert all(p.endswith(";") for p in parts)
+        assert any(p.startswith("CREATE TABLE records") for p in parts)
+    with pytest.raises(LedgerError, match="inside a statement"):
+        list(statements("CREATE TABLE x (a TEXT"))
