@@ -201,7 +201,10 @@ def test_watch_in_another_process_sees_create_and_revoke(ledger, ledger_url):
     assert watcher.exitcode == 0
 
 
-def test_watch_stops(ledger):
+def test_watch_stops(ledger, monkeypatch):
+    from qwen_meter.ledger import pg_watch
+
+    monkeypatch.setattr(pg_watch, "CHECK_EVERY", 3600.0)  # only NOTIFY can tell it in time
     seen: queue.Queue[int] = queue.Queue()
     stop = ledger.watch(seen.put)
     ledger.create_key(KeyEntry(name="d", hash=hash_key("sk-qm-d")))
@@ -224,3 +227,31 @@ def test_an_alert_is_claimed_once_across_processes(ledger_url):
     assert sorted(won) == sorted(marks)  # each mark exactly once, whoever won it
     with open_ledger(ledger_url) as ledger:
         assert not ledger.claim_alert(marks[0]) and ledger.claim_alert("another")
+
+
+def test_postgres_watch_reconnects_and_catches_up(postgres_url):
+    import time
+
+    import psycopg
+
+    seen: queue.Queue[int] = queue.Queue()
+    with open_ledger(postgres_url) as ledger, psycopg.connect(postgres_url,
+                                                              autocommit=True) as admin:
+        stop = ledger.watch(seen.put)
+        find = ("SELECT pid FROM pg_stat_activity WHERE application_name = "
+                "'qwen_meter ledger watch' AND datname = current_database()")
+        deadline = time.monotonic() + WAIT
+        while not admin.execute(find).fetchall():
+            assert time.monotonic() < deadline, "the watch never connected"
+            time.sleep(0.05)
+        ledger.create_key(KeyEntry(name="before", hash=hash_key("sk-qm-before")))
+        assert seen.get(timeout=WAIT) == ledger.version()
+        admin.execute(f"SELECT pg_terminate_backend(pid) FROM ({find}) AS w")
+        # Changed while the watch's connection is gone: its NOTIFY reaches nobody, the
+        # re-read on reconnecting does.
+        ledger.create_key(KeyEntry(name="during", hash=hash_key("sk-qm-during")))
+        assert seen.get(timeout=WAIT) == ledger.version()
+        assert stop.__self__.connections >= 2  # type: ignore[attr-defined]
+        ledger.revoke_key("during")  # and it listens again
+        assert seen.get(timeout=WAIT) == ledger.version()
+        stop()
