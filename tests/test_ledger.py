@@ -229,10 +229,14 @@ def test_an_alert_is_claimed_once_across_processes(ledger_url):
         assert not ledger.claim_alert(marks[0]) and ledger.claim_alert("another")
 
 
-def test_postgres_watch_reconnects_and_catches_up(postgres_url):
+def test_postgres_watch_reconnects_and_catches_up(postgres_url, monkeypatch):
     import time
 
     import psycopg
+
+    from qwen_meter.ledger import pg_watch
+
+    monkeypatch.setattr(pg_watch, "CHECK_EVERY", 3600.0)  # only the re-read on reconnecting
 
     seen: queue.Queue[int] = queue.Queue()
     with open_ledger(postgres_url) as ledger, psycopg.connect(postgres_url,
