@@ -69,11 +69,11 @@ if TYPE_CHECKING:
     )
     from .catalogue.regions import region_for_url  # issue #10
     from .gateway import Gateway, GatewayConfig, create_gateway  # issue 16: needs [gateway]
-    from .ledger import Ledger, LedgerError, open_ledger  # issue 24
     from .integrations.langchain import QwenMeterCallbackHandler
     from .integrations.otel import OpenTelemetryObserver
     from .integrations.prometheus import PrometheusObserver
     from .integrations.usage_logging import UsageLoggingObserver
+    from .ledger import Ledger, LedgerError, open_ledger  # issue 24
     from .limits.budget.core import Budget
     from .limits.budget.values import BudgetStatus, Reservation, ThresholdEvent
     from .limits.limiter.core import RateLimiter
