@@ -119,3 +119,48 @@ def test_every_migration_file_is_split_into_whole_statements():
         assert any(p.startswith("CREATE TABLE records") for p in parts)
     with pytest.raises(LedgerError, match="inside a statement"):
         list(statements("CREATE TABLE x (a TEXT"))
+
+
+def test_a_file_that_is_no_database_and_a_missing_folder(tmp_path: Path):
+    junk = tmp_path / "notes.db"
+    junk.write_text("these are my notes, not a database\n" * 40)
+    with pytest.raises(LedgerError, match=r"notes\.db"):
+        open_ledger(f"sqlite:///{junk}")
+    with pytest.raises(LedgerError, match="cannot open"):
+        open_ledger(f"sqlite:///{tmp_path}/no/such/folder/ledger.db")
+
+
+def test_the_pool_replaces_connections_the_server_dropped(postgres_url: str):
+    import psycopg
+
+    from qwen_meter.meter.records import UsageRecord
+
+    with open_ledger(postgres_url, min_size=2) as ledger, \
+            psycopg.connect(postgres_url, autocommit=True) as admin:
+        ledger.append(UsageRecord(model="qwen-plus", id="before"))
+        dropped = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = "
+            "'qwen_meter ledger' AND datname = current_database()").fetchall()
+        assert dropped  # the pool's idle connections are gone
+        ledger.append(UsageRecord(model="qwen-plus", id="after"))  # a billed call's record
+        assert sorted(r.id for r in ledger) == ["after", "before"]
+
+
+def test_sqlite_reads_do_not_wait_for_another_processes_writer(tmp_path: Path):
+    import sqlite3
+    import threading
+
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    with open_ledger(url) as ledger:
+        ledger.claim_alert("seen")
+        other = sqlite3.connect(tmp_path / "ledger.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process in the middle of a write
+        other.execute("INSERT INTO alert_marks VALUES ('pending', 'now')")
+        answers: list[object] = []
+        reader = threading.Thread(target=lambda: answers.extend(
+            [ledger.version(), ledger.get_key("x"), ledger.count()]))
+        reader.start()
+        reader.join(20)  # a read queued behind the writer would wait its 30 s busy timeout
+        assert answers == [0, None, 0]
+        other.execute("ROLLBACK")
+        other.close()
