@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -133,14 +134,28 @@ def test_cjk_fonts_are_found_by_their_glyphs():
 
 
 @needs_cjk_font
-def test_plot_from_the_cli_draws_no_box(usage_log, tmp_path, capsys):
-    out = tmp_path / "charts.png"
+def test_plot_from_the_cli_draws_the_cjk_glyphs(usage_log, tmp_path, capsys):
+    """``qwen-meter report --plot charts.svg``: in the file, the tag label is drawn with the
+    glyphs the CJK font's character map gives for 智能客服 (matplotlib names each glyph it
+    draws in an SVG by font and glyph index)."""
+    from matplotlib import ft2font
+
+    out = tmp_path / "charts.svg"
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message="Glyph .* missing from", category=UserWarning)
         assert main(["report", str(usage_log), "--by", "tag", "--tz", "UTC", "--plot",
                      str(out)]) == 0
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "智能客服" in capsys.readouterr().out
+    assert HAN in capsys.readouterr().out
+    svg = out.read_text(encoding="utf-8")
+    label = svg[svg.index(f"<!-- {TAG} -->"):]
+    label = label[:label.index("<!--", 5)]
+    used = re.findall(r'<use xlink:href="#([^"]+)"', label)
+    assert len(used) == len(TAG), used
+    path, index = fonts._resolve(fonts.cjk_font())  # type: ignore[arg-type,misc]
+    font = ft2font.FT2Font(path, face_index=index) if index else ft2font.FT2Font(path)
+    want = [f"{font.postscript_name}-{font.get_char_index(ord(c)):x}" for c in HAN]
+    assert used[-len(HAN):] == want and all(font.get_char_index(ord(c)) for c in HAN)
+    assert all(u.startswith("DejaVuSans-") for u in used[:-len(HAN)])
 
 
 # In a child process: matplotlib reads its font list once, at import, from MPLCONFIGDIR.

@@ -74,7 +74,7 @@ def _font_manager() -> Any:
 
 def _face_of(path: Any) -> Face:
     """The (file, face) of a path ``findfont`` returned (a plain path before matplotlib 3.11)."""
-    return (os.fspath(path), int(getattr(path, "face_index", 0)))
+    return (str(os.fspath(path)), int(getattr(path, "face_index", 0)))
 
 
 @functools.lru_cache(maxsize=4096)
