@@ -109,11 +109,18 @@ def _name_of(face: Face) -> str | None:
 def _resolve(family: str) -> Face | None:
     """The font matplotlib draws ``family`` with (normal weight and style), or None."""
     fm = _font_manager()
+    quiet = logging.getLogger("matplotlib.font_manager")
+    level = quiet.level
+    # a family with no normal weight (DejaVu Sans Light, ...) is logged as a substitution:
+    # true, but noise when merely looking for glyphs
+    quiet.setLevel(logging.ERROR)
     try:
         return _face_of(fm.fontManager.findfont(fm.FontProperties(family=family),
                                                 fallback_to_default=False))
     except ValueError:
         return None
+    finally:
+        quiet.setLevel(level)
 
 
 def faces(families: Iterable[str]) -> list[Face]:
@@ -161,12 +168,16 @@ def _cjk_families(_entries_seen: int) -> tuple[str, ...]:
     for group in ([n for n in CJK_FAMILIES if n in names],
                   sorted(names - set(CJK_FAMILIES), key=_rank)):
         for name in group:
-            face = _resolve(name)
-            if face is not None and _covers(face, PROBE) == PROBE:
+            if _covers_cjk(name):
                 out.append(name)
         if out:
             break
     return tuple(out)
+
+
+def _covers_cjk(family: str) -> bool:
+    face = _resolve(family)
+    return face is not None and _covers(face, PROBE) == PROBE
 
 
 def cjk_families() -> tuple[str, ...]:
@@ -255,11 +266,16 @@ def _add_missing_fonts(chars: str) -> list[str]:
     if added:
         cache = _cache_file()
         fm.json_dump(fm.fontManager, cache)  # logs, not raises, if the folder is read-only
+        try:
+            saved = added[0] in cache.read_text(encoding="utf-8")
+        except OSError:
+            saved = False
         names = sorted({n for p in added for i in range(_face_count(p))
                         if (n := _name_of((p, i)))})
         log.warning("matplotlib's font cache %s predates %s (%s), which has glyphs the charts "
-                    "need: added for this run and written to the cache", cache,
-                    ", ".join(names), ", ".join(added))
+                    "need: added for this run%s", cache, ", ".join(names), ", ".join(added),
+                    " and written to the cache" if saved else " (the cache could not be "
+                    "rewritten: it will be added again next time)")
     return added
 
 
@@ -288,28 +304,32 @@ def _advice(missing: str, checked: int) -> str:
             "scripts) and draw again")
 
 
-def chart_fonts(texts: Iterable[str], *, stacklevel: int = 2) -> ChartFonts:
-    """The fonts for charts that show ``texts``: the Latin font, the best CJK font, and fonts
-    for any other characters the texts need. A font matplotlib's stale cache lacks is found on
-    the system and added; characters no installed font has give one
-    :class:`MissingFontWarning` that names them."""
-    chars = _drawn("".join(texts))
-    chain = _head()
-    chain += [f for f in cjk_families() if f not in chain][:1]
-    added: list[str] = []
-    left = _uncovered(chars, chain)
+def _extend(chain: list[str], left: str, chars: str) -> str:
+    """Appends to ``chain`` the best CJK font if ``left`` (the characters it lacks) has CJK,
+    then fonts for whatever else is left; returns what is still left."""
+    if _CJK.search(left):
+        chain += [f for f in cjk_families() if f not in chain][:1]
+        left = _uncovered(chars, chain)
     if left:
         chain += _helpers(left, chain)
         left = _uncovered(chars, chain)
+    return left
+
+
+def chart_fonts(texts: Iterable[str], *, stacklevel: int = 2) -> ChartFonts:
+    """The fonts for charts that show ``texts``: the Latin font, then (only if the texts need
+    them) the best CJK font and fonts for any other characters the Latin font lacks. A font
+    matplotlib's stale cache lacks is found on the system and added; characters no installed
+    font has give one :class:`MissingFontWarning` that names them."""
+    chars = _drawn("".join(texts))
+    chain = _head()
+    added: list[str] = []
+    left = _extend(chain, _uncovered(chars, chain), chars)
     if left and (added := _add_missing_fonts(left)):
-        chain += [f for f in cjk_families() if f not in chain][:1]
-        left = _uncovered(chars, chain)
-        if left:
-            chain += _helpers(left, chain)
-            left = _uncovered(chars, chain)
+        left = _extend(chain, left, chars)
     if left:
         warnings.warn(_advice(left, len({e.fname for e in _entries()})), MissingFontWarning,
                       stacklevel=stacklevel + 1)
     return ChartFonts(families=tuple(chain),
-                      cjk=tuple(f for f in chain if f in cjk_families()),
+                      cjk=tuple(f for f in chain if _covers_cjk(f)),
                       missing=left, added=tuple(added))
