@@ -53,24 +53,37 @@ CREATE INDEX IF NOT EXISTS reservation_lease ON reservation (key, lease_until);
 
 
 @functools.lru_cache(maxsize=8)
-def _window_sql(keys: int) -> tuple[str, str]:
-    """The acquire's read and write statements for ``keys`` keys (one statement each)."""
-    read = ("SELECT key, bucket, amount FROM window WHERE key IN "
+def _window_sql(keys: int) -> tuple[str, str, str]:
+    """The acquire's statements for ``keys`` keys (parameters: the keys, then the clock's
+    second): the clamped second and each key's window total and current-second amount, all
+    computed by SQLite in one statement (every sub-select is one B-tree search or one range of
+    at most 61 rows); every row of the window, read only for a refusal, to say when it would
+    fit; and the write, one statement for every key."""
+    second = f"?{keys + 1}"
+    newest = ", ".join(f"COALESCE((SELECT MAX(bucket) FROM window WHERE key = ?{i}), {second})"
+                       for i in range(1, keys + 1))
+    columns = ", ".join(
+        f"(SELECT SUM(amount) FROM window WHERE key = ?{i} AND bucket >= now - "
+        f"{WINDOW_BUCKETS - 1}), (SELECT amount FROM window WHERE key = ?{i} AND bucket = now)"
+        for i in range(1, keys + 1))
+    sums = (f"WITH clamp (now) AS (SELECT MAX({second}, {newest})) "
+            f"SELECT now, {columns} FROM clamp")
+    rows = ("SELECT key, bucket, amount FROM window WHERE key IN "
             f"({', '.join('?' * keys)}) AND bucket >= ?")
     write = (f"INSERT INTO window (key, bucket, amount) VALUES {', '.join(['(?, ?, ?)'] * keys)} "
              "ON CONFLICT (key, bucket) DO UPDATE SET amount = amount + excluded.amount")
-    return read, write
+    return sums, rows, write
 
 
-def _fits(checks: Sequence[WindowCheck], windows: list[dict[int, int]], second: int) -> bool:
-    """Whether every check fits its window (``plan_acquire``'s admit test, without building
-    the 61 per-second lists it needs only to say when a refused call would fit)."""
-    for check, window in zip(checks, windows, strict=True):
-        current = window.get(second, 0)
+def _fits(checks: Sequence[WindowCheck], sums: Sequence[int | None]) -> bool:
+    """Whether every check fits its window (``plan_acquire``'s admit test, on the totals SQLite
+    summed: ``sums`` holds each key's window total and its current second's amount)."""
+    for i, check in enumerate(checks):
+        total, current = sums[2 * i] or 0, sums[2 * i + 1] or 0
         if check.per_second is not None and current > 0 \
                 and current + check.amount > check.per_second:
             return False
-        if sum(window.values()) + check.amount > check.limit:
+        if total + check.amount > check.limit:
             return False
     return True
 
@@ -132,33 +145,30 @@ class SQLiteStore(Store):
 
     def window_acquire(self, checks: Sequence[WindowCheck], bucket: When) -> AcquireResult:
         keys = [c.key for c in checks]
-        read, write = _window_sql(len(keys))
+        sums_sql, rows_sql, write = _window_sql(len(keys))
         with self._tx() as db:
             now = bucket() if callable(bucket) else None  # read under the write lock
             second = int(now // 1) if now is not None else int(bucket)  # type: ignore[arg-type]
-            # One read serves the clamp and the window: every row at or after this clock's
-            # window start (rows past it are the newest seconds, which the clamp moves to, and
-            # whose window starts later still, so nothing the window needs is missed).
-            rows: dict[str, dict[int, int]] = {key: {} for key in keys}
-            for key, second_of, amount in db.execute(read, (*keys, second - WINDOW_BUCKETS + 1)):
-                rows[key][second_of] = amount
-                if second_of > second:  # clamp: never write behind the newest second of a key
-                    second = second_of
+            # The clamp (never write behind the newest second of a key) and the window totals
+            # of that second, in one statement: no row of the window comes to Python.
+            second, *sums = db.execute(sums_sql, (*keys, second)).fetchone()
             oldest = second - WINDOW_BUCKETS + 1
-            windows = [{b: v for b, v in rows[c.key].items() if b >= oldest} for c in checks]
-            if _fits(checks, windows, second):
+            if _fits(checks, sums):
                 result = AcquireResult(True, bucket=second)
             else:  # refused: the full per-second view says when it would fit
+                windows: dict[str, dict[int, int]] = {key: {} for key in keys}
+                for key, second_of, amount in db.execute(rows_sql, (*keys, oldest)):
+                    windows[key][second_of] = amount
                 result = plan_acquire(
-                    checks, [[w.get(b, 0) for b in range(oldest, second + 1)] for w in windows],
-                    second)
+                    checks, [[windows[c.key].get(b, 0) for b in range(oldest, second + 1)]
+                             for c in checks], second)
             # The written row (the amount, or 0 when refused) also marks the newest second
             # looked at: the clamp's floor. One statement for every key.
             db.execute(write, [v for c in checks
                                for v in (c.key, second, c.amount if result.ok else 0)])
-            # A key's first write in a new second drops its seconds that left the window: once
-            # per second per key, not on every call.
-            stale = [(key, oldest) for key in keys if second not in rows[key]]
+            # A key's first write in a new second (it had no row there) drops its seconds that
+            # left the window: once per second per key, not on every call.
+            stale = [(key, oldest) for i, key in enumerate(keys) if sums[2 * i + 1] is None]
             if stale:
                 db.executemany("DELETE FROM window WHERE key = ? AND bucket < ?", stale)
         return AcquireResult(result.ok, result.retry_buckets, result.refused_key, second, now)
