@@ -88,6 +88,25 @@ def _fits(checks: Sequence[WindowCheck], sums: Sequence[int | None]) -> bool:
     return True
 
 
+class _Window:
+    """One key's rows of the window table as this connection last saw and wrote them."""
+
+    __slots__ = ("low", "newest", "rows", "total")
+
+    def __init__(self, rows: dict[int, int]) -> None:
+        self.rows = rows
+        self.total = sum(rows.values())  # always the sum of ``rows``
+        self.newest = max(rows, default=None)
+        self.low = min(rows, default=None)
+
+    def prune(self, oldest: int) -> None:
+        """Drops the seconds before ``oldest`` (out of every later window)."""
+        if self.low is not None and self.low < oldest:
+            self.rows = {b: v for b, v in self.rows.items() if b >= oldest}
+            self.total = sum(self.rows.values())
+            self.low = min(self.rows, default=None)
+
+
 class SQLiteStore(Store):
     """Counters in an SQLite file (created if missing).
 
@@ -101,6 +120,11 @@ class SQLiteStore(Store):
         self.timeout = check_seconds(timeout, "SQLite store timeout")
         self.breaker = breaker or CircuitBreaker(name=f"SQLite store {self.path}")
         self._lock = threading.Lock()
+        # The window rows of the keys this connection used, as they are in the file, exact
+        # while no other connection has committed since (SQLite's data_version, read under the
+        # write lock, says so); then an acquire reads nothing but that one number.
+        self._windows: dict[str, _Window] = {}
+        self._version: int | None = None
         try:
             self._db = sqlite3.connect(self.path, timeout=self.timeout or 0.0,
                                        isolation_level=None, check_same_thread=False)
@@ -108,6 +132,7 @@ class SQLiteStore(Store):
             self._db.execute("PRAGMA synchronous=NORMAL")
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 self._db.execute(statement)
+            self._cursor = self._db.cursor()  # one cursor for the window's hot path
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from exc
 
@@ -115,25 +140,62 @@ class SQLiteStore(Store):
     def _tx(self) -> Iterator[sqlite3.Connection]:
         self.breaker.before()
         with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                self.breaker.failure()
-                raise StoreUnavailable(f"SQLite store {self.path} is busy: {exc}") from exc
+            self._begin()
             try:
                 yield self._db
-                self._db.execute("COMMIT")
+                self._cursor.execute("COMMIT")
             except BaseException as exc:
-                try:
-                    if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass  # SQLite rolls back by itself when a statement fails this badly
-                if isinstance(exc, sqlite3.Error):
-                    self.breaker.failure()
-                    raise StoreUnavailable(f"SQLite store {self.path} failed: {exc}") from exc
+                self._abort(exc)
                 raise
         self.breaker.success()
+
+    def _begin(self) -> None:
+        """``BEGIN IMMEDIATE`` (the write lock, waiting up to ``timeout``); under ``_lock``."""
+        try:
+            self._cursor.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self.breaker.failure()
+            raise StoreUnavailable(f"SQLite store {self.path} is busy: {exc}") from exc
+
+    def _abort(self, exc: BaseException) -> None:
+        """Rolls back after ``exc``; raises it as StoreUnavailable if SQLite's (else the caller
+        re-raises it as it is)."""
+        self._forget()  # rolled back: the copy may hold writes the file does not
+        try:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # SQLite rolls back by itself when a statement fails this badly
+        if isinstance(exc, sqlite3.Error):
+            self.breaker.failure()
+            raise StoreUnavailable(f"SQLite store {self.path} failed: {exc}") from exc
+
+    def _forget(self) -> None:
+        self._windows.clear()
+        self._version = None
+
+    def _mirror(self, keys: list[str], second: int) -> list[_Window] | None:
+        """Each key's window from the copy, or None (the copy is not exact: another connection
+        committed since this one's last transaction, or none was made yet). Called inside the
+        transaction, under the write lock: nobody else can commit until it ends."""
+        cursor = self._cursor
+        version = cursor.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._version:
+            self._windows.clear()
+            self._version = version
+            return None
+        windows = self._windows
+        missing = [key for key in keys if key not in windows]
+        if missing:  # a key new to the copy: its rows that can still be in a window
+            rows: dict[str, dict[int, int]] = {key: {} for key in missing}
+            sql = ("SELECT key, bucket, amount FROM window WHERE key IN "
+                   f"({', '.join('?' * len(missing))}) AND bucket >= ?")
+            for key, second_of, amount in cursor.execute(sql, (*missing,
+                                                               second - WINDOW_BUCKETS + 1)):
+                rows[key][second_of] = amount
+            for key in missing:
+                windows[key] = _Window(rows[key])
+        return [windows[key] for key in keys]
 
     @staticmethod
     def _buckets(db: sqlite3.Connection, key: str, bucket: int) -> list[int]:
@@ -144,33 +206,72 @@ class SQLiteStore(Store):
         return [rows.get(b, 0) for b in range(oldest, bucket + 1)]
 
     def window_acquire(self, checks: Sequence[WindowCheck], bucket: When) -> AcquireResult:
+        # _tx() by hand: this is the limiter's hot path, and a generator-based context manager
+        # costs as much as a tenth of the whole transaction
+        self.breaker.before()
+        with self._lock:
+            self._begin()
+            try:
+                result = self._acquire(checks, bucket)
+                self._cursor.execute("COMMIT")
+            except BaseException as exc:
+                self._abort(exc)
+                raise
+        self.breaker.success()
+        return result
+
+    def _acquire(self, checks: Sequence[WindowCheck], bucket: When) -> AcquireResult:
+        """The acquire, inside its transaction."""
         keys = [c.key for c in checks]
         sums_sql, rows_sql, write = _window_sql(len(keys))
-        with self._tx() as db:
-            now = bucket() if callable(bucket) else None  # read under the write lock
-            second = int(now // 1) if now is not None else int(bucket)  # type: ignore[arg-type]
-            # The clamp (never write behind the newest second of a key) and the window totals
-            # of that second, in one statement: no row of the window comes to Python.
-            second, *sums = db.execute(sums_sql, (*keys, second)).fetchone()
+        cursor = self._cursor
+        now = bucket() if callable(bucket) else None  # read under the write lock
+        second = int(now // 1) if now is not None else int(bucket)  # type: ignore[arg-type]
+        mirror = self._mirror(keys, second)
+        sums: list[int | None]
+        if mirror is not None:  # nobody else wrote: the copy is the file
+            for window in mirror:  # the clamp: never write behind a key's newest second
+                if window.newest is not None and window.newest > second:
+                    second = window.newest
             oldest = second - WINDOW_BUCKETS + 1
-            if _fits(checks, sums):
-                result = AcquireResult(True, bucket=second)
-            else:  # refused: the full per-second view says when it would fit
-                windows: dict[str, dict[int, int]] = {key: {} for key in keys}
-                for key, second_of, amount in db.execute(rows_sql, (*keys, oldest)):
-                    windows[key][second_of] = amount
-                result = plan_acquire(
-                    checks, [[windows[c.key].get(b, 0) for b in range(oldest, second + 1)]
-                             for c in checks], second)
-            # The written row (the amount, or 0 when refused) also marks the newest second
-            # looked at: the clamp's floor. One statement for every key.
-            db.execute(write, [v for c in checks
-                               for v in (c.key, second, c.amount if result.ok else 0)])
-            # A key's first write in a new second (it had no row there) drops its seconds that
-            # left the window: once per second per key, not on every call.
-            stale = [(key, oldest) for i, key in enumerate(keys) if sums[2 * i + 1] is None]
-            if stale:
-                db.executemany("DELETE FROM window WHERE key = ? AND bucket < ?", stale)
+            sums = []
+            for window in mirror:
+                window.prune(oldest)
+                sums += (window.total,
+                         window.rows[second] if window.newest == second else None)
+        else:
+            # The clamp and the window totals of that second, in one statement: no row of
+            # the window comes to Python.
+            second, *sums = cursor.execute(sums_sql, (*keys, second)).fetchone()
+            oldest = second - WINDOW_BUCKETS + 1
+        if _fits(checks, sums):
+            result = AcquireResult(True, bucket=second)
+        else:  # refused: the full per-second view says when it would fit
+            seen: dict[str, dict[int, int]] = {key: {} for key in keys}
+            for key, second_of, amount in cursor.execute(rows_sql, (*keys, oldest)):
+                seen[key][second_of] = amount
+            result = plan_acquire(
+                checks, [[seen[c.key].get(b, 0) for b in range(oldest, second + 1)]
+                         for c in checks], second)
+        # The written row (the amount, or 0 when refused) also marks the newest second
+        # looked at: the clamp's floor. One statement for every key.
+        params: list[object] = []
+        for check in checks:
+            params += (check.key, second, check.amount if result.ok else 0)
+        cursor.execute(write, params)
+        # A key's first write in a new second (it had no row there) drops its seconds that
+        # left the window: once per second per key, not on every call.
+        stale = [(key, oldest) for i, key in enumerate(keys) if sums[2 * i + 1] is None]
+        if stale:
+            cursor.executemany("DELETE FROM window WHERE key = ? AND bucket < ?", stale)
+        if mirror is not None:  # the same write in the copy
+            for check, window in zip(checks, mirror, strict=True):
+                amount = check.amount if result.ok else 0
+                window.rows[second] = window.rows.get(second, 0) + amount
+                window.total += amount
+                window.newest = second
+                if window.low is None:
+                    window.low = second
         return AcquireResult(result.ok, result.retry_buckets, result.refused_key, second, now)
 
     def window_adjust(self, key: str, bucket: int, delta: int) -> None:
@@ -178,15 +279,22 @@ class SQLiteStore(Store):
         self.breaker.before()
         with self._lock:
             try:
-                self._db.execute("UPDATE window SET amount = MAX(0, amount + ?) "
-                                 "WHERE key = ? AND bucket = ?", (delta, key, bucket))
+                self._cursor.execute("UPDATE window SET amount = MAX(0, amount + ?) "
+                                     "WHERE key = ? AND bucket = ?", (delta, key, bucket))
             except sqlite3.Error as exc:
+                self._forget()
                 self.breaker.failure()
                 raise StoreUnavailable(f"SQLite store {self.path} failed: {exc}") from exc
+            window = self._windows.get(key)
+            if window is not None and bucket in window.rows:  # the same change in the copy
+                old = window.rows[bucket]
+                window.rows[bucket] = max(0, old + delta)
+                window.total += window.rows[bucket] - old
         self.breaker.success()
 
     def window_sum(self, key: str, bucket: int) -> int:
         with self._tx() as db:  # the window as the next acquire sees it (clamped second)
+            self._forget()  # it marks and prunes rows: simpler to read the file again after
             row = db.execute("SELECT MAX(bucket) FROM window WHERE key = ?", (key,)).fetchone()
             end = bucket if row[0] is None else max(bucket, row[0])
             self._mark(db, [key], end)
