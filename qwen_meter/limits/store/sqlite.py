@@ -7,11 +7,15 @@ it checked before the wait. Every :mod:`sqlite3` failure — locked past ``timeo
 I/O error, a corrupt file — becomes :class:`~qwen_meter.store.StoreUnavailable`, and the
 store's :class:`~qwen_meter.store.base.CircuitBreaker` skips the file for a while after repeated
 failures.
+
+Speed: a limiter's acquire reads SQLite's ``data_version`` inside its transaction; while no
+other connection has committed since this one's last transaction, the store's in-process copy
+of the keys' window rows is exactly the file, and the acquire reads nothing else (one write,
+as a bare transaction would). Otherwise SQLite sums the windows itself, in one statement.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import sqlite3
 import threading
@@ -37,6 +41,7 @@ from .base import (
     check_seconds,
     plan_acquire,
 )
+from .sqlite_window import Window, fits, window_sql
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS window (key TEXT NOT NULL, bucket INTEGER NOT NULL,
@@ -50,61 +55,6 @@ CREATE TABLE IF NOT EXISTS settled (key TEXT NOT NULL, id TEXT NOT NULL, state T
 CREATE INDEX IF NOT EXISTS settled_forget ON settled (key, forget_at);
 CREATE INDEX IF NOT EXISTS reservation_lease ON reservation (key, lease_until);
 """
-
-
-@functools.lru_cache(maxsize=8)
-def _window_sql(keys: int) -> tuple[str, str, str]:
-    """The acquire's statements for ``keys`` keys (parameters: the keys, then the clock's
-    second): the clamped second and each key's window total and current-second amount, all
-    computed by SQLite in one statement (every sub-select is one B-tree search or one range of
-    at most 61 rows); every row of the window, read only for a refusal, to say when it would
-    fit; and the write, one statement for every key."""
-    second = f"?{keys + 1}"
-    newest = ", ".join(f"COALESCE((SELECT MAX(bucket) FROM window WHERE key = ?{i}), {second})"
-                       for i in range(1, keys + 1))
-    columns = ", ".join(
-        f"(SELECT SUM(amount) FROM window WHERE key = ?{i} AND bucket >= now - "
-        f"{WINDOW_BUCKETS - 1}), (SELECT amount FROM window WHERE key = ?{i} AND bucket = now)"
-        for i in range(1, keys + 1))
-    sums = (f"WITH clamp (now) AS (SELECT MAX({second}, {newest})) "
-            f"SELECT now, {columns} FROM clamp")
-    rows = ("SELECT key, bucket, amount FROM window WHERE key IN "
-            f"({', '.join('?' * keys)}) AND bucket >= ?")
-    write = (f"INSERT INTO window (key, bucket, amount) VALUES {', '.join(['(?, ?, ?)'] * keys)} "
-             "ON CONFLICT (key, bucket) DO UPDATE SET amount = amount + excluded.amount")
-    return sums, rows, write
-
-
-def _fits(checks: Sequence[WindowCheck], sums: Sequence[int | None]) -> bool:
-    """Whether every check fits its window (``plan_acquire``'s admit test, on the totals SQLite
-    summed: ``sums`` holds each key's window total and its current second's amount)."""
-    for i, check in enumerate(checks):
-        total, current = sums[2 * i] or 0, sums[2 * i + 1] or 0
-        if check.per_second is not None and current > 0 \
-                and current + check.amount > check.per_second:
-            return False
-        if total + check.amount > check.limit:
-            return False
-    return True
-
-
-class _Window:
-    """One key's rows of the window table as this connection last saw and wrote them."""
-
-    __slots__ = ("low", "newest", "rows", "total")
-
-    def __init__(self, rows: dict[int, int]) -> None:
-        self.rows = rows
-        self.total = sum(rows.values())  # always the sum of ``rows``
-        self.newest = max(rows, default=None)
-        self.low = min(rows, default=None)
-
-    def prune(self, oldest: int) -> None:
-        """Drops the seconds before ``oldest`` (out of every later window)."""
-        if self.low is not None and self.low < oldest:
-            self.rows = {b: v for b, v in self.rows.items() if b >= oldest}
-            self.total = sum(self.rows.values())
-            self.low = min(self.rows, default=None)
 
 
 class SQLiteStore(Store):
@@ -123,7 +73,7 @@ class SQLiteStore(Store):
         # The window rows of the keys this connection used, as they are in the file, exact
         # while no other connection has committed since (SQLite's data_version, read under the
         # write lock, says so); then an acquire reads nothing but that one number.
-        self._windows: dict[str, _Window] = {}
+        self._windows: dict[str, Window] = {}
         self._version: int | None = None
         try:
             self._db = sqlite3.connect(self.path, timeout=self.timeout or 0.0,
@@ -174,7 +124,7 @@ class SQLiteStore(Store):
         self._windows.clear()
         self._version = None
 
-    def _mirror(self, keys: list[str], second: int) -> list[_Window] | None:
+    def _mirror(self, keys: list[str], second: int) -> list[Window] | None:
         """Each key's window from the copy, or None (the copy is not exact: another connection
         committed since this one's last transaction, or none was made yet). Called inside the
         transaction, under the write lock: nobody else can commit until it ends."""
@@ -194,7 +144,7 @@ class SQLiteStore(Store):
                                                                second - WINDOW_BUCKETS + 1)):
                 rows[key][second_of] = amount
             for key in missing:
-                windows[key] = _Window(rows[key])
+                windows[key] = Window(rows[key])
         return [windows[key] for key in keys]
 
     @staticmethod
@@ -223,7 +173,7 @@ class SQLiteStore(Store):
     def _acquire(self, checks: Sequence[WindowCheck], bucket: When) -> AcquireResult:
         """The acquire, inside its transaction."""
         keys = [c.key for c in checks]
-        sums_sql, rows_sql, write = _window_sql(len(keys))
+        sums_sql, rows_sql, write = window_sql(len(keys))
         cursor = self._cursor
         now = bucket() if callable(bucket) else None  # read under the write lock
         second = int(now // 1) if now is not None else int(bucket)  # type: ignore[arg-type]
@@ -236,7 +186,8 @@ class SQLiteStore(Store):
             oldest = second - WINDOW_BUCKETS + 1
             sums = []
             for window in mirror:
-                window.prune(oldest)
+                if window.low is not None and window.low < oldest:
+                    window.prune(oldest)
                 sums += (window.total,
                          window.rows[second] if window.newest == second else None)
         else:
@@ -244,7 +195,7 @@ class SQLiteStore(Store):
             # the window comes to Python.
             second, *sums = cursor.execute(sums_sql, (*keys, second)).fetchone()
             oldest = second - WINDOW_BUCKETS + 1
-        if _fits(checks, sums):
+        if fits(checks, sums):
             result = AcquireResult(True, bucket=second)
         else:  # refused: the full per-second view says when it would fit
             seen: dict[str, dict[int, int]] = {key: {} for key in keys}
