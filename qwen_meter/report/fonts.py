@@ -279,6 +279,7 @@ def _add_missing_fonts(chars: str) -> list[str]:
     return added
 
 
+@functools.lru_cache(maxsize=4096)
 def _face_count(path: str) -> int:
     from matplotlib import ft2font
 
