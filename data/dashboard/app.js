@@ -399,7 +399,10 @@ function csvLink(table, extra, rowsForSnapshot, local = false) {
   return el("a", { class: "qm-csv", text: t("export_csv"), href: exportHref(table, extra) });
 }
 
-function callColumns() {
+// The record fields as columns; the optional ones only when some row has them.
+function callColumns(rows) {
+  const some = (k) => rows.some((r) => r[k] != null && r[k] !== "" && r[k] !== false);
+  const optional = new Set(["key", "usage_estimated", "error", "latency_ms"]);
   return [
     { key: "time", label: t("col_time"), value: (r) => timeLabel(r.time) },
     { key: "id", label: t("col_id"), value: (r) => el("code", { text: r.id ?? "" }) },
@@ -415,7 +418,7 @@ function callColumns() {
     { key: "latency_ms", label: t("col_latency"), num: true, value: (r) => (r.latency_ms == null ? "" : fmtNum(r.latency_ms)) },
     { key: "usage_estimated", label: t("col_estimated"), value: (r) => (r.usage_estimated ? t("yes") : "") },
     { key: "error", label: t("col_error"), value: (r) => r.error ?? "" },
-  ];
+  ].filter((c) => !optional.has(c.key) || some(c.key));
 }
 
 function tagList(tags) {
@@ -708,7 +711,7 @@ async function viewCalls(view, ready) {
     emptyState(view);
     return;
   }
-  view.append(table(callColumns(), rows, {
+  view.append(table(callColumns(rows), rows, {
     caption: t("view_calls"),
     csv: csvLink("calls", { order }, callRowsCsv(rows)),
     onRow: toggleRecord,
@@ -739,7 +742,7 @@ async function viewProblems(view, ready) {
     onRow: (r) => drill({ problem: r.kind }) }));
   const recent = answer.recent || [];
   if (recent.length) {
-    view.append(table(callColumns(), recent, { caption: t("recent_problems"), onRow: toggleRecord,
+    view.append(table(callColumns(recent), recent, { caption: t("recent_problems"), onRow: toggleRecord,
       csv: csvLink("recent", {}, callRowsCsv(recent), true) }));
   } else if (!rows.some((r) => r.calls)) {
     view.append(el("p", { class: "qm-muted", text: "—" }));
