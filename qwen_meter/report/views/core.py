@@ -1,0 +1,201 @@
+"""The dashboard's answers (the JSON of /work/plan's contract, docs/dashboard.md): each view
+takes the query string as a mapping of lists and returns plain JSON values.
+
+Aggregates read the hourly ``cube`` when the range is whole hours in a zone of whole-hour
+offsets, else the records; drill-down always reads the records.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..duck import system_zone
+from ..sql import quote
+from . import tables
+from .budgets import BudgetSpec, budget_view, live_state
+from .money import money
+from .query import Params, Query, parse_query
+from .store import DIMS, RecordStore
+
+TITLE = "qwen_meter dashboard"
+_CACHE = 256
+
+
+class Views:
+    """The views over one :class:`RecordStore`.
+
+    ``tz``: the default zone (the machine's); ``budgets``: from a gateway config; ``store``: a
+    limits store URL (or object) for the budgets' live state; ``refresh_seconds``: how often a
+    page over a live source asks again (None: not live).
+    """
+
+    def __init__(self, records: RecordStore, *, tz: str | None = None, title: str | None = None,
+                 budgets: Sequence[BudgetSpec] = (), store: Any = None,
+                 refresh_seconds: int | None = 10,
+                 clock: Callable[[], dt.datetime] | None = None) -> None:
+        self.records = records
+        self.tz = tz or system_zone()
+        self.title = title or TITLE
+        self.budgets = list(budgets)
+        self.store = store
+        self.refresh_seconds = refresh_seconds if records.live else None
+        self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+        self._cache: OrderedDict[tuple[object, ...], Any] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._known: tuple[int, dict[str, set[str]], dict[str, list[str]]] | None = None
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    def refresh(self) -> bool:
+        """Reads what live sources gained (answers cached before are dropped)."""
+        changed = self.records.refresh()
+        if changed:
+            with self._cache_lock:
+                self._cache.clear()
+        return changed
+
+    def _sql(self, text: str) -> list[tuple[Any, ...]]:
+        with self.records.lock:
+            return list(self.records.db.execute(text).fetchall())
+
+    def _dims(self) -> tuple[dict[str, set[str]], dict[str, list[str]]]:
+        """Every value of each dimension, and the top 200 by calls."""
+        version = self.records.version
+        if self._known is None or self._known[0] != version:
+            known: dict[str, set[str]] = {}
+            top: dict[str, list[str]] = {}
+            for dim in DIMS:
+                column = tables.name_sql(dim)
+                rows = self._sql(f"SELECT name, count(*) AS n FROM (SELECT {column} AS name "
+                                 f"FROM {tables.source(dim, 'records', '')}) "
+                                 f"GROUP BY name ORDER BY n DESC, name")
+                known[dim] = {r[0] for r in rows}
+                top[dim] = [r[0] for r in rows[:200]]
+            self._known = (version, known, top)
+        return self._known[1], self._known[2]
+
+    def query(self, params: Params) -> Query:
+        known, _ = self._dims()
+        last = self._sql("SELECT max(ts) FROM records")[0][0]
+        return parse_query(params, default_tz=self.tz, last=last, known=known,
+                           now=self.clock())
+
+    def _cached(self, name: str, params: Params, make: Callable[[], Any]) -> Any:
+        key = (name, self.records.version,
+               tuple(sorted((k, tuple(v)) for k, v in params.items())))
+        with self._cache_lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        value = make()
+        with self._cache_lock:
+            self._cache[key] = value
+            while len(self._cache) > _CACHE:
+                self._cache.popitem(last=False)
+        return value
+
+    def answer(self, name: str, params: Params) -> Any:
+        """The answer of view ``name`` (meta, overview, series, top, calls, problems)."""
+        views: dict[str, Callable[[Params], Any]] = {
+            "meta": self.meta, "overview": self.overview, "series": self.series,
+            "top": self.top, "calls": self.calls, "problems": self.problems}
+        view = views[name]
+        if name == "overview" and self.store is not None:
+            return view(params)  # live state is never cached
+        return self._cached(name, params, lambda: view(params))
+
+    # --- views ---------------------------------------------------------------------------------
+
+    def meta(self, params: Params) -> dict[str, Any]:
+        from ... import __version__
+
+        q = self.query(params)
+        _, top = self._dims()
+        first, last = self._sql("SELECT min(ts), max(ts) FROM records")[0]
+        currencies = [r[0] for r in self._sql(
+            "SELECT currency FROM records WHERE currency IS NOT NULL AND cost IS NOT NULL "
+            "GROUP BY 1 ORDER BY count(*) DESC, 1")]
+        skips = self.records.skips
+        return {"title": self.title, "source": self.records.label, "live": self.records.live,
+                "refresh_seconds": self.refresh_seconds, "tz": q.tz_name,
+                "first": tables.iso(first, q), "last": tables.iso(last, q),
+                "since": q.since.isoformat(), "until": q.until.isoformat(),
+                "currencies": currencies, "dims": top,
+                "records": self._sql("SELECT count(*) FROM records")[0][0],
+                "skipped": {"count": skips.count,
+                            "examples": [{"source": s.source, "line": s.line, "reason": s.reason}
+                                         for s in skips.examples[:20]]},
+                "version": __version__, "notices": q.notices}
+
+    def overview(self, params: Params) -> dict[str, Any]:
+        q = self.query(params)
+        rel = tables.relation(q)
+        row = self._sql(f"SELECT coalesce(sum(calls), 0), "
+                        f"{', '.join(f'coalesce(sum({c}), 0)' for c in tables.TOKENS)} "
+                        f"FROM {rel} WHERE {q.where()}")[0]
+        now = self.clock().astimezone(q.tz)
+        today = dt.datetime(now.year, now.month, now.day, tzinfo=q.tz)
+        month = today.replace(day=1)
+        tomorrow = today + dt.timedelta(days=1)
+        cost = self._sql(f"SELECT currency, sum(cost) FROM {rel} WHERE {q.where()} "
+                         "GROUP BY 1")
+        spans = {}
+        for label, low in (("today", today), ("month", month)):
+            spans[label] = money(self._sql(
+                f"SELECT currency, sum(cost) FROM records WHERE "
+                f"{q.where(since=low, until=tomorrow, clamp=False)} GROUP BY 1"))
+        with self.records.lock:
+            budgets = [budget_view(self.records.db, spec, self.clock(), q.tz)
+                       for spec in self.budgets]
+        state = None
+        if self.store is not None and self.budgets:
+            state = live_state(self.budgets, self.store)
+        return {"calls": int(row[0]),
+                "tokens": dict(zip(("input", "output", "cached", "reasoning"),
+                                   map(int, row[1:]), strict=True)),
+                "cost": money(cost), **spans, "budgets": budgets,
+                "problems": {k: v["calls"] for k, v in self._problem_counts(q).items()},
+                "live_state": state, "notices": q.notices}
+
+    def _problem_counts(self, q: Query) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for kind, condition in tables.PROBLEMS.items():
+            rows = self._sql(f"SELECT currency, sum(cost), count(*) FROM records "
+                             f"WHERE {q.where()} AND {condition} GROUP BY 1")
+            out[kind] = {"calls": sum(int(r[2]) for r in rows),
+                         "cost": money((r[0], r[1]) for r in rows)}
+        return out
+
+    def problems(self, params: Params) -> dict[str, Any]:
+        q = self.query(params)
+        rows = [{"kind": kind, **value} for kind, value in self._problem_counts(q).items()]
+        any_problem = " OR ".join(f"({c})" for c in tables.PROBLEMS.values())
+        recent = tables.call_rows(self._sql(
+            f"SELECT {tables.CALL_COLUMNS} FROM records WHERE {q.where()} AND ({any_problem}) "
+            "ORDER BY ts DESC, rid DESC LIMIT 50"), q)
+        return {"rows": rows, "recent": recent, "notices": q.notices}
+
+    def series(self, params: Params) -> dict[str, Any]:
+        q = self.query(params)
+        return tables.series(self._sql, q, params)
+
+    def top(self, params: Params) -> dict[str, Any]:
+        q = self.query(params)
+        return tables.top(self._sql, q, params)
+
+    def calls(self, params: Params) -> dict[str, Any]:
+        q = self.query(params)
+        return tables.calls(self._sql, q, params)
+
+    def export_csv(self, params: Params) -> str:
+        """A table (``table=top|calls|series``) as CSV text."""
+        q = self.query(params)
+        return tables.to_csv(self._sql, q, params)
+
+
+def quoted(values: Sequence[str]) -> str:
+    return ", ".join(quote(v) for v in values)
