@@ -259,8 +259,13 @@ function fromSnapshot(path, params) {
 // ---------------------------------------------------------------- dates in the chosen zone
 
 function todayIn(tz) {
-  // en-CA formats a date as YYYY-MM-DD
-  return new Intl.DateTimeFormat("en-CA", { timeZone: tz }).format(new Date());
+  // en-CA formats a date as YYYY-MM-DD; a zone the browser does not know (the server says
+  // so in its own message) falls back to the browser's zone here
+  try {
+    return new Intl.DateTimeFormat("en-CA", { timeZone: tz }).format(new Date());
+  } catch {
+    return new Intl.DateTimeFormat("en-CA").format(new Date());
+  }
 }
 
 function addDays(isoDate, days) {
@@ -353,7 +358,7 @@ function drill(filters) {
 
 // ---------------------------------------------------------------- tables
 
-function table(columns, rows, { onRow, caption, csv } = {}) {
+function table(columns, rows, { onRow, caption, csv, rowData } = {}) {
   const wrap = el("div", { class: "qm-table-wrap" });
   const head = el("div", { class: "qm-table-head" });
   if (caption) head.append(el("h3", { text: caption }));
@@ -365,7 +370,8 @@ function table(columns, rows, { onRow, caption, csv } = {}) {
   tbl.append(el("thead", {}, tr));
   const body = el("tbody");
   for (const row of rows) {
-    const r = el("tr", { class: onRow ? "qm-click" : null, tabindex: onRow ? "0" : null });
+    const r = el("tr", { class: onRow ? "qm-click" : null, tabindex: onRow ? "0" : null,
+      data: rowData ? rowData(row) : null });
     for (const c of columns) {
       const v = c.value(row);
       r.append(el("td", { class: c.num ? "num" : null, data: { col: c.key } }, v instanceof Node ? v : String(v ?? "")));
@@ -691,6 +697,7 @@ async function viewTop(view, ready) {
   view.append(table(columns, rows, {
     caption: `${t("view_top")} · ${t(`dim_${by}`)}`,
     csv: csvLink("top", { by, n }, csvRows),
+    rowData: (r) => ({ name: String(r.name ?? "") }),
     onRow: (r) => drill({ [by]: r.name }),
   }));
 }
@@ -714,6 +721,7 @@ async function viewCalls(view, ready) {
   view.append(table(callColumns(rows), rows, {
     caption: t("view_calls"),
     csv: csvLink("calls", { order }, callRowsCsv(rows)),
+    rowData: (r) => ({ id: String(r.id ?? "") }),
     onRow: toggleRecord,
   }));
   const pager = el("div", { class: "qm-pager" },
@@ -739,7 +747,7 @@ async function viewProblems(view, ready) {
   ];
   const csvRows = () => [columns.map((c) => c.key), ...rows.map((r) => [r.kind, r.calls, ...currencies.map((c) => (r.cost || {})[c] ?? "")])];
   view.append(table(columns, rows, { caption: t("problems"), csv: csvLink("problems", {}, csvRows, true),
-    onRow: (r) => drill({ problem: r.kind }) }));
+    rowData: (r) => ({ kind: r.kind }), onRow: (r) => drill({ problem: r.kind }) }));
   const recent = answer.recent || [];
   if (recent.length) {
     view.append(table(callColumns(recent), recent, { caption: t("recent_problems"), onRow: toggleRecord,
@@ -910,17 +918,17 @@ async function render({ reloadMeta = false, quiet = false } = {}) {
     if (reloadMeta || !page.meta) await loadMeta();
   } catch (e) {
     if (gen !== page.gen) return;
+    // the frame stays (tabs, filters, zone) so the cause can be fixed from the page
+    page.meta = null;
+    drawFrame();
     $("qm-messages").replaceChildren();
-    message("error", e.message);
+    message("error", e instanceof PageError ? e.message : t("err_script", { detail: e.message || String(e) }));
+    view.replaceChildren();
+    view.dataset.ready = String(gen);
     return;
   }
   if (gen !== page.gen) return;
-  drawStaticTexts();
-  drawTabs();
-  drawChips();
-  drawRange();
-  drawTz();
-  drawValues();
+  drawFrame();
   armRefresh();
   const fresh = el("div", { class: "qm-view-inner", data: { view: name } });
   if (!quiet) {
@@ -945,10 +953,20 @@ async function render({ reloadMeta = false, quiet = false } = {}) {
     frameMessages();
     message("error", e instanceof PageError ? e.message : t("err_script", { detail: e.message || String(e) }));
     view.replaceChildren();
+    view.dataset.ready = String(gen);
     return;
   }
   if (gen !== page.gen) return;
   view.dataset.ready = String(gen);
+}
+
+function drawFrame() {
+  drawStaticTexts();
+  drawTabs();
+  drawChips();
+  drawRange();
+  drawTz();
+  drawValues();
 }
 
 function addFilter() {
