@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from dashboard_log import HOSTILE_TAG, Generated, write_log
 
 pytest.importorskip("duckdb")
@@ -77,10 +76,10 @@ def server(log: Generated) -> Iterator[str]:
             if proc.poll() is not None:
                 out = proc.stdout.read().decode() if proc.stdout else ""
                 pytest.fail(f"the dashboard server exited ({proc.returncode}): {out}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(base + "api/meta", timeout=2) as r:
-                    if r.status == 200:
-                        break
+            with contextlib.suppress(OSError), \
+                    urllib.request.urlopen(base + "api/meta", timeout=2) as r:
+                if r.status == 200:
+                    break
             if time.monotonic() > deadline:
                 pytest.fail("the dashboard server did not answer within 60 s")
             time.sleep(0.2)
@@ -294,7 +293,8 @@ GLYPH_JS = """([text, font]) => {
         ctx.font = '40px ' + font;
         ctx.fillStyle = '#000';
         ctx.fillText(ch, 8, 48);
-        return Array.from(ctx.getImageData(0, 0, 64, 64).data.filter((_, i) => i % 4 === 3)).join(',');
+        const px = ctx.getImageData(0, 0, 64, 64).data;
+        return Array.from(px.filter((_, i) => i % 4 === 3)).join(',');
     });
 }"""
 
