@@ -29,6 +29,8 @@ def open_views(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
     logs, a folder of logs, Parquet ...; None: the meter's default log)."""
     from ..read import load_usage
 
+    if sources is not None:
+        sources = logs_in_folders(sources)
     data = load_usage(sources, tz=tz, default_model=default_model, region=region,
                       catalogue=catalogue)
     label = None if sources is None or isinstance(sources, (str, os.PathLike)) else \
@@ -38,3 +40,26 @@ def open_views(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
         default_model=default_model, region=region)
     return Views(records, tz=data.tz, title=title, budgets=budgets, store=store,
                  refresh_seconds=refresh_seconds)
+
+
+_LOG_SUFFIXES = (".jsonl", ".db", ".sqlite", ".sqlite3")
+
+
+def logs_in_folders(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+                    ) -> list[str]:
+    """``sources`` with each folder that holds no Parquet (not a ``log compact`` folder)
+    replaced by the logs in it (``*.jsonl``, ``*.db`` ..., rotated ones too), by name."""
+    from pathlib import Path
+
+    items = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
+    out: list[str] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir() and not any(path.rglob("*.parquet")):
+            logs = sorted(str(p) for p in path.iterdir() if p.is_file()
+                          and (p.suffix in _LOG_SUFFIXES or ".jsonl." in p.name))
+            if logs:
+                out += logs
+                continue
+        out.append(str(item))
+    return out
