@@ -66,8 +66,6 @@ def server(log: Generated) -> Iterator[str]:
     port = _free_port()
     cmd = [sys.executable, "-m", "qwen_meter", "dashboard", str(log.path), "--port", str(port),
            "--tz", "UTC"]
-    if os.environ.get("QM_DEV_STUB"):  # DEV ONLY, remove
-        cmd = [sys.executable, "/tmp/dp/stub.py", str(log.path), str(port)]
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}/"
     try:

@@ -236,8 +236,11 @@ function fromSnapshot(path, params) {
       return pick(snap.overview);
     case "problems":
       return pick(snap.problems);
-    case "series":
-      return pick((snap.series || {})[`${params.get("metric")}:${params.get("by")}:${params.get("bucket")}`]);
+    case "series": {
+      const parts = [params.get("metric"), params.get("by"), params.get("bucket")];
+      const all = snap.series || {};
+      return pick(all[parts.join("/")] ?? all[parts.join(":")]);
+    }
     case "top": {
       const answer = pick((snap.top || {})[params.get("by")]);
       answer.rows = answer.rows.slice(0, Number(params.get("n") || 20));
