@@ -12,6 +12,7 @@ One server and one browser for the module; screenshots of each view go to
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import shutil
@@ -64,8 +65,11 @@ def log(tmp_path_factory: pytest.TempPathFactory) -> Generated:
 @pytest.fixture(scope="module")
 def server(log: Generated) -> Iterator[str]:
     port = _free_port()
+    config = log.path.with_name("gw.yaml")  # budgets for the overview's burn-down
+    config.write_text("budgets:\n  - {name: monthly, limit: 0.05 CNY, per: month}\n"
+                      "  - {name: weekly, limit: 0.02 USD, per: week}\n", encoding="utf-8")
     cmd = [sys.executable, "-m", "qwen_meter", "dashboard", str(log.path), "--port", str(port),
-           "--tz", "UTC"]
+           "--tz", "UTC", "--config", str(config)]
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}/"
     try:
@@ -178,6 +182,15 @@ def test_overview_totals_equal_the_report(server: str, log: Generated, report: d
     assert page.inner_text('[data-stat="calls"] .qm-stat-value') == str(len(log.records))
     text = page.inner_text('[data-stat="cost"]')
     assert "¥" in text and "$" in text
+    # the monthly budget: what this calendar month (UTC) spent in CNY, against 0.05, drawn
+    month = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m")
+    spent = sum((Decimal(r.cost) for r in log.records
+                 if r.cost and r.currency == "CNY" and r.time[:7] == month), Decimal(0))
+    card = '[data-budget="global::monthly"]'
+    assert Decimal(page.get_attribute(f'{card} [data-fact="spent"] .qm-money', "data-amount")) \
+        == spent
+    assert page.get_attribute(f'{card} [data-fact="limit"] .qm-money', "data-amount") == "0.05"
+    assert page.query_selector(f"{card} .qm-chart canvas") is not None
     tab.shot("overview")
 
 

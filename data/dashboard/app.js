@@ -541,11 +541,14 @@ function budgetsSection(budgets) {
     const title = `${b.scope}${b.subject ? ` · ${b.subject}` : ""} · ${b.name}`;
     const { card, box } = chartBox(title, "qm-chart-small");
     card.classList.add("qm-budget");
+    card.dataset.budget = `${b.scope}:${b.subject || ""}:${b.name}`;
+    const fact = (key, label, amount) => [el("dt", { text: label }),
+      el("dd", { data: { fact: key } }, moneyEl(amount, b.currency))];
     const facts = el("dl", { class: "qm-facts" },
-      el("dt", { text: t("budget_limit") }), el("dd", {}, moneyEl(b.limit, b.currency)),
-      el("dt", { text: t("budget_spent") }), el("dd", {}, moneyEl(b.spent, b.currency)),
-      el("dt", { text: t("budget_remaining") }), el("dd", {}, moneyEl(b.remaining, b.currency)));
-    if (b.forecast != null) facts.append(el("dt", { text: t("budget_forecast") }), el("dd", {}, moneyEl(b.forecast, b.currency)));
+      ...fact("limit", t("budget_limit"), b.limit),
+      ...fact("spent", t("budget_spent"), b.spent),
+      ...fact("remaining", t("budget_remaining"), b.remaining));
+    if (b.forecast != null) facts.append(...fact("forecast", t("budget_forecast"), b.forecast));
     if (b.period) facts.append(el("dt", { text: t("period") }), el("dd", { text: `${b.period}: ${timeLabel(b.period_start)} → ${timeLabel(b.period_end)}` }));
     card.insertBefore(facts, box);
     grid.append(card);
