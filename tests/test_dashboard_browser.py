@@ -69,7 +69,7 @@ def server(log: Generated) -> Iterator[str]:
     config.write_text("budgets:\n  - {name: monthly, limit: 0.05 CNY, per: month}\n"
                       "  - {name: weekly, limit: 0.02 USD, per: week}\n", encoding="utf-8")
     cmd = [sys.executable, "-m", "qwen_meter", "dashboard", str(log.path), "--port", str(port),
-           "--tz", "UTC", "--config", str(config)]
+           "--tz", "UTC", "--config", str(config), "--refresh", "1"]
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}/"
     try:
@@ -443,3 +443,37 @@ def test_snapshot_report_opens_from_disk_offline(log: Generated, report: dict[st
         assert asked == []
     finally:
         snap.close()
+
+
+# --- live: runs last, as it appends to the module's log ---------------------------------------
+
+
+def test_live_log_refreshes_until_paused(server: str, log: Generated, tab: Page) -> None:
+    from qwen_meter.meter.records import UsageRecord
+
+    page = tab.open(server + "?view=overview")
+    calls = '[data-stat="calls"] .qm-stat-value'
+    assert page.inner_text(calls) == str(len(log.records))
+
+    def append() -> None:
+        record = UsageRecord(model="qwen-plus", user="赵六", prompt_tokens=1000,
+                             completion_tokens=100, cost="0.25", currency="CNY",
+                             tags=("feature=智能客服",))
+        with log.path.open("a", encoding="utf-8") as f:
+            f.write(record.to_json() + "\n")
+        log.records.append(record)
+
+    shows = "([sel, n]) => document.querySelector(sel).textContent === n"
+    append()
+    page.wait_for_function(shows, arg=[calls, str(len(log.records))], timeout=20_000)
+    assert dom_money(page, "cost") == log.spend()
+    assert page.inner_text("#qm-refresh") == "Pause auto-refresh"
+    page.click("#qm-refresh")
+    tab.ready()
+    assert page.inner_text("#qm-refresh") == "Resume auto-refresh"
+    shown = page.inner_text(calls)
+    append()
+    page.wait_for_timeout(3_000)  # three refresh periods: a running timer would have drawn it
+    assert page.inner_text(calls) == shown
+    page.click("#qm-refresh")
+    page.wait_for_function(shows, arg=[calls, str(len(log.records))], timeout=20_000)

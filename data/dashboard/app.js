@@ -20,6 +20,8 @@ const page = {
   gen: 0,
   timer: null,
   paused: false,
+  inflight: 0,
+  lastRefresh: null,
 };
 
 // ---------------------------------------------------------------- words and numbers
@@ -884,8 +886,39 @@ function armRefresh() {
   page.timer = null;
   const meta = page.meta;
   if (!meta || !meta.live || page.snapshot || page.paused) return;
-  const seconds = Math.max(2, Number(meta.refresh_seconds || 10));
-  page.timer = setInterval(() => { if (!document.hidden) render({ reloadMeta: true, quiet: true }); }, seconds * 1000);
+  const seconds = Math.max(1, Number(meta.refresh_seconds || 10));
+  page.timer = setInterval(tick, seconds * 1000);
+}
+
+// What a refresh compares: the view is drawn again only when the log gained (or lost) lines,
+// so a record the user opened or a tooltip stays put while nothing changes.
+function metaSignature(meta) {
+  return JSON.stringify([meta.records, meta.first, meta.last, meta.skipped && meta.skipped.count]);
+}
+
+async function tick() {
+  if (document.hidden || page.inflight || page.paused) return;
+  const gen = page.gen;
+  const seen = page.meta ? metaSignature(page.meta) : null;
+  let meta;
+  try {
+    meta = await api("meta", new URLSearchParams({ tz: currentTz() }));
+  } catch {
+    return; // the next tick tries again; a view the user opens says what is wrong
+  }
+  if (gen !== page.gen || page.inflight) return;
+  if (metaSignature(meta) === seen) {
+    page.lastRefresh = new Date();
+    const info = document.querySelector("#qm-messages .qm-msg-info");
+    if (info) info.textContent = refreshText();
+    return;
+  }
+  render({ reloadMeta: true, quiet: true, timer: true });
+}
+
+function refreshText() {
+  return `${t("refresh_every", { n: page.meta.refresh_seconds || 10 })} · ${t("refreshed", {
+    time: (page.lastRefresh || new Date()).toLocaleTimeString(page.lang) })}`;
 }
 
 function frameMessages() {
@@ -899,7 +932,7 @@ function frameMessages() {
     box.id = "qm-skipped";
   }
   if (page.meta && page.meta.live && !page.snapshot && !page.paused) {
-    message("info", `${t("refresh_every", { n: page.meta.refresh_seconds || 10 })} · ${t("refreshed", { time: new Date().toLocaleTimeString(page.lang) })}`);
+    message("info", refreshText());
   }
 }
 
@@ -916,8 +949,18 @@ async function loadMeta() {
   $("qm-version").textContent = page.meta.version ? `qwen-meter ${page.meta.version}` : "qwen-meter";
 }
 
-async function render({ reloadMeta = false, quiet = false } = {}) {
+async function render(options = {}) {
+  page.inflight += 1;
+  try {
+    await draw(options);
+  } finally {
+    page.inflight -= 1;
+  }
+}
+
+async function draw({ reloadMeta = false, quiet = false, timer = false } = {}) {
   const gen = ++page.gen;
+  if (!timer) page.lastRefresh = new Date();
   const view = $("qm-view");
   const name = VIEWS.includes(query().get("view")) ? query().get("view") : "overview";
   try {
@@ -963,6 +1006,11 @@ async function render({ reloadMeta = false, quiet = false } = {}) {
     return;
   }
   if (gen !== page.gen) return;
+  page.lastRefresh = new Date();
+  const info = document.querySelector("#qm-messages .qm-msg-info");
+  if (info) info.textContent = refreshText();
+  // tests and scripts wait on data-ready (a drawn view); a refresh counts in data-refreshed
+  if (timer) view.dataset.refreshed = String(Number(view.dataset.refreshed || 0) + 1);
   view.dataset.ready = String(gen);
 }
 
