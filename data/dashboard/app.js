@@ -425,7 +425,9 @@ function callColumns(rows) {
     { key: "prompt_tokens", label: t("col_prompt"), num: true, value: (r) => fmtInt(r.prompt_tokens) },
     { key: "completion_tokens", label: t("col_completion"), num: true, value: (r) => fmtInt(r.completion_tokens) },
     { key: "cost", label: t("col_cost"), num: true,
-      value: (r) => (r.cost == null ? el("span", { class: "qm-muted", text: t("unpriced") }) : moneyEl(r.cost, r.currency)) },
+      // no cost: unpriced when the record says so, else nothing was billed (refused, errors)
+      value: (r) => (r.cost != null ? moneyEl(r.cost, r.currency)
+        : el("span", { class: "qm-muted", text: r.unpriced ? t("unpriced") : "—", title: r.unpriced || null })) },
     { key: "latency_ms", label: t("col_latency"), num: true, value: (r) => (r.latency_ms == null ? "" : fmtNum(r.latency_ms)) },
     { key: "usage_estimated", label: t("col_estimated"), value: (r) => (r.usage_estimated ? t("yes") : "") },
     { key: "error", label: t("col_error"), value: (r) => r.error ?? "" },
@@ -576,10 +578,11 @@ function burnChart(box, b) {
   }
   makeChart(box, {
     legend: { top: 0 },
+    grid: { left: 10, right: 20, top: 36, bottom: 10, containLabel: true },
     tooltip: { trigger: "axis", formatter: (ps) => tooltipNode(new Date(ps[0].value[0]).toISOString().slice(0, 16).replace("T", " "),
       ps.map((p) => [p.seriesName, moneyText(p.value[1], b.currency)])) },
     xAxis: { type: "time", min: start || undefined, max: end || undefined },
-    yAxis: { type: "value", name: b.currency },
+    yAxis: { type: "value" },
     series,
   });
 }
