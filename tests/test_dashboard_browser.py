@@ -408,6 +408,57 @@ def test_csv_link_carries_the_filters(server: str, log: Generated, tab: Page) ->
     assert "张三" in text and "李四" not in text
 
 
+# --- under a base path, behind a token (as the gateway's /ui) -------------------------------
+
+
+@pytest.fixture
+def ui_server(log: Generated) -> Iterator[str]:
+    """The app mounted at /ui in a uvicorn thread, its API behind a Bearer token."""
+    uvicorn = pytest.importorskip("uvicorn")
+    from qwen_meter.dashboard import dashboard_app
+
+    def auth(scope: dict[str, Any]) -> bool:
+        if not scope["path"].startswith("/ui/api/"):
+            return True  # the page and its assets hold no data
+        headers = dict(scope["headers"])
+        return headers.get(b"authorization") == b"Bearer s3cret"
+
+    app = dashboard_app(str(log.path), base_path="/ui", auth=auth, tz="UTC")
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                        lifespan="on"))
+    thread = __import__("threading").Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}/ui"
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+
+
+def test_under_ui_the_page_asks_for_the_token(ui_server: str, log: Generated,
+                                              tab: Page) -> None:
+    page = tab.open(ui_server)  # no trailing slash: the app redirects, relative URLs hold
+    assert page.is_visible("#qm-token")
+    assert "admin token" in page.inner_text(".qm-msg-error")
+    page.fill("#qm-token", "s3cret")
+    before = tab.mark()
+    page.click(".qm-token button")
+    tab.ready(before)
+    assert dom_money(page, "cost") == log.spend()
+    assert page.url.startswith(ui_server + "/")
+    # the CSV link works with the token too (fetched with the header, handed over as a file)
+    page = tab.open(ui_server + "/?view=top&top_by=user")
+    with page.expect_download() as download:
+        page.click("a.qm-csv")
+    text = Path(download.value.path()).read_text(encoding="utf-8")
+    assert "张三" in text and "李四" in text
+
+
 # --- the snapshot: the static HTML report is the same page -----------------------------------
 
 

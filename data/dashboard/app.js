@@ -163,12 +163,21 @@ function hasFilters() {
 
 class PageError extends Error {}
 
+// Behind the gateway (/ui) the API wants the admin token as a Bearer header: the page asks for
+// it once (a 401) and keeps it for this tab only (sessionStorage).
+function authHeaders() {
+  const token = sessionStorage.getItem("qm.token");
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+class AuthError extends Error {}
+
 async function api(path, params) {
   if (page.snapshot) return fromSnapshot(path, params || new URLSearchParams());
   const url = `api/${path}${params ? `?${params}` : ""}`;
   let resp;
   try {
-    resp = await fetch(url, { headers: { Accept: "application/json" } });
+    resp = await fetch(url, { headers: { Accept: "application/json", ...authHeaders() } });
   } catch (e) {
     throw new PageError(t("err_network", { detail: e.message || String(e) }));
   }
@@ -177,8 +186,10 @@ async function api(path, params) {
   try {
     body = JSON.parse(text);
   } catch {
+    if (resp.status === 401) throw new AuthError("401");
     throw new PageError(t("err_bad_answer", { detail: `HTTP ${resp.status}` }));
   }
+  if (resp.status === 401) throw new AuthError(((body && body.error) || {}).message || "401");
   if (!resp.ok) {
     const err = (body && body.error) || {};
     let msg = t("err_api", { message: err.message || `HTTP ${resp.status}` });
@@ -407,7 +418,19 @@ function csvLink(table, extra, rowsForSnapshot, local = false) {
     });
     return a;
   }
-  return el("a", { class: "qm-csv", text: t("export_csv"), href: exportHref(table, extra) });
+  const a = el("a", { class: "qm-csv", text: t("export_csv"), href: exportHref(table, extra) });
+  // a plain link cannot carry the admin token: with one, the file is fetched and handed over
+  a.addEventListener("click", async (e) => {
+    if (!sessionStorage.getItem("qm.token")) return;
+    e.preventDefault();
+    const resp = await fetch(a.getAttribute("href"), { headers: authHeaders() });
+    const blob = await resp.blob();
+    const link = el("a", { href: URL.createObjectURL(blob), download: `${table}.csv` });
+    document.body.append(link);
+    link.click();
+    link.remove();
+  });
+  return a;
 }
 
 // The record fields as columns; the optional ones only when some row has them.
@@ -974,7 +997,7 @@ async function draw({ reloadMeta = false, quiet = false, timer = false } = {}) {
     page.meta = null;
     drawFrame();
     $("qm-messages").replaceChildren();
-    message("error", e instanceof PageError ? e.message : t("err_script", { detail: e.message || String(e) }));
+    showError(e);
     view.replaceChildren();
     view.dataset.ready = String(gen);
     return;
@@ -1003,7 +1026,7 @@ async function draw({ reloadMeta = false, quiet = false, timer = false } = {}) {
     if (gen !== page.gen) return;
     $("qm-messages").replaceChildren();
     frameMessages();
-    message("error", e instanceof PageError ? e.message : t("err_script", { detail: e.message || String(e) }));
+    showError(e);
     view.replaceChildren();
     view.dataset.ready = String(gen);
     return;
@@ -1015,6 +1038,24 @@ async function draw({ reloadMeta = false, quiet = false, timer = false } = {}) {
   // tests and scripts wait on data-ready (a drawn view); a refresh counts in data-refreshed
   if (timer) view.dataset.refreshed = String(Number(view.dataset.refreshed || 0) + 1);
   view.dataset.ready = String(gen);
+}
+
+function tokenForm(detail) {
+  const input = el("input", { type: "password", id: "qm-token", autocomplete: "current-password" });
+  const form = el("form", { class: "qm-token" },
+    el("label", {}, `${t("token_label")} `, input),
+    el("button", { type: "submit", class: "qm-btn", text: t("token_use") }));
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    if (input.value) sessionStorage.setItem("qm.token", input.value.trim());
+    render({ reloadMeta: true });
+  });
+  message("error", t("token_needed", { detail }), form);
+}
+
+function showError(e) {
+  if (e instanceof AuthError) tokenForm(e.message);
+  else message("error", e instanceof PageError ? e.message : t("err_script", { detail: e.message || String(e) }));
 }
 
 function drawFrame() {
