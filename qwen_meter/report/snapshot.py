@@ -5,8 +5,8 @@ asking a server. One self-contained file: nothing is loaded from anywhere.
 
 What the snapshot holds (the page limits its filters to it, and says so): ``meta``,
 ``overview``, ``problems``, ``calls`` (the newest calls), ``top`` keyed by dimension,
-``series`` keyed ``"metric/by/bucket"`` (e.g. ``cost/model/day``), and ``assets``: the text of
-the page's JSON files (translations) keyed by file name.
+``series`` keyed ``"metric:by:bucket"`` (e.g. ``cost:model:day``). ``meta.live`` is false: no
+server is behind a file.
 """
 
 from __future__ import annotations
@@ -21,8 +21,11 @@ from typing import Any
 from ..base.errors import QwenMeterError
 
 SNAPSHOT_ID = "qm-snapshot"
+MARK = "<!--qm-snapshot-->"
 SERIES_METRICS = ("cost", "tokens", "calls")
-SERIES_BUCKETS = ("day", "hour")
+#: Every dimension by day; the totals by hour too (for a range of a few days).
+SERIES_KEYS = tuple((by, "day") for by in ("model", "key", "user", "tag", "region", "status",
+                                          "endpoint", "none")) + (("none", "hour"),)
 CALLS_KEPT = 500
 _SCRIPT = re.compile(r"""<script\b([^>]*?)\ssrc=["']assets/([^"']+)["']([^>]*)>\s*</script>""",
                      re.IGNORECASE)
@@ -54,21 +57,23 @@ def snapshot_data(views: Any, params: dict[str, list[str]]) -> dict[str, Any]:
     data: dict[str, Any] = {
         "snapshot": {"made": dt.datetime.now(dt.timezone.utc).isoformat(),
                      "params": {k: v[-1] for k, v in params.items() if v}},
-        "meta": views.meta(params), "overview": views.overview(params),
+        "meta": {**views.meta(params), "live": False, "refresh_seconds": None},
+        "overview": views.overview(params),
         "problems": views.problems(params),
         "calls": views.calls({**params, "limit": [str(CALLS_KEPT)]}),
         "top": {by: views.top({**params, "by": [by], "n": ["50"]}) for by in DIMS},
         "series": {}}
     for metric in SERIES_METRICS:
-        for by in (*DIMS, "none"):
-            for bucket in SERIES_BUCKETS:
-                data["series"][f"{metric}/{by}/{bucket}"] = views.series(
+        for by, bucket in SERIES_KEYS:
+            data["series"][f"{metric}:{by}:{bucket}"] = views.series(
                     {**params, "metric": [metric], "by": [by], "bucket": [bucket]})
     return data
 
 
 def _inline_script(body: str) -> str:
-    return body.replace("</script", "<\\/script").replace("<!--", "<\\!--")
+    """Script text that cannot end its block early: ``</`` is written ``<\\/`` (the same in
+    JavaScript strings and regular expressions, where it can only occur)."""
+    return body.replace("</", "<\\/").replace("<!--", "<\\!--")
 
 
 def snapshot_html(views: Any, params: dict[str, list[str]] | None = None, *,
@@ -81,8 +86,6 @@ def snapshot_html(views: Any, params: dict[str, list[str]] | None = None, *,
         raise QwenMeterError(f"the dashboard page is missing ({folder / 'index.html'}: "
                              f"{exc.strerror}); reinstall qwen_meter") from None
     data = snapshot_data(views, params or {})
-    data["assets"] = {p.name: p.read_text(encoding="utf-8")
-                      for p in sorted(folder.glob("*.json"))}
 
     def read(name: str) -> str:
         path = folder / name
@@ -111,6 +114,37 @@ def snapshot_html(views: Any, params: dict[str, list[str]] | None = None, *,
     page = _OTHER.sub(other, page)
     block = (f'<script type="application/json" id="{SNAPSHOT_ID}">{script_json(data)}'
              "</script>")
-    # Before the page's own scripts, so that they find it when they run.
+    if MARK in page:  # where the page wants it: before its own scripts
+        return page.replace(MARK, block, 1)
     at = page.lower().find("</head>")
     return page[:at] + block + page[at:] if at >= 0 else block + page
+
+
+def _day_text(value: dt.date | dt.datetime) -> str:
+    return value.isoformat()
+
+
+def snapshot_report(report: Any, *, assets: str | Path | None = None) -> str:
+    """The HTML report: the dashboard snapshot of the usage ``report`` was built from, over
+    its range (its since / until, else every day with a call) in its zone."""
+    from .views import RecordStore, Views
+
+    usage = report.usage
+    store = RecordStore(usage.sources, catalogue=usage.catalogue,
+                        default_model=usage.default_model, region=usage.region)
+    try:
+        views = Views(store, tz=report.tz, title="Qwen usage report", refresh_seconds=None)
+        params: dict[str, list[str]] = {"tz": [report.tz]}
+        first, last = store.db.execute("SELECT min(ts), max(ts) FROM records").fetchall()[0]
+        zone = views.query({"tz": [report.tz]}).tz
+        if usage.since is not None:
+            params["since"] = [_day_text(usage.since)]
+        elif first is not None:
+            params["since"] = [first.astimezone(zone).date().isoformat()]
+        if usage.until is not None:
+            params["until"] = [_day_text(usage.until)]
+        elif last is not None:
+            params["until"] = [(last.astimezone(zone).date() + dt.timedelta(days=1)).isoformat()]
+        return snapshot_html(views, params, assets=assets)
+    finally:
+        store.close()

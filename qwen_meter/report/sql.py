@@ -73,10 +73,11 @@ def lines_sql(lines: str, detail: bool = False) -> str:
             f"WHERE {NOT_INTENT})")
 
 
-def json_file_sql(path: str) -> str:
+def json_file_sql(path: str, detail: bool = False) -> str:
     """A JSONL file read by DuckDB itself (fast, but it names no lines and stops at the first
     malformed one: the engine then reads the file as lines)."""
-    columns = "{" + ", ".join(f"{quote(k)}: {quote(v)}" for k, v in _STRUCT.items()) + "}"
+    fields = {**_STRUCT, **DETAIL} if detail else _STRUCT
+    columns = "{" + ", ".join(f"{quote(k)}: {quote(v)}" for k, v in fields.items()) + "}"
     return (f"(SELECT {quote(path)} AS source, NULL::BIGINT AS line, '{{}}' AS text, * "
             f"FROM read_json({quote(path)}, format = 'newline_delimited', columns = {columns}) "
             f"WHERE {NOT_INTENT})")

@@ -38,8 +38,10 @@ def open_views(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
     records = RecordStore(data.sources, label=label or ", ".join(
         str(s.path) for s in data.sources), catalogue=catalogue,
         default_model=default_model, region=region)
-    return Views(records, tz=data.tz, title=title, budgets=budgets, store=store,
-                 refresh_seconds=refresh_seconds)
+    views = Views(records, tz=data.tz, title=title, budgets=budgets, store=store,
+                  refresh_seconds=refresh_seconds)
+    views.query({})  # counts the dimensions' values now, not on the first page's request
+    return views
 
 
 _LOG_SUFFIXES = (".jsonl", ".db", ".sqlite", ".sqlite3")

@@ -1,15 +1,15 @@
 """The dashboard's answers (the JSON of /work/plan's contract, docs/dashboard.md): each view
 takes the query string as a mapping of lists and returns plain JSON values.
 
-Aggregates read the hourly ``cube`` when the range is whole hours in a zone of whole-hour
-offsets, else the records; drill-down always reads the records.
+Aggregates sum ``cost12`` while the store says every cost fits it (else the exact ``cost``)
+and cut local days and hours from epoch seconds where the zone keeps one offset.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -47,6 +47,9 @@ class Views:
         self._cache: OrderedDict[tuple[object, ...], Any] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._known: tuple[int, dict[str, set[str]], dict[str, list[str]]] | None = None
+        self._last: dt.datetime | None = None
+        self._counts: dict[str, Counter[str]] = {}
+        self._counted = (-1, 0)  # (store generation, last rid counted)
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -63,26 +66,33 @@ class Views:
             return list(self.records.db.execute(text).fetchall())
 
     def _dims(self) -> tuple[dict[str, set[str]], dict[str, list[str]]]:
-        """Every value of each dimension, and the top 200 by calls."""
-        version = self.records.version
-        if self._known is None or self._known[0] != version:
-            known: dict[str, set[str]] = {}
-            top: dict[str, list[str]] = {}
+        """Every value of each dimension, and the top 200 by calls (counted once, then for
+        the records a refresh adds)."""
+        records = self.records
+        if self._known is None or self._known[0] != records.version:
+            if self._counted[0] != records.generation:
+                self._counts = {dim: Counter() for dim in DIMS}
+                self._counted = (records.generation, 0)
+            after = self._counted[1]
             for dim in DIMS:
-                column = tables.name_sql(dim)
-                rows = self._sql(f"SELECT name, count(*) AS n FROM (SELECT {column} AS name "
-                                 f"FROM {tables.source(dim, 'records', '')}) "
-                                 f"GROUP BY name ORDER BY n DESC, name")
-                known[dim] = {r[0] for r in rows}
-                top[dim] = [r[0] for r in rows[:200]]
-            self._known = (version, known, top)
+                rows = self._sql(f"SELECT {tables.name_sql(dim)} AS name, count(*) "
+                                 f"FROM {tables.source(dim, 'records', f'rid > {after}')} "
+                                 "GROUP BY name")
+                self._counts[dim].update(dict(rows))
+            self._counted = (records.generation, records.rid)
+            known = {dim: set(c) for dim, c in self._counts.items()}
+            top = {dim: [n for n, _ in sorted(c.items(), key=lambda i: (-i[1], i[0]))[:200]]
+                   for dim, c in self._counts.items()}
+            self._last = self._sql("SELECT max(ts) FROM records")[0][0]
+            self._known = (records.version, known, top)
         return self._known[1], self._known[2]
 
     def query(self, params: Params) -> Query:
         known, _ = self._dims()
-        last = self._sql("SELECT max(ts) FROM records")[0][0]
-        return parse_query(params, default_tz=self.tz, last=last, known=known,
-                           now=self.clock())
+        q = parse_query(params, default_tz=self.tz, last=self._last, known=known,
+                        now=self.clock())
+        q.cost = self.records.cost_column
+        return q
 
     def _cached(self, name: str, params: Params, make: Callable[[], Any]) -> Any:
         key = (name, self.records.version,
@@ -133,20 +143,15 @@ class Views:
 
     def overview(self, params: Params) -> dict[str, Any]:
         q = self.query(params)
-        rel = tables.relation(q)
-        row = self._sql(f"SELECT coalesce(sum(calls), 0), "
-                        f"{', '.join(f'coalesce(sum({c}), 0)' for c in tables.TOKENS)} "
-                        f"FROM {rel} WHERE {q.where()}")[0]
+        totals = self._totals(q)
         now = self.clock().astimezone(q.tz)
         today = dt.datetime(now.year, now.month, now.day, tzinfo=q.tz)
         month = today.replace(day=1)
         tomorrow = today + dt.timedelta(days=1)
-        cost = self._sql(f"SELECT currency, sum(cost) FROM {rel} WHERE {q.where()} "
-                         "GROUP BY 1")
         spans = {}
         for label, low in (("today", today), ("month", month)):
             spans[label] = money(self._sql(
-                f"SELECT currency, sum(cost) FROM records WHERE "
+                f"SELECT currency, sum({q.cost}) FROM records WHERE "
                 f"{q.where(since=low, until=tomorrow, clamp=False)} GROUP BY 1"))
         with self.records.lock:
             budgets = [budget_view(self.records.db, spec, self.clock(), q.tz)
@@ -154,25 +159,33 @@ class Views:
         state = None
         if self.store is not None and self.budgets:
             state = live_state(self.budgets, self.store)
-        return {"calls": int(row[0]),
-                "tokens": dict(zip(("input", "output", "cached", "reasoning"),
-                                   map(int, row[1:]), strict=True)),
-                "cost": money(cost), **spans, "budgets": budgets,
-                "problems": {k: v["calls"] for k, v in self._problem_counts(q).items()},
+        return {"calls": totals["calls"], "tokens": totals["tokens"], "cost": totals["cost"],
+                **spans, "budgets": budgets,
+                "problems": {k: v["calls"] for k, v in totals["problems"].items()},
                 "live_state": state, "notices": q.notices}
 
-    def _problem_counts(self, q: Query) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
-        for kind, condition in tables.PROBLEMS.items():
-            rows = self._sql(f"SELECT currency, sum(cost), count(*) FROM records "
-                             f"WHERE {q.where()} AND {condition} GROUP BY 1")
-            out[kind] = {"calls": sum(int(r[2]) for r in rows),
-                         "cost": money((r[0], r[1]) for r in rows)}
-        return out
+    def _totals(self, q: Query) -> dict[str, Any]:
+        """Calls, tokens, cost and each kind of problem, in one scan (rows per currency)."""
+        sums = ", ".join(f"coalesce(sum({c}), 0)" for c in tables.TOKENS)
+        kinds = ", ".join(f"coalesce(sum(calls) FILTER ({c}), 0), sum({q.cost}) FILTER ({c})"
+                          for c in tables.PROBLEMS.values())
+        rows = self._sql(f"SELECT currency, coalesce(sum(calls), 0), {sums}, sum({q.cost}), "
+                         f"{kinds} "
+                         f"FROM {tables.relation(q)} WHERE {q.where()} GROUP BY 1")
+        width = 2 + len(tables.TOKENS)
+        problems = {}
+        for i, kind in enumerate(tables.PROBLEMS):
+            at = width + 1 + 2 * i
+            problems[kind] = {"calls": sum(int(r[at]) for r in rows),
+                              "cost": money((r[0], r[at + 1]) for r in rows)}
+        return {"calls": sum(int(r[1]) for r in rows),
+                "tokens": {name: sum(int(r[2 + i]) for r in rows) for i, name in
+                           enumerate(("input", "output", "cached", "reasoning"))},
+                "cost": money((r[0], r[width]) for r in rows), "problems": problems}
 
     def problems(self, params: Params) -> dict[str, Any]:
         q = self.query(params)
-        rows = [{"kind": kind, **value} for kind, value in self._problem_counts(q).items()]
+        rows = [{"kind": kind, **value} for kind, value in self._totals(q)["problems"].items()]
         any_problem = " OR ".join(f"({c})" for c in tables.PROBLEMS.values())
         recent = tables.call_rows(self._sql(
             f"SELECT {tables.CALL_COLUMNS} FROM records WHERE {q.where()} AND ({any_problem}) "

@@ -95,6 +95,8 @@ class Query:
     filters: dict[str, list[str]]
     notices: list[str] = field(default_factory=list)
     defaulted: bool = False
+    #: The column money is summed from (the store's ``cost_column``).
+    cost: str = "cost"
 
     def where(self, *, dims: bool = True, since: dt.datetime | None = None,
               until: dt.datetime | None = None, clamp: bool = True) -> str:
@@ -113,17 +115,18 @@ class Query:
                 parts.append(f'"{dim}" IN ({listed})')
         return " AND ".join(parts)
 
-    def whole_hours(self) -> bool:
-        """True when the range and the zone's offsets are whole hours (the hourly cube
-        answers exactly)."""
-        for moment in (self.since, self.until):
-            utc = moment.astimezone(dt.timezone.utc)
-            if utc.minute or utc.second or utc.microsecond:
-                return False
-            offset = moment.astimezone(self.tz).utcoffset() or dt.timedelta()
-            if offset.total_seconds() % 3600:
-                return False
-        return True
+    def fixed_offset(self) -> int | None:
+        """The zone's offset in seconds when it is the same over the whole range (no DST
+        change in it): local days and hours are then whole divisions of epoch seconds."""
+        offsets = set()
+        moment = self.since
+        while True:
+            offsets.add((moment.astimezone(self.tz).utcoffset() or dt.timedelta())
+                        .total_seconds())
+            if moment >= self.until or len(offsets) > 1:
+                break
+            moment = min(moment + dt.timedelta(days=1), self.until)
+        return int(offsets.pop()) if len(offsets) == 1 else None
 
     def key(self) -> tuple[object, ...]:
         return (self.tz_name, self.since, self.until,

@@ -60,8 +60,8 @@ def source(by: str, rel: str, where: str) -> str:
 
 
 def relation(q: Query) -> str:
-    """The hourly cube when it answers ``q`` exactly, else the records (1 call a row)."""
-    return "cube" if q.whole_hours() else "(SELECT *, 1::BIGINT AS calls FROM records)"
+    """The records, one call a row."""
+    return "(SELECT *, 1::BIGINT AS calls FROM records)"
 
 
 def _by(params: Params, default: str = "model", none: bool = True) -> str:
@@ -72,34 +72,43 @@ def series(run: Run, q: Query, params: Params) -> dict[str, Any]:
     metric = choice(params, "metric", _METRICS, "cost")
     by = _by(params)
     bucket = choice(params, "bucket", ("hour", "day"), "day")
-    value = {"cost": "cost", "tokens": "prompt_tokens + completion_tokens",
+    value = {"cost": q.cost, "tokens": "prompt_tokens + completion_tokens",
              "calls": "calls"}[metric]
     money_metric = metric == "cost"
     currency = "coalesce(currency, '')" if money_metric else "''"
-    rows = run(f"""WITH base AS (
-  SELECT {name_sql(by)} AS name, {currency} AS cur,
-    date_trunc('{bucket}', timezone({quote(q.tz_name)}, ts)) AS b, {value} AS v
-  FROM {source(by, relation(q), q.where())}{' WHERE cost IS NOT NULL' if money_metric else ''}
-), ranked AS (
-  SELECT name, cur, row_number() OVER (PARTITION BY cur ORDER BY sum(v) DESC, name) AS r
-  FROM base GROUP BY name, cur
-)
-SELECT CASE WHEN r <= {TOP_N} THEN name ELSE '{OTHER}' END AS n, cur, b, sum(v),
-  min(r) AS rank
-FROM base JOIN ranked USING (name, cur) GROUP BY n, cur, b ORDER BY cur, rank, b""")
+    where = q.where() + (" AND cost IS NOT NULL" if money_metric else "")
+    offset = q.fixed_offset()
+    if offset is not None:  # whole divisions of epoch seconds: integers, not zone lookups
+        size = 86_400 if bucket == "day" else 3_600
+        moment = f"(sec + {offset}) // {size}"
+    else:
+        moment = f"date_trunc('{bucket}', timezone({quote(q.tz_name)}, ts))"
+    rows = run(f"SELECT {name_sql(by)} AS name, {currency} AS cur, {moment} AS b, "
+               f"sum({value}) AS v FROM {source(by, relation(q), where)} GROUP BY ALL")
+    if offset is not None:
+        epoch = dt.datetime(1970, 1, 1)
+        step = dt.timedelta(days=1) if bucket == "day" else dt.timedelta(hours=1)
+        rows = [(n, c, epoch + step * int(b), v) for n, c, b, v in rows]
+    totals: dict[tuple[str, str], Any] = {}
+    for name, cur, _, v in rows:
+        totals[(name, cur)] = totals.get((name, cur), 0) + v
+    ranked: dict[str, list[str]] = {}
+    for name, cur in sorted(totals, key=lambda k: (k[1], -totals[k], k[0])):
+        ranked.setdefault(cur, []).append(name)
+    shown = {(n, cur) for cur, names in ranked.items() for n in names[:TOP_N]}
     buckets = _buckets(q, bucket)
     index = {b: i for i, b in enumerate(buckets)}
     found: dict[tuple[str, str], list[Any]] = {}
-    order: dict[tuple[str, str], int] = {}
-    for name, cur, b, v, rank in rows:
-        key = (name, cur)
+    for name, cur, b, v in rows:
+        key = (name, cur) if (name, cur) in shown else (OTHER, cur)
         values = found.setdefault(key, [Decimal(0) if money_metric else 0] * len(buckets))
-        order[key] = min(order.get(key, rank), rank)
         at = index.get(b)
         if at is not None:
             values[at] += v
+    order = {(n, cur): i for cur, names in ranked.items() for i, n in enumerate(names[:TOP_N])}
     out = []
-    for (name, cur), values in sorted(found.items(), key=lambda kv: (kv[0][1], order[kv[0]])):
+    for (name, cur), values in sorted(found.items(),
+                                      key=lambda kv: (kv[0][1], order.get(kv[0], TOP_N))):
         out.append({"name": name, "currency": (cur or UNPRICED) if money_metric else None,
                     "values": [amount_text(v) for v in values] if money_metric
                     else [int(v) for v in values]})
@@ -135,20 +144,24 @@ def top(run: Run, q: Query, params: Params) -> dict[str, Any]:
     n = whole(params, "n", 20, 1, 1000)
     rel = source(by, relation(q), q.where())
     name = name_sql(by)
-    counts = run(f"SELECT {name} AS name, sum(calls), sum(prompt_tokens), "
-                 f"sum(completion_tokens), sum(cached_tokens), sum(reasoning_tokens) "
-                 f"FROM {rel} GROUP BY 1")
+    counts: dict[str, list[int]] = {}
     costs: dict[str, list[tuple[Any, Any]]] = {}
-    for key, cur, amount in run(f"SELECT {name} AS name, currency, sum(cost) FROM {rel} "
-                                "WHERE cost IS NOT NULL GROUP BY 1, 2"):
-        costs.setdefault(key, []).append((cur, amount))
+    for key, cur, *sums, amount in run(
+            f"SELECT {name} AS name, currency, sum(calls), sum(prompt_tokens), "
+            f"sum(completion_tokens), sum(cached_tokens), sum(reasoning_tokens), sum({q.cost}) "
+            f"FROM {rel} GROUP BY 1, 2"):
+        row = counts.setdefault(key, [0, 0, 0, 0, 0])
+        for i, v in enumerate(sums):
+            row[i] += int(v)
+        if amount is not None:
+            costs.setdefault(key, []).append((cur, amount))
     totals: dict[str, Decimal] = {}
     for items in costs.values():
         for cur, amount in items:
             totals[cur or UNPRICED] = totals.get(cur or UNPRICED, Decimal(0)) + amount
     main = max(totals, key=lambda c: totals[c]) if totals else None
     rows = []
-    for key, calls, prompt, completion, cached, reasoning in counts:
+    for key, (calls, prompt, completion, cached, reasoning) in counts.items():
         spent = money(costs.get(key, []))
         rows.append({"name": key, "calls": int(calls), "input_tokens": int(prompt),
                      "output_tokens": int(completion), "cached_tokens": int(cached),
