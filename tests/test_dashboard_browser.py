@@ -63,7 +63,32 @@ def log(tmp_path_factory: pytest.TempPathFactory) -> Generated:
 
 
 @pytest.fixture(scope="module")
-def server(log: Generated) -> Iterator[str]:
+def reports(log: Generated) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+    """`qwen-meter report` as JSON and as the HTML snapshot, started at once so they run while
+    the server and the browser start (and before the live test appends to the log)."""
+    procs = {}
+    for fmt in ("json", "html"):
+        out = log.path.with_name(f"report.{fmt}")
+        procs[fmt] = subprocess.Popen(
+            [sys.executable, "-m", "qwen_meter", "report", str(log.path), "--format", fmt,
+             "--tz", "UTC", "--out", str(out)], env=_env(), stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT)
+    yield procs
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def report_file(log: Generated, procs: dict[str, subprocess.Popen[bytes]], fmt: str) -> Path:
+    proc = procs[fmt]
+    output = proc.communicate(timeout=120)[0].decode("utf-8", "replace")
+    assert proc.returncode == 0, output
+    return log.path.with_name(f"report.{fmt}")
+
+
+@pytest.fixture(scope="module")
+def server(log: Generated, reports: Any) -> Iterator[str]:
     port = _free_port()
     config = log.path.with_name("gw.yaml")  # budgets for the overview's burn-down
     config.write_text("budgets:\n  - {name: monthly, limit: 0.05 CNY, per: month}\n"
@@ -157,12 +182,10 @@ def dom_money(page: Any, stat: str) -> dict[str, Decimal]:
 
 
 @pytest.fixture(scope="module")
-def report(log: Generated) -> dict[str, Any]:
+def report(log: Generated, reports: dict[str, subprocess.Popen[bytes]]) -> dict[str, Any]:
     """`qwen-meter report`'s JSON for the log: the numbers the page must show."""
-    out = subprocess.run([sys.executable, "-m", "qwen_meter", "report", str(log.path),
-                          "--format", "json", "--tz", "UTC"],
-                         env=_env(), capture_output=True, check=True)
-    return json.loads(out.stdout)
+    data: dict[str, Any] = json.loads(report_file(log, reports, "json").read_text("utf-8"))
+    return data
 
 
 def exact(money: dict[str, Any]) -> dict[str, Decimal]:
@@ -463,11 +486,9 @@ def test_under_ui_the_page_asks_for_the_token(ui_server: str, log: Generated,
 
 
 def test_snapshot_report_opens_from_disk_offline(log: Generated, report: dict[str, Any],
-                                                 browser: Any, tmp_path: Path) -> None:
-    out = tmp_path / "report.html"
-    subprocess.run([sys.executable, "-m", "qwen_meter", "report", str(log.path), "--format",
-                    "html", "--tz", "UTC", "--out", str(out)], env=_env(), check=True,
-                   capture_output=True)
+                                                 reports: dict[str, subprocess.Popen[bytes]],
+                                                 browser: Any) -> None:
+    out = report_file(log, reports, "html")
     snap = Page(browser)
     asked: list[str] = []
 
@@ -524,7 +545,7 @@ def test_live_log_refreshes_until_paused(server: str, log: Generated, tab: Page)
     assert page.inner_text("#qm-refresh") == "Resume auto-refresh"
     shown = page.inner_text(calls)
     append()
-    page.wait_for_timeout(3_000)  # three refresh periods: a running timer would have drawn it
+    page.wait_for_timeout(2_500)  # 2.5 refresh periods: a running timer would have drawn it
     assert page.inner_text(calls) == shown
     page.click("#qm-refresh")
     page.wait_for_function(shows, arg=[calls, str(len(log.records))], timeout=20_000)
