@@ -243,7 +243,7 @@ def call_ids(tab: Page) -> list[str]:
     page = tab.page
     ids: list[str] = []
     while True:
-        ids += [c.inner_text() for c in page.query_selector_all('td[data-col="id"]')]
+        ids += [r.get_attribute("data-id") for r in page.query_selector_all("tr[data-id]")]
         nxt = page.query_selector("#qm-next")
         if nxt is None or nxt.is_disabled():
             return ids
@@ -261,9 +261,11 @@ def test_row_drills_down_to_its_calls(server: str, log: Generated, tab: Page) ->
     assert "view=calls" in page.url
     ids = call_ids(tab)
     assert sorted(ids) == sorted(r.id for r in log.select(user="李四"))
-    # a record's fields open under its row
-    page.click('tr.qm-click >> nth=0')
-    assert page.is_visible(".qm-record .qm-fields")
+    # a record's fields open under its row: the whole id, the Chinese user, the tags
+    first = page.get_attribute("tr[data-id] >> nth=0", "data-id")
+    page.click("tr[data-id] >> nth=0")
+    record = page.inner_text(".qm-record .qm-fields")
+    assert first in record and "李四" in record and "feature=" in record
 
 
 def test_bar_drills_down_to_its_bucket(server: str, log: Generated, tab: Page) -> None:

@@ -439,7 +439,9 @@ function callColumns(rows) {
   const optional = new Set(["key", "usage_estimated", "error", "latency_ms"]);
   return [
     { key: "time", label: t("col_time"), value: (r) => timeLabel(r.time) },
-    { key: "id", label: t("col_id"), value: (r) => el("code", { text: r.id ?? "" }) },
+    // the first 12 characters (the whole id is in the title and in the opened record)
+    { key: "id", label: t("col_id"), value: (r) => el("code", { title: r.id ?? "",
+      text: String(r.id ?? "").length > 12 ? `${String(r.id).slice(0, 12)}…` : r.id ?? "" }) },
     { key: "model", label: t("col_model"), value: (r) => r.model },
     { key: "status", label: t("col_status"), value: (r) => r.status },
     { key: "user", label: t("col_user"), value: (r) => r.user ?? "" },
@@ -785,6 +787,7 @@ async function viewProblems(view, ready) {
   const recent = answer.recent || [];
   if (recent.length) {
     view.append(table(callColumns(recent), recent, { caption: t("recent_problems"), onRow: toggleRecord,
+      rowData: (r) => ({ id: String(r.id ?? "") }),
       csv: csvLink("recent", {}, callRowsCsv(recent), true) }));
   } else if (!rows.some((r) => r.calls)) {
     view.append(el("p", { class: "qm-muted", text: "—" }));
