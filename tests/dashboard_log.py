@@ -58,7 +58,8 @@ def write_log(path: Path, *, corrupt: bool = False, now: dt.datetime | None = No
         elif i % 17 == 7:
             status = "refused"
         prompt, completion = 100 + 7 * i, 20 + 3 * i
-        cost = None if status != "ok" else str(Decimal(prompt * 8 + completion * 20) / Decimal(10**7))
+        price = Decimal(prompt * 8 + completion * 20) / Decimal(10**7)
+        cost = None if status != "ok" else str(price)
         tags = [FEATURES[i % 2], f"team={'客服部' if i % 3 else '研发部'}"]
         if i == 11:
             tags.append(HOSTILE_TAG)

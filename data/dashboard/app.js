@@ -20,6 +20,8 @@ const page = {
   gen: 0,
   timer: null,
   paused: false,
+  inflight: 0,
+  lastRefresh: null,
 };
 
 // ---------------------------------------------------------------- words and numbers
@@ -161,12 +163,21 @@ function hasFilters() {
 
 class PageError extends Error {}
 
+// Behind the gateway (/ui) the API wants the admin token as a Bearer header: the page asks for
+// it once (a 401) and keeps it for this tab only (sessionStorage).
+function authHeaders() {
+  const token = sessionStorage.getItem("qm.token");
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+class AuthError extends Error {}
+
 async function api(path, params) {
   if (page.snapshot) return fromSnapshot(path, params || new URLSearchParams());
   const url = `api/${path}${params ? `?${params}` : ""}`;
   let resp;
   try {
-    resp = await fetch(url, { headers: { Accept: "application/json" } });
+    resp = await fetch(url, { headers: { Accept: "application/json", ...authHeaders() } });
   } catch (e) {
     throw new PageError(t("err_network", { detail: e.message || String(e) }));
   }
@@ -175,8 +186,10 @@ async function api(path, params) {
   try {
     body = JSON.parse(text);
   } catch {
+    if (resp.status === 401) throw new AuthError("401");
     throw new PageError(t("err_bad_answer", { detail: `HTTP ${resp.status}` }));
   }
+  if (resp.status === 401) throw new AuthError(((body && body.error) || {}).message || "401");
   if (!resp.ok) {
     const err = (body && body.error) || {};
     let msg = t("err_api", { message: err.message || `HTTP ${resp.status}` });
@@ -236,8 +249,11 @@ function fromSnapshot(path, params) {
       return pick(snap.overview);
     case "problems":
       return pick(snap.problems);
-    case "series":
-      return pick((snap.series || {})[`${params.get("metric")}:${params.get("by")}:${params.get("bucket")}`]);
+    case "series": {
+      const parts = [params.get("metric"), params.get("by"), params.get("bucket")];
+      const all = snap.series || {};
+      return pick(all[parts.join("/")] ?? all[parts.join(":")]);
+    }
     case "top": {
       const answer = pick((snap.top || {})[params.get("by")]);
       answer.rows = answer.rows.slice(0, Number(params.get("n") || 20));
@@ -259,8 +275,13 @@ function fromSnapshot(path, params) {
 // ---------------------------------------------------------------- dates in the chosen zone
 
 function todayIn(tz) {
-  // en-CA formats a date as YYYY-MM-DD
-  return new Intl.DateTimeFormat("en-CA", { timeZone: tz }).format(new Date());
+  // en-CA formats a date as YYYY-MM-DD; a zone the browser does not know (the server says
+  // so in its own message) falls back to the browser's zone here
+  try {
+    return new Intl.DateTimeFormat("en-CA", { timeZone: tz }).format(new Date());
+  } catch {
+    return new Intl.DateTimeFormat("en-CA").format(new Date());
+  }
 }
 
 function addDays(isoDate, days) {
@@ -353,7 +374,7 @@ function drill(filters) {
 
 // ---------------------------------------------------------------- tables
 
-function table(columns, rows, { onRow, caption, csv } = {}) {
+function table(columns, rows, { onRow, caption, csv, rowData } = {}) {
   const wrap = el("div", { class: "qm-table-wrap" });
   const head = el("div", { class: "qm-table-head" });
   if (caption) head.append(el("h3", { text: caption }));
@@ -365,7 +386,8 @@ function table(columns, rows, { onRow, caption, csv } = {}) {
   tbl.append(el("thead", {}, tr));
   const body = el("tbody");
   for (const row of rows) {
-    const r = el("tr", { class: onRow ? "qm-click" : null, tabindex: onRow ? "0" : null });
+    const r = el("tr", { class: onRow ? "qm-click" : null, tabindex: onRow ? "0" : null,
+      data: rowData ? rowData(row) : null });
     for (const c of columns) {
       const v = c.value(row);
       r.append(el("td", { class: c.num ? "num" : null, data: { col: c.key } }, v instanceof Node ? v : String(v ?? "")));
@@ -396,7 +418,19 @@ function csvLink(table, extra, rowsForSnapshot, local = false) {
     });
     return a;
   }
-  return el("a", { class: "qm-csv", text: t("export_csv"), href: exportHref(table, extra) });
+  const a = el("a", { class: "qm-csv", text: t("export_csv"), href: exportHref(table, extra) });
+  // a plain link cannot carry the admin token: with one, the file is fetched and handed over
+  a.addEventListener("click", async (e) => {
+    if (!sessionStorage.getItem("qm.token")) return;
+    e.preventDefault();
+    const resp = await fetch(a.getAttribute("href"), { headers: authHeaders() });
+    const blob = await resp.blob();
+    const link = el("a", { href: URL.createObjectURL(blob), download: `${table}.csv` });
+    document.body.append(link);
+    link.click();
+    link.remove();
+  });
+  return a;
 }
 
 // The record fields as columns; the optional ones only when some row has them.
@@ -405,7 +439,9 @@ function callColumns(rows) {
   const optional = new Set(["key", "usage_estimated", "error", "latency_ms"]);
   return [
     { key: "time", label: t("col_time"), value: (r) => timeLabel(r.time) },
-    { key: "id", label: t("col_id"), value: (r) => el("code", { text: r.id ?? "" }) },
+    // the first 12 characters (the whole id is in the title and in the opened record)
+    { key: "id", label: t("col_id"), value: (r) => el("code", { title: r.id ?? "",
+      text: String(r.id ?? "").length > 12 ? `${String(r.id).slice(0, 12)}…` : r.id ?? "" }) },
     { key: "model", label: t("col_model"), value: (r) => r.model },
     { key: "status", label: t("col_status"), value: (r) => r.status },
     { key: "user", label: t("col_user"), value: (r) => r.user ?? "" },
@@ -414,7 +450,9 @@ function callColumns(rows) {
     { key: "prompt_tokens", label: t("col_prompt"), num: true, value: (r) => fmtInt(r.prompt_tokens) },
     { key: "completion_tokens", label: t("col_completion"), num: true, value: (r) => fmtInt(r.completion_tokens) },
     { key: "cost", label: t("col_cost"), num: true,
-      value: (r) => (r.cost == null ? el("span", { class: "qm-muted", text: t("unpriced") }) : moneyEl(r.cost, r.currency)) },
+      // no cost: unpriced when the record says so, else nothing was billed (refused, errors)
+      value: (r) => (r.cost != null ? moneyEl(r.cost, r.currency)
+        : el("span", { class: "qm-muted", text: r.unpriced ? t("unpriced") : "—", title: r.unpriced || null })) },
     { key: "latency_ms", label: t("col_latency"), num: true, value: (r) => (r.latency_ms == null ? "" : fmtNum(r.latency_ms)) },
     { key: "usage_estimated", label: t("col_estimated"), value: (r) => (r.usage_estimated ? t("yes") : "") },
     { key: "error", label: t("col_error"), value: (r) => r.error ?? "" },
@@ -532,11 +570,14 @@ function budgetsSection(budgets) {
     const title = `${b.scope}${b.subject ? ` · ${b.subject}` : ""} · ${b.name}`;
     const { card, box } = chartBox(title, "qm-chart-small");
     card.classList.add("qm-budget");
+    card.dataset.budget = `${b.scope}:${b.subject || ""}:${b.name}`;
+    const fact = (key, label, amount) => [el("dt", { text: label }),
+      el("dd", { data: { fact: key } }, moneyEl(amount, b.currency))];
     const facts = el("dl", { class: "qm-facts" },
-      el("dt", { text: t("budget_limit") }), el("dd", {}, moneyEl(b.limit, b.currency)),
-      el("dt", { text: t("budget_spent") }), el("dd", {}, moneyEl(b.spent, b.currency)),
-      el("dt", { text: t("budget_remaining") }), el("dd", {}, moneyEl(b.remaining, b.currency)));
-    if (b.forecast != null) facts.append(el("dt", { text: t("budget_forecast") }), el("dd", {}, moneyEl(b.forecast, b.currency)));
+      ...fact("limit", t("budget_limit"), b.limit),
+      ...fact("spent", t("budget_spent"), b.spent),
+      ...fact("remaining", t("budget_remaining"), b.remaining));
+    if (b.forecast != null) facts.append(...fact("forecast", t("budget_forecast"), b.forecast));
     if (b.period) facts.append(el("dt", { text: t("period") }), el("dd", { text: `${b.period}: ${timeLabel(b.period_start)} → ${timeLabel(b.period_end)}` }));
     card.insertBefore(facts, box);
     grid.append(card);
@@ -562,10 +603,11 @@ function burnChart(box, b) {
   }
   makeChart(box, {
     legend: { top: 0 },
+    grid: { left: 10, right: 20, top: 36, bottom: 10, containLabel: true },
     tooltip: { trigger: "axis", formatter: (ps) => tooltipNode(new Date(ps[0].value[0]).toISOString().slice(0, 16).replace("T", " "),
       ps.map((p) => [p.seriesName, moneyText(p.value[1], b.currency)])) },
     xAxis: { type: "time", min: start || undefined, max: end || undefined },
-    yAxis: { type: "value", name: b.currency },
+    yAxis: { type: "value" },
     series,
   });
 }
@@ -691,6 +733,7 @@ async function viewTop(view, ready) {
   view.append(table(columns, rows, {
     caption: `${t("view_top")} · ${t(`dim_${by}`)}`,
     csv: csvLink("top", { by, n }, csvRows),
+    rowData: (r) => ({ name: String(r.name ?? "") }),
     onRow: (r) => drill({ [by]: r.name }),
   }));
 }
@@ -714,6 +757,7 @@ async function viewCalls(view, ready) {
   view.append(table(callColumns(rows), rows, {
     caption: t("view_calls"),
     csv: csvLink("calls", { order }, callRowsCsv(rows)),
+    rowData: (r) => ({ id: String(r.id ?? "") }),
     onRow: toggleRecord,
   }));
   const pager = el("div", { class: "qm-pager" },
@@ -739,10 +783,11 @@ async function viewProblems(view, ready) {
   ];
   const csvRows = () => [columns.map((c) => c.key), ...rows.map((r) => [r.kind, r.calls, ...currencies.map((c) => (r.cost || {})[c] ?? "")])];
   view.append(table(columns, rows, { caption: t("problems"), csv: csvLink("problems", {}, csvRows, true),
-    onRow: (r) => drill({ problem: r.kind }) }));
+    rowData: (r) => ({ kind: r.kind }), onRow: (r) => drill({ problem: r.kind }) }));
   const recent = answer.recent || [];
   if (recent.length) {
     view.append(table(callColumns(recent), recent, { caption: t("recent_problems"), onRow: toggleRecord,
+      rowData: (r) => ({ id: String(r.id ?? "") }),
       csv: csvLink("recent", {}, callRowsCsv(recent), true) }));
   } else if (!rows.some((r) => r.calls)) {
     view.append(el("p", { class: "qm-muted", text: "—" }));
@@ -870,8 +915,39 @@ function armRefresh() {
   page.timer = null;
   const meta = page.meta;
   if (!meta || !meta.live || page.snapshot || page.paused) return;
-  const seconds = Math.max(2, Number(meta.refresh_seconds || 10));
-  page.timer = setInterval(() => { if (!document.hidden) render({ reloadMeta: true, quiet: true }); }, seconds * 1000);
+  const seconds = Math.max(1, Number(meta.refresh_seconds || 10));
+  page.timer = setInterval(tick, seconds * 1000);
+}
+
+// What a refresh compares: the view is drawn again only when the log gained (or lost) lines,
+// so a record the user opened or a tooltip stays put while nothing changes.
+function metaSignature(meta) {
+  return JSON.stringify([meta.records, meta.first, meta.last, meta.skipped && meta.skipped.count]);
+}
+
+async function tick() {
+  if (document.hidden || page.inflight || page.paused) return;
+  const gen = page.gen;
+  const seen = page.meta ? metaSignature(page.meta) : null;
+  let meta;
+  try {
+    meta = await api("meta", new URLSearchParams({ tz: currentTz() }));
+  } catch {
+    return; // the next tick tries again; a view the user opens says what is wrong
+  }
+  if (gen !== page.gen || page.inflight) return;
+  if (metaSignature(meta) === seen) {
+    page.lastRefresh = new Date();
+    const info = document.querySelector("#qm-messages .qm-msg-info");
+    if (info) info.textContent = refreshText();
+    return;
+  }
+  render({ reloadMeta: true, quiet: true, timer: true });
+}
+
+function refreshText() {
+  return `${t("refresh_every", { n: page.meta.refresh_seconds || 10 })} · ${t("refreshed", {
+    time: (page.lastRefresh || new Date()).toLocaleTimeString(page.lang) })}`;
 }
 
 function frameMessages() {
@@ -885,7 +961,7 @@ function frameMessages() {
     box.id = "qm-skipped";
   }
   if (page.meta && page.meta.live && !page.snapshot && !page.paused) {
-    message("info", `${t("refresh_every", { n: page.meta.refresh_seconds || 10 })} · ${t("refreshed", { time: new Date().toLocaleTimeString(page.lang) })}`);
+    message("info", refreshText());
   }
 }
 
@@ -902,25 +978,35 @@ async function loadMeta() {
   $("qm-version").textContent = page.meta.version ? `qwen-meter ${page.meta.version}` : "qwen-meter";
 }
 
-async function render({ reloadMeta = false, quiet = false } = {}) {
+async function render(options = {}) {
+  page.inflight += 1;
+  try {
+    await draw(options);
+  } finally {
+    page.inflight -= 1;
+  }
+}
+
+async function draw({ reloadMeta = false, quiet = false, timer = false } = {}) {
   const gen = ++page.gen;
+  if (!timer) page.lastRefresh = new Date();
   const view = $("qm-view");
   const name = VIEWS.includes(query().get("view")) ? query().get("view") : "overview";
   try {
     if (reloadMeta || !page.meta) await loadMeta();
   } catch (e) {
     if (gen !== page.gen) return;
+    // the frame stays (tabs, filters, zone) so the cause can be fixed from the page
+    page.meta = null;
+    drawFrame();
     $("qm-messages").replaceChildren();
-    message("error", e.message);
+    showError(e);
+    view.replaceChildren();
+    view.dataset.ready = String(gen);
     return;
   }
   if (gen !== page.gen) return;
-  drawStaticTexts();
-  drawTabs();
-  drawChips();
-  drawRange();
-  drawTz();
-  drawValues();
+  drawFrame();
   armRefresh();
   const fresh = el("div", { class: "qm-view-inner", data: { view: name } });
   if (!quiet) {
@@ -943,12 +1029,45 @@ async function render({ reloadMeta = false, quiet = false } = {}) {
     if (gen !== page.gen) return;
     $("qm-messages").replaceChildren();
     frameMessages();
-    message("error", e instanceof PageError ? e.message : t("err_script", { detail: e.message || String(e) }));
+    showError(e);
     view.replaceChildren();
+    view.dataset.ready = String(gen);
     return;
   }
   if (gen !== page.gen) return;
+  page.lastRefresh = new Date();
+  const info = document.querySelector("#qm-messages .qm-msg-info");
+  if (info) info.textContent = refreshText();
+  // tests and scripts wait on data-ready (a drawn view); a refresh counts in data-refreshed
+  if (timer) view.dataset.refreshed = String(Number(view.dataset.refreshed || 0) + 1);
   view.dataset.ready = String(gen);
+}
+
+function tokenForm(detail) {
+  const input = el("input", { type: "password", id: "qm-token", autocomplete: "current-password" });
+  const form = el("form", { class: "qm-token" },
+    el("label", {}, `${t("token_label")} `, input),
+    el("button", { type: "submit", class: "qm-btn", text: t("token_use") }));
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    if (input.value) sessionStorage.setItem("qm.token", input.value.trim());
+    render({ reloadMeta: true });
+  });
+  message("error", t("token_needed", { detail }), form);
+}
+
+function showError(e) {
+  if (e instanceof AuthError) tokenForm(e.message);
+  else message("error", e instanceof PageError ? e.message : t("err_script", { detail: e.message || String(e) }));
+}
+
+function drawFrame() {
+  drawStaticTexts();
+  drawTabs();
+  drawChips();
+  drawRange();
+  drawTz();
+  drawValues();
 }
 
 function addFilter() {
