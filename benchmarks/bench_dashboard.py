@@ -1,4 +1,4 @@
-"""The dashboard over a 1M-record usage log: the load (records into DuckDB, the hourly cube),
+"""The dashboard over a 1M-record usage log: the load (records read, checked, into DuckDB),
 the first paint (the page's first API set: meta, overview, series, top), and each filter
 change (the same set with one more filter), beside `qwen-meter report` on the same log.
 
@@ -102,9 +102,9 @@ def main() -> None:
     views = open_views(log, tz=args.tz)
     load = time.perf_counter() - began
     records = views.records.db.execute("SELECT count(*) FROM records").fetchall()[0][0]
-    cube = views.records.db.execute("SELECT count(*) FROM cube").fetchall()[0][0]
-    print(f"records {records:,} (cube rows {cube:,}), {log.stat().st_size / 1e6:.0f} MB")
-    print(f"load (read, check, records + cube)      {_ms(load)}")
+    print(f"records {records:,}, {log.stat().st_size / 1e6:.0f} MB, money summed from "
+          f"{views.records.cost_column}")
+    print(f"load (read, check, into DuckDB)         {_ms(load)}")
     base = {"tz": [args.tz]}
     print(f"first paint (meta+overview+series+top)  {_ms(timed(views, base, args.rounds))}")
     changes = {"model=qwen-plus": {"model": ["qwen-plus"]},

@@ -66,7 +66,7 @@ def pick(rows: list[qm.UsageRecord], *, since: dt.datetime | None = None,
          until: dt.datetime | None = None, **match: object) -> list[qm.UsageRecord]:
     out = []
     for r in rows:
-        if since is not None and when(r) < since or until is not None and when(r) >= until:
+        if (since is not None and when(r) < since) or (until is not None and when(r) >= until):
             continue
         ok = True
         for k, v in match.items():

@@ -23,8 +23,8 @@ import dashboard_api_log as L
 
 from qwen_meter.dashboard import dashboard_app
 from qwen_meter.report import build_report, load_usage
-from qwen_meter.report.views import BudgetSpec, RecordStore, Views, open_views
 from qwen_meter.report.sources import Source
+from qwen_meter.report.views import BudgetSpec, RecordStore, Views, open_views
 
 RANGE = {"since": ["2026-11-01"], "until": ["2026-12-01"], "tz": ["Asia/Shanghai"]}
 

@@ -20,8 +20,8 @@ def budget_specs(config: Any) -> list[Any]:
     from ..report.views import BudgetSpec
 
     def spec(budget: Any, scope: str, subject: str) -> BudgetSpec:
-        amount, currency = parse_money(budget.limit)
-        return BudgetSpec(name=budget.name, limit=Decimal(amount), currency=currency,
+        amount, currency = parse_money(budget.limit)  # checked by the config: has a currency
+        return BudgetSpec(name=budget.name, limit=Decimal(amount), currency=str(currency),
                           period=budget.per, scope=scope, subject=subject, mode=budget.mode)
 
     specs = [spec(b, "global", "") for b in config.budgets]

@@ -24,8 +24,8 @@ SNAPSHOT_ID = "qm-snapshot"
 MARK = "<!--qm-snapshot-->"
 SERIES_METRICS = ("cost", "tokens", "calls")
 #: Every dimension by day; the totals by hour too (for a range of a few days).
-SERIES_KEYS = tuple((by, "day") for by in ("model", "key", "user", "tag", "region", "status",
-                                          "endpoint", "none")) + (("none", "hour"),)
+_DAILY = ("model", "key", "user", "tag", "region", "status", "endpoint", "none")
+SERIES_KEYS = (*((by, "day") for by in _DAILY), ("none", "hour"))
 CALLS_KEPT = 500
 _SCRIPT = re.compile(r"""<script\b([^>]*?)\ssrc=["']assets/([^"']+)["']([^>]*)>\s*</script>""",
                      re.IGNORECASE)

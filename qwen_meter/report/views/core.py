@@ -8,6 +8,7 @@ and cut local days and hours from epoch seconds where the zone keeps one offset.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
@@ -121,8 +122,9 @@ class Views:
     # --- views ---------------------------------------------------------------------------------
 
     def meta(self, params: Params) -> dict[str, Any]:
-        from ... import __version__
-
+        # the package's version without importing the package's top (it sits above this
+        # layer); it is always loaded before any of its modules
+        version = str(getattr(sys.modules.get("qwen_meter"), "__version__", "unknown"))
         q = self.query(params)
         _, top = self._dims()
         first, last = self._sql("SELECT min(ts), max(ts) FROM records")[0]
@@ -139,7 +141,7 @@ class Views:
                 "skipped": {"count": skips.count,
                             "examples": [{"source": s.source, "line": s.line, "reason": s.reason}
                                          for s in skips.examples[:20]]},
-                "version": __version__, "notices": q.notices}
+                "version": version, "notices": q.notices}
 
     def overview(self, params: Params) -> dict[str, Any]:
         q = self.query(params)
@@ -165,23 +167,29 @@ class Views:
                 "live_state": state, "notices": q.notices}
 
     def _totals(self, q: Query) -> dict[str, Any]:
-        """Calls, tokens, cost and each kind of problem, in one scan (rows per currency)."""
+        """Calls, tokens, cost and each kind of problem, from one scan grouped by currency,
+        status and estimate (few groups; the kinds are added up here)."""
         sums = ", ".join(f"coalesce(sum({c}), 0)" for c in tables.TOKENS)
-        kinds = ", ".join(f"coalesce(sum(calls) FILTER ({c}), 0), sum({q.cost}) FILTER ({c})"
-                          for c in tables.PROBLEMS.values())
-        rows = self._sql(f"SELECT currency, coalesce(sum(calls), 0), {sums}, sum({q.cost}), "
-                         f"{kinds} "
-                         f"FROM {tables.relation(q)} WHERE {q.where()} GROUP BY 1")
-        width = 2 + len(tables.TOKENS)
-        problems = {}
-        for i, kind in enumerate(tables.PROBLEMS):
-            at = width + 1 + 2 * i
-            problems[kind] = {"calls": sum(int(r[at]) for r in rows),
-                              "cost": money((r[0], r[at + 1]) for r in rows)}
-        return {"calls": sum(int(r[1]) for r in rows),
-                "tokens": {name: sum(int(r[2 + i]) for r in rows) for i, name in
-                           enumerate(("input", "output", "cached", "reasoning"))},
-                "cost": money((r[0], r[width]) for r in rows), "problems": problems}
+        rows = self._sql(f"SELECT currency, status, estimated, count(*), {sums}, sum({q.cost}) "
+                         f"FROM records WHERE {q.where()} GROUP BY ALL")
+        tokens = [0] * len(tables.TOKENS)
+        calls = 0
+        costs: list[tuple[Any, Any]] = []
+        kinds: dict[str, list[tuple[Any, Any]]] = {k: [] for k in tables.PROBLEMS}
+        counts = dict.fromkeys(tables.PROBLEMS, 0)
+        for currency, status, estimated, n, *values, cost in rows:
+            calls += int(n)
+            tokens = [t + int(v) for t, v in zip(tokens, values, strict=True)]
+            costs.append((currency, cost))
+            for kind in tables.problem_kinds(status, estimated):
+                counts[kind] += int(n)
+                kinds[kind].append((currency, cost))
+        return {"calls": calls,
+                "tokens": dict(zip(("input", "output", "cached", "reasoning"), tokens,
+                                   strict=True)),
+                "cost": money(costs),
+                "problems": {k: {"calls": counts[k], "cost": money(kinds[k])}
+                             for k in tables.PROBLEMS}}
 
     def problems(self, params: Params) -> dict[str, Any]:
         q = self.query(params)

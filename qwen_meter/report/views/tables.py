@@ -25,6 +25,14 @@ TOKENS = ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_toke
 PROBLEMS = {"refused": "status = 'refused'", "error": "status = 'error'",
             "estimated": "estimated", "cancelled": "status = 'cancelled'",
             "lost": "status = 'lost'"}
+
+
+def problem_kinds(status: str, estimated: bool) -> list[str]:
+    """The kinds of :data:`PROBLEMS` a call of ``status`` (``estimated`` or not) is."""
+    kinds = [status] if status in ("refused", "error", "cancelled", "lost") else []
+    return [*kinds, "estimated"] if estimated else kinds
+
+
 CALL_FIELDS = ("id", "time", "model", "served_model", "status", "key", "user", "tags",
                "region", "endpoint", "prompt_tokens", "completion_tokens", "cached_tokens",
                "reasoning_tokens", "cost", "currency", "latency_ms", "error",
@@ -160,13 +168,14 @@ def top(run: Run, q: Query, params: Params) -> dict[str, Any]:
         for cur, amount in items:
             totals[cur or UNPRICED] = totals.get(cur or UNPRICED, Decimal(0)) + amount
     main = max(totals, key=lambda c: totals[c]) if totals else None
-    rows = []
+    rows: list[dict[str, Any]] = []
     for key, (calls, prompt, completion, cached, reasoning) in counts.items():
         spent = money(costs.get(key, []))
         rows.append({"name": key, "calls": int(calls), "input_tokens": int(prompt),
                      "output_tokens": int(completion), "cached_tokens": int(cached),
                      "reasoning_tokens": int(reasoning), "cost": spent})
-    rows.sort(key=lambda r: (-Decimal(r["cost"].get(main, "0")) if main else 0,
+    # by spend in the main currency (never a sum across currencies), then by calls
+    rows.sort(key=lambda r: (-Decimal(r["cost"].get(main, "0")) if main else Decimal(0),
                              -r["calls"], r["name"]))
     return {"by": by, "n": n, "total_rows": len(rows), "rows": rows[:n],
             "notices": q.notices}
