@@ -409,12 +409,19 @@ def test_corrupt_line_is_named(server: str, log: Generated, tab: Page) -> None:
     assert f"line {log.corrupt_line}" in note and "usage.jsonl" in note
 
 
-def test_unknown_filter_value_says_so(server: str, tab: Page) -> None:
+def test_unknown_filter_value_says_so(server: str, browser: Any, tab: Page) -> None:
     for view in ("overview", "top", "calls"):
         page = tab.open(server + f"?view={view}&model=no-such-model")
         assert "no calls match model=no-such-model" in page.inner_text("#qm-messages")
         assert page.is_visible(".qm-empty"), view
         assert "No calls match these filters" in page.inner_text(".qm-empty")
+    zh = Page(browser, locale="zh-CN")
+    try:
+        page = zh.open(server + "?view=top&model=no-such-model")
+        assert "没有调用符合 模型 = no-such-model" in page.inner_text("#qm-messages")
+        assert "没有符合这些筛选条件和日期的调用" in page.inner_text(".qm-empty")
+    finally:
+        zh.close()
 
 
 def test_bad_parameter_shows_the_servers_message(server: str, tab: Page) -> None:

@@ -112,8 +112,27 @@ function message(kind, ...parts) {
   return box;
 }
 
+// The server's notices are English sentences; the known ones are said in the page's language.
+const NOTICES = [
+  [/^no calls match ([a-z_]+)=(.*)$/s, (m) => t("notice_no_match", { dim: t(`dim_${m[1]}`), value: m[2] })],
+  [/^no calls in the last (\d+) days: showing the \d+ days up to the last call \((.*)\)$/s,
+    (m) => t("notice_old_log", { n: m[1], last: m[2] })],
+];
+
+function noticeText(text) {
+  if (page.lang === "en") return text;
+  for (const [re, say] of NOTICES) {
+    const m = re.exec(text);
+    if (m) return say(m);
+  }
+  return text;
+}
+
 function showNotices(answer) {
-  for (const n of (answer && answer.notices) || []) message("notice", String(n));
+  for (const n of (answer && answer.notices) || []) {
+    const box = message("notice", noticeText(String(n)));
+    box.title = String(n);
+  }
 }
 
 // ---------------------------------------------------------------- the URL holds the state
