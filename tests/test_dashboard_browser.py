@@ -303,6 +303,7 @@ def test_language_follows_the_browser_and_switches(server: str, browser: Any) ->
         page = zh.open(server)
         assert page.inner_text('.qm-tab[data-view="overview"]') == "概览"
         assert page.get_attribute("html", "lang") == "zh-CN"
+        zh.shot("overview-zh")
         before = zh.mark()
         page.click("#qm-lang")
         zh.ready(before)
@@ -529,6 +530,7 @@ def test_snapshot_report_opens_from_disk_offline(log: Generated, report: dict[st
         assert dom_money(page, "cost") == exact(report["summary"]["spend"])
         assert "snapshot" in page.inner_text("#qm-messages")
         assert page.query_selector(".qm-chart canvas") is not None
+        snap.shot("snapshot")
         for view in ("series", "top", "calls"):
             before = snap.mark()
             page.click(f'.qm-tab[data-view="{view}"]')
@@ -537,7 +539,6 @@ def test_snapshot_report_opens_from_disk_offline(log: Generated, report: dict[st
         # the calls the snapshot holds, hostile tag included, as text
         assert HOSTILE_TAG in [t.inner_text() for t in page.query_selector_all(".qm-tag")]
         assert page.evaluate("window.__pwned") is None
-        snap.shot("snapshot")
         assert asked == []
     finally:
         snap.close()

@@ -354,7 +354,8 @@ function makeChart(box, option, onClick) {
     box.append(el("p", { class: "qm-muted", text: "charting library missing" }));
     return null;
   }
-  const chart = echarts.init(box, null, { renderer: "canvas" });
+  // ECharts' own words (month names on time axes ...) in the page's language: it ships EN and ZH
+  const chart = echarts.init(box, null, { renderer: "canvas", locale: page.lang === "zh-CN" ? "ZH" : "EN" });
   chart.setOption({
     textStyle: { fontFamily: FONT },
     animation: false,
@@ -586,7 +587,8 @@ function budgetsSection(budgets) {
   const grid = el("div", { class: "qm-grid" });
   sec.append(grid);
   for (const b of budgets) {
-    const title = `${b.scope}${b.subject ? ` · ${b.subject}` : ""} · ${b.name}`;
+    const scope = DICTS.en[`scope_${b.scope}`] ? t(`scope_${b.scope}`) : b.scope;
+    const title = `${scope}${b.subject ? ` · ${b.subject}` : ""} · ${b.name}`;
     const { card, box } = chartBox(title, "qm-chart-small");
     card.classList.add("qm-budget");
     card.dataset.budget = `${b.scope}:${b.subject || ""}:${b.name}`;
@@ -597,7 +599,11 @@ function budgetsSection(budgets) {
       ...fact("spent", t("budget_spent"), b.spent),
       ...fact("remaining", t("budget_remaining"), b.remaining));
     if (b.forecast != null) facts.append(...fact("forecast", t("budget_forecast"), b.forecast));
-    if (b.period) facts.append(el("dt", { text: t("period") }), el("dd", { text: `${b.period}: ${timeLabel(b.period_start)} → ${timeLabel(b.period_end)}` }));
+    if (b.period) {
+      const label = DICTS.en[`period_${b.period}`] ? t(`period_${b.period}`) : b.period;
+      facts.append(el("dt", { text: t("period") }),
+        el("dd", { text: `${label}: ${timeLabel(b.period_start)} → ${timeLabel(b.period_end)}` }));
+    }
     card.insertBefore(facts, box);
     grid.append(card);
     requestAnimationFrame(() => burnChart(box, b));
