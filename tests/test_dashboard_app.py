@@ -14,19 +14,18 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
-
-pytest.importorskip("duckdb")
-pytest.importorskip("pandas")
-pytest.importorskip("uvicorn")
-httpx = pytest.importorskip("httpx")
-
 import dashboard_api_log as L
+import pytest
 
 from qwen_meter.cli.main import main
 from qwen_meter.dashboard import dashboard_app
 from qwen_meter.report import build_report, load_usage, render
 from qwen_meter.report.snapshot import SNAPSHOT_ID
+
+pytest.importorskip("duckdb")
+pytest.importorskip("pandas")
+pytest.importorskip("uvicorn")
+httpx = pytest.importorskip("httpx")
 
 ROOT = Path(__file__).resolve().parent.parent
 RANGE = {"since": "2026-11-01", "until": "2026-12-01", "tz": "Asia/Shanghai"}
