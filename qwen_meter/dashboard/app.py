@@ -100,7 +100,9 @@ class DashboardApp:
                 await _error(send, 404, "not_found", f"no such page: {path}")
                 return
             path = path[len(self.base):]
-        if self.auth is not None and not await _allowed(self.auth, scope):
+        if path.startswith("/api/") and self.auth is not None \
+                and not await _allowed(self.auth, scope):
+            # only the API holds data: the page loads, and asks for the token
             await _error(send, 401, "unauthorized", "this dashboard needs the admin token")
             return
         if scope.get("method") not in ("GET", "HEAD"):
@@ -230,7 +232,9 @@ def dashboard_app(source: Any = None, base_path: str = "/ui", auth: Auth | None 
     """The dashboard over ``source`` (a usage log, several, a folder, Parquet ... as
     ``qwen-meter report`` reads them; None: the default log; or opened
     :class:`~qwen_meter.report.views.Views`), served under ``base_path`` (``""`` at the
-    root), each request let through by ``auth(scope)`` when given."""
+    root). When ``auth`` is given, each ``api/*`` request is let through only if
+    ``auth(scope)`` is true (or an awaitable of true); the page and its assets hold no data
+    and are served to anyone, so a browser can load the page that asks for the token."""
     from ..report.views import Views, open_views
 
     views = source if isinstance(source, Views) else open_views(

@@ -107,12 +107,13 @@ class Query:
             low, high = max(self.since, low), min(self.until, high)
         parts = [f"ts >= {ts_literal(low)}", f"ts < {ts_literal(high)}"]
         for dim, values in self.filters.items() if dims else ():
-            listed = ", ".join(quote(v) for v in values)
-            if dim == "tag":
-                none = "len(tags) = 0" if "(none)" in values else "false"
-                parts.append(f"(list_has_any(tags, [{listed}]::VARCHAR[]) OR {none})")
+            if dim == "tag":  # list_contains is several times faster than list_has_any
+                any_of = [f"list_contains(tags, {quote(v)})" for v in values if v != "(none)"]
+                if "(none)" in values:
+                    any_of.append("len(tags) = 0")
+                parts.append(f"({' OR '.join(any_of)})")
             else:
-                parts.append(f'"{dim}" IN ({listed})')
+                parts.append(f'"{dim}" IN ({", ".join(quote(v) for v in values)})')
         return " AND ".join(parts)
 
     def fixed_offset(self) -> int | None:
