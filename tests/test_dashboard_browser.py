@@ -539,6 +539,15 @@ def test_snapshot_report_opens_from_disk_offline(log: Generated, report: dict[st
         # the calls the snapshot holds, hostile tag included, as text
         assert HOSTILE_TAG in [t.inner_text() for t in page.query_selector_all(".qm-tag")]
         assert page.evaluate("window.__pwned") is None
+        # a filter chip in a snapshot narrows the calls it holds, and says it is limited
+        before = snap.mark()
+        page.select_option("#qm-dim", "user")
+        page.fill("#qm-value", "李四")
+        page.press("#qm-value", "Enter")
+        snap.ready(before)
+        assert sorted(call_ids(snap)) == sorted(r.id for r in log.select(user="李四"))
+        assert "Filters in a snapshot apply to the listed calls only" in \
+            page.inner_text("#qm-messages")
         assert asked == []
     finally:
         snap.close()
