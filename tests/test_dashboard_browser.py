@@ -294,6 +294,27 @@ def test_bar_drills_down_to_its_bucket(server: str, log: Generated, tab: Page) -
     tab.shot("calls")
 
 
+def test_time_zone_picker_moves_the_days(server: str, log: Generated, tab: Page) -> None:
+    from zoneinfo import ZoneInfo
+
+    page = tab.open(server + "?view=series&metric=calls&by=none&bucket=day")
+    assert page.input_value("#qm-tz") == "UTC"  # the server's zone (--tz) by default
+    before = tab.mark()
+    page.select_option("#qm-tz", "Asia/Shanghai")
+    tab.ready(before)
+    assert "tz=Asia%2FShanghai" in page.url
+    bars = page.evaluate(
+        """() => { const o = echarts.getInstanceByDom(document.querySelector('.qm-chart'))
+                .getOption();
+            const days = o.xAxis[0].data;
+            return Object.fromEntries(days.map((d, i) => [d, o.series[0].data[i]])); }""")
+    want: dict[str, int] = {}
+    for r in log.records:
+        day = dt.datetime.fromisoformat(r.time).astimezone(ZoneInfo("Asia/Shanghai")).date()
+        want[day.isoformat()] = want.get(day.isoformat(), 0) + 1
+    assert {d: n for d, n in bars.items() if n} == want
+
+
 # --- words and glyphs ----------------------------------------------------------------------
 
 
