@@ -338,3 +338,23 @@ def test_default_range_is_the_last_30_days(log):
     assert meta["until"] == "2026-11-16T00:00:00+08:00"
     assert meta["since"] == "2026-10-17T00:00:00+08:00"
     assert re.search("no calls in the last 30 days", answer["notices"][0])
+
+
+def test_costs_finer_than_a_picocent_stay_exact(tmp_path):
+    """Money is summed from 64-bit decimals only while every cost fits them exactly."""
+    rows = L.records()[:6]
+    path = tmp_path / "fine.jsonl"
+    lines = [r.to_json() for r in rows]
+    fine = json.loads(lines[0])
+    fine.update(id="fine", cost="0.0000000000000123")  # 16 decimals: more than 12
+    lines.append(json.dumps(fine))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    views = open_views(path, tz="Asia/Shanghai")
+    try:
+        answer = views.answer("overview", RANGE)
+    finally:
+        views.records.close()
+    report = build_report(load_usage(path, tz="Asia/Shanghai"), by=["model"])
+    totals = {r.currency: r.cost for r in report.totals.itertuples() if r.currency != "-"}
+    assert money(answer["cost"]) == totals
+    assert totals["CNY"] == L.spend(rows)["CNY"] + Decimal("0.0000000000000123")
