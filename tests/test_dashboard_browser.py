@@ -375,6 +375,7 @@ def test_chinese_is_drawn_as_glyphs_not_boxes(server: str, browser: Any) -> None
                 s.textContent = ch; }""", ch)
             crops.append(page.locator("#probe").screenshot())
         assert len(set(crops)) == 4, "CJK characters render as identical boxes"
+        page.evaluate("document.getElementById('probe').remove()")
         # the charts: canvas text with the font stack the charts use
         chart_font = page.evaluate(
             "() => { const ts = echarts.getInstanceByDom(document.querySelector('.qm-chart'))"
