@@ -358,3 +358,59 @@ def test_costs_finer_than_a_picocent_stay_exact(tmp_path):
     totals = {r.currency: r.cost for r in report.totals.itertuples() if r.currency != "-"}
     assert money(answer["cost"]) == totals
     assert totals["CNY"] == L.spend(rows)["CNY"] + Decimal("0.0000000000000123")
+
+
+def test_live_state_comes_from_the_store(log, tmp_path):
+    """With a shared store, the overview shows what the gateway's budgets hold in it."""
+    import qwen_meter as qm
+
+    url = f"sqlite:///{tmp_path / 'limits.db'}"
+    spec = BudgetSpec("daily", Decimal("5"), "CNY", "day", scope="key", subject="team-1")
+    budget = qm.Budget("5 CNY", per="day", scope="key", name="daily", store=url)
+    held = budget.reserve(Decimal("0.75"), key="key=team-1")
+    budget.commit(held, Decimal("0.5"))
+    budget.reserve(Decimal("0.25"), key="key=team-1")  # in flight
+    budget.reserve(Decimal("1"), key="key=team-0")  # another key's ledger
+    store = RecordStore([Source(log, "log")])
+    try:
+        views = Views(store, tz="UTC", budgets=[spec], store=url)
+        state = views.answer("overview", RANGE)["live_state"]
+    finally:
+        store.close()
+    (live,) = state["budgets"]
+    assert Decimal(live["committed"]) == Decimal("0.5")
+    assert Decimal(live["reserved"]) == Decimal("0.25")
+    assert Decimal(live["remaining"]) == Decimal("4.25") and live["degraded"] is False
+
+
+def test_budgets_from_a_gateway_config():
+    from qwen_meter.cli.dashboard import budget_specs
+    from qwen_meter.gateway.config import parse_config
+
+    config = parse_config({
+        "upstreams": {"default": {"url": "https://dashscope.aliyuncs.com",
+                                  "api_key_env": "DASHSCOPE_API_KEY"}},
+        "budgets": [{"name": "all", "limit": "500 CNY", "per": "month"}],
+        "keys": [{"name": "search", "hash": "sha256:" + "0" * 64,
+                  "budgets": [{"name": "daily", "limit": "$5", "per": "day"}]},
+                 {"name": "old", "hash": "sha256:" + "1" * 64, "revoked": True,
+                  "budgets": [{"name": "daily", "limit": "1 CNY", "per": "day"}]}]})
+    specs = budget_specs(config)
+    assert [(s.scope, s.subject, s.name, s.limit, s.currency, s.period) for s in specs] == [
+        ("global", "", "all", Decimal(500), "CNY", "month"),
+        ("key", "search", "daily", Decimal(5), "USD", "day")]
+
+
+def test_parquet_of_log_compact(log, tmp_path):
+    from qwen_meter.cli.main import main
+
+    out = tmp_path / "compact"
+    assert main(["log", "compact", str(log), "--out", str(out)]) == 0
+    views = open_views(out, tz="Asia/Shanghai")
+    try:
+        answer = views.answer("overview", RANGE)
+        meta = views.answer("meta", RANGE)
+    finally:
+        views.records.close()
+    assert money(answer["cost"]) == L.spend(L.records())
+    assert answer["calls"] == len(L.records()) and meta["live"] is False
