@@ -87,6 +87,23 @@ def report_file(log: Generated, procs: dict[str, subprocess.Popen[bytes]], fmt: 
     return log.path.with_name(f"report.{fmt}")
 
 
+def _wait_for(proc: subprocess.Popen[bytes], port: int) -> str:
+    """The server's URL once it answers api/meta (a failure shows what it printed)."""
+    base = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            out = proc.stdout.read().decode() if proc.stdout else ""
+            pytest.fail(f"the dashboard server exited ({proc.returncode}): {out}")
+        with contextlib.suppress(OSError), \
+                urllib.request.urlopen(base + "api/meta", timeout=2) as r:
+            if r.status == 200:
+                return base
+        if time.monotonic() > deadline:
+            pytest.fail("the dashboard server did not answer within 60 s")
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def server(log: Generated, reports: Any) -> Iterator[str]:
     port = _free_port()
@@ -96,20 +113,8 @@ def server(log: Generated, reports: Any) -> Iterator[str]:
     cmd = [sys.executable, "-m", "qwen_meter", "dashboard", str(log.path), "--port", str(port),
            "--tz", "UTC", "--config", str(config), "--refresh", "1"]
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                out = proc.stdout.read().decode() if proc.stdout else ""
-                pytest.fail(f"the dashboard server exited ({proc.returncode}): {out}")
-            with contextlib.suppress(OSError), \
-                    urllib.request.urlopen(base + "api/meta", timeout=2) as r:
-                if r.status == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail("the dashboard server did not answer within 60 s")
-            time.sleep(0.2)
+        base = _wait_for(proc, port)
         yield base
     finally:
         proc.terminate()
@@ -526,6 +531,34 @@ def test_under_ui_the_page_asks_for_the_token(ui_server: str, log: Generated,
         page.click("a.qm-csv")
     text = Path(download.value.path()).read_text(encoding="utf-8")
     assert "张三" in text and "李四" in text
+
+
+def test_live_budget_state_from_a_shared_store(log: Generated, tab: Page,
+                                               tmp_path: Path) -> None:
+    """With a gateway config whose store is shared (SQLite here), the overview shows what the
+    store holds now: spend committed by a gateway, not in any log."""
+    from qwen_meter import Budget
+
+    store = f"sqlite:///{tmp_path / 'store.db'}"
+    budget = Budget("2 CNY", per="month", name="team-month", store=store)
+    budget.commit(budget.reserve("0.75 CNY"), "0.5 CNY")
+    config = tmp_path / "gw.yaml"
+    config.write_text(f"store: {store}\nbudgets:\n  - {{name: team-month, limit: 2 CNY, "
+                      "per: month}\n", encoding="utf-8")
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "qwen_meter", "dashboard", str(log.path),
+                             "--port", str(port), "--tz", "UTC", "--config", str(config)],
+                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        base = _wait_for(proc, port)
+        page = tab.open(base + "?view=overview")
+        row = 'tr[data-budget="global::team-month"]'
+        assert page.inner_text(f'{row} td[data-col="committed"]') == "0.5"
+        assert page.inner_text(f'{row} td[data-col="remaining"]') == "1.5"
+        assert "Committed" in page.inner_text(".qm-live")
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
 
 
 # --- the snapshot: the static HTML report is the same page -----------------------------------
