@@ -106,9 +106,17 @@ def _wait_for(proc: subprocess.Popen[bytes], port: int) -> str:
 
 @pytest.fixture(scope="module")
 def server(log: Generated, reports: Any) -> Iterator[str]:
+    from qwen_meter import Budget
+
     port = _free_port()
-    config = log.path.with_name("gw.yaml")  # budgets for the overview's burn-down
-    config.write_text("budgets:\n  - {name: monthly, limit: 0.05 CNY, per: month}\n"
+    # budgets for the overview's burn-down, and a shared store (SQLite) holding spend a gateway
+    # committed, which no log shows: the overview's live state
+    store = f"sqlite:///{log.path.with_name('store.db')}"
+    budget = Budget("0.05 CNY", per="month", name="monthly", store=store)
+    budget.commit(budget.reserve("0.02 CNY"), "0.0125 CNY")
+    config = log.path.with_name("gw.yaml")
+    config.write_text(f"store: {store}\n"
+                      "budgets:\n  - {name: monthly, limit: 0.05 CNY, per: month}\n"
                       "  - {name: weekly, limit: 0.02 USD, per: week}\n", encoding="utf-8")
     cmd = [sys.executable, "-m", "qwen_meter", "dashboard", str(log.path), "--port", str(port),
            "--tz", "UTC", "--config", str(config), "--refresh", "1"]
@@ -533,32 +541,14 @@ def test_under_ui_the_page_asks_for_the_token(ui_server: str, log: Generated,
     assert "张三" in text and "李四" in text
 
 
-def test_live_budget_state_from_a_shared_store(log: Generated, tab: Page,
-                                               tmp_path: Path) -> None:
-    """With a gateway config whose store is shared (SQLite here), the overview shows what the
-    store holds now: spend committed by a gateway, not in any log."""
-    from qwen_meter import Budget
-
-    store = f"sqlite:///{tmp_path / 'store.db'}"
-    budget = Budget("2 CNY", per="month", name="team-month", store=store)
-    budget.commit(budget.reserve("0.75 CNY"), "0.5 CNY")
-    config = tmp_path / "gw.yaml"
-    config.write_text(f"store: {store}\nbudgets:\n  - {{name: team-month, limit: 2 CNY, "
-                      "per: month}\n", encoding="utf-8")
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "qwen_meter", "dashboard", str(log.path),
-                             "--port", str(port), "--tz", "UTC", "--config", str(config)],
-                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        base = _wait_for(proc, port)
-        page = tab.open(base + "?view=overview")
-        row = 'tr[data-budget="global::team-month"]'
-        assert page.inner_text(f'{row} td[data-col="committed"]') == "0.5"
-        assert page.inner_text(f'{row} td[data-col="remaining"]') == "1.5"
-        assert "Committed" in page.inner_text(".qm-live")
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=10)
+def test_live_budget_state_from_a_shared_store(server: str, tab: Page) -> None:
+    """The module's server has a gateway config whose store is shared: the overview shows
+    what the store holds now (spend a gateway committed, in no log)."""
+    page = tab.open(server + "?view=overview")
+    row = 'tr[data-budget="global::monthly"]'
+    assert page.inner_text(f'{row} td[data-col="committed"]') == "0.0125"
+    assert page.inner_text(f'{row} td[data-col="remaining"]') == "0.0375"
+    assert "Committed" in page.inner_text(".qm-live")
 
 
 # --- the snapshot: the static HTML report is the same page -----------------------------------
