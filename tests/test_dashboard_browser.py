@@ -294,6 +294,27 @@ def test_bar_drills_down_to_its_bucket(server: str, log: Generated, tab: Page) -
     tab.shot("calls")
 
 
+def test_time_zone_picker_moves_the_days(server: str, log: Generated, tab: Page) -> None:
+    from zoneinfo import ZoneInfo
+
+    page = tab.open(server + "?view=series&metric=calls&by=none&bucket=day")
+    assert page.input_value("#qm-tz") == "UTC"  # the server's zone (--tz) by default
+    before = tab.mark()
+    page.select_option("#qm-tz", "Asia/Shanghai")
+    tab.ready(before)
+    assert "tz=Asia%2FShanghai" in page.url
+    bars = page.evaluate(
+        """() => { const o = echarts.getInstanceByDom(document.querySelector('.qm-chart'))
+                .getOption();
+            const days = o.xAxis[0].data;
+            return Object.fromEntries(days.map((d, i) => [d, o.series[0].data[i]])); }""")
+    want: dict[str, int] = {}
+    for r in log.records:
+        day = dt.datetime.fromisoformat(r.time).astimezone(ZoneInfo("Asia/Shanghai")).date()
+        want[day.isoformat()] = want.get(day.isoformat(), 0) + 1
+    assert {d: n for d, n in bars.items() if n} == want
+
+
 # --- words and glyphs ----------------------------------------------------------------------
 
 
@@ -303,6 +324,7 @@ def test_language_follows_the_browser_and_switches(server: str, browser: Any) ->
         page = zh.open(server)
         assert page.inner_text('.qm-tab[data-view="overview"]') == "概览"
         assert page.get_attribute("html", "lang") == "zh-CN"
+        zh.shot("overview-zh")
         before = zh.mark()
         page.click("#qm-lang")
         zh.ready(before)
@@ -353,6 +375,7 @@ def test_chinese_is_drawn_as_glyphs_not_boxes(server: str, browser: Any) -> None
                 s.textContent = ch; }""", ch)
             crops.append(page.locator("#probe").screenshot())
         assert len(set(crops)) == 4, "CJK characters render as identical boxes"
+        page.evaluate("document.getElementById('probe').remove()")
         # the charts: canvas text with the font stack the charts use
         chart_font = page.evaluate(
             "() => { const ts = echarts.getInstanceByDom(document.querySelector('.qm-chart'))"
@@ -377,13 +400,27 @@ def test_hostile_tag_is_text(server: str, tab: Page) -> None:
     assert HOSTILE_TAG in tags
     assert page.inner_text(".qm-chip .qm-chip-value") == HOSTILE_TAG
     assert page.query_selector_all("#qm-view img, #qm-chips img, #qm-messages img") == []
-    # the top-by-tag table and chart, with a tooltip shown over every bar
+    # the top-by-tag table
     page = tab.open(server + "?view=top&top_by=tag&n=50")
     assert page.locator('td[data-col="name"]', has_text="<img src=x").count() == 1
-    box = page.query_selector(".qm-chart").bounding_box()
-    for y in range(int(box["y"]) + 5, int(box["y"] + box["height"]), 12):
-        page.mouse.move(box["x"] + box["width"] * 0.3, y)
-    page.wait_for_timeout(100)
+    # the chart's tooltip (ECharts tooltips are HTML): hover the hostile tag's own bar
+    page = tab.open(server + "?view=series&by=tag&metric=calls&bucket=day")
+    x, y = page.evaluate(
+        """(tag) => {
+            const box = document.querySelector('.qm-chart');
+            const opt = echarts.getInstanceByDom(box).getOption();
+            const i = opt.series.findIndex(s => s.name === tag);
+            const j = opt.series[i].data.findIndex(v => v > 0);
+            let below = 0;  // the bars are stacked
+            for (let k = 0; k < i; k++) below += opt.series[k].data[j];
+            const [x, y] = echarts.getInstanceByDom(box).convertToPixel(
+                {seriesIndex: i}, [j, below + opt.series[i].data[j] / 2]);
+            const r = box.getBoundingClientRect();
+            return [r.left + x, r.top + y];
+        }""", HOSTILE_TAG)
+    page.mouse.move(x, y)
+    page.wait_for_selector(".qm-tip")
+    assert HOSTILE_TAG in page.inner_text(".qm-tip")
     assert page.evaluate("window.__pwned") is None
     assert page.query_selector_all("img") == []
 
@@ -395,12 +432,19 @@ def test_corrupt_line_is_named(server: str, log: Generated, tab: Page) -> None:
     assert f"line {log.corrupt_line}" in note and "usage.jsonl" in note
 
 
-def test_unknown_filter_value_says_so(server: str, tab: Page) -> None:
+def test_unknown_filter_value_says_so(server: str, browser: Any, tab: Page) -> None:
     for view in ("overview", "top", "calls"):
         page = tab.open(server + f"?view={view}&model=no-such-model")
         assert "no calls match model=no-such-model" in page.inner_text("#qm-messages")
         assert page.is_visible(".qm-empty"), view
         assert "No calls match these filters" in page.inner_text(".qm-empty")
+    zh = Page(browser, locale="zh-CN")
+    try:
+        page = zh.open(server + "?view=top&model=no-such-model")
+        assert "没有调用符合 模型 = no-such-model" in page.inner_text("#qm-messages")
+        assert "没有符合这些筛选条件和日期的调用" in page.inner_text(".qm-empty")
+    finally:
+        zh.close()
 
 
 def test_bad_parameter_shows_the_servers_message(server: str, tab: Page) -> None:
@@ -508,12 +552,24 @@ def test_snapshot_report_opens_from_disk_offline(log: Generated, report: dict[st
         assert dom_money(page, "cost") == exact(report["summary"]["spend"])
         assert "snapshot" in page.inner_text("#qm-messages")
         assert page.query_selector(".qm-chart canvas") is not None
+        snap.shot("snapshot")
         for view in ("series", "top", "calls"):
             before = snap.mark()
             page.click(f'.qm-tab[data-view="{view}"]')
             snap.ready(before)
             assert page.query_selector_all(".qm-msg-error") == [], view
-        snap.shot("snapshot")
+        # the calls the snapshot holds, hostile tag included, as text
+        assert HOSTILE_TAG in [t.inner_text() for t in page.query_selector_all(".qm-tag")]
+        assert page.evaluate("window.__pwned") is None
+        # a filter chip in a snapshot narrows the calls it holds, and says it is limited
+        before = snap.mark()
+        page.select_option("#qm-dim", "user")
+        page.fill("#qm-value", "李四")
+        page.press("#qm-value", "Enter")
+        snap.ready(before)
+        assert sorted(call_ids(snap)) == sorted(r.id for r in log.select(user="李四"))
+        assert "Filters in a snapshot apply to the listed calls only" in \
+            page.inner_text("#qm-messages")
         assert asked == []
     finally:
         snap.close()

@@ -24,10 +24,24 @@ const page = {
   lastRefresh: null,
 };
 
+// Storage can be refused (a file:// page in some browsers, privacy modes): then nothing is
+// remembered, and nothing breaks.
+function stored(area, key, value) {
+  try {
+    const store = globalThis[area];
+    if (value === undefined) return store.getItem(key);
+    if (value === null) store.removeItem(key);
+    else store.setItem(key, value);
+  } catch {
+    return null;
+  }
+  return null;
+}
+
 // ---------------------------------------------------------------- words and numbers
 
 function pickLang() {
-  const saved = localStorage.getItem("qm.lang");
+  const saved = stored("localStorage", "qm.lang");
   if (saved && DICTS[saved]) return saved;
   for (const l of navigator.languages || [navigator.language || "en"]) {
     const low = String(l).toLowerCase();
@@ -112,8 +126,27 @@ function message(kind, ...parts) {
   return box;
 }
 
+// The server's notices are English sentences; the known ones are said in the page's language.
+const NOTICES = [
+  [/^no calls match ([a-z_]+)=(.*)$/s, (m) => t("notice_no_match", { dim: t(`dim_${m[1]}`), value: m[2] })],
+  [/^no calls in the last (\d+) days: showing the \d+ days up to the last call \((.*)\)$/s,
+    (m) => t("notice_old_log", { n: m[1], last: m[2] })],
+];
+
+function noticeText(text) {
+  if (page.lang === "en") return text;
+  for (const [re, say] of NOTICES) {
+    const m = re.exec(text);
+    if (m) return say(m);
+  }
+  return text;
+}
+
 function showNotices(answer) {
-  for (const n of (answer && answer.notices) || []) message("notice", String(n));
+  for (const n of (answer && answer.notices) || []) {
+    const box = message("notice", noticeText(String(n)));
+    box.title = String(n);
+  }
 }
 
 // ---------------------------------------------------------------- the URL holds the state
@@ -166,7 +199,7 @@ class PageError extends Error {}
 // Behind the gateway (/ui) the API wants the admin token as a Bearer header: the page asks for
 // it once (a 401) and keeps it for this tab only (sessionStorage).
 function authHeaders() {
-  const token = sessionStorage.getItem("qm.token");
+  const token = stored("sessionStorage", "qm.token");
   return token ? { Authorization: `Bearer ${token}` } : {};
 }
 
@@ -265,7 +298,10 @@ function fromSnapshot(path, params) {
       if (params.get("order") === "cost") rows.sort((a, b) => Number(b.cost || 0) - Number(a.cost || 0));
       const offset = Number(params.get("offset") || 0);
       const limit = Number(params.get("limit") || PAGE);
-      return { total: rows.length, rows: rows.slice(offset, offset + limit), notices: answer.notices || [] };
+      const notices = [...(answer.notices || [])];
+      const total = Number(answer.total ?? answer.rows.length);
+      if (total > answer.rows.length) notices.push(t("snapshot_calls_kept", { n: answer.rows.length, total }));
+      return { total: rows.length, rows: rows.slice(offset, offset + limit), notices };
     }
     default:
       return snapMissing();
@@ -335,7 +371,8 @@ function makeChart(box, option, onClick) {
     box.append(el("p", { class: "qm-muted", text: "charting library missing" }));
     return null;
   }
-  const chart = echarts.init(box, null, { renderer: "canvas" });
+  // ECharts' own words (month names on time axes ...) in the page's language: it ships EN and ZH
+  const chart = echarts.init(box, null, { renderer: "canvas", locale: page.lang === "zh-CN" ? "ZH" : "EN" });
   chart.setOption({
     textStyle: { fontFamily: FONT },
     animation: false,
@@ -421,7 +458,7 @@ function csvLink(table, extra, rowsForSnapshot, local = false) {
   const a = el("a", { class: "qm-csv", text: t("export_csv"), href: exportHref(table, extra) });
   // a plain link cannot carry the admin token: with one, the file is fetched and handed over
   a.addEventListener("click", async (e) => {
-    if (!sessionStorage.getItem("qm.token")) return;
+    if (!stored("sessionStorage", "qm.token")) return;
     e.preventDefault();
     const resp = await fetch(a.getAttribute("href"), { headers: authHeaders() });
     const blob = await resp.blob();
@@ -509,6 +546,16 @@ function allRange() {
   return { since: String(meta.first).slice(0, 10), until: addDays(String(meta.last).slice(0, 10), 1) };
 }
 
+// The days the range covers, both included, as the date boxes show them.
+function shownRange() {
+  const q = query();
+  const meta = page.meta || {};
+  const since = q.get("since") || meta.since;
+  const until = q.get("until") || meta.until;
+  if (!since || !until) return null;
+  return `${String(since).slice(0, 10)} → ${addDays(String(until).slice(0, 10), -1)}`;
+}
+
 function statCard(label, value, key) {
   const card = el("div", { class: "qm-stat", data: { stat: key } },
     el("div", { class: "qm-stat-label", text: label }));
@@ -537,6 +584,10 @@ async function viewOverview(view, ready) {
     statCard(t("cached_tokens"), fmtInt(tok.cached), "cached"),
     statCard(t("reasoning_tokens"), fmtInt(tok.reasoning), "reasoning"));
   view.append(stats);
+  const range = shownRange();
+  if (range) {
+    stats.querySelector('[data-stat="cost"]').append(el("div", { class: "qm-stat-note", text: range }));
+  }
   if (!ov.calls) emptyState(view);
 
   const probs = ov.problems || {};
@@ -567,7 +618,8 @@ function budgetsSection(budgets) {
   const grid = el("div", { class: "qm-grid" });
   sec.append(grid);
   for (const b of budgets) {
-    const title = `${b.scope}${b.subject ? ` · ${b.subject}` : ""} · ${b.name}`;
+    const scope = DICTS.en[`scope_${b.scope}`] ? t(`scope_${b.scope}`) : b.scope;
+    const title = `${scope}${b.subject ? ` · ${b.subject}` : ""} · ${b.name}`;
     const { card, box } = chartBox(title, "qm-chart-small");
     card.classList.add("qm-budget");
     card.dataset.budget = `${b.scope}:${b.subject || ""}:${b.name}`;
@@ -578,7 +630,11 @@ function budgetsSection(budgets) {
       ...fact("spent", t("budget_spent"), b.spent),
       ...fact("remaining", t("budget_remaining"), b.remaining));
     if (b.forecast != null) facts.append(...fact("forecast", t("budget_forecast"), b.forecast));
-    if (b.period) facts.append(el("dt", { text: t("period") }), el("dd", { text: `${b.period}: ${timeLabel(b.period_start)} → ${timeLabel(b.period_end)}` }));
+    if (b.period) {
+      const label = DICTS.en[`period_${b.period}`] ? t(`period_${b.period}`) : b.period;
+      facts.append(el("dt", { text: t("period") }),
+        el("dd", { text: `${label}: ${timeLabel(b.period_start)} → ${timeLabel(b.period_end)}` }));
+    }
     card.insertBefore(facts, box);
     grid.append(card);
     requestAnimationFrame(() => burnChart(box, b));
@@ -1050,14 +1106,17 @@ function tokenForm(detail) {
     el("button", { type: "submit", class: "qm-btn", text: t("token_use") }));
   form.addEventListener("submit", (e) => {
     e.preventDefault();
-    if (input.value) sessionStorage.setItem("qm.token", input.value.trim());
+    if (input.value) stored("sessionStorage", "qm.token", input.value.trim());
     render({ reloadMeta: true });
   });
   message("error", t("token_needed", { detail }), form);
 }
 
 function showError(e) {
-  if (e instanceof AuthError) tokenForm(e.message);
+  if (e instanceof AuthError) {
+    stored("sessionStorage", "qm.token", null); // a wrong one is forgotten
+    tokenForm(e.message);
+  }
   else message("error", e instanceof PageError ? e.message : t("err_script", { detail: e.message || String(e) }));
 }
 
@@ -1082,7 +1141,7 @@ function addFilter() {
 function wire() {
   $("qm-lang").addEventListener("click", () => {
     page.lang = page.lang === "zh-CN" ? "en" : "zh-CN";
-    localStorage.setItem("qm.lang", page.lang);
+    stored("localStorage", "qm.lang", page.lang);
     render({ quiet: true });
   });
   $("qm-tz").addEventListener("change", (e) => {
