@@ -414,3 +414,19 @@ def test_parquet_of_log_compact(log, tmp_path):
         views.records.close()
     assert money(answer["cost"]) == L.spend(L.records())
     assert answer["calls"] == len(L.records()) and meta["live"] is False
+
+
+def test_a_rotated_log_is_read_again(tmp_path):
+    path = L.write(tmp_path / "rotating.jsonl", corrupt=False)
+    views = open_views(path, tz="Asia/Shanghai")
+    try:
+        assert views.answer("overview", RANGE)["calls"] == len(L.records())
+        kept = L.records()[40:]  # rotated: a new, shorter file under the same name
+        path.write_text("".join(r.to_json() + "\n" for r in kept), encoding="utf-8")
+        assert views.refresh() is True
+        answer = views.answer("overview", RANGE)
+        assert answer["calls"] == len(kept) and money(answer["cost"]) == L.spend(kept)
+        meta = views.answer("meta", RANGE)
+        assert set(meta["dims"]["user"]) == {r.user or "-" for r in kept}
+    finally:
+        views.records.close()
