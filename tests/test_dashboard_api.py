@@ -197,8 +197,10 @@ def test_http_answers(views):
     for query, param in (({"since": "yesterday"}, "since"), ({"tz": "Mars/Olympus"}, "tz"),
                          ({"by": "colour"}, "by"), ({"limit": "-1"}, "limit"),
                          ({"since": "2026-11-05", "until": "2026-11-01"}, "until"),
-                         ({"bucket_start": "x"}, "bucket_start")):
-        path = "/api/calls" if param in ("limit", "bucket_start") else "/api/top"
+                         ({"bucket_start": "x"}, "bucket_start"),
+                         ({"since": "1990-01-01", "bucket": "hour"}, "bucket")):
+        path = {"limit": "/api/calls", "bucket_start": "/api/calls",
+                "bucket": "/api/series"}.get(param, "/api/top")
         status, head, body = call(app, path, query)
         error = json.loads(body)["error"]
         assert status == 400 and error["code"] == "bad_param" and error["param"] == param
