@@ -197,8 +197,10 @@ def test_http_answers(views):
     for query, param in (({"since": "yesterday"}, "since"), ({"tz": "Mars/Olympus"}, "tz"),
                          ({"by": "colour"}, "by"), ({"limit": "-1"}, "limit"),
                          ({"since": "2026-11-05", "until": "2026-11-01"}, "until"),
-                         ({"bucket_start": "x"}, "bucket_start")):
-        path = "/api/calls" if param in ("limit", "bucket_start") else "/api/top"
+                         ({"bucket_start": "x"}, "bucket_start"),
+                         ({"since": "1990-01-01", "bucket": "hour"}, "bucket")):
+        path = {"limit": "/api/calls", "bucket_start": "/api/calls",
+                "bucket": "/api/series"}.get(param, "/api/top")
         status, head, body = call(app, path, query)
         error = json.loads(body)["error"]
         assert status == 400 and error["code"] == "bad_param" and error["param"] == param
@@ -414,3 +416,19 @@ def test_parquet_of_log_compact(log, tmp_path):
         views.records.close()
     assert money(answer["cost"]) == L.spend(L.records())
     assert answer["calls"] == len(L.records()) and meta["live"] is False
+
+
+def test_a_rotated_log_is_read_again(tmp_path):
+    path = L.write(tmp_path / "rotating.jsonl", corrupt=False)
+    views = open_views(path, tz="Asia/Shanghai")
+    try:
+        assert views.answer("overview", RANGE)["calls"] == len(L.records())
+        kept = L.records()[40:]  # rotated: a new, shorter file under the same name
+        path.write_text("".join(r.to_json() + "\n" for r in kept), encoding="utf-8")
+        assert views.refresh() is True
+        answer = views.answer("overview", RANGE)
+        assert answer["calls"] == len(kept) and money(answer["cost"]) == L.spend(kept)
+        meta = views.answer("meta", RANGE)
+        assert set(meta["dims"]["user"]) == {r.user or "-" for r in kept}
+    finally:
+        views.records.close()

@@ -165,3 +165,15 @@ def test_report_made_by_hand_keeps_a_static_page(log):
     report.usage = None
     page = render(report, "html")
     assert SNAPSHOT_ID not in page and "<table>" in page
+
+
+def test_html_report_of_stdin(log, tmp_path, monkeypatch):
+    """`-` is spooled to a file the HTML report reads again (before the spool is removed)."""
+    import io
+
+    out = tmp_path / "stdin.html"
+    stdin = io.TextIOWrapper(io.BytesIO(log.read_bytes()), encoding="utf-8")
+    monkeypatch.setattr("sys.stdin", stdin)
+    assert main(["report", "-", "--format", "html", "--tz", "UTC", "--out", str(out)]) == 0
+    data = _snapshot(out.read_text(encoding="utf-8"))
+    assert data["overview"]["calls"] == len(L.records())

@@ -37,7 +37,7 @@ def _run(args: argparse.Namespace) -> int:
 
         from ..dashboard import dashboard_app
     except ImportError as exc:
-        raise QwenMeterError('the dashboard needs `pip install ".[reports,gateway]"` '
+        raise QwenMeterError('the dashboard needs `pip install ".[dashboard]"` '
                              f"(missing: {exc.name})") from None
     budgets: list[Any] = []
     store = None

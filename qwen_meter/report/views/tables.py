@@ -16,7 +16,7 @@ from typing import Any
 
 from ..sql import quote
 from .money import UNPRICED, amount_text, money
-from .query import Params, Query, choice, instant, one, whole
+from .query import BadParam, Params, Query, choice, instant, one, whole
 from .store import DIMS
 
 Run = Callable[[str], list[tuple[Any, ...]]]
@@ -41,6 +41,8 @@ CALL_COLUMNS = ('id, ts, model, served_model, status, "key", "user", tags, regio
                 'prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, cost, '
                 'currency, latency_ms, error, estimated, unpriced, source, line')
 TOP_N = 10
+#: The most buckets a series has (a chart of more is no use, and its answer is large).
+MAX_BUCKETS = 20_000
 OTHER = "(other)"
 _METRICS = ("cost", "tokens", "calls")
 
@@ -80,6 +82,12 @@ def series(run: Run, q: Query, params: Params) -> dict[str, Any]:
     metric = choice(params, "metric", _METRICS, "cost")
     by = _by(params)
     bucket = choice(params, "bucket", ("hour", "day"), "day")
+    count = (q.until - q.since) / (dt.timedelta(hours=1) if bucket == "hour"
+                                   else dt.timedelta(days=1))
+    if count > MAX_BUCKETS:
+        raise BadParam("bucket", f"{bucket}s from {q.since.date()} to {q.until.date()} are "
+                                 f"{int(count):,} buckets, more than {MAX_BUCKETS:,}: choose "
+                                 "a shorter range or a longer bucket")
     value = {"cost": q.cost, "tokens": "prompt_tokens + completion_tokens",
              "calls": "calls"}[metric]
     money_metric = metric == "cost"
