@@ -65,8 +65,9 @@ def _run(args: argparse.Namespace) -> int:
                               reprice_region=args.reprice_region,
                               reprice_batch=args.reprice_batch, budget=args.budget or None,
                               top=args.top)
-    width = shutil.get_terminal_size((100, 24)).columns if sys.stdout.isatty() else 100
-    text = render(report, args.format, width=width)
+        width = shutil.get_terminal_size((100, 24)).columns if sys.stdout.isatty() else 100
+        # rendered while a spooled stdin still exists: the HTML report reads the usage again
+        text = render(report, args.format, width=width)
     if args.out:
         write_out(text, args.out)
     else:

@@ -69,6 +69,8 @@ class Engine:
         self._part_rows = 0
         #: When a list, the usable records themselves are kept here too (``UsageData.table``).
         self.collected: list[pa.Table] | None = None
+        #: Read the drill-down fields too (``sql.DETAIL``: id, error, latency) from JSON lines.
+        self.detail = False
 
     # --- prices -----------------------------------------------------------------------------
 
@@ -164,7 +166,7 @@ class Engine:
         """Parses, checks and folds JSON-line chunks ``(source, line, text)``."""
         for chunk in chunks:
             self.db.register("lines_chunk", chunk)
-            records = f"({sql.parse_sql(sql.lines_sql('lines_chunk'))})"
+            records = f"({sql.parse_sql(sql.lines_sql('lines_chunk', self.detail), self.detail)})"
             self._fold(self.db.sql(self.cube_sql(records)).to_arrow_table(), records)
             self.db.unregister("lines_chunk")
 
