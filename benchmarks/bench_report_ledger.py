@@ -87,7 +87,7 @@ COPY_READER = """
 import psycopg
 import qwen_meter.report.engine as engine
 from qwen_meter.report import sources
-from qwen_meter.report.ledger_source import masked
+from qwen_meter.ledger.common import mask_url
 
 def copy_chunks(url, progress, since=None, until=None):
     with psycopg.connect(url) as conn, conn.cursor() as cur, cur.copy(
@@ -97,12 +97,12 @@ def copy_chunks(url, progress, since=None, until=None):
             parts.append(bytes(data))
             size += len(data)
             if size >= sources.CHUNK_BYTES:
-                table = sources._lines_table(masked(url), line, b"".join(parts))
+                table = sources._lines_table(mask_url(url), line, b"".join(parts))
                 line += table.num_rows
                 parts, size = [], 0
                 yield table
         if parts:
-            yield sources._lines_table(masked(url), line, b"".join(parts))
+            yield sources._lines_table(mask_url(url), line, b"".join(parts))
 
 engine.ledger_chunks = copy_chunks
 """
