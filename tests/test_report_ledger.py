@@ -255,3 +255,28 @@ def test_ledger_urls_and_masking():
     assert mask_url("postgresql://meter@db/m") == "postgresql://meter@db/m"
     data = load_usage("postgresql://meter:topsecret@db/m")
     assert "topsecret" not in repr(data)
+
+
+@pytest.mark.parametrize("by", ["model", "day", "user"])
+def test_the_ledgers_spend_equals_the_report(pg_ledger, sqlite_ledger, by):
+    """``Ledger.spend`` (the admin API's numbers, summed in SQL) and the report agree."""
+    since = dt.datetime(2026, 11, 3, tzinfo=dt.timezone.utc)
+    report = build_report(load_usage(pg_ledger, tz="Asia/Shanghai", since=since), by=[by])
+    want = {(str(row[by]) if row[by] is not None else None, row.currency):
+            (row.calls, row.cost or 0, row.prompt_tokens, row.completion_tokens)
+            for _, row in report.breakdown.iterrows()}
+    for url in (pg_ledger, sqlite_ledger):
+        ledger = open_ledger(url)
+        try:
+            rows = ledger.spend(by, since=since, tz="Asia/Shanghai")
+        finally:
+            ledger.close()
+        got = {(r.group, r.currency or "-"): (r.calls, r.cost, r.prompt_tokens,
+                                              r.completion_tokens) for r in rows}
+        assert got == want
+
+
+def test_sql_of_a_ledger_says_to_compact_it(capsys):
+    assert main(["report", "postgresql://meter:pw123@db/m", "--sql"]) == 2
+    err = capsys.readouterr().err
+    assert "log compact" in err and "pw123" not in err

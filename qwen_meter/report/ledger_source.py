@@ -13,6 +13,9 @@ same records give the same numbers, whichever holds them.
 * ``sqlite:///path`` (SQLAlchemy's spelling: ``sqlite:////abs/ledger.db`` for an absolute path):
   the ``record`` column through :mod:`sqlite3`, in batches.
 
+The read is one query, hence one snapshot: records written by the gateways meanwhile are in the
+report whole or not at all. The ledger's ``intents`` (calls in flight) are not read.
+
 ``since`` / ``until`` are pushed down into the ledger's ``WHERE`` on ``time`` with two days of
 slack at either edge (any zone's day fits inside it): the ledger sends only the records near the
 period, and the report still applies the exact bound in the report's zone.
