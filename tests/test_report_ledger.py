@@ -284,3 +284,19 @@ def test_sql_of_a_ledger_says_to_compact_it(capsys):
     assert main(["report", "postgresql://meter:pw123@db/m", "--sql"]) == 2
     err = capsys.readouterr().err
     assert "log compact" in err and "pw123" not in err
+
+
+def test_progress_bar_names_the_ledger_masked_and_ends_full(pg_ledger, sqlite_ledger):
+    import io
+
+    from qwen_meter.report.ledger_source import ledger_chunks
+    from qwen_meter.report.sources import Progress
+
+    for url in (_with_password(pg_ledger, "pw-in-url"), sqlite_ledger):
+        out = io.StringIO()
+        bar = Progress(0, True, stream=out)
+        rows = sum(t.num_rows for t in ledger_chunks(url, bar, since=dt.date(2026, 11, 5),
+                                                     until=dt.date(2026, 11, 6)))
+        assert 0 < rows < len(RECORDS)  # the period was pushed down
+        last = out.getvalue().split("\r")[-1]
+        assert last.endswith("100%") and mask_url(url) in last and "pw-in-url" not in last
