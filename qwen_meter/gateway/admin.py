@@ -164,6 +164,8 @@ class AdminAPI:
             except LedgerNotFound as exc:
                 return 404, error_body(404, str(exc)), ()
             except LedgerError as exc:
+                if exc.__context__ is None and "closed" not in str(exc):
+                    return 400, error_body(400, str(exc)), ()  # a value the ledger refused
                 log.warning("admin API: the ledger failed: %s", exc)
                 return 503, error_body(503, f"the ledger is unavailable: {exc}"), \
                     ((b"retry-after", b"1"),)
@@ -242,7 +244,6 @@ class AdminAPI:
         name = params["name"]
         changes = key_fields(body, self.config.upstreams, name=name, partial=True)
         changes.pop("name", None)
-        changes["updated"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         key = await self._run(self._ledger.update_key, name, **changes)
         await self._changed()
         log.info("admin API: key %r changed (%s)", name, ", ".join(sorted(changes)))

@@ -45,7 +45,7 @@ from .keys import bearer
 from .metrics import CONTENT_TYPE, GatewayMetrics
 from .relay import Relay, UpstreamDropped
 from .routes import ROUTES, Route
-from .tenants import Tenant, Tenants
+from .tenants import Tenant
 
 __all__ = ["Gateway", "UpstreamDropped", "create_app"]
 

@@ -22,12 +22,10 @@ from .tenants import Tenants, entry_from_config
 
 
 def open_ledger(url: str) -> Ledger:
-    """The ledger of ``url`` (the ledger package's own opener)."""
-    from .. import ledger
+    """The ledger of ``url`` (imported only by a gateway that has one)."""
+    from ..ledger import open_ledger as opener
 
-    opener = getattr(ledger, "open_ledger")
-    result: Ledger = opener(url)
-    return result
+    return opener(url)
 
 
 class Fleet:
