@@ -193,7 +193,7 @@ def test_missing_token_variable_fails_the_start(fake, tmp_path, monkeypatch):
 
 
 def test_user_and_team_budgets_enforced(gateway, fake):
-    base, url, app = gateway
+    base, url, _ = gateway
     body = {"model": "qwen-plus", "max_tokens": 20,
             "messages": [{"role": "user", "content": "budget"}]}
     high = qm.estimate_cost(body, "qwen-plus").high.amount
