@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("uvicorn")
 
-from gateway_server import gateway_process
+from gateway_server import ROOT, gateway_process
 
 from qwen_meter.cli.main import main
 from qwen_meter.gateway.keys import hash_key, new_key
@@ -110,3 +110,20 @@ def test_serve_keys_on_the_ledger(fake, tmp_path, capsys):
     with open_ledger(ledger_url) as ledger:
         assert ledger.get_key("from-file").revoked
         assert ledger.get_key("cli-made").hash == hash_key(made)
+
+
+def test_the_fleet_example_is_a_valid_config():
+    """examples/fleet: the gateway config validates; the compose file has PostgreSQL, Redis
+    and three replicas that all read that config."""
+    import yaml
+
+    from qwen_meter.gateway.config import load_config
+
+    folder = ROOT / "examples" / "fleet"
+    config = load_config(folder / "gateway.yaml")
+    assert config.ledger.startswith("postgresql://") and config.store.startswith("redis://")
+    assert config.admin_token_env == "QWEN_METER_ADMIN_TOKEN" and config.virtual_keys
+    compose = yaml.safe_load((folder / "compose.yaml").read_text(encoding="utf-8"))
+    replicas = [s for n, s in compose["services"].items() if n.startswith("gateway-")]
+    assert len(replicas) == 3 and {"postgres", "redis"} <= set(compose["services"])
+    assert all("/etc/qwen-meter/gateway.yaml" in s["command"] for s in replicas)
