@@ -5,8 +5,8 @@ user / team budgets enforced, spend equal to the records, 401 JSON, no secret an
 from __future__ import annotations
 
 import json
-import re
 import logging
+import re
 import time
 from decimal import Decimal
 
