@@ -22,9 +22,11 @@ def write_records(url: str, prefix: str, n: int, shared: list[str], barrier: Any
     ledger.close()
 
 
-def open_once(url: str, barrier: Any) -> None:
-    barrier.wait()
-    open_ledger(url).close()
+def open_each(urls: list[str], barrier: Any) -> None:
+    """Open each ledger at the same moment as the sibling processes (one round per URL)."""
+    for url in urls:
+        barrier.wait()
+        open_ledger(url).close()
 
 
 def claim(url: str, marks: list[str], barrier: Any, out: Any) -> None:

@@ -11,11 +11,11 @@ import json
 import multiprocessing
 import queue
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import ledger_workers
 import pytest
+from ledger_fixtures import rows
 
 from qwen_meter.ledger import (
     BudgetSpec,
@@ -33,36 +33,6 @@ SPAWN = multiprocessing.get_context("spawn")  # the pool's threads must not be f
 WAIT = 30  # seconds a test waits for another process before failing (never asserted on)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/ledger.db"  # an absolute path: four slashes
-    return str(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture
-def ledger(url: str) -> Any:
-    opened = open_ledger(url)
-    yield opened
-    opened.close()
-
-
-def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
-    """Read the database directly, as another program would."""
-    if url.startswith("sqlite:///"):
-        import sqlite3
-
-        db = sqlite3.connect(url[len("sqlite:///"):])
-        try:
-            return db.execute(sql).fetchall()
-        finally:
-            db.close()
-    import psycopg
-
-    with psycopg.connect(url) as conn:
-        return conn.execute(sql).fetchall()
-
-
 def record(**fields: Any) -> UsageRecord:
     fields.setdefault("model", "qwen-plus")
     return UsageRecord(**fields)
@@ -78,7 +48,7 @@ def run_all(processes: list[Any]) -> None:
 
 # --- records -----------------------------------------------------------------------------------
 
-def test_a_record_written_twice_is_one_row_with_its_columns(ledger, url):
+def test_a_record_written_twice_is_one_row_with_its_columns(ledger, ledger_url):
     r = record(cost="0.0012", currency="CNY", user="alice", region="cn-beijing",
                tags=("key=alice-laptop", "team=search", "proj"), prompt_tokens=12,
                completion_tokens=7, time="2026-05-01T10:00:00+08:00")
@@ -86,29 +56,29 @@ def test_a_record_written_twice_is_one_row_with_its_columns(ledger, url):
     ledger.append(r)  # a retried write
     assert ledger.append_many([r, record(id="other")]) == 1
     assert ledger.count() == 2
-    (row,) = rows(url, "SELECT id, model, status, key_name, user_name, team, region, currency, "
-                       f"cost, prompt_tokens, completion_tokens, tags, record FROM records "
-                       f"WHERE id = '{r.id}'")
+    (row,) = rows(ledger_url, "SELECT id, model, status, key_name, user_name, team, region, "
+                              "currency, cost, prompt_tokens, completion_tokens, tags, record "
+                              f"FROM records WHERE id = '{r.id}'")
     tags = row[11] if isinstance(row[11], list) else json.loads(row[11])
     assert row[:8] == (r.id, "qwen-plus", "ok", "alice-laptop", "alice", "search", "cn-beijing",
                        "CNY")
     assert Decimal(row[8]) == Decimal("0.0012") and not isinstance(row[8], float)
     assert (row[9], row[10], tags) == (12, 7, ["key=alice-laptop", "team=search", "proj"])
     assert row[12] == r.to_json()
-    (time,) = rows(url, f"SELECT time FROM records WHERE id = '{r.id}'")[0]
+    (time,) = rows(ledger_url, f"SELECT time FROM records WHERE id = '{r.id}'")[0]
     when = time if isinstance(time, dt.datetime) else dt.datetime.fromisoformat(time)
     assert when == dt.datetime(2026, 5, 1, 2, 0, tzinfo=dt.timezone.utc)
     assert sorted(x.id for x in ledger) == sorted([r.id, "other"])
     assert next(x for x in ledger if x.id == r.id) == r
 
 
-def test_three_processes_write_every_record_once(url):
-    open_ledger(url).close()  # the schema first: this test is about the records
+def test_three_processes_write_every_record_once(ledger_url):
+    open_ledger(ledger_url).close()  # the schema first: this test is about the records
     shared = [f"shared-{i}" for i in range(20)]
     barrier = SPAWN.Barrier(3)
     run_all([SPAWN.Process(target=ledger_workers.write_records,
-                           args=(url, f"w{n}", 40, shared, barrier)) for n in range(3)])
-    with open_ledger(url) as ledger:
+                           args=(ledger_url, f"w{n}", 40, shared, barrier)) for n in range(3)])
+    with open_ledger(ledger_url) as ledger:
         assert ledger.count() == 3 * 40 + 20
         ids = [r.id for r in ledger]
         assert len(ids) == len(set(ids)) == 140
@@ -133,8 +103,8 @@ def test_async_appends_are_written_and_awaited(ledger):
     assert ledger.pending_intents() == []  # a late retry of the intent does not revive it
 
 
-def test_buffered_writes_are_all_there_after_flush(url):
-    with open_ledger(url, durability="buffered") as ledger:
+def test_buffered_writes_are_all_there_after_flush(ledger_url):
+    with open_ledger(ledger_url, durability="buffered") as ledger:
         for i in range(25):
             ledger.append(record(id=f"b{i}"))
         ledger.flush()
@@ -186,11 +156,11 @@ def test_keys_crud_conflicts_and_version(ledger):
     assert ledger.version() == v0 + 4
 
 
-def test_a_key_is_stored_hashed_only(ledger, url):
+def test_a_key_is_stored_hashed_only(ledger, ledger_url):
     with pytest.raises(LedgerError, match="sha256"):
         ledger.create_key(KeyEntry(name="raw", hash="sk-qm-plaintext-secret"))
     ledger.create_key(KeyEntry(name="k", hash=hash_key("sk-qm-secret-value")))
-    dump = repr(rows(url, "SELECT * FROM keys"))
+    dump = repr(rows(ledger_url, "SELECT * FROM keys"))
     assert "sk-qm-secret-value" not in dump and hash_key("sk-qm-secret-value") in dump
 
 
@@ -212,9 +182,10 @@ def test_scope_budgets(ledger):
     assert ledger.version() == v0 + 4
 
 
-def test_watch_in_another_process_sees_create_and_revoke(ledger, url):
+def test_watch_in_another_process_sees_create_and_revoke(ledger, ledger_url):
     ready, stop, out = SPAWN.Event(), SPAWN.Event(), SPAWN.Queue()
-    watcher = SPAWN.Process(target=ledger_workers.watch, args=(url, "carol", ready, stop, out))
+    watcher = SPAWN.Process(target=ledger_workers.watch,
+                            args=(ledger_url, "carol", ready, stop, out))
     watcher.start()
     try:
         assert ready.wait(WAIT)
@@ -230,7 +201,10 @@ def test_watch_in_another_process_sees_create_and_revoke(ledger, url):
     assert watcher.exitcode == 0
 
 
-def test_watch_stops(ledger):
+def test_watch_stops(ledger, monkeypatch):
+    from qwen_meter.ledger import pg_watch
+
+    monkeypatch.setattr(pg_watch, "CHECK_EVERY", 3600.0)  # only NOTIFY can tell it in time
     seen: queue.Queue[int] = queue.Queue()
     stop = ledger.watch(seen.put)
     ledger.create_key(KeyEntry(name="d", hash=hash_key("sk-qm-d")))
@@ -243,13 +217,45 @@ def test_watch_stops(ledger):
 
 # --- alerts ------------------------------------------------------------------------------------
 
-def test_an_alert_is_claimed_once_across_processes(url):
-    open_ledger(url).close()
+def test_an_alert_is_claimed_once_across_processes(ledger_url):
+    open_ledger(ledger_url).close()
     marks = [f"budget:team=search:80%:2026-12-{d:02d}" for d in range(1, 21)]
     barrier, out = SPAWN.Barrier(3), SPAWN.Queue()
-    run_all([SPAWN.Process(target=ledger_workers.claim, args=(url, marks, barrier, out))
+    run_all([SPAWN.Process(target=ledger_workers.claim, args=(ledger_url, marks, barrier, out))
              for _ in range(3)])
     won = [mark for _ in range(3) for mark in out.get(timeout=WAIT)]
     assert sorted(won) == sorted(marks)  # each mark exactly once, whoever won it
-    with open_ledger(url) as ledger:
+    with open_ledger(ledger_url) as ledger:
         assert not ledger.claim_alert(marks[0]) and ledger.claim_alert("another")
+
+
+def test_postgres_watch_reconnects_and_catches_up(postgres_url, monkeypatch):
+    import time
+
+    import psycopg
+
+    from qwen_meter.ledger import pg_watch
+
+    monkeypatch.setattr(pg_watch, "CHECK_EVERY", 3600.0)  # only the re-read on reconnecting
+
+    seen: queue.Queue[int] = queue.Queue()
+    with open_ledger(postgres_url) as ledger, psycopg.connect(postgres_url,
+                                                              autocommit=True) as admin:
+        stop = ledger.watch(seen.put)
+        find = ("SELECT pid FROM pg_stat_activity WHERE application_name = "
+                "'qwen_meter ledger watch' AND datname = current_database()")
+        deadline = time.monotonic() + WAIT
+        while not admin.execute(find).fetchall():
+            assert time.monotonic() < deadline, "the watch never connected"
+            time.sleep(0.05)
+        ledger.create_key(KeyEntry(name="before", hash=hash_key("sk-qm-before")))
+        assert seen.get(timeout=WAIT) == ledger.version()
+        admin.execute(f"SELECT pg_terminate_backend(pid) FROM ({find}) AS w")
+        # Changed while the watch's connection is gone: its NOTIFY reaches nobody, the
+        # re-read on reconnecting does.
+        ledger.create_key(KeyEntry(name="during", hash=hash_key("sk-qm-during")))
+        assert seen.get(timeout=WAIT) == ledger.version()
+        assert stop.__self__.connections >= 2  # type: ignore[attr-defined]
+        ledger.revoke_key("during")  # and it listens again
+        assert seen.get(timeout=WAIT) == ledger.version()
+        stop()

@@ -56,24 +56,27 @@ def url_password(url: str) -> str | None:
 
 
 def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (fit for an error text or a log)."""
+    """``url`` with its password replaced by ``***`` wherever it appears (fit for an error text
+    or a log): in the user part, as ``?password=``, and anywhere else in the URL."""
     text = re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", str(url))
-    return re.sub(r"([?&]password=)[^&]*", r"\1***", text)
+    text = re.sub(r"([?&]password=)[^&]*", r"\1***", text)
+    return scrub(text, url)
 
 
 def scrub(text: str, url: str) -> str:
-    """``text`` (a driver's message) with the URL's password masked wherever it appears."""
+    """``text`` (a driver's message) with the URL's password masked wherever it appears
+    (one or two characters are left: masking them would only mangle the text)."""
     text = str(text)
     password = url_password(url)
-    if password:
+    if password and len(password) >= 3:
         text = text.replace(password, "***")
-    return text.replace(url, mask_url(url)) if url else text
+    return text
 
 
 def fail(url: str, what: str, exc: BaseException | str, cls: type[LedgerError] = LedgerError,
          ) -> LedgerError:
     """A :class:`LedgerError` naming the ledger (its password masked) and what failed."""
-    reason = scrub(str(exc).strip() or type(exc).__name__, url)
+    reason = scrub(str(exc).strip() or type(exc).__name__, url).replace(url, mask_url(url))
     return cls(f"ledger {mask_url(url)}: {what}: {reason}")
 
 

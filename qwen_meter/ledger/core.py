@@ -76,7 +76,9 @@ class SQLLedger(Ledger):
         self._watchers: list[Callable[[], None]] = []
 
     # --- what a backend supplies ---------------------------------------------------------
-    def _tx(self) -> contextlib.AbstractContextManager[Executor]:
+    def _tx(self, *, write: bool = True) -> contextlib.AbstractContextManager[Executor]:
+        """One transaction (``write=False``: it only reads, and SQLite need not queue it
+        behind the writers of other processes)."""
         raise NotImplementedError
 
     def _time(self, value: dt.datetime) -> Any:
@@ -181,12 +183,12 @@ class SQLLedger(Ledger):
 
     def count(self) -> int:
         self.flush()
-        with self._guard("cannot count records"), self._tx() as ex:
+        with self._guard("cannot count records"), self._tx(write=False) as ex:
             return int(ex.execute("SELECT count(*) FROM records").fetchone()[0])
 
     def __iter__(self) -> Iterator[UsageRecord]:
         self.flush()
-        with self._guard("cannot read records"), self._tx() as ex:
+        with self._guard("cannot read records"), self._tx(write=False) as ex:
             rows = ex.execute("SELECT time, id, record, 0 FROM records UNION ALL "
                               "SELECT time, id, record, 1 FROM intents ORDER BY 1, 2").fetchall()
         where = f"ledger {mask_url(self.url)}, record"
@@ -197,7 +199,7 @@ class SQLLedger(Ledger):
 
     def pending_intents(self) -> list[dict[str, Any]]:
         self.flush()
-        with self._guard("cannot read intents"), self._tx() as ex:
+        with self._guard("cannot read intents"), self._tx(write=False) as ex:
             rows = ex.execute("SELECT record FROM intents ORDER BY time, id").fetchall()
         return [json.loads(row[0]) for row in rows]
 
@@ -206,7 +208,9 @@ class SQLLedger(Ledger):
             self._writer.flush()
 
     def close(self) -> None:
-        """Write what is queued, stop every watch, release the database."""
+        """Write what is queued, stop every watch, release the database (again: nothing)."""
+        if self._closed:
+            return
         if self._writer is not None:
             self._writer.close()
         for stop in list(self._watchers):
@@ -262,7 +266,7 @@ class SQLLedger(Ledger):
         return self._key(row)
 
     def get_key(self, name: str) -> KeyEntry | None:
-        with self._guard(f"cannot read key {name!r}"), self._tx() as ex:
+        with self._guard(f"cannot read key {name!r}"), self._tx(write=False) as ex:
             row = ex.execute(f"{_KEY_SELECT} WHERE name = ?", (check_name(name, "key"),)
                              ).fetchone()
         return None if row is None else self._key(row)
@@ -270,13 +274,13 @@ class SQLLedger(Ledger):
     def key_by_hash(self, key_hash: str) -> KeyEntry | None:
         if not isinstance(key_hash, str):
             return None
-        with self._guard("cannot look a key up"), self._tx() as ex:
+        with self._guard("cannot look a key up"), self._tx(write=False) as ex:
             row = ex.execute(f"{_KEY_SELECT} WHERE hash = ?", (key_hash,)).fetchone()
         return None if row is None else self._key(row)
 
     def list_keys(self, *, revoked: bool = True) -> list[KeyEntry]:
         where, params = ("", ()) if revoked else (" WHERE revoked = ?", (False,))
-        with self._guard("cannot list keys"), self._tx() as ex:
+        with self._guard("cannot list keys"), self._tx(write=False) as ex:
             rows = ex.execute(f"{_KEY_SELECT}{where} ORDER BY name", params).fetchall()
         return [self._key(row) for row in rows]
 
@@ -320,7 +324,7 @@ class SQLLedger(Ledger):
     def list_budgets(self) -> list[ScopeBudget]:
         from .base import BudgetSpec
 
-        with self._guard("cannot list budgets"), self._tx() as ex:
+        with self._guard("cannot list budgets"), self._tx(write=False) as ex:
             rows = ex.execute("SELECT scope, subject, name, lim, per, mode FROM budgets "
                               "ORDER BY scope, subject, name").fetchall()
         return [ScopeBudget(r[0], r[1], BudgetSpec(r[2], r[3], r[4], r[5])) for r in rows]
@@ -336,7 +340,7 @@ class SQLLedger(Ledger):
 
     # --- version and alerts -----------------------------------------------------------------
     def version(self) -> int:
-        with self._guard("cannot read the version"), self._tx() as ex:
+        with self._guard("cannot read the version"), self._tx(write=False) as ex:
             return int(ex.execute("SELECT version FROM ledger_state WHERE id = 1").fetchone()[0])
 
     def claim_alert(self, mark: str) -> bool:

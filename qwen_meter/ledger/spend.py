@@ -46,7 +46,7 @@ class SpendQueries(SQLLedger):
                f"FROM records{join}{' WHERE ' + ' AND '.join(where) if where else ''} "
                "GROUP BY grp, currency")
         self.flush()
-        with self._guard(f"cannot sum spend by {by}"), self._tx() as ex:
+        with self._guard(f"cannot sum spend by {by}"), self._tx(write=False) as ex:
             rows = ex.execute(sql, (*params, *more)).fetchall()
         out = [SpendRow(group=None if r[0] is None else str(r[0]), currency=r[1],
                         cost=Decimal(0) if r[2] is None else Decimal(r[2]), calls=int(r[3]),

@@ -31,7 +31,7 @@ from typing import Any
 
 from ..meter.logbase import file_lock
 from .base import LedgerError
-from .common import fail, iso_utc
+from .common import fail, iso_utc, mask_url
 from .core import Executor
 from .migrations import CREATE_TABLE, to_apply
 from .spend import SpendQueries
@@ -63,7 +63,7 @@ class SQLiteLedger(SpendQueries):
         with self._guard("cannot migrate the schema"), self._tx() as ex:
             ex.execute(CREATE_TABLE)
             applied = {int(r[0]) for r in ex.execute("SELECT version FROM schema_migrations")}
-            for version, sql in to_apply("sqlite", applied, str(self.path)):
+            for version, sql in to_apply("sqlite", applied, mask_url(self.url)):
                 for statement in statements(sql):
                     ex.execute(statement)
                 ex.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
