@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from contextlib import ExitStack
@@ -22,7 +23,7 @@ import pytest
 
 pytest.importorskip("uvicorn")
 
-from gateway_server import gateway_process
+from gateway_server import ROOT, gateway_process
 
 from qwen_meter.ledger import open_ledger
 from qwen_meter.testing import FakeDashScope
@@ -68,6 +69,19 @@ def within(seconds: float, check) -> bool:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
+
+
+def report_rows(ledger_url: str, by: str) -> dict:
+    """``qwen-meter report LEDGER --by BY --format json`` (a real process): (group, currency)
+    -> (cost, calls)."""
+    done = subprocess.run([sys.executable, "-m", "qwen_meter.cli", "report", ledger_url,
+                           "--by", by, "--format", "json", "--tz", "UTC"], cwd=str(ROOT),
+                          capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)["sections"][f"By {by}"]
+    return {(row[by], row["currency"]): (Decimal(str(row["cost"])), int(row["calls"]))
+            for row in rows}
 
 
 def settled_records(url: str, count: int) -> list:
@@ -178,6 +192,8 @@ def test_fleet_keys_live_records_and_spend(fleet, fake):
         got = {(row[by], row["currency"]): (Decimal(row["cost"]), row["calls"])
                for row in spend["rows"]}
         assert got == want, by
+        if by in ("user", "model"):  # the same numbers as a report over the same ledger
+            assert report_rows(ledger_url, by) == got, by
         assert all(re.fullmatch(r"\d+\.\d+|0", row["cost"]) for row in spend["rows"])
 
     # no secret in any admin answer, in the ledger's records, or in what the replicas print
