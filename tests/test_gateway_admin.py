@@ -100,10 +100,17 @@ def test_keys_created_used_changed_revoked(gateway, fake, caplog):
     refused = chat(base, key)
     assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
     assert admin(base, "GET", "/admin/keys/search").json()["revoked"] is True
+    assert "search" not in [k["name"] for k in
+                            admin(base, "GET", "/admin/keys?revoked=false").json()["keys"]]
+    chinese = admin(base, "POST", "/admin/keys", {"name": "搜索组", "tags": ["项目=翻译"]})
+    assert chinese.status_code == 201
+    assert admin(base, "GET", "/admin/keys/搜索组").json()["tags"] == ["项目=翻译"]
+    assert chat(base, chinese.json()["key"], "你好").status_code == 200
     assert admin(base, "GET", "/admin/keys/nobody").status_code == 404
 
     # The records say who called: key, user and team.
-    records = settled(url, 2)
+    records = [r for r in settled(url, 3) if "key=search" in r.tags]
+    assert len(records) == 2
     assert all({"key=search", "team=search", "project=x"} <= set(r.tags) for r in records)
     assert {r.user for r in records} == {"alice"}
     # the secret is in the 201 answer and nowhere else
