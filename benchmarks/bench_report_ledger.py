@@ -8,7 +8,7 @@ with the lines cut by numpy (the alternative to ADBC), and each reader alone (no
 Run:  pip install ".[bench,reports,postgres]"
       python benchmarks/bench_report_ledger.py --postgres-url postgresql://postgres@127.0.0.1:5433/postgres
 The JSONL log is ``bench_report.py``'s (generated at --log if missing, ~0.4 GB per 1M records);
-the records go into a new database ``qm_bench_ledger_<n>`` with COPY (kept for later runs,
+the records go into a new ledger database ``qm_bench_ledger_<n>`` with COPY (kept for later runs,
 ``--drop`` removes it), and into Parquet with ``qwen-meter log compact`` from that ledger.
 """
 
@@ -23,15 +23,11 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_report import generate
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
+from bench_report import generate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TABLE = """CREATE TABLE IF NOT EXISTS records (
-    id TEXT PRIMARY KEY, time TIMESTAMPTZ, model TEXT, status TEXT, key_name TEXT,
-    user_name TEXT, team TEXT, region TEXT, currency TEXT, cost NUMERIC,
-    prompt_tokens BIGINT, completion_tokens BIGINT, tags TEXT[], record TEXT NOT NULL)"""
 # JSON text never holds a raw control character, so with these as delimiter and quote a JSON
 # line goes through CSV COPY untouched, both ways.
 CSV = "(FORMAT csv, DELIMITER E'\\x1f', QUOTE E'\\x1e')"
@@ -43,15 +39,18 @@ def database_url(server: str, name: str) -> str:
 
 
 def load_ledger(server: str, name: str, log: Path) -> str:
-    """The log's records into a new ledger database by COPY (raw lines into a staging table,
-    then the columns from the JSON, in the server)."""
+    """The log's records into a new ledger by COPY: the schema is the ledger's own (opened once
+    with ``open_ledger``, which applies its migrations), the raw lines go into a staging table
+    and the columns are taken from their JSON in the server."""
     import psycopg
+
+    from qwen_meter.ledger import open_ledger
 
     with psycopg.connect(server, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     url = database_url(server, name)
+    open_ledger(url).close()
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(TABLE)
         conn.execute("CREATE UNLOGGED TABLE staging (line TEXT)")
         with conn.cursor() as cur, cur.copy(f"COPY staging FROM STDIN {CSV}") as copy, \
                 log.open("rb") as handle:
@@ -64,7 +63,6 @@ def load_ledger(server: str, name: str, log: Path) -> str:
             ARRAY(SELECT jsonb_array_elements_text(j->'tags')), line
             FROM (SELECT line, line::jsonb AS j FROM staging) s""")
         conn.execute("DROP TABLE staging")
-        conn.execute("CREATE INDEX ON records (time)")  # as a ledger has, for spend by period
         conn.execute("VACUUM ANALYZE records")
     return url
 
@@ -87,7 +85,7 @@ COPY_READER = """
 import psycopg
 import qwen_meter.report.engine as engine
 from qwen_meter.report import sources
-from qwen_meter.report.ledger_source import masked
+from qwen_meter.ledger.common import mask_url
 
 def copy_chunks(url, progress, since=None, until=None):
     with psycopg.connect(url) as conn, conn.cursor() as cur, cur.copy(
@@ -97,12 +95,12 @@ def copy_chunks(url, progress, since=None, until=None):
             parts.append(bytes(data))
             size += len(data)
             if size >= sources.CHUNK_BYTES:
-                table = sources._lines_table(masked(url), line, b"".join(parts))
+                table = sources._lines_table(mask_url(url), line, b"".join(parts))
                 line += table.num_rows
                 parts, size = [], 0
                 yield table
         if parts:
-            yield sources._lines_table(masked(url), line, b"".join(parts))
+            yield sources._lines_table(mask_url(url), line, b"".join(parts))
 
 engine.ledger_chunks = copy_chunks
 """

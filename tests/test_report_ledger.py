@@ -1,6 +1,6 @@
 """Reports over a ledger: the same records in a JSONL log, a PostgreSQL ledger and a SQLite
-ledger give the same report, for every grouping and period; a ledger that cannot be read is a
-typed error that names it without its password."""
+ledger (written by qwen_meter.ledger itself) give the same report, for every grouping and
+period; a ledger that cannot be read is a typed error that names it without its password."""
 
 from __future__ import annotations
 
@@ -17,12 +17,13 @@ import pytest
 pytest.importorskip("duckdb")
 pytest.importorskip("pandas")
 
-from ledger_tables import write_postgres, write_sqlite
 
 import qwen_meter as qm
 from qwen_meter.cli.main import main
+from qwen_meter.ledger import open_ledger
+from qwen_meter.ledger.common import mask_url
 from qwen_meter.report import ReportInputError, build_report, load_usage, render
-from qwen_meter.report.ledger_source import is_ledger_url, masked
+from qwen_meter.report.ledger_source import is_ledger_url
 
 START = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.timezone.utc)
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
@@ -89,17 +90,23 @@ def jsonl(tmp_path_factory) -> Path:
     return path
 
 
+def _written(url: str) -> str:
+    ledger = open_ledger(url)
+    try:
+        assert ledger.append_many(RECORDS) == len(RECORDS)
+    finally:
+        ledger.close()
+    return url
+
+
 @pytest.fixture
 def sqlite_ledger(tmp_path) -> str:
-    path = tmp_path / "ledger.db"
-    write_sqlite(path, RECORDS)
-    return f"sqlite:///{path}"  # an absolute path: sqlite:////tmp/…
+    return _written(f"sqlite:///{tmp_path}/ledger.db")  # an absolute path: sqlite:////tmp/…
 
 
 @pytest.fixture
 def pg_ledger(postgres_url) -> str:
-    write_postgres(postgres_url, RECORDS)
-    return postgres_url
+    return _written(postgres_url)
 
 
 def _json(source: str | Path, **kwargs: object) -> dict[str, object]:
@@ -214,15 +221,20 @@ def test_down_server_is_named_without_its_password(postgres_url, capsys):
 
 
 def test_a_database_without_the_table(postgres_url):
-    url = _with_password(postgres_url, "hunter2") + "?connect_timeout=5"
-    import psycopg
-
-    with psycopg.connect(postgres_url, autocommit=True) as conn:  # a password may be wrong …
-        conn.execute("SELECT 1")
+    url = _with_password(postgres_url, "hunter2")  # the test server trusts, and ignores it
     with pytest.raises(ReportInputError) as caught:
-        build_report(load_usage(postgres_url, tz="UTC"))
-    assert "no records table" in str(caught.value)
-    assert masked(url).count("***") == 1 and "hunter2" not in masked(url)
+        build_report(load_usage(url, tz="UTC"))
+    message = str(caught.value)
+    assert "no records table" in message
+    assert "hunter2" not in message and mask_url(url) in message
+
+
+def test_an_open_ledger_is_read_by_its_url(pg_ledger):
+    ledger = open_ledger(pg_ledger)
+    try:
+        assert len(load_usage(ledger, tz="UTC")) == len(RECORDS)
+    finally:
+        ledger.close()
 
 
 def test_sqlite_ledger_errors(tmp_path):
@@ -238,8 +250,33 @@ def test_ledger_urls_and_masking():
     assert is_ledger_url("postgresql://u@h/db") and is_ledger_url("sqlite:///x.db")
     assert is_ledger_url("POSTGRES://u@h/db") and not is_ledger_url("usage.jsonl")
     assert not is_ledger_url("https://example.com/usage.jsonl")
-    assert masked("postgresql://meter:pa:ss@db:5432/m") == "postgresql://meter:***@db:5432/m"
-    assert "x9" not in masked("postgresql://db/m?user=u&password=x9&sslmode=require")
-    assert masked("postgresql://meter@db/m") == "postgresql://meter@db/m"
+    assert mask_url("postgresql://meter:pa:ss@db:5432/m") == "postgresql://meter:***@db:5432/m"
+    assert "x9" not in mask_url("postgresql://db/m?user=u&password=x9&sslmode=require")
+    assert mask_url("postgresql://meter@db/m") == "postgresql://meter@db/m"
     data = load_usage("postgresql://meter:topsecret@db/m")
     assert "topsecret" not in repr(data)
+
+
+@pytest.mark.parametrize("by", ["model", "day", "user"])
+def test_the_ledgers_spend_equals_the_report(pg_ledger, sqlite_ledger, by):
+    """``Ledger.spend`` (the admin API's numbers, summed in SQL) and the report agree."""
+    since = dt.datetime(2026, 11, 3, tzinfo=dt.timezone.utc)
+    report = build_report(load_usage(pg_ledger, tz="Asia/Shanghai", since=since), by=[by])
+    want = {(str(row[by]) if row[by] is not None else None, row.currency):
+            (row.calls, row.cost or 0, row.prompt_tokens, row.completion_tokens)
+            for _, row in report.breakdown.iterrows()}
+    for url in (pg_ledger, sqlite_ledger):
+        ledger = open_ledger(url)
+        try:
+            rows = ledger.spend(by, since=since, tz="Asia/Shanghai")
+        finally:
+            ledger.close()
+        got = {(r.group, r.currency or "-"): (r.calls, r.cost, r.prompt_tokens,
+                                              r.completion_tokens) for r in rows}
+        assert got == want
+
+
+def test_sql_of_a_ledger_says_to_compact_it(capsys):
+    assert main(["report", "postgresql://meter:pw123@db/m", "--sql"]) == 2
+    err = capsys.readouterr().err
+    assert "log compact" in err and "pw123" not in err

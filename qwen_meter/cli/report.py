@@ -92,6 +92,12 @@ def _stdin(folder: str) -> str:
 def _print_sql(args: argparse.Namespace) -> int:
     from ..report.export import report_sql
 
+    from ..report.ledger_source import is_ledger_url
+
+    if args.logs and is_ledger_url(args.logs[0]):
+        raise QwenMeterError("--sql prints the report over a Parquet folder: write the ledger "
+                             "as one first (qwen-meter log compact LEDGER_URL --out DIR), "
+                             "then pass DIR")
     by = [k.strip() for k in args.by.split(",") if k.strip()]
     sys.stdout.write(report_sql(args.logs[0] if args.logs else "usage_parquet", by=by,
                                 tz=args.tz or "UTC", reprice_as=args.reprice_as,

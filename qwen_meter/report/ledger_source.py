@@ -13,6 +13,9 @@ same records give the same numbers, whichever holds them.
 * ``sqlite:///path`` (SQLAlchemy's spelling: ``sqlite:////abs/ledger.db`` for an absolute path):
   the ``record`` column through :mod:`sqlite3`, in batches.
 
+The read is one query, hence one snapshot: records written by the gateways meanwhile are in the
+report whole or not at all. The ledger's ``intents`` (calls in flight) are not read.
+
 ``since`` / ``until`` are pushed down into the ledger's ``WHERE`` on ``time`` with two days of
 slack at either edge (any zone's day fits inside it): the ledger sends only the records near the
 period, and the report still applies the exact bound in the report's zone.
@@ -24,14 +27,13 @@ A server that cannot be reached, a database without a ``records`` table, a missi
 from __future__ import annotations
 
 import datetime as dt
-import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pyarrow as pa
 
+from ..ledger.common import mask_url, scrub
 from .sources import CHUNK_BYTES, LINES_SCHEMA, Progress, ReportInputError
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
@@ -46,41 +48,9 @@ def is_ledger_url(text: str) -> bool:
     return bool(sep) and scheme.lower() in (*POSTGRES_SCHEMES, "sqlite")
 
 
-def masked(url: str) -> str:
-    """``url`` with its password (in the netloc or a ``password=`` parameter) as ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        user, _, host = netloc.rpartition("@")
-        if ":" in user:
-            user = user.split(":", 1)[0] + ":***"
-        netloc = f"{user}@{host}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, "***" if k.lower() == "password" else v) for k, v in pairs],
-                          safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def _secret(url: str) -> str | None:
-    try:
-        parts = urlsplit(url)
-        password = parts.password or dict(parse_qsl(parts.query)).get("password")
-    except ValueError:
-        return None
-    return password or None
-
-
 def _clean(message: str, url: str) -> str:
     """A driver's message without the password (should it echo the URL), on one line."""
-    secret = _secret(url)
-    if secret:
-        message = message.replace(secret, "***")
-    return " ".join(message.replace("\t", " ").split())
+    return " ".join(scrub(message, url).replace(url, mask_url(url)).split())
 
 
 def utc_window(since: dt.date | dt.datetime | None, until: dt.date | dt.datetime | None
@@ -129,7 +99,7 @@ def _postgres_chunks(url: str, progress: Progress, low: dt.datetime | None,
     except ImportError as exc:
         raise ReportInputError('reading a PostgreSQL ledger needs `pip install '
                                f'"qwen-meter[postgres]"` (missing: {exc.name})') from None
-    name = masked(url)
+    name = mask_url(url)
     where = [f"time >= TIMESTAMPTZ '{low.isoformat()}'" if low else "",
              f"time < TIMESTAMPTZ '{high.isoformat()}'" if high else ""]
     query = f"SELECT id, record FROM {_TABLE}" + \
@@ -178,7 +148,7 @@ def sqlite_path(url: str) -> Path:
     """The file of ``sqlite:///relative.db`` or ``sqlite:////absolute/ledger.db``."""
     rest = url.split("://", 1)[1]
     if not rest.startswith("/") or rest == "/":
-        raise ReportInputError(f"{masked(url)}: not a SQLite ledger URL (sqlite:///ledger.db, "
+        raise ReportInputError(f"{mask_url(url)}: not a SQLite ledger URL (sqlite:///ledger.db, "
                                "or sqlite:////absolute/path/ledger.db)")
     return Path(rest[1:].split("?", 1)[0])
 
@@ -186,7 +156,7 @@ def sqlite_path(url: str) -> Path:
 def _sqlite_chunks(url: str, progress: Progress, low: dt.datetime | None,
                    high: dt.datetime | None, batch: int = 100_000) -> Iterator[pa.Table]:
     path = sqlite_path(url)
-    name = masked(url)
+    name = mask_url(url)
     if not path.is_file():
         raise ReportInputError(f"{name}: no such ledger file ({path})")
     # ISO times compare as text; the two days of slack make any offset's day fall inside.

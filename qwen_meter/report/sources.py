@@ -54,9 +54,9 @@ class Source:
     def name(self) -> str:
         """How errors and skipped lines name the source (a ledger's URL, password masked)."""
         if self.url:
-            from .ledger_source import masked
+            from ..ledger.common import mask_url
 
-            return masked(self.url)
+            return mask_url(self.url)
         return str(self.path)
 
     def __repr__(self) -> str:
