@@ -68,7 +68,7 @@ def chat(base, key, content="hello", model="qwen-plus"):
 
 
 def test_keys_created_used_changed_revoked(gateway, fake, caplog):
-    base, url, _ = gateway
+    base, url, app = gateway
     made = admin(base, "POST", "/admin/keys", {"name": "search", "budget": "5 CNY/day",
                                                "rpm": 100, "user": "alice", "team": "search",
                                                "tags": ["project=x"], "models": ["qwen-plus"]})
@@ -89,7 +89,17 @@ def test_keys_created_used_changed_revoked(gateway, fake, caplog):
                                "mode": "hard"}]
     assert (row["user"], row["team"], row["rpm"], row["revoked"]) == ("alice", "search", 100,
                                                                        False)
+    def spent() -> tuple[object, Decimal]:
+        tenant = app.tenants.by_name["search"]
+        budget = tenant.key_budgets[0][0]
+        return tenant, budget.status("key=search").committed
+
+    settled(url, 1)
+    before, spent_before = spent()
+    assert spent_before > 0
     changed = admin(base, "PATCH", "/admin/keys/search", {"models": None, "rpm": 2})
+    after, spent_after = spent()
+    assert after is not before and spent_after == spent_before  # rebuilt, spend kept
     assert changed.status_code == 200, changed.text
     assert changed.json()["models"] is None and changed.json()["rpm"] == 2
     assert chat(base, key, model="qwen-flash").status_code == 200  # the change is live
