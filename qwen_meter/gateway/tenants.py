@@ -46,11 +46,12 @@ class Tenant:
     """Who a call is for, where it goes, and the meter that enforces their limits."""
 
     name: str | None  # None: no virtual keys (the client's key is forwarded)
-    key: KeyEntry | None
+    #: not in the repr: a tenant printed in a traceback or a log never shows the key's hash
+    key: KeyEntry | None = field(repr=False)
     upstream: UpstreamConfig
     meter: Meter
     #: what the tenant was built from: rebuilt only when this changes
-    signature: tuple[Any, ...] = ()
+    signature: tuple[Any, ...] = field(default=(), repr=False)
     #: the key's own budgets with their scope value, for /metrics
     key_budgets: list[tuple[Budget, str]] = field(default_factory=list)
 
