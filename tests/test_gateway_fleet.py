@@ -228,3 +228,46 @@ def test_a_key_changed_on_one_replica_changes_everywhere(fleet):
                           headers={"Authorization": f"Bearer {TOKEN}"})
     assert changed.status_code == 200
     assert within(2.0, lambda: status("qwen-flash") == 200 and status("qwen-plus") == 403)
+
+
+def test_a_team_budget_holds_across_replicas(fleet):
+    """One team budget, set on replica 1, spent by two keys of the team through every
+    replica: the calls stop at the limit, and its committed spend is the records' sum."""
+    import qwen_meter as qm
+
+    urls, ledger_url, _ = fleet
+    run = uuid.uuid4().hex[:8]
+    team = f"t-{run}"
+    admin = {"Authorization": f"Bearer {TOKEN}"}
+    body = chat_body(f"team {run}")
+    high = qm.estimate_cost(body, "qwen-plus").high.amount
+    limit = (high * Decimal("3.5")).quantize(Decimal("0.0000001"))
+    put = httpx.put(f"{urls[0]}/admin/budgets/team/{team}/daily", headers=admin,
+                    json={"limit": f"{limit} CNY", "per": "day"})
+    assert put.status_code == 200, put.text
+    keys = [httpx.post(f"{urls[0]}/admin/keys", headers=admin, json={
+        "name": f"{team}-{n}", "team": team, "user": f"u{n}-{run}"}).json()["key"]
+        for n in range(2)]
+    statuses = []
+    for n in range(20):
+        url, key = urls[n % len(urls)], keys[n % 2]
+        answer = httpx.post(f"{url}/compatible-mode/v1/chat/completions", json=body,
+                            headers={"Authorization": f"Bearer {key}"}, timeout=30)
+        if answer.status_code == 401:  # not live on that replica yet
+            time.sleep(0.1)
+            continue
+        statuses.append(answer.status_code)
+        if answer.status_code == 403:
+            assert answer.json()["error"]["code"] == "budget_exceeded"
+            assert team in answer.json()["error"]["message"]
+            break
+    assert statuses[-1] == 403 and statuses.count(200) >= 3
+    records = [r for r in settled_records(ledger_url, 0) if f"team={team}" in r.tags]
+    deadline = time.monotonic() + 30
+    while len(records) < statuses.count(200) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        records = [r for r in settled_records(ledger_url, 0) if f"team={team}" in r.tags]
+    assert len(records) == statuses.count(200)
+    row = httpx.get(f"{urls[-1]}/admin/budgets/team/{team}/daily", headers=admin).json()
+    assert Decimal(row["committed"]) == sum(Decimal(r.cost) for r in records) <= limit
+    assert row["reserved"] == "0"
