@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import random
 import sqlite3
 from decimal import Decimal
@@ -106,6 +107,8 @@ def sqlite_ledger(tmp_path) -> str:
 
 @pytest.fixture
 def pg_ledger(postgres_url) -> str:
+    if not os.environ.get("QWEN_METER_REQUIRE_POSTGRES"):
+        pytest.importorskip("adbc_driver_postgresql")  # the report reads PostgreSQL with ADBC
     return _written(postgres_url)
 
 
@@ -262,7 +265,8 @@ def test_the_ledgers_spend_equals_the_report(pg_ledger, sqlite_ledger, by):
     """``Ledger.spend`` (the admin API's numbers, summed in SQL) and the report agree."""
     since = dt.datetime(2026, 11, 3, tzinfo=dt.timezone.utc)
     report = build_report(load_usage(pg_ledger, tz="Asia/Shanghai", since=since), by=[by])
-    want = {(str(row[by]) if row[by] is not None else None, row.currency):
+    # the report shows a record without a user as "-", spend as None
+    want = {(None if row[by] in (None, "-") else str(row[by]), row.currency):
             (row.calls, row.cost or 0, row.prompt_tokens, row.completion_tokens)
             for _, row in report.breakdown.iterrows()}
     for url in (pg_ledger, sqlite_ledger):
@@ -280,3 +284,19 @@ def test_sql_of_a_ledger_says_to_compact_it(capsys):
     assert main(["report", "postgresql://meter:pw123@db/m", "--sql"]) == 2
     err = capsys.readouterr().err
     assert "log compact" in err and "pw123" not in err
+
+
+def test_progress_bar_names_the_ledger_masked_and_ends_full(pg_ledger, sqlite_ledger):
+    import io
+
+    from qwen_meter.report.ledger_source import ledger_chunks
+    from qwen_meter.report.sources import Progress
+
+    for url in (_with_password(pg_ledger, "pw-in-url"), sqlite_ledger):
+        out = io.StringIO()
+        bar = Progress(0, True, stream=out)
+        rows = sum(t.num_rows for t in ledger_chunks(url, bar, since=dt.date(2026, 11, 5),
+                                                     until=dt.date(2026, 11, 6)))
+        assert 0 < rows < len(RECORDS)  # the period was pushed down
+        last = out.getvalue().split("\r")[-1]
+        assert last.endswith("100%") and mask_url(url) in last and "pw-in-url" not in last

@@ -91,7 +91,6 @@ def _stdin(folder: str) -> str:
 
 def _print_sql(args: argparse.Namespace) -> int:
     from ..report.export import report_sql
-
     from ..report.ledger_source import is_ledger_url
 
     if args.logs and is_ledger_url(args.logs[0]):

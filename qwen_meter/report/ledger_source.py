@@ -114,17 +114,21 @@ def _postgres_chunks(url: str, progress: Progress, low: dt.datetime | None,
         # Large batches: the report's SQL runs once per batch, like a JSONL block.
         cursor.adbc_statement.set_options(
             **{"adbc.postgresql.batch_size_hint_bytes": str(CHUNK_BYTES)})
+        size = 0  # the bar's share of this ledger: its table's size on disk
         if progress.enabled:
             cursor.execute(f"SELECT pg_table_size('{_TABLE}')")
-            progress.total += int(cursor.fetchone()[0] or 0)
+            size = int(cursor.fetchone()[0] or 0)
+            progress.total += size
         cursor.execute(query)
         reader = cursor.fetch_record_batch()
         line = 1
         for batch in reader:
             text = batch.column(1)
-            progress.advance(text.nbytes, name)
+            progress.advance(min(text.nbytes, size), name)
+            size -= min(text.nbytes, size)
             yield _lines(name, line, batch.column(0), text)
             line += len(text)
+        progress.advance(size, name)  # a period reads part of it: the bar still ends full
     except adbc_driver_manager.Error as exc:
         raise ReportInputError(f"{name}: cannot read the ledger's {_TABLE} table "
                                f"({_explain(_clean(str(exc), url))})") from None
@@ -173,16 +177,18 @@ def _sqlite_chunks(url: str, progress: Progress, low: dt.datetime | None,
     except sqlite3.Error as exc:
         raise ReportInputError(f"{name}: cannot open ({exc})") from None
     try:
-        if progress.enabled:
-            progress.total += path.stat().st_size
+        size = path.stat().st_size if progress.enabled else 0
+        progress.total += size
         cursor = db.execute(query, params)
         line = 1
         while rows := cursor.fetchmany(batch):
             ids, texts = zip(*rows, strict=True)
             text = pa.array([t if isinstance(t, str) else "" for t in texts], type=pa.string())
-            progress.advance(text.nbytes, name)
+            progress.advance(min(text.nbytes, size), name)
+            size -= min(text.nbytes, size)
             yield _lines(name, line, pa.array(ids, type=pa.string()), text)
             line += len(rows)
+        progress.advance(size, name)
     except sqlite3.Error as exc:
         why = f"no {_TABLE} table: not a qwen_meter ledger" if "no such table" in str(exc) \
             else str(exc)

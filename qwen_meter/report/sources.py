@@ -67,7 +67,7 @@ class Progress:
     """A progress bar on stderr that moves as chunks are read (a terminal only, by default)."""
 
     def __init__(self, total: int, enabled: bool, stream: Any = None) -> None:
-        self.total = max(total, 1)
+        self.total = total  # a ledger adds its size when it is read
         self.enabled = enabled
         self.stream = stream or sys.stderr
         self.done = 0
@@ -81,7 +81,7 @@ class Progress:
         if not self.enabled or not amount:
             return
         self.done += amount
-        percent = min(100, self.done * 100 // self.total)
+        percent = min(100, self.done * 100 // max(self.total, 1))
         if percent != self.last:
             self.last = percent
             bar = "#" * (percent // 4)
