@@ -26,7 +26,7 @@ import aiohttp
 from ..base.errors import QwenMeterError
 from ..limits.store import StoreUnavailable
 from ..meter.attribution import attribute
-from . import answers, metering
+from . import alerting, answers, metering
 from .answers import Answer
 from .asgi import (
     ClientGone,
@@ -56,7 +56,9 @@ class Gateway(Relay):
         self.config = config
         self.keys = KeyTable(config.keys)
         self.metrics = GatewayMetrics(lambda: self.tenants.budgets(), keys=len(config.keys))
-        self.tenants = Tenants(config, [self.metrics], log_path)
+        self.alerts = alerting.observer(config)
+        self.tenants = Tenants(config, [self.metrics, *filter(None, [self.alerts])], log_path)
+        alerting.attach(self.alerts, self.tenants, getattr(self, "ledger", None))
         # Real keys are read once, at start: a missing variable or file fails here.
         self.secrets = {name: up.api_key(config.file) for name, up in config.upstreams.items()}
         self._client: aiohttp.ClientSession | None = None
@@ -103,6 +105,7 @@ class Gateway(Relay):
         if self._client is not None:
             await self._client.close()
             self._client = None
+        await alerting.close(self.alerts)
         self.tenants.close()
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..alerts.config import AlertsConfig, parse_alerts
 from ..base.errors import GatewayConfigError
 
 DEFAULT_UPSTREAM = "https://dashscope.aliyuncs.com"
@@ -122,6 +123,8 @@ class GatewayConfig:
     shutdown_timeout: float = 30.0
     budgets: tuple[BudgetConfig, ...] = ()
     keys: tuple[KeyConfig, ...] = ()
+    #: webhooks on budget thresholds, limiter saturation, upstream errors (qwen_meter.alerts)
+    alerts: AlertsConfig | None = None
 
     @property
     def virtual_keys(self) -> bool:
@@ -280,7 +283,7 @@ def parse_config(data: Any, file: str | None = None) -> GatewayConfig:
     f = _Fields(data, "", file)
     f.only(("host", "port", "store", "log", "upstreams", "region", "max_body_bytes",
             "preflight", "account_limits", "limiter_wait", "timeout", "shutdown_timeout",
-            "budgets", "keys"))
+            "budgets", "keys", "alerts"))
     raw_upstreams = f.data.get("upstreams") or {"default": {}}
     if not isinstance(raw_upstreams, Mapping):
         raise f.fail("upstreams", "must be a mapping of names to {url, region, api_key_env}")
@@ -314,7 +317,8 @@ def parse_config(data: Any, file: str | None = None) -> GatewayConfig:
         max_body_bytes=f.whole("max_body_bytes", 10 * 1024 * 1024) or 1,
         preflight=f.flag("preflight", True), account_limits=f.flag("account_limits", False),
         limiter_wait=f.seconds("limiter_wait", 0.0), timeout=f.seconds("timeout", 600.0),
-        shutdown_timeout=f.seconds("shutdown_timeout", 30.0), budgets=budgets, keys=keys)
+        shutdown_timeout=f.seconds("shutdown_timeout", 30.0), budgets=budgets, keys=keys,
+        alerts=parse_alerts(f.data.get("alerts"), file))
 
 
 def read_file(path: str | os.PathLike[str]) -> Any:
