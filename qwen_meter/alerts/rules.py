@@ -63,7 +63,9 @@ def budget_alerts(budget: Budget, scope_value: str, thresholds: tuple[float, ...
     if status.degraded or budget.limit <= 0:
         return []
     percent = _pct(status.committed, budget.limit)
-    who = "global" if budget.scope == "global" else f"{budget.scope}={scope_value}"
+    # The gateway keys its per-key budgets by the call's tag (``key=search``): say it once.
+    subject = scope_value.removeprefix(f"{budget.scope}=")
+    who = "global" if budget.scope == "global" else f"{budget.scope}={subject}"
     out = []
     for threshold in sorted(thresholds, reverse=True):
         if percent < Decimal(str(threshold)):
@@ -72,7 +74,7 @@ def budget_alerts(budget: Budget, scope_value: str, thresholds: tuple[float, ...
             "budget", f"budget:{who}:{budget.name}:{status.period}:{_tag(threshold)}",
             "critical" if threshold >= 100 else "warning",
             {"name": budget.name, "scope": budget.scope,
-             "subject": "global" if budget.scope == "global" else scope_value,
+             "subject": "global" if budget.scope == "global" else subject,
              "per": budget.per, "period": status.period, "threshold": threshold,
              "percent": percent, "spent": status.committed, "limit": budget.limit,
              "currency": budget.currency, "mode": budget.mode}, source=source))

@@ -1,15 +1,15 @@
-"""The sender: a bounded queue of work drained by one background thread, so that a slow or
-dead webhook never holds up a metered call.
+"""The sender: a bounded queue of work drained in the background, so that a slow or dead
+webhook never holds up a metered call — nor another webhook's alerts.
 
 A call's only cost is :meth:`AlertSender.submit` — an append under a lock, or a drop (logged
-and counted) when the queue is full. The thread evaluates the rule behind each job (reading
-the budget store, the limiter's window), claims each alert's mark (:mod:`.claims`) and posts it
-to every channel that wants it, retrying network errors, 5xx, 429 and the robots' "too fast"
-codes with exponential backoff and jitter. Retries wait on a timer heap, not in a sleep, so one
-receiver's backoff does not delay another's alerts. After ``tries`` attempts it gives up with
-an :class:`~.events.AlertDeliveryWarning` and a log line.
+and counted) when the queue is full. One thread evaluates the rule behind each job (reading
+the budget store, the limiter's window) and claims each alert's mark (:mod:`.claims`); each
+channel has its own delivery thread (a "lane"), which posts, retrying network errors, 5xx, 429
+and the robots' "too fast" codes with exponential backoff and jitter. Retries wait on the
+lane's timer heap, not in a sleep; a receiver that hangs holds up only its own lane. After
+``tries`` attempts it gives up with an :class:`~.events.AlertDeliveryWarning` and a log line.
 
-Why a thread and not an asyncio task, also in the gateway: the work behind an alert is
+Why threads and not an asyncio task, also in the gateway: the work behind an alert is
 blocking by nature — :meth:`Budget.status <qwen_meter.limits.budget.Budget.status>` and
 :meth:`Ledger.claim_alert <qwen_meter.ledger.Ledger.claim_alert>` are synchronous calls to
 Redis, SQLite or PostgreSQL — and on the event loop they would stall every open request. A
@@ -35,6 +35,7 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..base.errors import ConfigurationError
 from .claims import CachedClaims, claims_for
 from .delivery import Channel, Verdict, backoff, judge
 from .events import Alert, AlertDeliveryWarning
@@ -63,6 +64,9 @@ class AlertSender:
                  max_backoff: float = 60.0, timeout: float = 10.0,
                  client: Callable[[], Any] | None = None) -> None:
         self.channels = tuple(channels)
+        names = [c.name for c in self.channels]
+        if len(set(names)) != len(names):
+            raise ConfigurationError(f"alert channels need distinct names, got {names}")
         self.claims: CachedClaims = claims_for(claims)
         self.queue_size = queue_size
         self.tries = tries
@@ -75,12 +79,14 @@ class AlertSender:
                       "retried": 0, "gave_up": 0}
         self._jobs: deque[tuple[Hashable | None, Job]] = deque()
         self._pending: set[Hashable] = set()
-        self._timers: list[tuple[float, int, Channel, Alert, int]] = []
+        #: each channel's deliveries due (time, order, alert, attempt), on its own thread
+        self._timers: dict[str, list[tuple[float, int, Alert, int]]] = {
+            c.name: [] for c in self.channels}
         self._seq = itertools.count()
         self._cond = threading.Condition()
-        self._busy = False
+        self._busy: set[str] = set()  # "" (the rules thread) and channels mid-attempt
         self._closing = False
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         ref = weakref.ref(self)
 
         def at_exit() -> None:  # a script's last alerts still go out (a few seconds at most)
@@ -103,7 +109,7 @@ class AlertSender:
             if key is not None and key in self._pending:
                 return True
             if len(self._jobs) >= self.queue_size:
-                self.stats["dropped"] += 1
+                self._count("dropped")
                 if self.stats["dropped"] in (1, 10, 100) or self.stats["dropped"] % 1000 == 0:
                     log.warning("alert queue full (%d): %d jobs dropped so far",
                                 self.queue_size, self.stats["dropped"])
@@ -111,11 +117,9 @@ class AlertSender:
             if key is not None:
                 self._pending.add(key)
             self._jobs.append((key, job))
-            self.stats["submitted"] += 1
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="qwen-meter-alerts",
-                                                daemon=True)
-                self._thread.start()
+            self._count("submitted")
+            if not self._threads:
+                self._start()
             self._cond.notify_all()
         return True
 
@@ -124,16 +128,32 @@ class AlertSender:
         ready = list(alerts)
         return self.submit(lambda: ready)
 
+    def _count(self, what: str) -> None:
+        with self._cond:
+            self.stats[what] += 1
+
+    def _start(self) -> None:
+        self._threads = [threading.Thread(target=self._run_jobs, name="qwen-meter-alerts",
+                                          daemon=True)]
+        self._threads += [threading.Thread(target=self._run_lane, args=(channel,), daemon=True,
+                                           name=f"qwen-meter-alerts-{channel.name}")
+                          for channel in self.channels]
+        for thread in self._threads:
+            thread.start()
+
+    def _working(self) -> bool:
+        return bool(self._jobs or self._busy or any(self._timers.values()))
+
     def idle(self) -> bool:
         with self._cond:
-            return not (self._jobs or self._timers or self._busy)
+            return not self._working()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every queued job ran and every delivery ended (delivered or given up);
         False if ``timeout`` seconds passed first."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while self._jobs or self._timers or self._busy:
+            while self._working():
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
@@ -146,52 +166,70 @@ class AlertSender:
         atexit.unregister(self._exit_hook)
         with self._cond:
             self._closing = True
-            thread = self._thread
-        if thread is None:
+            threads = self._threads
+        if not threads:
             return
         if not self.flush(timeout):
             with self._cond:
-                left = len(self._jobs) + len(self._timers)
+                left = len(self._jobs) + sum(map(len, self._timers.values()))
             log.warning("alert sender closed with %d alerts or jobs not done", left)
         with self._cond:
             self._jobs.clear()
-            self._timers.clear()
-            self._thread = None
+            for timers in self._timers.values():
+                timers.clear()
+            self._threads = []
             self._cond.notify_all()
-        thread.join(self.timeout + 1)
+        for thread in threads:
+            thread.join(self.timeout + 1)
 
     # --- the sender's thread ---------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _stopped(self) -> bool:
+        return threading.current_thread() not in self._threads
+
+    def _run_jobs(self) -> None:
+        """The rules thread: evaluate each job, claim, hand alerts to the channels' lanes."""
+        while True:
+            with self._cond:
+                while not self._jobs:
+                    if self._stopped():
+                        return
+                    self._cond.wait()
+                key, job = self._jobs.popleft()
+                self._pending.discard(key)
+                self._busy.add("")
+            try:
+                self._dispatch(job)
+            except Exception:  # a rule's bug must not stop the sender
+                log.exception("alert check failed")
+            finally:
+                with self._cond:
+                    self._busy.discard("")
+                    self._cond.notify_all()
+
+    def _run_lane(self, channel: Channel) -> None:
+        """One channel's deliveries: a receiver that hangs holds up only its own alerts."""
         client = self._client_factory() if self._client_factory else self._default_client()
+        timers = self._timers[channel.name]
         try:
             while True:
                 with self._cond:
                     while True:
-                        if self._thread is not threading.current_thread():
+                        if self._stopped():
                             return
                         now = time.monotonic()
-                        if self._timers and self._timers[0][0] <= now:
-                            _, _, channel, alert, attempt = heapq.heappop(self._timers)
-                            work: Any = (channel, alert, attempt)
+                        if timers and timers[0][0] <= now:
+                            _, _, alert, attempt = heapq.heappop(timers)
                             break
-                        if self._jobs:
-                            key, job = self._jobs.popleft()
-                            self._pending.discard(key)
-                            work = job
-                            break
-                        self._cond.wait(self._timers[0][0] - now if self._timers else None)
-                    self._busy = True
+                        self._cond.wait(timers[0][0] - now if timers else None)
+                    self._busy.add(channel.name)
                 try:
-                    if isinstance(work, tuple):
-                        self._attempt(client, *work)
-                    else:
-                        self._dispatch(work)
-                except Exception:  # a rule's or a channel's bug must not stop the sender
-                    log.exception("alert work failed")
+                    self._attempt(client, channel, alert, attempt)
+                except Exception:  # a format's bug must not stop the lane
+                    log.exception("alert delivery to %s failed", channel.name)
                 finally:
                     with self._cond:
-                        self._busy = False
+                        self._busy.discard(channel.name)
                         self._cond.notify_all()
         finally:
             client.close()
@@ -217,14 +255,14 @@ class AlertSender:
                 continue
             if not self.claims.claim(alert.mark):
                 continue
-            self.stats["claimed"] += 1
+            self._count("claimed")
             for channel in wanted:
                 self._attempt_later(channel, alert, 1, 0.0)
 
     def _attempt_later(self, channel: Channel, alert: Alert, attempt: int, delay: float) -> None:
         with self._cond:
-            heapq.heappush(self._timers, (time.monotonic() + delay, next(self._seq), channel,
-                                          alert, attempt))
+            heapq.heappush(self._timers[channel.name],
+                           (time.monotonic() + delay, next(self._seq), alert, attempt))
             self._cond.notify_all()
 
     def _attempt(self, client: Any, channel: Channel, alert: Alert, attempt: int) -> None:
@@ -238,19 +276,19 @@ class AlertSender:
         except httpx.HTTPError as exc:
             verdict = Verdict(False, True, f"{type(exc).__name__}: {exc}"[:200])
         if verdict.ok:
-            self.stats["delivered"] += 1
+            self._count("delivered")
             self.history.append(Outcome("delivered", channel.name, alert.mark, attempt))
             log.info("alert %s delivered to %s", alert.mark, channel.name)
             return
         if verdict.retry and attempt < self.tries:
-            self.stats["retried"] += 1
+            self._count("retried")
             self.history.append(Outcome("retrying", channel.name, alert.mark, attempt,
                                         verdict.reason))
             self._attempt_later(channel, alert, attempt + 1,
                                 backoff(attempt, self.backoff, self.max_backoff,
                                         verdict.retry_after))
             return
-        self.stats["gave_up"] += 1
+        self._count("gave_up")
         self.history.append(Outcome("gave_up", channel.name, alert.mark, attempt,
                                     verdict.reason))
         message = (f"alert {alert.mark} not delivered to {channel.name} after {attempt} "

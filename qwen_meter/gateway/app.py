@@ -57,7 +57,8 @@ class Gateway(Relay):
         self.keys = KeyTable(config.keys)
         self.metrics = GatewayMetrics(lambda: self.tenants.budgets(), keys=len(config.keys))
         self.alerts = alerting.observer(config)
-        self.tenants = Tenants(config, [self.metrics, *filter(None, [self.alerts])], log_path)
+        # Alerts first: when a call shows in the metrics its alert checks are queued already.
+        self.tenants = Tenants(config, [*filter(None, [self.alerts]), self.metrics], log_path)
         alerting.attach(self.alerts, self.tenants, getattr(self, "ledger", None))
         # Real keys are read once, at start: a missing variable or file fails here.
         self.secrets = {name: up.api_key(config.file) for name, up in config.upstreams.items()}
