@@ -67,6 +67,7 @@ if TYPE_CHECKING:
         Source,
         ToolFee,
     )
+    from .alerts import AlertDeliveryWarning, AlertObserver, AlertRules  # issue 24
     from .catalogue.regions import region_for_url  # issue #10
     from .gateway import Gateway, GatewayConfig, create_gateway  # issue 16: needs [gateway]
     from .integrations.langchain import QwenMeterCallbackHandler
@@ -124,6 +125,8 @@ _EXPORTS: dict[str, str] = {
     "Ledger": ".ledger",
     "LedgerError": ".ledger",
     "open_ledger": ".ledger",
+    # issue 24: alerts (webhooks) for a Meter, the gateway's own too
+    "AlertObserver": ".alerts", "AlertRules": ".alerts", "AlertDeliveryWarning": ".alerts",
     "Attribution": ".meter.attribution",
     "attribute": ".meter.attribution",
     "current_attribution": ".meter.attribution",
@@ -271,6 +274,9 @@ __version__ = "0.2.0"
 
 __all__ = [
     "DEFAULT_MODEL",
+    "AlertDeliveryWarning",
+    "AlertObserver",
+    "AlertRules",
     "Attribution",
     "AuthenticationFailed",
     "BadRequest",
