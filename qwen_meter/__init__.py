@@ -13,6 +13,7 @@ from . import _moved
 from .meter.adapters import set_adapter_loader
 
 if TYPE_CHECKING:
+    from .alerts import AlertDeliveryWarning, AlertObserver, AlertRules  # issue 24
     from .base.errors import (
         BudgetExceeded,
         CalibrationWarning,
@@ -67,7 +68,6 @@ if TYPE_CHECKING:
         Source,
         ToolFee,
     )
-    from .alerts import AlertDeliveryWarning, AlertObserver, AlertRules  # issue 24
     from .catalogue.regions import region_for_url  # issue #10
     from .gateway import Gateway, GatewayConfig, create_gateway  # issue 16: needs [gateway]
     from .integrations.langchain import QwenMeterCallbackHandler
