@@ -164,3 +164,35 @@ def test_sqlite_reads_do_not_wait_for_another_processes_writer(tmp_path: Path):
         assert answers == [0, None, 0]
         other.execute("ROLLBACK")
         other.close()
+
+
+def test_a_url_given_as_a_meter_log_is_refused_not_made_a_folder(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch):
+    import qwen_meter as qm
+    from qwen_meter.meter.records import UsageLogError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageLogError, match="open_ledger") as caught:
+        qm.Meter(log=f"postgresql://meter:{SECRET}@db/meter")
+    assert SECRET not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_forked_child_is_told_to_open_its_own(ledger_url: str):
+    import os
+
+    ledger = open_ledger(ledger_url)
+    ledger.claim_alert("parent")
+    pid = os.fork()
+    if pid == 0:  # the child: refused, and closing it leaves the parent's connections alone
+        code = 1
+        try:
+            ledger.claim_alert("child")
+        except LedgerError as exc:
+            code = 0 if "open it again in this one" in str(exc) else 2
+        ledger.close()
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert ledger.claim_alert("parent again")  # the parent's connection still works
+    ledger.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any
@@ -73,6 +74,7 @@ class SQLLedger(Ledger):
     def _init_common(self, url: str, durability: str) -> None:
         self.url = url
         self.durability = check_durability(durability, False, "open_ledger")
+        self._pid = os.getpid()
         self._watchers: list[Callable[[], None]] = []
 
     # --- what a backend supplies ---------------------------------------------------------
@@ -107,6 +109,11 @@ class SQLLedger(Ledger):
         """Driver errors → :class:`LedgerError` naming the ledger (password masked)."""
         if self._closed:
             raise fail(self.url, what, "the ledger is closed")
+        if os.getpid() != self._pid:
+            # A forked child shares the parent's sockets and file handles: using (or even
+            # closing) them would corrupt the parent's connections.
+            raise fail(self.url, what, "the ledger was opened in the parent process; open it "
+                       "again in this one (after forking)")
         try:
             yield
         except LedgerError:
@@ -210,6 +217,9 @@ class SQLLedger(Ledger):
     def close(self) -> None:
         """Write what is queued, stop every watch, release the database (again: nothing)."""
         if self._closed:
+            return
+        if os.getpid() != self._pid:  # a forked child: the connections are the parent's
+            self._closed = True
             return
         if self._writer is not None:
             self._writer.close()
