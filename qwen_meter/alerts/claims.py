@@ -87,6 +87,8 @@ class CachedClaims:
         with self._lock:
             if mark in self._seen:
                 return False
+            if len(self._seen) >= 100_000:  # months of marks: old periods' are done with
+                self._seen.clear()
             self._seen.add(mark)
         if self.inner is None:
             return self._local.claim(mark)

@@ -18,6 +18,7 @@ or a mapping with the channels and the rules' and sender's settings::
       backoff: 1.0      # seconds before the 2nd try; doubled each time (with jitter)
       timeout: 10       # seconds per attempt
       queue_size: 1000
+      check_every: 0.25 # seconds: one budget's figures are read at most this often
 
 URLs and secrets named by ``url_env`` / ``secret_env`` are read when the gateway starts.
 """
@@ -37,7 +38,8 @@ from .rules import AlertRules
 
 CHANNEL_FIELDS = ("name", "format", "url", "url_env", "secret", "secret_env", "lang", "style",
                   "on", "thresholds")
-SECTION_FIELDS = ("channels", "rules", "tries", "backoff", "timeout", "queue_size")
+SECTION_FIELDS = ("channels", "rules", "tries", "backoff", "timeout", "queue_size",
+                  "check_every")
 RULE_FIELDS = ("limiter_percent", "limiter_refusals", "error_percent", "error_calls",
                "error_seconds", "error_min_calls", "repeat")
 REPEATS = ("hour", "day", "week", "month")
@@ -83,6 +85,7 @@ class AlertsConfig:
     backoff: float = 1.0
     timeout: float = 10.0
     queue_size: int = 1000
+    check_every: float = 0.25
 
     def ready_channels(self, file: str | None = None) -> list[Channel]:
         return [c.channel(file) for c in self.channels]
@@ -223,4 +226,5 @@ def parse_alerts(data: Any, file: str | None = None) -> AlertsConfig | None:
         tries=int(r.number("tries", 5, low=1, whole=True) or 5),
         backoff=r.number("backoff", 1.0, low=0) or 0.0,
         timeout=r.number("timeout", 10.0, low=0.1) or 10.0,
-        queue_size=int(r.number("queue_size", 1000, low=1, whole=True) or 1000))
+        queue_size=int(r.number("queue_size", 1000, low=1, whole=True) or 1000),
+        check_every=r.number("check_every", 0.25, low=0, high=60) or 0.0)

@@ -57,12 +57,17 @@ class AlertObserver(Observer):
     ``claims`` decides who sends an alert seen by several processes: a
     :class:`~qwen_meter.ledger.Ledger` or a shared :class:`~qwen_meter.store.Store` (one of
     them sends it), or None (this process alone). ``source`` names this process in the
-    messages. The other keywords go to :class:`~.sender.AlertSender`.
+    messages. ``check_every`` (seconds) bounds how often one budget's or one limiter
+    window's figures are read, however many calls settle: under load a check waits at most
+    that long and covers every call meanwhile. The other keywords go to
+    :class:`~.sender.AlertSender`.
     """
 
     def __init__(self, channels: Sequence[Channel], *, rules: AlertRules | None = None,
                  claims: Any = None, source: str | None = None,
-                 sender: AlertSender | None = None, **sending: Any) -> None:
+                 sender: AlertSender | None = None, check_every: float = 0.25,
+                 **sending: Any) -> None:
+        self.check_every = check_every
         self.channels = tuple(channels)
         self.rules = rules or AlertRules()
         self.source = source
@@ -110,7 +115,7 @@ class AlertObserver(Observer):
         thresholds, source = self.thresholds, self.source
         self.sender.submit(lambda: budget_alerts(budget, scope_value, thresholds,
                                                  source=source),
-                           key=("budget", id(budget), scope_value))
+                           key=("budget", id(budget), scope_value), every=self.check_every)
 
     def _saturation(self, limiter: RateLimiter, record: UsageRecord, now: float) -> None:
         percent = self.rules.limiter_percent
@@ -125,7 +130,8 @@ class AlertObserver(Observer):
                                         source=source)
             return found
 
-        self.sender.submit(job, key=("limiter", id(limiter), record.model))
+        self.sender.submit(job, key=("limiter", id(limiter), record.model),
+                           every=self.check_every)
 
     def _refusal(self, record: UsageRecord, now: float) -> None:
         if not self.rules.limiter_refusals:

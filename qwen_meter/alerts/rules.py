@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 #: error kinds of a call the client-side limiter refused
 LIMITER_REFUSALS = ("RateLimited",)
+#: record statuses that say nothing about the upstream's health
+NOT_UPSTREAM = ("refused", "lost", "closed", "cancelled", "pending")
 
 
 @dataclass(frozen=True)
@@ -113,12 +115,13 @@ def refusal_alert(record: UsageRecord, label: str, refused: int, now: float, *,
 
 def failed_upstream(record: UsageRecord) -> bool | None:
     """True: the upstream failed the call (5xx, timeout, dropped connection); False: it
-    answered; None: it never saw the call (refused before sending)."""
-    if record.status == "refused":
+    answered; None: the record says nothing about the upstream (refused before sending, the
+    client hung up, a call settled after its process died)."""
+    if record.status in NOT_UPSTREAM:
         return None
     if record.http_status is not None:
         return record.http_status >= 500 or record.http_status == 408
-    return record.status in ("error", "unknown", "lost")
+    return record.status in ("error", "unknown")
 
 
 class ErrorWindow:

@@ -79,6 +79,9 @@ class AlertSender:
                       "retried": 0, "gave_up": 0}
         self._jobs: deque[tuple[Hashable | None, Job]] = deque()
         self._pending: set[Hashable] = set()
+        #: keyed jobs waiting for their ``every`` (due, order, key, job); when each key last ran
+        self._later: list[tuple[float, int, Hashable | None, Job]] = []
+        self._ran: dict[Hashable, float] = {}
         #: each channel's deliveries due (time, order, alert, attempt), on its own thread
         self._timers: dict[str, list[tuple[float, int, Alert, int]]] = {
             c.name: [] for c in self.channels}
@@ -99,16 +102,17 @@ class AlertSender:
 
     # --- the caller's side (any thread, never blocks on I/O) ---------------------------------
 
-    def submit(self, job: Job, key: Hashable | None = None) -> bool:
+    def submit(self, job: Job, key: Hashable | None = None, every: float = 0.0) -> bool:
         """Queue ``job`` (run on the sender's thread; returns the alerts to send). A job with
-        the ``key`` of one still queued is the same work: it is not queued twice. False when
-        the queue is full (the job is dropped) or the sender is closed."""
+        the ``key`` of one still queued is the same work: it is not queued twice; and it runs
+        at most once per ``every`` seconds (a later one waits, absorbing the calls meanwhile).
+        False when the queue is full (the job is dropped) or the sender is closed."""
         with self._cond:
             if self._closing:
                 return False
             if key is not None and key in self._pending:
                 return True
-            if len(self._jobs) >= self.queue_size:
+            if len(self._jobs) + len(self._later) >= self.queue_size:
                 self._count("dropped")
                 if self.stats["dropped"] in (1, 10, 100) or self.stats["dropped"] % 1000 == 0:
                     log.warning("alert queue full (%d): %d jobs dropped so far",
@@ -116,7 +120,11 @@ class AlertSender:
                 return False
             if key is not None:
                 self._pending.add(key)
-            self._jobs.append((key, job))
+            due = self._ran.get(key, -every) + every if key is not None else 0.0
+            if due > time.monotonic():
+                heapq.heappush(self._later, (due, next(self._seq), key, job))
+            else:
+                self._jobs.append((key, job))
             self._count("submitted")
             if not self._threads:
                 self._start()
@@ -142,7 +150,7 @@ class AlertSender:
             thread.start()
 
     def _working(self) -> bool:
-        return bool(self._jobs or self._busy or any(self._timers.values()))
+        return bool(self._jobs or self._later or self._busy or any(self._timers.values()))
 
     def idle(self) -> bool:
         with self._cond:
@@ -171,10 +179,12 @@ class AlertSender:
             return
         if not self.flush(timeout):
             with self._cond:
-                left = len(self._jobs) + sum(map(len, self._timers.values()))
+                left = (len(self._jobs) + len(self._later)
+                        + sum(map(len, self._timers.values())))
             log.warning("alert sender closed with %d alerts or jobs not done", left)
         with self._cond:
             self._jobs.clear()
+            self._later.clear()
             for timers in self._timers.values():
                 timers.clear()
             self._threads = []
@@ -191,12 +201,22 @@ class AlertSender:
         """The rules thread: evaluate each job, claim, hand alerts to the channels' lanes."""
         while True:
             with self._cond:
-                while not self._jobs:
+                while True:
                     if self._stopped():
                         return
-                    self._cond.wait()
-                key, job = self._jobs.popleft()
+                    now = time.monotonic()
+                    if self._later and self._later[0][0] <= now:
+                        _, _, key, job = heapq.heappop(self._later)
+                        break
+                    if self._jobs:
+                        key, job = self._jobs.popleft()
+                        break
+                    self._cond.wait(self._later[0][0] - now if self._later else None)
                 self._pending.discard(key)
+                if key is not None:
+                    if len(self._ran) > 10_000:
+                        self._ran.clear()
+                    self._ran[key] = now
                 self._busy.add("")
             try:
                 self._dispatch(job)

@@ -31,7 +31,8 @@ def observer(config: GatewayConfig) -> AlertObserver | None:
         return None
     return AlertObserver(section.ready_channels(config.file), rules=section.rules,
                          tries=section.tries, backoff=section.backoff,
-                         timeout=section.timeout, queue_size=section.queue_size)
+                         timeout=section.timeout, queue_size=section.queue_size,
+                         check_every=section.check_every)
 
 
 def attach(alerts: AlertObserver | None, tenants: Tenants, ledger: Any = None) -> None:
