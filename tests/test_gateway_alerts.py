@@ -251,3 +251,33 @@ def test_two_gateway_processes_send_one_alert(fake, hooks, tmp_path):
     assert titles[1].startswith("上游错误率") and len(titles) == 2
     assert [p.json["text"] for p in hooks["slack"].posts] == [
         "Budget daily (key search) reached 80 %"]
+
+
+def test_two_gateway_processes_on_one_ledger_send_one_alert(fake, hooks, tmp_path, ledger_url):
+    """The fleet's way: both replicas on one ledger (SQLite file or PostgreSQL); the marks are
+    claimed in the ledger's alert_marks."""
+    from ledger_fixtures import rows
+
+    ding = hooks["ding"]
+    config = config_for(fake, hooks, limit=C * 10, store=f"sqlite:///{tmp_path / 'store.db'}",
+                        json_channel={"on": ["budget"], "thresholds": [90]},
+                        rules={"error_percent": 10, "error_min_calls": 1})
+    config["ledger"] = ledger_url
+    config["alerts"]["channels"][0]["on"] = ["budget", "errors"]
+    path = tmp_path / "gw.yaml"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    env = {"QM_T_REAL_KEY": REAL_KEY, "QM_T_DINGTALK": ding.url,
+           "QM_T_DINGTALK_SECRET": SECRET}
+    with gateway_process("--config", str(path), env=env) as (a, _), \
+            gateway_process("--config", str(path), env=env) as (b, _):
+        for n in range(8):
+            assert chat((a, b)[n % 2], fake).status_code == 200
+        assert len(ding.wait(1)) == 1
+        assert chat(a, fake).status_code == 200
+        assert len(hooks["json"].wait(1)) == 1
+        assert chat(a, fake, status=500, key=OTHER).status_code == 500
+        ding.wait(1, where=lambda p: "上游错误率" in p.json["markdown"]["title"])
+    titles = [p.json["markdown"]["title"] for p in ding.posts]
+    assert titles[0] == "预算 daily（密钥 search）已用 80 %" and len(titles) == 2
+    marks = {m for (m,) in rows(ledger_url, "SELECT mark FROM alert_marks")}
+    assert any(m.startswith("budget:key=search:daily:") and m.endswith(":80") for m in marks)

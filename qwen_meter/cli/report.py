@@ -103,14 +103,16 @@ def _print_sql(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     """Adds ``report`` to the CLI's subparsers."""
     report = sub.add_parser(
-        "report", help="cost report from usage logs or saved responses",
+        "report", help="cost report from usage logs, a ledger or saved responses",
         description="A cost report from qwen_meter usage logs (JSONL, SQLite, or the Parquet "
-                    "folder of `qwen-meter log compact`) or JSONL files of raw responses. "
+                    "folder of `qwen-meter log compact`), ledgers (postgresql://user@host/db, "
+                    "sqlite:///ledger.db) or JSONL files of raw responses, in any mix. "
                     "With no LOG, the meter's default log.")
     report.add_argument("logs", nargs="*", metavar="LOG",
-                        help="usage logs (.jsonl, .db, .parquet or a compacted folder), or "
-                             "JSONL files of raw responses; '-' reads stdin (default: the "
-                             "meter's default log)")
+                        help="usage logs (.jsonl, .db, .parquet or a compacted folder), "
+                             "ledger URLs (postgresql://…, sqlite:///…), or JSONL files of "
+                             "raw responses; '-' reads stdin (default: the meter's default "
+                             "log)")
     report.add_argument("--by", default="model",
                         help=f"group by: {GROUPS} (comma-separated; default model)")
     report.add_argument("--since", type=_date, help="first day (YYYY-MM-DD, in --tz)")

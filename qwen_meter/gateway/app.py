@@ -40,11 +40,12 @@ from .asgi import (
     send_bytes,
 )
 from .config import GatewayConfig
-from .keys import KeyTable, bearer
+from .fleet import Fleet
+from .keys import bearer
 from .metrics import CONTENT_TYPE, GatewayMetrics
 from .relay import Relay, UpstreamDropped
 from .routes import ROUTES, Route
-from .tenants import Tenant, Tenants
+from .tenants import Tenant
 
 __all__ = ["Gateway", "UpstreamDropped", "create_app"]
 
@@ -54,12 +55,15 @@ class Gateway(Relay):
 
     def __init__(self, config: GatewayConfig, *, log_path: str | None = None) -> None:
         self.config = config
-        self.keys = KeyTable(config.keys)
-        self.metrics = GatewayMetrics(lambda: self.tenants.budgets(), keys=len(config.keys))
+        # The ledger, the live key table and the admin API (see .fleet).
+        self.fleet = Fleet(config)
+        self.metrics = GatewayMetrics(lambda: self.tenants.budgets(),
+                                      keys=len(self.fleet.keys))
         self.alerts = alerting.observer(config)
         # Alerts first: when a call shows in the metrics its alert checks are queued already.
-        self.tenants = Tenants(config, [*filter(None, [self.alerts]), self.metrics], log_path)
-        alerting.attach(self.alerts, self.tenants, getattr(self, "ledger", None))
+        self.tenants = self.fleet.tenants([*filter(None, [self.alerts]), self.metrics],
+                                          log_path)
+        alerting.attach(self.alerts, self.tenants, self.fleet.ledger)
         # Real keys are read once, at start: a missing variable or file fails here.
         self.secrets = {name: up.api_key(config.file) for name, up in config.upstreams.items()}
         self._client: aiohttp.ClientSession | None = None
@@ -78,6 +82,7 @@ class Gateway(Relay):
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self.start()
+                self.fleet.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.aclose()
@@ -107,6 +112,7 @@ class Gateway(Relay):
             await self._client.close()
             self._client = None
         await alerting.close(self.alerts)
+        self.fleet.stop()
         self.tenants.close()
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -119,6 +125,9 @@ class Gateway(Relay):
             return
         if method == "GET" and path == "/metrics":
             await send_bytes(send, 200, self.metrics.render(), CONTENT_TYPE.encode())
+            return
+        if path == "/admin" or path.startswith("/admin/"):
+            await self.fleet.admin_api(scope, receive, send)
             return
         route = ROUTES.get(path.rstrip("/"))
         native = route.native if route else path.startswith("/api/v1/")
@@ -165,8 +174,7 @@ class Gateway(Relay):
     def _tenant(self, headers: dict[str, str]) -> Tenant | None:
         if not self.config.virtual_keys:
             return self.tenants.default
-        key = self.keys.lookup(bearer(headers))
-        return None if key is None else self.tenants.by_name.get(key.name)
+        return self.tenants.lookup(bearer(headers))
 
     async def _answer(self, send: Send, answer: Answer, native: bool,
                       tenant: Tenant | None) -> None:

@@ -1,5 +1,6 @@
 """Usage inputs for reports: qwen_meter logs (JSONL, SQLite), their Parquet form
-(``qwen-meter log compact``) and JSONL files of raw API responses, combined.
+(``qwen-meter log compact``), ledgers (``postgresql://…``, ``sqlite:///…``) and JSONL files of
+raw API responses, combined.
 
 Nothing is read here: :func:`load_usage` checks the inputs and says how each is read; the
 report reads them in one streaming pass (:mod:`.engine`). Every input gets the same checks:
@@ -20,6 +21,7 @@ import pyarrow as pa
 from ..catalogue.core import Catalogue
 from .duck import check_zone, system_zone
 from .engine import run
+from .ledger_source import is_ledger_url, masked, sqlite_path
 from .plan import Plan, Scan, Skipped
 from .sources import ReportInputError, Source, sniff
 
@@ -100,8 +102,9 @@ def load_usage(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
                until: dt.date | dt.datetime | None = None, tz: str | None = None,
                default_model: str | None = None, region: str | None = None,
                catalogue: Catalogue | None = None, progress: bool = False) -> UsageData:
-    """Usage from qwen_meter logs (JSONL / SQLite / Parquet files or folders) and raw-response
-    JSONL files; ``None`` reads the meter's default log.
+    """Usage from qwen_meter logs (JSONL / SQLite / Parquet files or folders), ledgers
+    (``postgresql://user@host/db``, ``sqlite:///ledger.db``) and raw-response JSONL files;
+    ``None`` reads the meter's default log.
 
     ``since`` / ``until`` keep records in ``[since, until)``; dates are whole days in ``tz``
     (an IANA zone; default: the system's), as are the report's days, weeks and months.
@@ -111,8 +114,14 @@ def load_usage(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
     paths = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
     if not paths:
         raise ReportInputError("no usage logs given")
-    found = []
+    found: list[Source] = []
     for item in paths:
+        if isinstance(item, str) and is_ledger_url(item):
+            if item.split("://", 1)[0].lower() == "sqlite" and not sqlite_path(item).is_file():
+                raise ReportInputError(f"{masked(item)}: no such ledger file "
+                                       f"({sqlite_path(item)})")
+            found.append(Source(Path(), "ledger", url=item))
+            continue
         path = Path(item)
         if not path.exists():
             raise ReportInputError(f"{path}: no such file")
