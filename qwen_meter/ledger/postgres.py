@@ -83,7 +83,10 @@ class PostgresLedger(SpendQueries):
         self._migrate()
         self._pool = psycopg_pool.ConnectionPool(
             url, min_size=min_size, max_size=max_size, open=False, timeout=timeout,
-            kwargs=self._connect_kwargs, configure=self._configure, name=APPLICATION)
+            kwargs=self._connect_kwargs, configure=self._configure, name=APPLICATION,
+            # A connection the server dropped (a restart, a failover, an idle timeout) is
+            # replaced before use, not handed out to fail a record's write.
+            check=psycopg_pool.ConnectionPool.check_connection)
         try:
             self._pool.open(wait=True, timeout=timeout)
         except psycopg_pool.PoolTimeout as exc:
@@ -116,7 +119,7 @@ class PostgresLedger(SpendQueries):
                              (version,))
 
     @contextlib.contextmanager
-    def _tx(self) -> Iterator[Executor]:
+    def _tx(self, *, write: bool = True) -> Iterator[Executor]:
         with self._pool.connection() as conn, conn.transaction():
             yield _Exec(conn)
 

@@ -70,10 +70,11 @@ class SQLiteLedger(SpendQueries):
                            (version, iso_utc(dt.datetime.now(dt.timezone.utc))))
 
     @contextlib.contextmanager
-    def _tx(self) -> Iterator[Executor]:
+    def _tx(self, *, write: bool = True) -> Iterator[Executor]:
         # IMMEDIATE: a transaction that reads then writes never fails to upgrade its lock.
+        # A read-only one is deferred: in WAL mode it neither waits for writers nor blocks them.
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 yield self._db  # type: ignore[misc]  # a Connection has execute(sql, params)
             except BaseException:
