@@ -81,6 +81,7 @@ class AlertObserver(Observer):
                                         for t in c.thresholds}))
         self._windows: dict[str, ErrorWindow] = {}
         self._refused: dict[tuple[str, str], int] = {}
+        self._queued: set[str] = set()
         self._lock = threading.Lock()
 
     # --- events ------------------------------------------------------------------------------
@@ -105,7 +106,7 @@ class AlertObserver(Observer):
                         window = self._windows[label] = ErrorWindow(self.rules, label)
                 alert = window.add(record, failed, now, source=self.source)
                 if alert is not None:
-                    self.sender.send([alert])
+                    self._send_once(alert)
 
     # --- checks, queued for the sender's thread ----------------------------------------------
 
@@ -142,8 +143,19 @@ class AlertObserver(Observer):
             count = self._refused[(label, period)] = self._refused.get((label, period), 0) + 1
             if len(self._refused) > 10_000:  # old periods: forget them
                 self._refused = {k: v for k, v in self._refused.items() if k[1] == period}
-        self.sender.send([refusal_alert(record, label, count, now, repeat=self.rules.repeat,
-                                        source=self.source)])
+        self._send_once(refusal_alert(record, label, count, now, repeat=self.rules.repeat,
+                                      source=self.source))
+
+    def _send_once(self, alert: Alert) -> None:
+        """Queue an alert this process has not queued yet: a flood of failing or refused
+        calls queues one claim, not one per call."""
+        with self._lock:
+            if alert.mark in self._queued:
+                return
+            if len(self._queued) > 10_000:
+                self._queued.clear()
+            self._queued.add(alert.mark)
+        self.sender.send([alert])
 
     def use_claims(self, target: Any) -> None:
         """Decide who sends through ``target`` (a ledger, a store, or None: this process);
