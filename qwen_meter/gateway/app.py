@@ -26,7 +26,7 @@ import aiohttp
 from ..base.errors import QwenMeterError
 from ..limits.store import StoreUnavailable
 from ..meter.attribution import attribute
-from . import answers, metering
+from . import alerting, answers, metering
 from .answers import Answer
 from .asgi import (
     ClientGone,
@@ -59,7 +59,11 @@ class Gateway(Relay):
         self.fleet = Fleet(config)
         self.metrics = GatewayMetrics(lambda: self.tenants.budgets(),
                                       keys=len(self.fleet.keys))
-        self.tenants = self.fleet.tenants(self.metrics, log_path)
+        self.alerts = alerting.observer(config)
+        # Alerts first: when a call shows in the metrics its alert checks are queued already.
+        self.tenants = self.fleet.tenants([*filter(None, [self.alerts]), self.metrics],
+                                          log_path)
+        alerting.attach(self.alerts, self.tenants, self.fleet.ledger)
         # Real keys are read once, at start: a missing variable or file fails here.
         self.secrets = {name: up.api_key(config.file) for name, up in config.upstreams.items()}
         self._client: aiohttp.ClientSession | None = None
@@ -107,6 +111,7 @@ class Gateway(Relay):
         if self._client is not None:
             await self._client.close()
             self._client = None
+        await alerting.close(self.alerts)
         self.fleet.stop()
         self.tenants.close()
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..alerts.config import AlertsConfig, parse_alerts
 from ..base.errors import GatewayConfigError
 
 DEFAULT_UPSTREAM = "https://dashscope.aliyuncs.com"
@@ -130,6 +131,8 @@ class GatewayConfig:
     ledger: str | None = None
     #: the environment variable holding the admin API's token (None: no admin API)
     admin_token_env: str | None = None
+    #: webhooks on budget thresholds, limiter saturation, upstream errors (qwen_meter.alerts)
+    alerts: AlertsConfig | None = None
 
     @property
     def virtual_keys(self) -> bool:
@@ -289,7 +292,7 @@ def parse_config(data: Any, file: str | None = None) -> GatewayConfig:
     f = _Fields(data, "", file)
     f.only(("host", "port", "store", "log", "upstreams", "region", "max_body_bytes",
             "preflight", "account_limits", "limiter_wait", "timeout", "shutdown_timeout",
-            "budgets", "keys", "ledger", "admin_token_env"))
+            "budgets", "keys", "ledger", "admin_token_env", "alerts"))
     raw_upstreams = f.data.get("upstreams") or {"default": {}}
     if not isinstance(raw_upstreams, Mapping):
         raise f.fail("upstreams", "must be a mapping of names to {url, region, api_key_env}")
@@ -325,7 +328,8 @@ def parse_config(data: Any, file: str | None = None) -> GatewayConfig:
         preflight=f.flag("preflight", True), account_limits=f.flag("account_limits", False),
         limiter_wait=f.seconds("limiter_wait", 0.0), timeout=f.seconds("timeout", 600.0),
         shutdown_timeout=f.seconds("shutdown_timeout", 30.0), budgets=budgets, keys=keys,
-        ledger=ledger, admin_token_env=admin_token_env)
+        ledger=ledger, admin_token_env=admin_token_env,
+        alerts=parse_alerts(f.data.get("alerts"), file))
 
 
 def _fleet(f: _Fields) -> tuple[str | None, str | None]:

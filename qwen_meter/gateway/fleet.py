@@ -49,10 +49,13 @@ class Fleet:
         self.live: LiveKeys | None = None
         self.admin: AdminAPI | None = None
 
-    def tenants(self, metrics: Observer, log: str | os.PathLike[str] | None) -> Tenants:
+    def tenants(self, observers: Observer | list[Observer],
+                log: str | os.PathLike[str] | None) -> Tenants:
         """The tenant table of the keys read at start, kept live from then on."""
+        if isinstance(observers, Observer):
+            observers = [observers]
         try:
-            tenants = Tenants(self.config, [metrics], log, ledger=self.ledger, keys=self.keys,
+            tenants = Tenants(self.config, observers, log, ledger=self.ledger, keys=self.keys,
                               scope_budgets=self.budgets)
         except BaseException:
             self.close()
