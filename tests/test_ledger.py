@@ -286,3 +286,25 @@ def test_sqlite_watch_of_a_deleted_file_makes_no_new_one(tmp_path):
         time.sleep(1.2)  # two polls: each must fail to open, not create the file
         stop()
     assert not path.exists()
+
+
+def test_async_writes_leave_the_event_loop(ledger):
+    import threading
+
+    writers: set[int] = set()
+    store = ledger._store
+
+    def spy(rows: Any) -> int:
+        writers.add(threading.get_ident())
+        return store(rows)
+
+    ledger._store = spy
+
+    async def main() -> int:
+        await ledger.append_intent_async({"journal": "intent", "id": "x", "model": "m"})
+        await ledger.append_async(record(id="x"))
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(main())
+    assert writers and loop_thread not in writers  # the database is waited on elsewhere
+    assert [r.id for r in ledger] == ["x"] and ledger.pending_intents() == []
