@@ -82,6 +82,39 @@ def model_denied(model: str, key: str) -> Answer:
                   f"gateway key {key!r}.", "model_denied", "Model.AccessDenied")
 
 
+def header_denied(header: str, key: str) -> Answer:
+    return Answer(403, "header_not_allowed", f"Header {header!r} chooses the account or a "
+                  f"separately billed service and is not allowed for the gateway key {key!r} "
+                  "(the key's config lists the account headers it may send).",
+                  "header_denied", "AccessDenied")
+
+
+def missing_model() -> Answer:
+    return Answer(400, "invalid_request_error", "Missing required parameter: 'model' "
+                  "(a non-empty string).", "bad_request", "InvalidParameter")
+
+
+def not_allowed(path: str, method: str, allow: str) -> Answer:
+    return Answer(405, "method_not_allowed", f"{method} is not allowed on {path}; use "
+                  f"{allow}.", "method", "MethodNotAllowed", (("allow", allow),))
+
+
+def body_timeout(seconds: float) -> Answer:
+    return Answer(408, "request_timeout", f"The request body did not arrive within "
+                  f"{seconds:g} s.", "body_timeout", "RequestTimeout")
+
+
+def busy_client(limit: int) -> Answer:
+    return Answer(429, "too_many_body_reads", f"This client address already has {limit} "
+                  "request bodies in progress; finish them first.", "body_reads",
+                  "Throttling", (("retry-after", "1"),))
+
+
+def internal_error() -> Answer:
+    return Answer(500, "internal_error", "The gateway failed on this request; it has been "
+                  "logged.", "internal", "InternalError")
+
+
 def unknown_model(reason: str) -> Answer:
     return Answer(404, "model_not_found", reason, "unknown_model", "ModelNotFound")
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,8 @@ DEFAULT_UPSTREAM = "https://dashscope.aliyuncs.com"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 REGIONS = ("cn", "intl")
+STORE_POLICIES = ("fail_closed", "fail_open")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 PERIODS = ("hour", "day", "week", "month")
 
 
@@ -100,6 +103,8 @@ class KeyConfig:
     budgets: tuple[BudgetConfig, ...] = ()
     revoked: bool = False
     created: str | None = None
+    #: account-level client headers this key may send upstream (``X-DashScope-WorkSpace`` …)
+    headers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,15 @@ class GatewayConfig:
     shutdown_timeout: float = 30.0
     budgets: tuple[BudgetConfig, ...] = ()
     keys: tuple[KeyConfig, ...] = ()
+    #: extra client headers every caller may send upstream (gateway.headers)
+    headers: tuple[str, ...] = ()
+    #: seconds a client has to send its whole body (408 after), and body reads one client
+    #: address may have in progress at once (429 beyond; 0: no cap)
+    body_timeout: float = 30.0
+    max_body_reads_per_client: int = 16
+    #: the store's round-trip timeout, and what a call does when the store fails
+    store_timeout: float = 1.0
+    store_policy: str = "fail_closed"
 
     @property
     def virtual_keys(self) -> bool:
@@ -196,6 +210,17 @@ class _Fields:
             raise self.fail(key, f"must be true or false, not {value!r}")
         return value
 
+    def header_names(self, key: str) -> tuple[str, ...]:
+        from .headers import SET_BY_GATEWAY
+
+        names = self.strings(key) or ()
+        for name in names:
+            if not _TOKEN.fullmatch(name):
+                raise self.fail(key, f"{name!r} is not an HTTP header name")
+            if name.lower() in SET_BY_GATEWAY:
+                raise self.fail(key, f"{name} is set by the gateway itself")
+        return names
+
     def strings(self, key: str) -> tuple[str, ...] | None:
         value = self.data.get(key)
         if value is None:
@@ -252,7 +277,7 @@ def _key(data: Any, path: str, file: str | None, upstreams: Mapping[str, Upstrea
          ) -> KeyConfig:
     f = _Fields(data, path, file)
     f.only(("name", "hash", "prefix", "user", "tags", "upstream", "rpm", "tpm", "models",
-            "budgets", "revoked", "created"))
+            "budgets", "revoked", "created", "headers"))
     name = f.text("name", required=True) or ""
     digest = f.text("hash", required=True) or ""
     if not digest.startswith("sha256:") or len(digest) != 7 + 64:
@@ -270,7 +295,8 @@ def _key(data: Any, path: str, file: str | None, upstreams: Mapping[str, Upstrea
                      user=f.text("user"), tags=tags, upstream=upstream,
                      rpm=f.whole("rpm", None), tpm=f.whole("tpm", None),
                      models=f.strings("models"), budgets=budgets,
-                     revoked=f.flag("revoked", False), created=f.text("created"))
+                     revoked=f.flag("revoked", False), created=f.text("created"),
+                     headers=f.header_names("headers"))
 
 
 def parse_config(data: Any, file: str | None = None) -> GatewayConfig:
@@ -280,7 +306,8 @@ def parse_config(data: Any, file: str | None = None) -> GatewayConfig:
     f = _Fields(data, "", file)
     f.only(("host", "port", "store", "log", "upstreams", "region", "max_body_bytes",
             "preflight", "account_limits", "limiter_wait", "timeout", "shutdown_timeout",
-            "budgets", "keys"))
+            "budgets", "keys", "headers", "body_timeout", "max_body_reads_per_client",
+            "store_timeout", "store_policy"))
     raw_upstreams = f.data.get("upstreams") or {"default": {}}
     if not isinstance(raw_upstreams, Mapping):
         raise f.fail("upstreams", "must be a mapping of names to {url, region, api_key_env}")
@@ -314,7 +341,19 @@ def parse_config(data: Any, file: str | None = None) -> GatewayConfig:
         max_body_bytes=f.whole("max_body_bytes", 10 * 1024 * 1024) or 1,
         preflight=f.flag("preflight", True), account_limits=f.flag("account_limits", False),
         limiter_wait=f.seconds("limiter_wait", 0.0), timeout=f.seconds("timeout", 600.0),
-        shutdown_timeout=f.seconds("shutdown_timeout", 30.0), budgets=budgets, keys=keys)
+        shutdown_timeout=f.seconds("shutdown_timeout", 30.0), budgets=budgets, keys=keys,
+        headers=f.header_names("headers"),
+        body_timeout=_positive(f, "body_timeout", 30.0),
+        max_body_reads_per_client=f.whole("max_body_reads_per_client", 16, low=0) or 0,
+        store_timeout=_positive(f, "store_timeout", 1.0),
+        store_policy=f.choice("store_policy", STORE_POLICIES, "fail_closed") or "fail_closed")
+
+
+def _positive(f: _Fields, key: str, default: float) -> float:
+    value = f.seconds(key, default)
+    if value <= 0:
+        raise f.fail(key, f"must be a number of seconds > 0, not {value!r}")
+    return value
 
 
 def read_file(path: str | os.PathLike[str]) -> Any:

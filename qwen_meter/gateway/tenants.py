@@ -49,9 +49,16 @@ class Tenant:
         return models is None or model in models
 
 
-def _budget(config: BudgetConfig, store: Store, scope: str) -> Budget:
+def _budget(config: BudgetConfig, store: Store, scope: str, policy: str = "closed") -> Budget:
     return Budget(config.limit, per=config.per, scope=scope, name=config.name,
-                  mode=config.mode, store=store)
+                  mode=config.mode, store=store, on_store_error=policy)
+
+
+def _open_store(config: GatewayConfig) -> Store:
+    """The configured store, its round trips bounded by ``store_timeout``."""
+    if config.store.startswith("memory:"):
+        return open_store(config.store)
+    return open_store(config.store, timeout=config.store_timeout)
 
 
 class Tenants:
@@ -60,12 +67,15 @@ class Tenants:
     def __init__(self, config: GatewayConfig, observers: list[Observer],
                  log: str | os.PathLike[str] | None = None) -> None:
         self.config = config
-        self.store = open_store(config.store)
+        self.store = _open_store(config)
+        #: ``closed``: a call the store cannot check is refused (503); ``open``: it goes ahead
+        self.policy = "open" if config.store_policy == "fail_open" else "closed"
         #: no I/O and no waiting in the pipeline: run it on the event loop (gateway.metering)
         self.inline = isinstance(self.store, MemoryStore) and config.limiter_wait == 0
         self.log: UsageLog | None = open_log(log or config.log or default_log_path())
         self.replica = f"{socket.gethostname()}:{os.getpid()}"
-        self.global_budgets = [_budget(b, self.store, "global") for b in config.budgets]
+        self.global_budgets = [_budget(b, self.store, "global", self.policy)
+                               for b in config.budgets]
         self.key_budgets: list[tuple[Budget, str]] = []
         account = self._account_limiter(config.region)
         self.default = Tenant(None, None, config.upstreams["default"],
@@ -77,12 +87,12 @@ class Tenants:
                 continue
             upstream = config.upstreams[key.upstream]
             region = upstream.region or config.region
-            budgets = [_budget(b, self.store, "key") for b in key.budgets]
+            budgets = [_budget(b, self.store, "key", self.policy) for b in key.budgets]
             self.key_budgets += [(b, f"key={key.name}") for b in budgets]
             limiter: RateLimiter | None = self._account_limiter(region)
             if key.rpm is not None or key.tpm is not None:
                 limiter = TenantLimiter(self.store, key.name, RateLimit(key.rpm, key.tpm),
-                                        limiter, region)
+                                        limiter, region, on_store_error=self.policy)
             meter = self._meter(region, limiter, [*budgets, *self.global_budgets], observers)
             self.by_name[key.name] = Tenant(key.name, key, upstream, meter)
         self.recovered = self._recover(observers)
@@ -100,7 +110,7 @@ class Tenants:
             return None
         # One window per (region, model), shared by every key: the real account's limits.
         return RateLimiter(self.store, account=f"gateway-account:{region or 'cn'}",
-                           region=region)
+                           region=region, on_store_error=self.policy)
 
     def _meter(self, region: str | None, limiter: RateLimiter | None, budgets: list[Budget],
                observers: list[Observer]) -> Meter:
