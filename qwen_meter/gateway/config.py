@@ -8,7 +8,9 @@ no virtual keys (the client's own ``Authorization`` is forwarded as is).
 Example::
 
     store: redis://127.0.0.1:6379/0
+    store_timeout: 1.0            # per round trip; store_policy: fail_closed (503) | fail_open
     log: /var/log/qwen-meter/gw-1.jsonl
+    body_timeout: 30              # seconds for the whole body (408 after)
     upstreams:
       default: {url: https://dashscope.aliyuncs.com, region: cn, api_key_env: DASHSCOPE_API_KEY}
       intl: {url: https://dashscope-intl.aliyuncs.com, region: intl, api_key_file: /run/secrets/k}
@@ -22,6 +24,7 @@ Example::
         tpm: 200000
         models: [qwen-plus, qwen-flash]
         budgets: [{name: daily, limit: 20 CNY, per: day}]
+        headers: [X-DashScope-WorkSpace]   # account headers this key may send (gateway.headers)
 """
 
 from __future__ import annotations
@@ -133,8 +136,9 @@ class GatewayConfig:
     #: address may have in progress at once (429 beyond; 0: no cap)
     body_timeout: float = 30.0
     max_body_reads_per_client: int = 16
-    #: the store's round-trip timeout, and what a call does when the store fails
-    store_timeout: float = 1.0
+    #: the store's round-trip timeout (None: the store's own, Redis 1 s, SQLite 5 s), and
+    #: what a call does when the store fails
+    store_timeout: float | None = None
     store_policy: str = "fail_closed"
 
     @property
@@ -345,7 +349,8 @@ def parse_config(data: Any, file: str | None = None) -> GatewayConfig:
         headers=f.header_names("headers"),
         body_timeout=_positive(f, "body_timeout", 30.0),
         max_body_reads_per_client=f.whole("max_body_reads_per_client", 16, low=0) or 0,
-        store_timeout=_positive(f, "store_timeout", 1.0),
+        store_timeout=None if f.data.get("store_timeout") is None
+        else _positive(f, "store_timeout", 1.0),
         store_policy=f.choice("store_policy", STORE_POLICIES, "fail_closed") or "fail_closed")
 
 

@@ -56,7 +56,7 @@ def _budget(config: BudgetConfig, store: Store, scope: str, policy: str = "close
 
 def _open_store(config: GatewayConfig) -> Store:
     """The configured store, its round trips bounded by ``store_timeout``."""
-    if config.store.startswith("memory:"):
+    if config.store.startswith("memory:") or config.store_timeout is None:
         return open_store(config.store)
     return open_store(config.store, timeout=config.store_timeout)
 
