@@ -28,9 +28,7 @@ FORWARDED = frozenset({
     "x-dashscope-sse", "x-dashscope-async", "x-dashscope-datainspection",
     "x-dashscope-ossresourceresolve", "x-dashscope-sdk-client",
     "x-dashscope-sdk-session-id",
-})
-#: Informational prefixes (the openai SDK's platform and retry headers).
-FORWARDED_PREFIXES = ("x-stainless-",)
+})  # and every ``x-stainless-*``: the openai SDK's platform, runtime and retry headers
 #: Headers that choose the account, workspace or a separately billed service.
 ACCOUNT = frozenset({"x-dashscope-workspace", "x-dashscope-plugin",
                      "x-dashscope-encryptionkey", "x-dashscope-uid"})
@@ -42,6 +40,10 @@ SET_BY_GATEWAY = frozenset({
     "connection", "keep-alive", "proxy-authorization", "proxy-authenticate", "te", "trailer",
     "upgrade", "accept-encoding", "content-encoding", "expect",
 })
+
+
+_NONE: frozenset[str] = frozenset()
+_CREDENTIAL = ("authorization", "x-api-key")
 
 
 class HeaderRefused(Exception):
@@ -67,26 +69,27 @@ def upstream(headers: Mapping[str, str], *allowed: tuple[str, ...],
     """The headers to send upstream for a call: :func:`forwarded`, with the client's
     credential when it is the client's own key that goes upstream (``allowed``: the config's
     ``headers`` lists, as given)."""
-    out = dict(forwarded(headers, _allowed(*allowed), own_account=own_account))
+    out = forwarded(headers, _allowed(*allowed) if any(allowed) else _NONE,
+                    own_account=own_account)
     if own_account:
-        out.update((k, v) for k, v in headers.items() if k in ("authorization", "x-api-key"))
+        out.update((k, v) for k, v in headers.items() if k in _CREDENTIAL)
     return out
 
 
 def forwarded(headers: Mapping[str, str], allowed: frozenset[str], *,
-              own_account: bool) -> list[tuple[str, str]]:
+              own_account: bool) -> dict[str, str]:
     """The client's headers that may go upstream (``headers`` with lower-case names).
 
     ``allowed``: extra names from the config (the key's and the top-level ``headers``);
     ``own_account``: the client's own key goes upstream, so account headers are its choice.
     Raises :class:`HeaderRefused` for an account-level header that is not allowed.
     """
-    out = []
+    out = {}
     for name, value in headers.items():
-        if name in FORWARDED or name in allowed or name.startswith(FORWARDED_PREFIXES):
-            out.append((name, value))
+        if name in FORWARDED or name.startswith("x-stainless-") or name in allowed:
+            out[name] = value
         elif name in ACCOUNT:
             if not own_account:
                 raise HeaderRefused(name)
-            out.append((name, value))
+            out[name] = value
     return out
