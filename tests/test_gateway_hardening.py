@@ -59,7 +59,8 @@ def config(fake, **extra):
 def gateway(fake, tmp_path_factory):
     log = tmp_path_factory.mktemp("harden") / "usage.jsonl"
     app = create_app(config(fake, body_timeout=1, max_body_reads_per_client=2,
-                            max_body_bytes=2048), log_path=str(log))
+                            max_body_bytes=2048, headers=["X-Team-Trace"]),
+                     log_path=str(log))
     with running_gateway(app) as url:
         yield url, log, app
 
@@ -119,6 +120,7 @@ def test_only_allowlisted_headers_reach_the_upstream(fake, gateway):
     client = openai.OpenAI(api_key=KEYS["plain"], base_url=f"{url}/compatible-mode/v1",
                            max_retries=0, default_headers={
                                "X-Internal-Trace": "secret-infra", "Cookie": "session=1",
+                               "X-Team-Trace": "t-1",  # listed in the config's headers
                                "X-Forwarded-For": "10.0.0.1", "OpenAI-Beta": "assistants=v2"})
     reply = client.chat.completions.create(model="qwen-plus", messages=MESSAGES)
     assert reply.choices[0].message.content
@@ -126,7 +128,7 @@ def test_only_allowlisted_headers_reach_the_upstream(fake, gateway):
     assert "x-internal-trace" not in seen and "cookie" not in seen
     assert "x-forwarded-for" not in seen
     # what the SDK sends to describe the request does go through
-    assert seen["openai-beta"] == "assistants=v2"
+    assert seen["openai-beta"] == "assistants=v2" and seen["x-team-trace"] == "t-1"
     assert seen["x-stainless-lang"] == "python" and "user-agent" in seen
     assert seen["content-type"] == "application/json"
     assert seen["authorization"] == f"Bearer {REAL_KEY}"
