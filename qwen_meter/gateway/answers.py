@@ -63,9 +63,14 @@ def unauthorized() -> Answer:
                   "such key, or it was revoked.", "auth", "InvalidApiKey")
 
 
+#: For answers given before the body was read whole: the rest of it would otherwise keep the
+#: connection open (uvicorn reads on into the finished request for as long as it comes).
+CLOSE = ("connection", "close")
+
+
 def too_large(limit: int) -> Answer:
     return Answer(413, "request_too_large", f"Request body is larger than the gateway's "
-                  f"limit of {limit} bytes.", "too_large", "RequestTooLarge")
+                  f"limit of {limit} bytes.", "too_large", "RequestTooLarge", (CLOSE,))
 
 
 def bad_json(reason: str) -> Answer:
@@ -101,13 +106,13 @@ def not_allowed(path: str, method: str, allow: str) -> Answer:
 
 def body_timeout(seconds: float) -> Answer:
     return Answer(408, "request_timeout", f"The request body did not arrive within "
-                  f"{seconds:g} s.", "body_timeout", "RequestTimeout")
+                  f"{seconds:g} s.", "body_timeout", "RequestTimeout", (CLOSE,))
 
 
 def busy_client(limit: int) -> Answer:
     return Answer(429, "too_many_body_reads", f"This client address already has {limit} "
                   "request bodies in progress; finish them first.", "body_reads",
-                  "Throttling", (("retry-after", "1"),))
+                  "Throttling", (("retry-after", "1"), CLOSE))
 
 
 def internal_error() -> Answer:
