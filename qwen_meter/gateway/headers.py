@@ -17,6 +17,7 @@ it silently would bill the call to a workspace the client did not ask for.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
@@ -43,6 +44,7 @@ SET_BY_GATEWAY = frozenset({
 
 
 _NONE: frozenset[str] = frozenset()
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
 _CREDENTIAL = ("authorization", "x-api-key")
 
 
@@ -52,6 +54,15 @@ class HeaderRefused(Exception):
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self.name = name
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be in a config's ``headers`` list (None: it can)."""
+    if not _TOKEN.fullmatch(name):
+        return f"{name!r} is not an HTTP header name"
+    if name.lower() in SET_BY_GATEWAY:
+        return f"{name} is set by the gateway itself"
+    return None
 
 
 def normalise(names: Iterable[str]) -> frozenset[str]:
