@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ..base.errors import GatewayConfigError
-from .config_fields import Fields as _Fields
+from .config_fields import Fields
 
 DEFAULT_UPSTREAM = "https://dashscope.aliyuncs.com"
 DEFAULT_HOST = "127.0.0.1"
@@ -147,6 +147,8 @@ def default_config(upstream: str | None = None) -> GatewayConfig:
 
 
 # --- reading --------------------------------------------------------------------------------
+
+_Fields = Fields  # the name the readers here and elsewhere in the gateway use
 
 def _budget(data: Any, path: str, file: str | None, default_name: str) -> BudgetConfig:
     from ..catalogue.records import CURRENCIES
