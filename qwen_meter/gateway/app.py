@@ -4,10 +4,15 @@ No web framework: a reverse proxy needs six exact paths, a body read with a size
 response relayed chunk by chunk with the client's disconnect noticed while it streams — plain
 ASGI does all of it with nothing between uvicorn and the relay on the hot path.
 
-One request: find the route → check the virtual key → read the body (413 over the cap) →
-parse it (400 with the position) → the meter's pre-flight, budgets and limiter, inside an
-attribution block for the tenant → send upstream with the real key → relay the answer (JSON
-whole, streams chunk by chunk) → settle the call with the usage it reported.
+One request: find the route (404, 405) → check the virtual key → read the body (413 over
+the cap, 408 past the deadline, 429 when its address has too many reads going; see
+:mod:`.bodies`) → parse it (400 with the position, 400 without a model) → the client headers
+that may go upstream (403 for an account header the key may not send; :mod:`.headers`) → the
+meter's pre-flight, budgets and limiter, inside an attribution block for the tenant → send
+upstream with the real key → relay the answer (JSON whole, streams chunk by chunk) → settle
+the call with the usage it reported. ``GET /compatible-mode/v1/models`` skips the body and the
+meter: it is relayed free (:meth:`.Relay._pass`). Any failure before an answer started is a
+500 in JSON, never uvicorn's text.
 
 This module takes a request up to an admitted call (routing, keys, body, admission); the
 upstream half is :mod:`.relay`, the ASGI plumbing :mod:`.asgi`, the gateway's own answers
