@@ -130,7 +130,7 @@ class GatewayConfig:
     keys: tuple[KeyConfig, ...] = ()
     headers: tuple[str, ...] = ()  # client headers forwarded for everyone (gateway.headers)
     body_timeout: float = 30.0  # seconds for a whole body (gateway.bodies)
-    max_body_reads_per_client: int = 16  # 0: no cap
+    max_body_reads_per_client: int = 64  # 0: no cap
     store_timeout: float | None = None  # None: the store's own (Redis 1 s, SQLite 5 s)
     store_policy: str = "fail_closed"  # or fail_open (docs/guides/gateway.md)
 
@@ -256,7 +256,7 @@ def parse_config(data: Any, file: str | None = None) -> GatewayConfig:
         shutdown_timeout=f.seconds("shutdown_timeout", 30.0), budgets=budgets, keys=keys,
         headers=f.header_names("headers"),
         body_timeout=_positive(f, "body_timeout", 30.0),
-        max_body_reads_per_client=f.whole("max_body_reads_per_client", 16, low=0) or 0,
+        max_body_reads_per_client=f.whole("max_body_reads_per_client", 64, low=0) or 0,
         store_timeout=None if f.data.get("store_timeout") is None
         else _positive(f, "store_timeout", 1.0),
         store_policy=f.choice("store_policy", STORE_POLICIES, "fail_closed") or "fail_closed")
