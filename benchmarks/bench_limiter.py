@@ -3,6 +3,7 @@ limiters at 1 and 8 threads side by side with aiolimiter, pyrate-limiter and lim
 floor of one Redis round trip (PING, EVALSHA of 'return 1').
 
 Run:  pip install ".[bench]"; python benchmarks/bench_limiter.py
+      python benchmarks/bench_limiter.py --sqlite   (the SQLite store against its floor only)
 A redis-server binary on PATH is started on a free port (or set QWEN_METER_BENCH_REDIS_URL), and
 a 3-master Redis Cluster next to it (or set QWEN_METER_BENCH_REDIS_CLUSTER_URL).
 Limits are set so high that nothing is ever refused: this measures the bookkeeping itself.
@@ -161,10 +162,60 @@ def aiolimiter_rate(n: int, tasks: int) -> dict[str, float] | None:
     return {"calls/s": round(total / elapsed), "µs/call": round(elapsed / total * 1e6, 2)}
 
 
+def sqlite_paired(batches: int = 60, size: int = 200) -> dict[str, object]:
+    """The SQLite store against its floor, in ``batches`` interleaved batches of ``size`` calls
+    each (floor, store acquire alone, limiter acquire + reconcile), so a burst of load from
+    elsewhere hits all three alike: the median µs per call of each, wall clock and this
+    process's CPU time (steadier on a shared machine: time spent preempted is not counted),
+    and the medians of the per-batch ratios to the floor."""
+    import statistics
+
+    from qwen_meter.limits.store.base import WindowCheck
+    from qwen_meter.limits.store.sqlite import SQLiteStore
+
+    def per_call(fn: Callable[[], object]) -> tuple[float, float]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(size):
+            fn()
+        return ((time.perf_counter() - wall) / size * 1e6,
+                (time.process_time() - cpu) / size * 1e6)
+
+    with tempfile.TemporaryDirectory() as folder:
+        store = SQLiteStore(os.path.join(folder, "bench.db"))
+        checks = [WindowCheck("r", HUGE, 1), WindowCheck("t", HUGE, 1200)]
+        cases = {"floor": sqlite_floor(os.path.join(folder, "floor.db")),
+                 "acquire": lambda: store.window_acquire(checks, time.time),
+                 "acquire + reconcile": qwen_meter_case(store)}
+        for fn in cases.values():  # warm up: the statement cache, the file's first pages
+            for _ in range(size):
+                fn()
+        times: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
+        for _ in range(batches):
+            for name, fn in cases.items():
+                times[name].append(per_call(fn))
+        store.close()
+    out: dict[str, dict[str, float] | list[float]] = {}
+    for name, runs in times.items():
+        row = out[name] = {"µs/call wall (median)": round(statistics.median(w for w, _ in runs), 2),
+                           "µs/call CPU (median)": round(statistics.median(c for _, c in runs), 2)}
+        if name != "floor":
+            floor = times["floor"]
+            row["÷ floor, wall (median of paired batches)"] = round(statistics.median(
+                w / f[0] for (w, _), f in zip(runs, floor, strict=True)), 2)
+            row["÷ floor, CPU (median of paired batches)"] = round(statistics.median(
+                c / f[1] for (_, c), f in zip(runs, floor, strict=True) if f[1] > 0), 2)
+    out["load average"] = [round(x, 2) for x in os.getloadavg()]
+    return dict(out)
+
+
 def main() -> None:
     from qwen_meter.limits.store import MemoryStore
     from qwen_meter.limits.store.sqlite import SQLiteStore
 
+    if "--sqlite" in sys.argv[1:]:
+        print(json.dumps({"python": sys.version.split()[0], "cpus": os.cpu_count(),
+                          "sqlite": sqlite_paired()}, indent=2, ensure_ascii=False))
+        return
     report: dict[str, dict[str, object]] = {}
     n = 40_000
     for label, fn in {"qwen_meter memory (RPM+TPM, smoothing)": qwen_meter_case(MemoryStore()),

@@ -73,6 +73,7 @@ if TYPE_CHECKING:
     from .integrations.otel import OpenTelemetryObserver
     from .integrations.prometheus import PrometheusObserver
     from .integrations.usage_logging import UsageLoggingObserver
+    from .ledger import Ledger, LedgerError, open_ledger  # issue 24
     from .limits.budget.core import Budget
     from .limits.budget.values import BudgetStatus, Reservation, ThresholdEvent
     from .limits.limiter.core import RateLimiter
@@ -119,6 +120,10 @@ _EXPORTS: dict[str, str] = {
     "GatewayConfig": ".gateway",
     "GatewayConfigError": ".base.errors",
     "create_gateway": ".gateway",
+    # issue 24: the ledger (psycopg loads only when a postgresql:// ledger is opened)
+    "Ledger": ".ledger",
+    "LedgerError": ".ledger",
+    "open_ledger": ".ledger",
     "Attribution": ".meter.attribution",
     "attribute": ".meter.attribution",
     "current_attribution": ".meter.attribution",
@@ -294,6 +299,8 @@ __all__ = [
     "InvalidRequest",
     "InvalidTimeout",
     "JsonlLog",
+    "Ledger",
+    "LedgerError",
     "LimitExceeded",
     "Limits",
     "MediaError",
@@ -374,6 +381,7 @@ __all__ = [
     "image_tokens",
     "load_backend",
     "normalize_request",
+    "open_ledger",
     "open_store",
     "read_usage",
     "redact",

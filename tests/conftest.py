@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, settings
 sys.path.insert(0, str(Path(__file__).parent))
 
 # The local DashScope stand-in and the meter factory, shared by every test module.
-pytest_plugins = ("meter_fixtures", "otel_fixtures")
+pytest_plugins = ("meter_fixtures", "otel_fixtures", "ledger_fixtures")
 
 settings.register_profile("default", deadline=None, max_examples=60,
                           suppress_health_check=[HealthCheck.too_slow])

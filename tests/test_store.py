@@ -304,3 +304,33 @@ def test_sqlite_window_keeps_only_its_61_seconds(tmp_path):
     assert rows == [("j", 1140, 9), ("k", 1140, 9)]  # 1196 - 60 = 1136: seconds 1140..1196
     assert store.window_sum("k", 1196) == 9
     store.close()
+
+
+def test_sqlite_connections_on_one_file_see_each_others_writes(tmp_path):
+    """Each SQLite store keeps a copy of its window rows and reads nothing while no other
+    connection has committed: a write by another store, a refund, or a bare sqlite3
+    connection must each be seen by the next acquire, whose copy is then read again."""
+    import sqlite3
+
+    from qwen_meter.limits.store.sqlite import SQLiteStore
+
+    path = tmp_path / "shared.db"
+    a, b = SQLiteStore(path), SQLiteStore(path)
+    check = [WindowCheck("req", 10, 1), WindowCheck("tok", 10**6, 100)]
+    admitted = []
+    for store in (a, a, a, b, a, b, b, a, a, a, b, a, a, b, b):  # quiet runs and switches
+        admitted.append(store.window_acquire(check, 500).ok)
+    assert admitted.count(True) == 10 and admitted[10:] == [False] * 5
+    b.window_adjust("req", 500, -2)  # another connection refunds two requests
+    assert [a.window_acquire(check, 500).ok for _ in range(3)] == [True, True, False]
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("UPDATE window SET amount = 0 WHERE key = 'tok'")  # and a bare connection
+    assert a.window_sum("tok", 500) == 0
+    assert a.window_acquire([WindowCheck("tok", 1000, 999)], 500).ok
+    assert not b.window_acquire([WindowCheck("tok", 1000, 2)], 500).ok
+    raw.execute("DELETE FROM window")
+    assert [a.window_acquire(check, 501).ok for _ in range(11)] == [True] * 10 + [False]
+    assert b.window_sum("req", 501) == a.window_sum("req", 501) == 10
+    raw.close()
+    a.close()
+    b.close()

@@ -153,9 +153,9 @@ class Ledger(UsageLog):
 
     # --- spend ------------------------------------------------------------------------------
     def spend(self, by: str, *, since: dt.datetime | None = None,
-              until: dt.datetime | None = None) -> list[SpendRow]:
+              until: dt.datetime | None = None, tz: str = "UTC") -> list[SpendRow]:
         """Cost, calls and tokens grouped by one of :data:`SPEND_GROUPS` (``since`` inclusive,
-        ``until`` exclusive), per currency."""
+        ``until`` exclusive), per currency; ``day`` is the calendar date in ``tz``."""
         raise NotImplementedError
 
     # --- alerts -----------------------------------------------------------------------------

@@ -44,6 +44,12 @@ def open_log(target: str | os.PathLike[str] | UsageLog | None, *,
     from ..base.checks import path as check_path
 
     path = check_path(target, "log=") or ""
+    if "://" in path:  # a URL would otherwise become a folder named "postgresql:"
+        import re
+
+        shown = re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", path)
+        raise UsageLogError(f"log={shown!r} is a URL, not a file: open it with "
+                            "qwen_meter.open_ledger(url) and pass the ledger as log=")
     if path.endswith((".db", ".sqlite", ".sqlite3")):
         return SQLiteLog(path, durability=durability or "flush")
     return JsonlLog(path, durability=durability)

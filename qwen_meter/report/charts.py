@@ -1,9 +1,11 @@
 """Charts of a report, drawn with matplotlib (an optional extra, imported only here).
 
 One daily-cost chart and one top-tags chart per currency (CNY and USD are never on one axis),
-and tokens by kind. Labels are drawn with a CJK-capable font picked from the installed fonts
-(Chinese tags and user names are common); with none installed, one warning says so instead of
-silent boxes. Mathtext is off, so a ``$`` in a tag is just a dollar sign.
+and tokens by kind. Labels are drawn through a list of fonts, glyph by glyph: a Latin font,
+then a font whose character map really has the CJK glyphs (Chinese tags and user names are
+common), found among the installed fonts even when matplotlib's font cache predates it
+(:mod:`.fonts`); with none installed, one warning says which characters will be boxes and how
+to fix it. Mathtext is off, so a ``$`` in a tag is just a dollar sign.
 """
 
 from __future__ import annotations
@@ -12,26 +14,16 @@ import contextlib
 import functools
 import io
 import os
-import re
-import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..base.errors import QwenMeterError, QwenMeterWarning
+from ..base.errors import QwenMeterError
 from . import safe
 from .build import Report
+from .fonts import CJK_FAMILIES, MissingFontWarning, chart_fonts, cjk_font
 
-#: Font families known to cover Chinese, best first (matplotlib's names for them).
-CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "Noto Sans CJK JP",
-                "Noto Sans CJK TC", "Noto Serif CJK SC", "WenQuanYi Zen Hei",
-                "WenQuanYi Micro Hei", "Droid Sans Fallback", "AR PL UMing CN",
-                "AR PL UKai CN", "PingFang SC", "Hiragino Sans GB", "Microsoft YaHei",
-                "SimHei", "Heiti SC", "Arial Unicode MS")
-_CJK = re.compile("[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
-
-
-class MissingFontWarning(QwenMeterWarning, UserWarning):
-    """No installed font covers the CJK text of a chart."""
+__all__ = ["CJK_FAMILIES", "PLOT_FORMATS", "MissingFontWarning", "chart_pngs", "charts",
+           "cjk_font", "plot_format", "save_charts", "save_png"]
 
 
 def _pyplot() -> Any:
@@ -45,42 +37,27 @@ def _pyplot() -> Any:
     return plt
 
 
-@functools.lru_cache(maxsize=1)
-def cjk_font() -> str | None:
-    """The first installed font family of :data:`CJK_FAMILIES`, or None."""
-    from matplotlib import font_manager
-
-    installed = {font.name for font in font_manager.fontManager.ttflist}
-    return next((family for family in CJK_FAMILIES if family in installed), None)
-
-
 def _labels(report: Report) -> Iterator[str]:
     for frame in (report.daily, report.top_tags, report.top_tags_by_calls):
         if frame is None:
             continue
         for column in ("model", "tag"):
             if column in frame.columns:
-                yield from (str(v) for v in frame[column])
+                yield from (safe.plain(v) for v in frame[column])
 
 
 @contextlib.contextmanager
-def _style(report: Report) -> Iterator[None]:
-    """rcParams for the charts: mathtext off, a CJK fallback font if there is CJK text."""
+def _style(report: Report, *, stacklevel: int = 4) -> Iterator[None]:
+    """rcParams for the charts: mathtext off, and a list of fonts to fall back through glyph by
+    glyph (a Latin font, then one that really has the CJK glyphs, ...: see :mod:`.fonts`).
+    Missing-glyph warnings are left alone: if one shows, a glyph is drawn as a box."""
     import matplotlib
 
-    params: dict[str, Any] = {"text.parse_math": False, "axes.unicode_minus": False}
-    needs_cjk = any(_CJK.search(label) for label in _labels(report))
-    family = cjk_font()
-    if family:
-        params["font.family"] = ["sans-serif"]
-        params["font.sans-serif"] = ["DejaVu Sans", family]
-    elif needs_cjk:
-        warnings.warn("no CJK font is installed (e.g. fonts-noto-cjk): Chinese, Japanese and "
-                      "Korean text in the charts is drawn as boxes", MissingFontWarning,
-                      stacklevel=4)
-    with matplotlib.rc_context(params), warnings.catch_warnings():  # type: ignore[arg-type]
-        # One warning above says it all; not one per missing glyph.
-        warnings.filterwarnings("ignore", message=r"Glyph .* missing from", category=UserWarning)
+    # stacklevel: the missing-font warning points at the caller of chart_pngs / save_charts
+    fonts = chart_fonts([*_labels(report), report.tz], stacklevel=stacklevel)
+    params: dict[str, Any] = {"text.parse_math": False, "axes.unicode_minus": False,
+                              "font.family": list(fonts.families)}
+    with matplotlib.rc_context(params):  # type: ignore[arg-type]
         yield
 
 
@@ -190,7 +167,7 @@ def save_png(report: Report, path: str | os.PathLike[str]) -> None:
 
 def _save(report: Report, path: str | os.PathLike[str], fmt: str) -> None:
     plt = _pyplot()
-    with _style(report):
+    with _style(report, stacklevel=5):
         drawn = charts(report)
         figure, axes = plt.subplots(len(drawn), 1, figsize=(9, 3.6 * len(drawn)), dpi=100,
                                     squeeze=False)

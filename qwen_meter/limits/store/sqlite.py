@@ -7,11 +7,15 @@ it checked before the wait. Every :mod:`sqlite3` failure — locked past ``timeo
 I/O error, a corrupt file — becomes :class:`~qwen_meter.store.StoreUnavailable`, and the
 store's :class:`~qwen_meter.store.base.CircuitBreaker` skips the file for a while after repeated
 failures.
+
+Speed: a limiter's acquire reads SQLite's ``data_version`` inside its transaction; while no
+other connection has committed since this one's last transaction, the store's in-process copy
+of the keys' window rows is exactly the file, and the acquire reads nothing else (one write,
+as a bare transaction would). Otherwise SQLite sums the windows itself, in one statement.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import sqlite3
 import threading
@@ -37,6 +41,7 @@ from .base import (
     check_seconds,
     plan_acquire,
 )
+from .sqlite_window import Window, fits, window_sql
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS window (key TEXT NOT NULL, bucket INTEGER NOT NULL,
@@ -52,29 +57,6 @@ CREATE INDEX IF NOT EXISTS reservation_lease ON reservation (key, lease_until);
 """
 
 
-@functools.lru_cache(maxsize=8)
-def _window_sql(keys: int) -> tuple[str, str]:
-    """The acquire's read and write statements for ``keys`` keys (one statement each)."""
-    read = ("SELECT key, bucket, amount FROM window WHERE key IN "
-            f"({', '.join('?' * keys)}) AND bucket >= ?")
-    write = (f"INSERT INTO window (key, bucket, amount) VALUES {', '.join(['(?, ?, ?)'] * keys)} "
-             "ON CONFLICT (key, bucket) DO UPDATE SET amount = amount + excluded.amount")
-    return read, write
-
-
-def _fits(checks: Sequence[WindowCheck], windows: list[dict[int, int]], second: int) -> bool:
-    """Whether every check fits its window (``plan_acquire``'s admit test, without building
-    the 61 per-second lists it needs only to say when a refused call would fit)."""
-    for check, window in zip(checks, windows, strict=True):
-        current = window.get(second, 0)
-        if check.per_second is not None and current > 0 \
-                and current + check.amount > check.per_second:
-            return False
-        if sum(window.values()) + check.amount > check.limit:
-            return False
-    return True
-
-
 class SQLiteStore(Store):
     """Counters in an SQLite file (created if missing).
 
@@ -88,6 +70,11 @@ class SQLiteStore(Store):
         self.timeout = check_seconds(timeout, "SQLite store timeout")
         self.breaker = breaker or CircuitBreaker(name=f"SQLite store {self.path}")
         self._lock = threading.Lock()
+        # The window rows of the keys this connection used, as they are in the file, exact
+        # while no other connection has committed since (SQLite's data_version, read under the
+        # write lock, says so); then an acquire reads nothing but that one number.
+        self._windows: dict[str, Window] = {}
+        self._version: int | None = None
         try:
             self._db = sqlite3.connect(self.path, timeout=self.timeout or 0.0,
                                        isolation_level=None, check_same_thread=False)
@@ -95,6 +82,7 @@ class SQLiteStore(Store):
             self._db.execute("PRAGMA synchronous=NORMAL")
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 self._db.execute(statement)
+            self._cursor = self._db.cursor()  # one cursor for the window's hot path
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from exc
 
@@ -102,25 +90,62 @@ class SQLiteStore(Store):
     def _tx(self) -> Iterator[sqlite3.Connection]:
         self.breaker.before()
         with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                self.breaker.failure()
-                raise StoreUnavailable(f"SQLite store {self.path} is busy: {exc}") from exc
+            self._begin()
             try:
                 yield self._db
-                self._db.execute("COMMIT")
+                self._cursor.execute("COMMIT")
             except BaseException as exc:
-                try:
-                    if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass  # SQLite rolls back by itself when a statement fails this badly
-                if isinstance(exc, sqlite3.Error):
-                    self.breaker.failure()
-                    raise StoreUnavailable(f"SQLite store {self.path} failed: {exc}") from exc
+                self._abort(exc)
                 raise
         self.breaker.success()
+
+    def _begin(self) -> None:
+        """``BEGIN IMMEDIATE`` (the write lock, waiting up to ``timeout``); under ``_lock``."""
+        try:
+            self._cursor.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self.breaker.failure()
+            raise StoreUnavailable(f"SQLite store {self.path} is busy: {exc}") from exc
+
+    def _abort(self, exc: BaseException) -> None:
+        """Rolls back after ``exc``; raises it as StoreUnavailable if SQLite's (else the caller
+        re-raises it as it is)."""
+        self._forget()  # rolled back: the copy may hold writes the file does not
+        try:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # SQLite rolls back by itself when a statement fails this badly
+        if isinstance(exc, sqlite3.Error):
+            self.breaker.failure()
+            raise StoreUnavailable(f"SQLite store {self.path} failed: {exc}") from exc
+
+    def _forget(self) -> None:
+        self._windows.clear()
+        self._version = None
+
+    def _mirror(self, keys: list[str], second: int) -> list[Window] | None:
+        """Each key's window from the copy, or None (the copy is not exact: another connection
+        committed since this one's last transaction, or none was made yet). Called inside the
+        transaction, under the write lock: nobody else can commit until it ends."""
+        cursor = self._cursor
+        version = cursor.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._version:
+            self._windows.clear()
+            self._version = version
+            return None
+        windows = self._windows
+        missing = [key for key in keys if key not in windows]
+        if missing:  # a key new to the copy: its rows that can still be in a window
+            rows: dict[str, dict[int, int]] = {key: {} for key in missing}
+            sql = ("SELECT key, bucket, amount FROM window WHERE key IN "
+                   f"({', '.join('?' * len(missing))}) AND bucket >= ?")
+            for key, second_of, amount in cursor.execute(sql, (*missing,
+                                                               second - WINDOW_BUCKETS + 1)):
+                rows[key][second_of] = amount
+            for key in missing:
+                windows[key] = Window(rows[key])
+        return [windows[key] for key in keys]
 
     @staticmethod
     def _buckets(db: sqlite3.Connection, key: str, bucket: int) -> list[int]:
@@ -131,36 +156,73 @@ class SQLiteStore(Store):
         return [rows.get(b, 0) for b in range(oldest, bucket + 1)]
 
     def window_acquire(self, checks: Sequence[WindowCheck], bucket: When) -> AcquireResult:
+        # _tx() by hand: this is the limiter's hot path, and a generator-based context manager
+        # costs as much as a tenth of the whole transaction
+        self.breaker.before()
+        with self._lock:
+            self._begin()
+            try:
+                result = self._acquire(checks, bucket)
+                self._cursor.execute("COMMIT")
+            except BaseException as exc:
+                self._abort(exc)
+                raise
+        self.breaker.success()
+        return result
+
+    def _acquire(self, checks: Sequence[WindowCheck], bucket: When) -> AcquireResult:
+        """The acquire, inside its transaction."""
         keys = [c.key for c in checks]
-        read, write = _window_sql(len(keys))
-        with self._tx() as db:
-            now = bucket() if callable(bucket) else None  # read under the write lock
-            second = int(now // 1) if now is not None else int(bucket)  # type: ignore[arg-type]
-            # One read serves the clamp and the window: every row at or after this clock's
-            # window start (rows past it are the newest seconds, which the clamp moves to, and
-            # whose window starts later still, so nothing the window needs is missed).
-            rows: dict[str, dict[int, int]] = {key: {} for key in keys}
-            for key, second_of, amount in db.execute(read, (*keys, second - WINDOW_BUCKETS + 1)):
-                rows[key][second_of] = amount
-                if second_of > second:  # clamp: never write behind the newest second of a key
-                    second = second_of
+        sums_sql, rows_sql, write = window_sql(len(keys))
+        cursor = self._cursor
+        now = bucket() if callable(bucket) else None  # read under the write lock
+        second = int(now // 1) if now is not None else int(bucket)  # type: ignore[arg-type]
+        mirror = self._mirror(keys, second)
+        sums: list[int | None]
+        if mirror is not None:  # nobody else wrote: the copy is the file
+            for window in mirror:  # the clamp: never write behind a key's newest second
+                if window.newest is not None and window.newest > second:
+                    second = window.newest
             oldest = second - WINDOW_BUCKETS + 1
-            windows = [{b: v for b, v in rows[c.key].items() if b >= oldest} for c in checks]
-            if _fits(checks, windows, second):
-                result = AcquireResult(True, bucket=second)
-            else:  # refused: the full per-second view says when it would fit
-                result = plan_acquire(
-                    checks, [[w.get(b, 0) for b in range(oldest, second + 1)] for w in windows],
-                    second)
-            # The written row (the amount, or 0 when refused) also marks the newest second
-            # looked at: the clamp's floor. One statement for every key.
-            db.execute(write, [v for c in checks
-                               for v in (c.key, second, c.amount if result.ok else 0)])
-            # A key's first write in a new second drops its seconds that left the window: once
-            # per second per key, not on every call.
-            stale = [(key, oldest) for key in keys if second not in rows[key]]
-            if stale:
-                db.executemany("DELETE FROM window WHERE key = ? AND bucket < ?", stale)
+            sums = []
+            for window in mirror:
+                if window.low is not None and window.low < oldest:
+                    window.prune(oldest)
+                sums += (window.total,
+                         window.rows[second] if window.newest == second else None)
+        else:
+            # The clamp and the window totals of that second, in one statement: no row of
+            # the window comes to Python.
+            second, *sums = cursor.execute(sums_sql, (*keys, second)).fetchone()
+            oldest = second - WINDOW_BUCKETS + 1
+        if fits(checks, sums):
+            result = AcquireResult(True, bucket=second)
+        else:  # refused: the full per-second view says when it would fit
+            seen: dict[str, dict[int, int]] = {key: {} for key in keys}
+            for key, second_of, amount in cursor.execute(rows_sql, (*keys, oldest)):
+                seen[key][second_of] = amount
+            result = plan_acquire(
+                checks, [[seen[c.key].get(b, 0) for b in range(oldest, second + 1)]
+                         for c in checks], second)
+        # The written row (the amount, or 0 when refused) also marks the newest second
+        # looked at: the clamp's floor. One statement for every key.
+        params: list[object] = []
+        for check in checks:
+            params += (check.key, second, check.amount if result.ok else 0)
+        cursor.execute(write, params)
+        # A key's first write in a new second (it had no row there) drops its seconds that
+        # left the window: once per second per key, not on every call.
+        stale = [(key, oldest) for i, key in enumerate(keys) if sums[2 * i + 1] is None]
+        if stale:
+            cursor.executemany("DELETE FROM window WHERE key = ? AND bucket < ?", stale)
+        if mirror is not None:  # the same write in the copy
+            for check, window in zip(checks, mirror, strict=True):
+                amount = check.amount if result.ok else 0
+                window.rows[second] = window.rows.get(second, 0) + amount
+                window.total += amount
+                window.newest = second
+                if window.low is None:
+                    window.low = second
         return AcquireResult(result.ok, result.retry_buckets, result.refused_key, second, now)
 
     def window_adjust(self, key: str, bucket: int, delta: int) -> None:
@@ -168,15 +230,22 @@ class SQLiteStore(Store):
         self.breaker.before()
         with self._lock:
             try:
-                self._db.execute("UPDATE window SET amount = MAX(0, amount + ?) "
-                                 "WHERE key = ? AND bucket = ?", (delta, key, bucket))
+                self._cursor.execute("UPDATE window SET amount = MAX(0, amount + ?) "
+                                     "WHERE key = ? AND bucket = ?", (delta, key, bucket))
             except sqlite3.Error as exc:
+                self._forget()
                 self.breaker.failure()
                 raise StoreUnavailable(f"SQLite store {self.path} failed: {exc}") from exc
+            window = self._windows.get(key)
+            if window is not None and bucket in window.rows:  # the same change in the copy
+                old = window.rows[bucket]
+                window.rows[bucket] = max(0, old + delta)
+                window.total += window.rows[bucket] - old
         self.breaker.success()
 
     def window_sum(self, key: str, bucket: int) -> int:
         with self._tx() as db:  # the window as the next acquire sees it (clamped second)
+            self._forget()  # it marks and prunes rows: simpler to read the file again after
             row = db.execute("SELECT MAX(bucket) FROM window WHERE key = ?", (key,)).fetchone()
             end = bucket if row[0] is None else max(bucket, row[0])
             self._mark(db, [key], end)
