@@ -46,11 +46,12 @@ from .asgi import (
     send_bytes,
 )
 from .config import GatewayConfig
-from .keys import KeyTable, bearer
+from .fleet import Fleet
+from .keys import bearer
 from .metrics import CONTENT_TYPE, GatewayMetrics
 from .relay import Relay, UpstreamDropped
 from .routes import GET_ROUTES, ROUTES, Route
-from .tenants import Tenant, Tenants
+from .tenants import Tenant
 
 __all__ = ["Gateway", "UpstreamDropped", "create_app"]
 
@@ -62,9 +63,11 @@ class Gateway(Relay):
 
     def __init__(self, config: GatewayConfig, *, log_path: str | None = None) -> None:
         self.config = config
-        self.keys = KeyTable(config.keys)
-        self.metrics = GatewayMetrics(lambda: self.tenants.budgets(), keys=len(config.keys))
-        self.tenants = Tenants(config, [self.metrics], log_path)
+        # The ledger, the live key table and the admin API (see .fleet).
+        self.fleet = Fleet(config)
+        self.metrics = GatewayMetrics(lambda: self.tenants.budgets(),
+                                      keys=len(self.fleet.keys))
+        self.tenants = self.fleet.tenants(self.metrics, log_path)
         # Real keys are read once, at start: a missing variable or file fails here.
         self.secrets = {name: up.api_key(config.file) for name, up in config.upstreams.items()}
         self._client: aiohttp.ClientSession | None = None
@@ -84,6 +87,7 @@ class Gateway(Relay):
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self.start()
+                self.fleet.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.aclose()
@@ -112,6 +116,7 @@ class Gateway(Relay):
         if self._client is not None:
             await self._client.close()
             self._client = None
+        self.fleet.stop()
         self.tenants.close()
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -137,6 +142,9 @@ class Gateway(Relay):
                                  b"application/json")
             else:
                 await send_bytes(tracked, 200, self.metrics.render(), CONTENT_TYPE.encode())
+            return
+        if path == "/admin" or path.startswith("/admin/"):
+            await self.fleet.admin_api(scope, receive, tracked)
             return
         route = ROUTES.get(path.rstrip("/"))
         native = route.native if route else path.startswith("/api/")
@@ -203,8 +211,7 @@ class Gateway(Relay):
     def _tenant(self, headers: dict[str, str]) -> Tenant | None:
         if not self.config.virtual_keys:
             return self.tenants.default
-        key = self.keys.lookup(bearer(headers))
-        return None if key is None else self.tenants.by_name.get(key.name)
+        return self.tenants.lookup(bearer(headers))
 
     async def _answer(self, send: Send, answer: Answer, native: bool,
                       tenant: Tenant | None) -> None:

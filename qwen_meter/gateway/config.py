@@ -14,6 +14,8 @@ Example::
       default: {url: https://dashscope.aliyuncs.com, region: cn, api_key_env: DASHSCOPE_API_KEY}
       intl: {url: https://dashscope-intl.aliyuncs.com, region: intl, api_key_file: /run/secrets/k}
     budgets: [{name: all, limit: 500 CNY, per: month}]
+    ledger: postgresql://meter@db/meter   # a fleet: records, keys, budgets (else sqlite:///…)
+    admin_token_env: QWEN_METER_ADMIN_TOKEN  # the admin API under /admin (needs a ledger)
     keys:
       - name: search-team
         hash: sha256:...          # written by `qwen-meter serve keys add`
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +47,7 @@ DEFAULT_PORT = 8080
 REGIONS = ("cn", "intl")
 STORE_POLICIES = ("fail_closed", "fail_open")
 PERIODS = ("hour", "day", "week", "month")
+LEDGER_SCHEMES = ("sqlite://", "postgresql://", "postgres://")
 
 
 @dataclass(frozen=True)
@@ -133,11 +137,16 @@ class GatewayConfig:
     max_body_reads_per_client: int = 64  # 0: no cap
     store_timeout: float | None = None  # None: the store's own (Redis 1 s, SQLite 5 s)
     store_policy: str = "fail_closed"  # or fail_open (docs/guides/gateway.md)
+    #: ``sqlite:///…`` or ``postgresql://…``: records, keys and budgets shared by a fleet
+    ledger: str | None = None
+    #: the environment variable holding the admin API's token (None: no admin API)
+    admin_token_env: str | None = None
 
     @property
     def virtual_keys(self) -> bool:
-        """True when clients must present a gateway key (the config lists keys)."""
-        return bool(self.keys)
+        """True when clients must present a gateway key (the config lists keys, or a ledger
+        holds them)."""
+        return bool(self.keys) or self.ledger is not None
 
 
 def default_config(upstream: str | None = None) -> GatewayConfig:
@@ -219,7 +228,7 @@ def parse_config(data: Any, file: str | None = None) -> GatewayConfig:
     f.only(("host", "port", "store", "log", "upstreams", "region", "max_body_bytes",
             "preflight", "account_limits", "limiter_wait", "timeout", "shutdown_timeout",
             "budgets", "keys", "headers", "body_timeout", "max_body_reads_per_client",
-            "store_timeout", "store_policy"))
+            "store_timeout", "store_policy", "ledger", "admin_token_env"))
     raw_upstreams = f.data.get("upstreams") or {"default": {}}
     if not isinstance(raw_upstreams, Mapping):
         raise f.fail("upstreams", "must be a mapping of names to {url, region, api_key_env}")
@@ -238,7 +247,8 @@ def parse_config(data: Any, file: str | None = None) -> GatewayConfig:
                 raise GatewayConfigError(f"duplicate {what} (also {seen[value]})", file=file,
                                          field=f"keys[{n}].{what}")
             seen[value] = f"keys[{n}]"
-    if keys:
+    ledger, admin_token_env = _fleet(f)
+    if keys or ledger:
         for upstream in upstreams.values():
             if not (upstream.api_key_env or upstream.api_key_file):
                 raise GatewayConfigError(
@@ -259,7 +269,8 @@ def parse_config(data: Any, file: str | None = None) -> GatewayConfig:
         max_body_reads_per_client=f.whole("max_body_reads_per_client", 64, low=0) or 0,
         store_timeout=None if f.data.get("store_timeout") is None
         else _positive(f, "store_timeout", 1.0),
-        store_policy=f.choice("store_policy", STORE_POLICIES, "fail_closed") or "fail_closed")
+        store_policy=f.choice("store_policy", STORE_POLICIES, "fail_closed") or "fail_closed",
+        ledger=ledger, admin_token_env=admin_token_env)
 
 
 def _positive(f: _Fields, key: str, default: float) -> float:
@@ -267,6 +278,28 @@ def _positive(f: _Fields, key: str, default: float) -> float:
     if value <= 0:
         raise f.fail(key, f"must be a number of seconds > 0, not {value!r}")
     return value
+
+
+def _fleet(f: _Fields) -> tuple[str | None, str | None]:
+    """``ledger`` and ``admin_token_env``: where a fleet keeps its keys, and the admin API."""
+    ledger = f.text("ledger")
+    if ledger is not None and not ledger.startswith(LEDGER_SCHEMES):
+        raise f.fail("ledger", "must be sqlite:///path/to/ledger.db or "
+                               f"postgresql://user@host/db, not {_no_password(ledger)!r}")
+    token_env = f.text("admin_token_env")
+    if token_env is not None:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", token_env):
+            raise f.fail("admin_token_env", "must name an environment variable "
+                                            f"(e.g. QWEN_METER_ADMIN_TOKEN), not {token_env!r}")
+        if ledger is None:
+            raise f.fail("admin_token_env", "the admin API keeps keys and budgets in a "
+                                            "ledger: set ledger (sqlite:///… or postgresql://…)")
+    return ledger, token_env
+
+
+def _no_password(url: str) -> str:
+    """A URL as it may be shown: ``user:secret@host`` becomes ``user:***@host``."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
 def read_file(path: str | os.PathLike[str]) -> Any:

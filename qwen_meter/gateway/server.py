@@ -58,6 +58,12 @@ def serve(settings: dict[str, Any], *, workers: int = 1) -> None:
         "no virtual keys (clients' Authorization forwarded)"
     print(f"qwen-meter gateway on {where} -> {config.upstreams['default'].url}; "
           f"store {config.store.split('@')[-1]}; {keys}", file=sys.stderr, flush=True)
+    if config.ledger:
+        from ..ledger import mask_url
+
+        admin = "admin API on /admin" if config.admin_token_env else "no admin API"
+        print(f"qwen-meter gateway: ledger {mask_url(config.ledger)}; {admin}",
+              file=sys.stderr, flush=True)
     options: dict[str, Any] = {"host": config.host, "port": config.port,
                                "log_level": "warning", "access_log": False,
                                "timeout_graceful_shutdown": config.shutdown_timeout,
