@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..base.errors import GatewayConfigError
-from ..ledger import hash_key
+from ..ledger import hash_key as hash_key  # re-exported: the gateway hashes as the ledger stores
 from .config import DEFAULT_UPSTREAM, KeyConfig, load_config, parse_config, read_file, write_file
 
 PREFIX = "sk-qm-"

@@ -94,9 +94,17 @@ def entry_from_config(key: KeyConfig) -> KeyEntry:
                     created=key.created)
 
 
-def _budget(config: BudgetConfig | BudgetSpec, store: Store, scope: str) -> Budget:
+def _budget(config: BudgetConfig | BudgetSpec, store: Store, scope: str,
+            policy: str = "closed") -> Budget:
     return Budget(config.limit, per=config.per, scope=scope, name=config.name,
-                  mode=config.mode, store=store)
+                  mode=config.mode, store=store, on_store_error=policy)
+
+
+def _open_store(config: GatewayConfig) -> Store:
+    """The configured store, its round trips bounded by ``store_timeout``."""
+    if config.store.startswith("memory:") or config.store_timeout is None:
+        return open_store(config.store)
+    return open_store(config.store, timeout=config.store_timeout)
 
 
 def scope_value(budget: ScopeBudget) -> str:
@@ -115,7 +123,9 @@ class Tenants:
                  scope_budgets: Sequence[ScopeBudget] = ()) -> None:
         self.config = config
         self.observers = observers
-        self.store = open_store(config.store)
+        self.store = _open_store(config)
+        #: ``closed``: a call the store cannot check is refused (503); ``open``: it goes ahead
+        self.policy = "open" if config.store_policy == "fail_open" else "closed"
         #: no I/O and no waiting in the pipeline: run it on the event loop (gateway.metering)
         self.inline = isinstance(self.store, MemoryStore) and config.limiter_wait == 0 \
             and ledger is None
@@ -123,7 +133,8 @@ class Tenants:
         self.log: UsageLog | None = ledger if ledger is not None else \
             open_log(log or config.log or default_log_path())
         self.replica = f"{socket.gethostname()}:{os.getpid()}"
-        self.global_budgets = [_budget(b, self.store, "global") for b in config.budgets]
+        self.global_budgets = [_budget(b, self.store, "global", self.policy)
+                               for b in config.budgets]
         account = self._account_limiter(config.region)
         self.default = Tenant(None, None, config.upstreams["default"],
                               self._meter(config.region, account, self.global_budgets))
@@ -146,7 +157,8 @@ class Tenants:
         """Make the table match ``entries`` (revoked ones left out) and the user / team /
         global budgets; returns the names of the keys added, rebuilt or removed."""
         with self._lock:
-            budgets = {b: self.scope_budgets.get(b) or _budget(b.budget, self.store, b.scope)
+            budgets = {b: self.scope_budgets.get(b) or _budget(b.budget, self.store, b.scope,
+                                                                 self.policy)
                        for b in scope_budgets}
             table: dict[str, Tenant] = {}
             changed = []
@@ -183,11 +195,11 @@ class Tenants:
             raise QwenMeterError(f"its upstream {key.upstream!r} is not in this gateway's "
                                  f"config (known: {', '.join(self.config.upstreams)})")
         region = upstream.region or self.config.region
-        budgets = [_budget(b, self.store, "key") for b in key.budgets]
+        budgets = [_budget(b, self.store, "key", self.policy) for b in key.budgets]
         limiter: RateLimiter | None = self._account_limiter(region)
         if key.rpm is not None or key.tpm is not None:
             limiter = TenantLimiter(self.store, key.name, RateLimit(key.rpm, key.tpm),
-                                    limiter, region)
+                                    limiter, region, on_store_error=self.policy)
         meter = self._meter(region, limiter, [*budgets, *shared, *self.global_budgets])
         return Tenant(key.name, key, upstream, meter, signature,
                       [(b, f"key={key.name}") for b in budgets])
@@ -208,7 +220,7 @@ class Tenants:
             return None
         # One window per (region, model), shared by every key: the real account's limits.
         return RateLimiter(self.store, account=f"gateway-account:{region or 'cn'}",
-                           region=region)
+                           region=region, on_store_error=self.policy)
 
     def _meter(self, region: str | None, limiter: RateLimiter | None, budgets: list[Budget]
                ) -> Meter:
