@@ -51,6 +51,7 @@ class Views:
         self._last: dt.datetime | None = None
         self._counts: dict[str, Counter[str]] = {}
         self._counted = (-1, 0)  # (store generation, last rid counted)
+        self._dims_lock = threading.Lock()
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -69,6 +70,10 @@ class Views:
     def _dims(self) -> tuple[dict[str, set[str]], dict[str, list[str]]]:
         """Every value of each dimension, and the top 200 by calls (counted once, then for
         the records a refresh adds)."""
+        with self._dims_lock:  # two requests must not both add the same new records
+            return self._dims_locked()
+
+    def _dims_locked(self) -> tuple[dict[str, set[str]], dict[str, list[str]]]:
         records = self.records
         if self._known is None or self._known[0] != records.version:
             if self._counted[0] != records.generation:
@@ -96,7 +101,9 @@ class Views:
         return q
 
     def _cached(self, name: str, params: Params, make: Callable[[], Any]) -> Any:
-        key = (name, self.records.version,
+        # the minute is part of the key: "today" and the default range move with the clock
+        minute = int(self.clock().timestamp() // 60)
+        key = (name, self.records.version, minute,
                tuple(sorted((k, tuple(v)) for k, v in params.items())))
         with self._cache_lock:
             if key in self._cache:
