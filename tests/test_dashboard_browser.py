@@ -87,29 +87,42 @@ def report_file(log: Generated, procs: dict[str, subprocess.Popen[bytes]], fmt: 
     return log.path.with_name(f"report.{fmt}")
 
 
+def _wait_for(proc: subprocess.Popen[bytes], port: int) -> str:
+    """The server's URL once it answers api/meta (a failure shows what it printed)."""
+    base = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            out = proc.stdout.read().decode() if proc.stdout else ""
+            pytest.fail(f"the dashboard server exited ({proc.returncode}): {out}")
+        with contextlib.suppress(OSError), \
+                urllib.request.urlopen(base + "api/meta", timeout=2) as r:
+            if r.status == 200:
+                return base
+        if time.monotonic() > deadline:
+            pytest.fail("the dashboard server did not answer within 60 s")
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def server(log: Generated, reports: Any) -> Iterator[str]:
+    from qwen_meter import Budget
+
     port = _free_port()
-    config = log.path.with_name("gw.yaml")  # budgets for the overview's burn-down
-    config.write_text("budgets:\n  - {name: monthly, limit: 0.05 CNY, per: month}\n"
+    # budgets for the overview's burn-down, and a shared store (SQLite) holding spend a gateway
+    # committed, which no log shows: the overview's live state
+    store = f"sqlite:///{log.path.with_name('store.db')}"
+    budget = Budget("0.05 CNY", per="month", name="monthly", store=store)
+    budget.commit(budget.reserve("0.02 CNY"), "0.0125 CNY")
+    config = log.path.with_name("gw.yaml")
+    config.write_text(f"store: {store}\n"
+                      "budgets:\n  - {name: monthly, limit: 0.05 CNY, per: month}\n"
                       "  - {name: weekly, limit: 0.02 USD, per: week}\n", encoding="utf-8")
     cmd = [sys.executable, "-m", "qwen_meter", "dashboard", str(log.path), "--port", str(port),
            "--tz", "UTC", "--config", str(config), "--refresh", "1"]
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                out = proc.stdout.read().decode() if proc.stdout else ""
-                pytest.fail(f"the dashboard server exited ({proc.returncode}): {out}")
-            with contextlib.suppress(OSError), \
-                    urllib.request.urlopen(base + "api/meta", timeout=2) as r:
-                if r.status == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail("the dashboard server did not answer within 60 s")
-            time.sleep(0.2)
+        base = _wait_for(proc, port)
         yield base
     finally:
         proc.terminate()
@@ -526,6 +539,16 @@ def test_under_ui_the_page_asks_for_the_token(ui_server: str, log: Generated,
         page.click("a.qm-csv")
     text = Path(download.value.path()).read_text(encoding="utf-8")
     assert "张三" in text and "李四" in text
+
+
+def test_live_budget_state_from_a_shared_store(server: str, tab: Page) -> None:
+    """The module's server has a gateway config whose store is shared: the overview shows
+    what the store holds now (spend a gateway committed, in no log)."""
+    page = tab.open(server + "?view=overview")
+    row = 'tr[data-budget="global::monthly"]'
+    assert page.inner_text(f'{row} td[data-col="committed"]') == "0.0125"
+    assert page.inner_text(f'{row} td[data-col="remaining"]') == "0.0375"
+    assert "Committed" in page.inner_text(".qm-live")
 
 
 # --- the snapshot: the static HTML report is the same page -----------------------------------

@@ -674,8 +674,11 @@ function liveState(state) {
     const rows = state[key] || [];
     if (!rows.length) continue;
     const cols = [...new Set(rows.flatMap((r) => Object.keys(r)))];
-    sec.append(table(cols.map((c) => ({ key: c, label: c, value: (r) => (typeof r[c] === "object" && r[c] !== null ? JSON.stringify(r[c]) : r[c]) })),
-      rows, { caption: label }));
+    const show = (v) => (typeof v === "object" && v !== null ? JSON.stringify(v)
+      : typeof v === "boolean" ? (v ? t("yes") : t("no")) : v);
+    sec.append(table(cols.map((c) => ({ key: c, label: DICTS.en[`live_${c}`] ? t(`live_${c}`) : c,
+      value: (r) => show(r[c]) })), rows, { caption: label,
+      rowData: (r) => ({ budget: `${r.scope ?? ""}:${r.subject ?? ""}:${r.name ?? ""}` }) }));
   }
   return sec;
 }
