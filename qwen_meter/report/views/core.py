@@ -80,11 +80,19 @@ class Views:
                 self._counts = {dim: Counter() for dim in DIMS}
                 self._counted = (records.generation, 0)
             after = self._counted[1]
-            for dim in DIMS:
-                rows = self._sql(f"SELECT {tables.name_sql(dim)} AS name, count(*) "
-                                 f"FROM {tables.source(dim, 'records', f'rid > {after}')} "
-                                 "GROUP BY name")
-                self._counts[dim].update(dict(rows))
+            # one scan for the plain dimensions (their values are never NULL: the one set
+            # in a row of the grouping sets names its dimension), one for the tags
+            plain = [d for d in DIMS if d != "tag"]
+            columns = ", ".join(f'"{d}"' for d in plain)
+            sets = ", ".join(f'("{d}")' for d in plain)
+            for *values, n in self._sql(f"SELECT {columns}, count(*) FROM records "
+                                        f"WHERE rid > {after} GROUP BY GROUPING SETS ({sets})"):
+                dim, value = next((d, v) for d, v in zip(plain, values, strict=True)
+                                  if v is not None)
+                self._counts[dim][value] += int(n)
+            self._counts["tag"].update(dict(self._sql(
+                f"SELECT name, count(*) FROM {tables.source('tag', 'records', f'rid > {after}')} "
+                "GROUP BY name")))
             self._counted = (records.generation, records.rid)
             known = {dim: set(c) for dim, c in self._counts.items()}
             top = {dim: [n for n, _ in sorted(c.items(), key=lambda i: (-i[1], i[0]))[:200]]
