@@ -96,6 +96,8 @@ class RecordStore:
                 self._add_fixed(fixed)
             for live in self._live:
                 self._read_live(live)
+            if self.live:  # DuckDB's first plan of the line checks is slow: not on a refresh
+                self._add_lines(LINES_SCHEMA.empty_table())
 
     # --- reading -----------------------------------------------------------------------------
 
