@@ -432,3 +432,24 @@ def test_a_rotated_log_is_read_again(tmp_path):
         assert set(meta["dims"]["user"]) == {r.user or "-" for r in kept}
     finally:
         views.records.close()
+
+
+def test_a_last_line_without_newline(tmp_path):
+    """A finished log whose last line has no newline counts it, as the report does; a line
+    still being written (not whole JSON yet) waits."""
+    rows = L.records()[:5]
+    path = tmp_path / "no-newline.jsonl"
+    path.write_text("\n".join(r.to_json() for r in rows), encoding="utf-8")
+    views = open_views(path, tz="Asia/Shanghai")
+    try:
+        assert views.answer("overview", RANGE)["calls"] == len(load_usage(path)) == 5
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write("\n" + L.records()[5].to_json()[:30])
+        views.refresh()
+        assert views.answer("overview", RANGE)["calls"] == 5
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(L.records()[5].to_json()[30:] + "\n")
+        views.refresh()
+        assert views.answer("overview", RANGE)["calls"] == 6
+    finally:
+        views.records.close()

@@ -51,6 +51,7 @@ class Views:
         self._last: dt.datetime | None = None
         self._counts: dict[str, Counter[str]] = {}
         self._counted = (-1, 0)  # (store generation, last rid counted)
+        self._dims_lock = threading.Lock()
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -69,17 +70,29 @@ class Views:
     def _dims(self) -> tuple[dict[str, set[str]], dict[str, list[str]]]:
         """Every value of each dimension, and the top 200 by calls (counted once, then for
         the records a refresh adds)."""
+        with self._dims_lock:  # two requests must not both add the same new records
+            return self._dims_locked()
+
+    def _dims_locked(self) -> tuple[dict[str, set[str]], dict[str, list[str]]]:
         records = self.records
         if self._known is None or self._known[0] != records.version:
             if self._counted[0] != records.generation:
                 self._counts = {dim: Counter() for dim in DIMS}
                 self._counted = (records.generation, 0)
             after = self._counted[1]
-            for dim in DIMS:
-                rows = self._sql(f"SELECT {tables.name_sql(dim)} AS name, count(*) "
-                                 f"FROM {tables.source(dim, 'records', f'rid > {after}')} "
-                                 "GROUP BY name")
-                self._counts[dim].update(dict(rows))
+            # one scan for the plain dimensions (their values are never NULL: the one set
+            # in a row of the grouping sets names its dimension), one for the tags
+            plain = [d for d in DIMS if d != "tag"]
+            columns = ", ".join(f'"{d}"' for d in plain)
+            sets = ", ".join(f'("{d}")' for d in plain)
+            for *values, n in self._sql(f"SELECT {columns}, count(*) FROM records "
+                                        f"WHERE rid > {after} GROUP BY GROUPING SETS ({sets})"):
+                dim, value = next((d, v) for d, v in zip(plain, values, strict=True)
+                                  if v is not None)
+                self._counts[dim][value] += int(n)
+            self._counts["tag"].update(dict(self._sql(
+                f"SELECT name, count(*) FROM {tables.source('tag', 'records', f'rid > {after}')} "
+                "GROUP BY name")))
             self._counted = (records.generation, records.rid)
             known = {dim: set(c) for dim, c in self._counts.items()}
             top = {dim: [n for n, _ in sorted(c.items(), key=lambda i: (-i[1], i[0]))[:200]]
@@ -96,7 +109,9 @@ class Views:
         return q
 
     def _cached(self, name: str, params: Params, make: Callable[[], Any]) -> Any:
-        key = (name, self.records.version,
+        # the minute is part of the key: "today" and the default range move with the clock
+        minute = int(self.clock().timestamp() // 60)
+        key = (name, self.records.version, minute,
                tuple(sorted((k, tuple(v)) for k, v in params.items())))
         with self._cache_lock:
             if key in self._cache:

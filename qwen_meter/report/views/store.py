@@ -14,6 +14,7 @@ is read again from the start. Other sources (Parquet, ledgers, raw responses) ar
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -95,6 +96,8 @@ class RecordStore:
                 self._add_fixed(fixed)
             for live in self._live:
                 self._read_live(live)
+            if self.live:  # DuckDB's first plan of the line checks is slow: not on a refresh
+                self._add_lines(LINES_SCHEMA.empty_table())
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -202,6 +205,12 @@ class RecordStore:
                 live.offset += cut
                 live.line += table.num_rows
                 yield table
+            if rest.strip() and _whole_json(rest):
+                # a last line without its newline that is whole: a finished file (as the
+                # report reads it), not a line still being written
+                live.offset += len(rest)
+                live.line += 1
+                yield _lines_table(name, live.line - 1, rest)
 
     def _sqlite_tail(self, live: _Live, batch: int = 100_000) -> Iterator[pa.Table]:
         """Rows of a SQLite log after rowid ``live.offset``."""
@@ -289,3 +298,11 @@ def _count_lines(path: Path) -> int:
         while block := handle.read(_CHUNK):
             count += block.count(b"\n")
     return count
+
+
+def _whole_json(data: bytes) -> bool:
+    try:
+        json.loads(data)
+    except ValueError:
+        return False
+    return True
