@@ -386,7 +386,7 @@ def test_live_state_comes_from_the_store(log, tmp_path):
 
 
 def test_budgets_from_a_gateway_config():
-    from qwen_meter.cli.dashboard import budget_specs
+    from qwen_meter.gateway.ui import budget_specs
     from qwen_meter.gateway.config import parse_config
 
     config = parse_config({

@@ -7,28 +7,9 @@ import argparse
 import sys
 import threading
 import webbrowser
-from decimal import Decimal
 from typing import Any
 
 from ..base.errors import QwenMeterError
-
-
-def budget_specs(config: Any) -> list[Any]:
-    """The budgets of a gateway config (global ones and each live key's) as the dashboard's
-    :class:`~qwen_meter.report.views.BudgetSpec`."""
-    from ..limits.budget.money import parse_money
-    from ..report.views import BudgetSpec
-
-    def spec(budget: Any, scope: str, subject: str) -> BudgetSpec:
-        amount, currency = parse_money(budget.limit)  # checked by the config: has a currency
-        return BudgetSpec(name=budget.name, limit=Decimal(amount), currency=str(currency),
-                          period=budget.per, scope=scope, subject=subject, mode=budget.mode)
-
-    specs = [spec(b, "global", "") for b in config.budgets]
-    for key in config.keys:
-        if not key.revoked:
-            specs += [spec(b, "key", key.name) for b in key.budgets]
-    return specs
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -44,6 +25,7 @@ def _run(args: argparse.Namespace) -> int:
     sources: list[str] | None = list(args.sources) or None
     if args.config:
         from ..gateway.config import load_config
+        from ..gateway.ui import budget_specs
 
         config = load_config(args.config)
         budgets = budget_specs(config)

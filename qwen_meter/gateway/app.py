@@ -52,6 +52,7 @@ from .metrics import CONTENT_TYPE, GatewayMetrics
 from .relay import Relay, UpstreamDropped
 from .routes import GET_ROUTES, ROUTES, Route
 from .tenants import Tenant
+from .ui import GatewayUI
 
 __all__ = ["Gateway", "UpstreamDropped", "create_app"]
 
@@ -72,6 +73,11 @@ class Gateway(Relay):
         self.tenants = self.fleet.tenants([*filter(None, [self.alerts]), self.metrics],
                                           log_path)
         alerting.attach(self.alerts, self.tenants, self.fleet.ledger)
+        # The dashboard at /ui over this gateway's records (its ledger, else its log).
+        log = getattr(self.tenants.log, "path", None)
+        self.ui = GatewayUI(config, self.fleet.token, config.ledger or (str(log) if log else None),
+                            keys=lambda: [t.key for t in self.tenants.by_name.values()],
+                            ledger=self.fleet.ledger, store=self.tenants.store)
         # Real keys are read once, at start: a missing variable or file fails here.
         self.secrets = {name: up.api_key(config.file) for name, up in config.upstreams.items()}
         self._client: aiohttp.ClientSession | None = None
@@ -122,6 +128,7 @@ class Gateway(Relay):
             self._client = None
         await alerting.close(self.alerts)
         self.fleet.stop()
+        self.ui.close()
         self.tenants.close()
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -147,6 +154,9 @@ class Gateway(Relay):
                                  b"application/json")
             else:
                 await send_bytes(tracked, 200, self.metrics.render(), CONTENT_TYPE.encode())
+            return
+        if path == "/ui" or path.startswith("/ui/"):
+            await self.ui(scope, receive, tracked)
             return
         if path == "/admin" or path.startswith("/admin/"):
             await self.fleet.admin_api(scope, receive, tracked)
