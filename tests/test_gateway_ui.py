@@ -71,3 +71,36 @@ def test_no_ui_without_an_admin_token(fake, tmp_path, env):  # noqa: F811
         answer = httpx.get(f"{base}/ui/", timeout=30)
         assert answer.status_code == 404
         assert answer.json()["error"]["code"] == "not_found"
+
+
+def test_dashboard_command_over_a_fleet_config(tmp_path, monkeypatch):
+    """`qwen-meter dashboard --config gateway.yaml` of a fleet: the ledger's records and the
+    budgets of the ledger's keys, users and teams (not only the YAML's)."""
+    import argparse
+
+    from qwen_meter.cli.dashboard import build_app
+    from qwen_meter.ledger import BudgetSpec, KeyEntry, ScopeBudget, hash_key
+    from qwen_meter.meter.log import UsageRecord
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    ledger = open_ledger(url)
+    try:
+        ledger.create_key(KeyEntry(name="客服", hash=hash_key("sk-qm-x" * 5), user="张三",
+                                   budgets=(BudgetSpec("daily", "5 CNY", "day"),)))
+        ledger.set_budget(ScopeBudget("team", "search", BudgetSpec("monthly", "50 CNY", "month")))
+        ledger.append_many([UsageRecord(model="qwen-plus", prompt_tokens=10, cost="0.25",
+                                        currency="CNY", tags=("key=客服",), user="张三")])
+    finally:
+        ledger.close()
+    config = tmp_path / "gateway.yaml"
+    config.write_text(f"ledger: {url}\nupstreams: {{default: {{api_key_env: QM_TEST_REAL_KEY}}}}\n",
+                      encoding="utf-8")
+    args = argparse.Namespace(sources=[], config=str(config), tz="UTC", title=None, refresh=10)
+    app = build_app(args)
+    try:
+        overview = app.views.answer("overview", {})
+    finally:
+        app.views.records.close()
+    assert overview["calls"] == 1 and overview["cost"] == {"CNY": "0.25"}
+    budgets = {(b["scope"], b["subject"], b["name"]) for b in overview["budgets"]}
+    assert {("key", "客服", "daily"), ("team", "search", "monthly")} <= budgets

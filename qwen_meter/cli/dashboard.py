@@ -12,10 +12,10 @@ from typing import Any
 from ..base.errors import QwenMeterError
 
 
-def _run(args: argparse.Namespace) -> int:
+def build_app(args: argparse.Namespace) -> Any:
+    """The dashboard app the command line asks for (its sources, a gateway config's budgets
+    — from the ledger when it names one — and its store's live state)."""
     try:
-        import uvicorn
-
         from ..dashboard import dashboard_app
     except ImportError as exc:
         raise QwenMeterError('the dashboard needs `pip install ".[dashboard]"` '
@@ -29,12 +29,31 @@ def _run(args: argparse.Namespace) -> int:
 
         config = load_config(args.config)
         budgets = budget_specs(config)
+        if config.ledger:  # a fleet: its keys and user / team budgets live in the ledger
+            from ..ledger import open_ledger
+
+            ledger = open_ledger(config.ledger)
+            try:
+                budgets = budget_specs(config, ledger.list_keys(revoked=False),
+                                       ledger.list_budgets())
+            finally:
+                ledger.close()
         if config.store and not config.store.startswith("memory:"):
             store = config.store  # a shared store: the gateway's live budget state
-        if sources is None and config.log:
-            sources = [config.log]
-    app = dashboard_app(sources, base_path="", tz=args.tz, budgets=budgets, store=store,
-                        title=args.title, refresh_seconds=args.refresh)
+        default = config.ledger or config.log
+        if sources is None and default:
+            sources = [default]
+    return dashboard_app(sources, base_path="", tz=args.tz, budgets=budgets, store=store,
+                         title=args.title, refresh_seconds=args.refresh)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+    except ImportError as exc:
+        raise QwenMeterError('the dashboard needs `pip install ".[dashboard]"` '
+                             f"(missing: {exc.name})") from None
+    app = build_app(args)
     url = f"http://{args.host}:{args.port}/"
     print(f"qwen-meter dashboard on {url} ({app.views.records.label})", file=sys.stderr)
     if args.open:
@@ -50,10 +69,10 @@ def register(sub: Any) -> None:
         description="A local web dashboard (English and Chinese) over qwen_meter usage logs: "
                     "spend and tokens over time, filters, top tables, drill-down to the calls, "
                     "budgets. SOURCE is read as `qwen-meter report` reads it (default: the "
-                    "meter's default log, or the log of --config).")
+                    "meter's default log, or the ledger or log of --config).")
     parser.add_argument("sources", nargs="*", metavar="SOURCE",
                         help="usage logs (.jsonl, .db), a folder of them, Parquet of "
-                             "`log compact`")
+                             "`log compact`, a ledger URL (sqlite:///…, postgresql://…)")
     parser.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8686, help="port (default 8686)")
     parser.add_argument("--config", help="a gateway config: its budgets (and its store's live "
