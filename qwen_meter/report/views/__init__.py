@@ -9,7 +9,7 @@ so the page, its snapshot (the HTML report) and ``qwen-meter report`` give the s
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .budgets import BudgetSpec
@@ -17,16 +17,35 @@ from .core import Views
 from .query import BadParam
 from .store import DIMS, RecordStore
 
-__all__ = ["DIMS", "BadParam", "BudgetSpec", "RecordStore", "Views", "open_views"]
+__all__ = ["DIMS", "BadParam", "BudgetSpec", "RecordStore", "Views", "open_views",
+           "prepare_views"]
 
 
 def open_views(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
                *, tz: str | None = None, title: str | None = None,
                budgets: Sequence[BudgetSpec] = (), store: Any = None,
                refresh_seconds: int | None = 10, default_model: str | None = None,
-               region: str | None = None, catalogue: Any = None) -> Views:
+               region: str | None = None, catalogue: Any = None,
+               cache: bool | str | os.PathLike[str] | None = None) -> Views:
     """Views over usage sources, opened as ``qwen-meter report`` opens them (JSONL / SQLite
-    logs, a folder of logs, Parquet ...; None: the meter's default log)."""
+    logs, a folder of logs, Parquet ...; None: the meter's default log). ``cache``: True (the
+    user's cache folder) or a folder to keep the loaded records in, so that the next opening
+    reads only what the sources gained (see :mod:`.cache`)."""
+    return prepare_views(sources, tz=tz, title=title, budgets=budgets, store=store,
+                         refresh_seconds=refresh_seconds, default_model=default_model,
+                         region=region, catalogue=catalogue, cache=cache)()
+
+
+def prepare_views(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None
+                  = None, *, tz: str | None = None, title: str | None = None,
+                  budgets: Sequence[BudgetSpec] = (), store: Any = None,
+                  refresh_seconds: int | None = 10, default_model: str | None = None,
+                  region: str | None = None, catalogue: Any = None,
+                  cache: bool | str | os.PathLike[str] | None = None
+                  ) -> Callable[..., Views]:
+    """:func:`open_views` in two steps: the sources are found and named now (a missing file
+    raises here), the records are loaded when the returned function is called (with an
+    optional ``progress`` dict that the load reports into: ``done`` / ``total`` bytes)."""
     from ..read import load_usage
 
     if sources is not None:
@@ -35,13 +54,17 @@ def open_views(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
                       catalogue=catalogue)
     label = None if sources is None or isinstance(sources, (str, os.PathLike)) else \
         ", ".join(map(str, sources))
-    records = RecordStore(data.sources, label=label or ", ".join(
-        str(s.path) for s in data.sources), catalogue=catalogue,
-        default_model=default_model, region=region)
-    views = Views(records, tz=data.tz, title=title, budgets=budgets, store=store,
-                  refresh_seconds=refresh_seconds)
-    views.query({})  # counts the dimensions' values now, not on the first page's request
-    return views
+
+    def load(progress: dict[str, Any] | None = None) -> Views:
+        records = RecordStore(data.sources, label=label or ", ".join(
+            str(s.path) for s in data.sources), catalogue=catalogue,
+            default_model=default_model, region=region, cache=cache, progress=progress)
+        views = Views(records, tz=data.tz, title=title, budgets=budgets, store=store,
+                      refresh_seconds=refresh_seconds)
+        views.query({})  # counts the dimensions' values now, not on the first page's request
+        return views
+
+    return load
 
 
 _LOG_SUFFIXES = (".jsonl", ".db", ".sqlite", ".sqlite3")
