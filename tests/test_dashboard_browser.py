@@ -19,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -37,6 +38,8 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 ROOT = Path(__file__).resolve().parent.parent
 ARTEFACTS = Path(os.environ.get("QWEN_METER_ARTEFACTS") or ROOT / "tests" / "artefacts")
+#: The servers' cache folder ($XDG_CACHE_HOME): never the user's.
+CACHE_HOME = Path(tempfile.mkdtemp(prefix="qwen-meter-dash-cache-"))
 VIEWS = ("overview", "series", "top", "calls", "problems")
 
 if not Path(CHROMIUM).exists():
@@ -52,7 +55,8 @@ def _free_port() -> int:
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TZ="UTC", PYTHONIOENCODING="utf-8")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TZ="UTC", PYTHONIOENCODING="utf-8",
+               XDG_CACHE_HOME=str(CACHE_HOME))
     env.pop("NO_COLOR", None)
     return env
 

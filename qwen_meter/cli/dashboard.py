@@ -43,8 +43,10 @@ def build_app(args: argparse.Namespace) -> Any:
         default = config.ledger or config.log
         if sources is None and default:
             sources = [default]
+    # loaded on a worker thread: the page is served at once and shows the load's progress
     return dashboard_app(sources, base_path="", tz=args.tz, budgets=budgets, store=store,
-                         title=args.title, refresh_seconds=args.refresh)
+                         title=args.title, refresh_seconds=args.refresh,
+                         cache=not args.no_cache, background=True)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -55,7 +57,7 @@ def _run(args: argparse.Namespace) -> int:
                              f"(missing: {exc.name})") from None
     app = build_app(args)
     url = f"http://{args.host}:{args.port}/"
-    print(f"qwen-meter dashboard on {url} ({app.views.records.label})", file=sys.stderr)
+    print(f"qwen-meter dashboard on {url} ({app.views.label})", file=sys.stderr)
     if args.open:
         threading.Timer(1.0, webbrowser.open, (url,)).start()
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", lifespan="on")
@@ -82,5 +84,9 @@ def register(sub: Any) -> None:
     parser.add_argument("--title", help="the page's title")
     parser.add_argument("--refresh", type=int, default=10, metavar="SECONDS",
                         help="how often the page over a live log asks again (default 10)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="read every record of the sources afresh, and keep none for the "
+                             "next start (default: the loaded records are kept in the user's "
+                             "cache folder, so a restart reads only what the logs gained)")
     parser.add_argument("--open", action="store_true", help="open it in the browser")
     parser.set_defaults(run=_run)

@@ -41,8 +41,7 @@ def prepare_views(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[s
                   budgets: Sequence[BudgetSpec] = (), store: Any = None,
                   refresh_seconds: int | None = 10, default_model: str | None = None,
                   region: str | None = None, catalogue: Any = None,
-                  cache: bool | str | os.PathLike[str] | None = None
-                  ) -> Callable[..., Views]:
+                  cache: bool | str | os.PathLike[str] | None = None) -> Opener:
     """:func:`open_views` in two steps: the sources are found and named now (a missing file
     raises here), the records are loaded when the returned function is called (with an
     optional ``progress`` dict that the load reports into: ``done`` / ``total`` bytes)."""
@@ -56,15 +55,28 @@ def prepare_views(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[s
         ", ".join(map(str, sources))
 
     def load(progress: dict[str, Any] | None = None) -> Views:
-        records = RecordStore(data.sources, label=label or ", ".join(
-            str(s.path) for s in data.sources), catalogue=catalogue,
-            default_model=default_model, region=region, cache=cache, progress=progress)
+        records = RecordStore(data.sources, label=name, catalogue=catalogue,
+                              default_model=default_model, region=region, cache=cache,
+                              progress=progress)
         views = Views(records, tz=data.tz, title=title, budgets=budgets, store=store,
                       refresh_seconds=refresh_seconds)
         views.query({})  # counts the dimensions' values now, not on the first page's request
         return views
 
-    return load
+    name = label or ", ".join(s.name for s in data.sources)
+    return Opener(load, name)
+
+
+class Opener:
+    """Loads the views when called (``progress``: a dict the load reports into); ``label``
+    names the sources."""
+
+    def __init__(self, load: Callable[[dict[str, Any] | None], Views], label: str) -> None:
+        self._load = load
+        self.label = label
+
+    def __call__(self, progress: dict[str, Any] | None = None) -> Views:
+        return self._load(progress)
 
 
 _LOG_SUFFIXES = (".jsonl", ".db", ".sqlite", ".sqlite3")

@@ -119,6 +119,8 @@ class RecordStore:
         self.cache_path: Path | None = None
         self.warm = False  # True when an earlier run's records were used
         self.db = self._open(cache)
+        self.warm_start = self.warm  # an earlier run's records were used
+        self.lines_read = 0  # lines (or SQLite rows) this store read and checked
         self._sums = str(self.db.execute("SELECT value FROM cache_meta WHERE name = "
                                          "'checksum'").fetchall()[0][0]) if self.warm else "0:0"
         self._rid = int(self.db.execute("SELECT coalesce(max(rid), 0) FROM records")
@@ -132,7 +134,7 @@ class RecordStore:
             self._changes(self._load)
             if self.live:  # DuckDB's first plan of the line checks is slow: not on a refresh
                 self._add_lines(LINES_SCHEMA.empty_table(), self._parts[0])
-        self.progress.update(done=self.progress["total"], ready=True)
+        self.progress["ready"] = True  # ``done``: the bytes this load read (0: all cached)
 
     # --- the cache ---------------------------------------------------------------------------
 
@@ -296,12 +298,14 @@ class RecordStore:
             self.db.execute("DROP TABLE IF EXISTS parsed")
         part.offset = size
         part.line = tails.count_lines(path) + 1
+        self.lines_read += part.line - 1
         self.progress["done"] = self.progress.get("done", 0) + size
         return True
 
     def _add_lines(self, chunk: pa.Table, part: _Part) -> None:
         """Parses and checks JSON lines with the report's SQL, once: unusable lines are
         counted (and the first named), usable records added."""
+        self.lines_read += chunk.num_rows
         self.db.register("lines_chunk", chunk)
         try:
             self.db.execute("CREATE OR REPLACE TEMP TABLE parsed AS "
