@@ -545,6 +545,52 @@ def test_under_ui_the_page_asks_for_the_token(ui_server: str, log: Generated,
     assert "张三" in text and "李四" in text
 
 
+def test_page_shows_the_load_then_paints(log: Generated, tab: Page) -> None:
+    """While the server still reads the log the page is there, says how far the load got,
+    and paints the totals once the records are in (no reload)."""
+    uvicorn = pytest.importorskip("uvicorn")
+    import threading
+
+    from qwen_meter.dashboard import DashboardApp
+    from qwen_meter.dashboard.loading import LoadingViews
+    from qwen_meter.report.views import prepare_views
+
+    gate = threading.Event()
+    load = prepare_views(str(log.path), tz="UTC")
+
+    def slow(progress: dict[str, Any]) -> Any:
+        progress.update(source=str(log.path), done=300_000_000, total=400_000_000)
+        assert gate.wait(60)
+        return load(progress)
+
+    loading = LoadingViews(slow, load.label)
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(DashboardApp(loading), host="127.0.0.1", port=port,
+                                        log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        page = tab.page
+        page.goto(f"http://127.0.0.1:{port}/?view=overview")
+        page.wait_for_selector("#qm-load-state")
+        text = page.inner_text("#qm-load-state")
+        assert "75%" in text and "300 of 400 MB" in text and str(log.path) in text
+        assert page.get_attribute("#qm-load-state", "data-loading") == "75"
+        tab.shot("loading")
+        gate.set()
+        tab.ready()
+        assert page.query_selector("#qm-load-state") is None
+        assert dom_money(page, "cost") == log.spend()
+    finally:
+        gate.set()
+        srv.should_exit = True
+        thread.join(10)
+
+
 def test_live_budget_state_from_a_shared_store(server: str, tab: Page) -> None:
     """The module's server has a gateway config whose store is shared: the overview shows
     what the store holds now (spend a gateway committed, in no log)."""
