@@ -98,6 +98,22 @@ def test_appended_log_adds_exactly_the_new_records(tmp_path):
     assert {r["id"] for r in after[-1]["rows"]} >= {"new-0", "new-1", "new-2"}
 
 
+def test_live_refresh_reads_only_the_appended_lines(tmp_path):
+    log = L.write(tmp_path / "usage.jsonl", corrupt=False)
+    for cache in (None, tmp_path / "cache"):
+        views = open_views(log, tz="Asia/Shanghai", cache=cache)
+        try:
+            read = views.records.lines_read
+            with log.open("a", encoding="utf-8") as handle:
+                handle.write(L.records()[0].to_json().replace("call-0", f"x-{cache}") + "\n")
+            assert views.refresh() is True
+            assert views.records.lines_read == read + 1
+            assert views.answer("overview", RANGE)["calls"] == \
+                len(L.records()) + (1 if cache is None else 2)
+        finally:
+            views.records.close()
+
+
 def _same_size_rewrite(log, old, new, keep_times=True):
     """Replaces text in place (same length), the modification time put back."""
     assert len(old) == len(new)

@@ -228,7 +228,8 @@ async function api(path, params) {
     const err = (body && body.error) || {};
     if (resp && resp.status === 503 && err.code === "loading") {
       showLoading(body.loading || {});
-      const wait = Math.min(Number(resp.headers.get("Retry-After") || 1), 2) * 500;
+      // sooner than Retry-After says (a second): the page paints as soon as the data is in
+      const wait = Math.min(Number(resp.headers.get("Retry-After") || 1), 2) * 250;
       await new Promise((r) => setTimeout(r, wait));
       continue;
     }

@@ -263,9 +263,10 @@ class RecordStore:
                 self._add_lines(chunk, part)
         part.size, part.mtime, part.ctime, part.ino = (
             ident["size"], ident["mtime"], ident["ctime"], ident["ino"])
-        if self.cache_path is not None:
-            part.prints = (cache_mod.log_prints(path, part.offset) if part.source.kind == "log"
-                           else cache_mod.sqlite_prints(path, part.offset))
+        # what was read, as it looks now: the next read (a refresh, or the next run's) checks
+        # the source still holds it
+        part.prints = (cache_mod.log_prints(path, part.offset) if part.source.kind == "log"
+                       else cache_mod.sqlite_prints(path, part.offset))
         return True
 
     def _whole_file(self, part: _Part) -> bool:
