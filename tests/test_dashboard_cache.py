@@ -308,3 +308,22 @@ def test_a_failed_load_is_said(tmp_path):
     error = json.loads(body)["error"]
     assert status == 500 and error["code"] == "load_failed"
     assert "the ledger is gone" in error["message"]
+
+
+def test_dimension_counts_come_back_from_the_cache(tmp_path):
+    """The filters' value counts are kept with the records: a restart counts only the new
+    records, and gets what a fresh count gets."""
+    log = L.write(tmp_path / "usage.jsonl")
+    cached(log, tmp_path / "cache")
+    with log.open("a", encoding="utf-8") as handle:
+        handle.write(L.records()[1].to_json().replace('"call-1"', '"again-1"') + "\n")
+    views = open_views(log, tz="Asia/Shanghai", cache=tmp_path / "cache")
+    other = open_views(log, tz="Asia/Shanghai")
+    try:
+        assert views.records.saved_dims is not None
+        assert views.records.saved_dims[0] == views.records.rid - 1
+        assert views._counts == other._counts
+        assert views.answer("meta", RANGE)["dims"] == other.answer("meta", RANGE)["dims"]
+    finally:
+        views.records.close()
+        other.records.close()

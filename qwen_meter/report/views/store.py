@@ -14,6 +14,7 @@ is read again from the start. Other sources (Parquet, ledgers, raw responses) ar
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -125,6 +126,9 @@ class RecordStore:
                                          "'checksum'").fetchall()[0][0]) if self.warm else "0:0"
         self._rid = int(self.db.execute("SELECT coalesce(max(rid), 0) FROM records")
                         .fetchall()[0][0])
+        #: The dimensions' value counts saved with the cached records (rid counted up to,
+        #: counts), when they were counted over exactly those records (see :meth:`save_dims`).
+        self.saved_dims = self._saved_dims() if self.warm else None
         #: The column money is summed from: ``cost12`` while every cost fits it exactly.
         self.cost_column = "cost" if self._inexact(0) else "cost12"
         self.progress.update(done=0, total=sum(
@@ -183,6 +187,25 @@ class RecordStore:
                 raise
             self.warm = True
         return self.version != before
+
+    def _saved_dims(self) -> tuple[int, dict[str, dict[str, int]]] | None:
+        rows = self.db.execute("SELECT value FROM cache_meta WHERE name = 'dims'").fetchall()
+        if not rows:
+            return None
+        saved = json.loads(rows[0][0])
+        if (saved["sums"], saved["rid"]) != (self._sums, self._rid):
+            return None  # counted over other records than the cache holds now
+        return int(saved["rid"]), saved["counts"]
+
+    def save_dims(self, rid: int, counts: dict[str, dict[str, int]]) -> None:
+        """Keeps the dimensions' counts over the records up to ``rid`` in the cache (so a
+        restart counts only new records), if those are exactly the records it holds."""
+        with self.lock:
+            if self.cache_path is None or rid != self._rid:
+                return
+            value = json.dumps({"sums": self._sums, "rid": rid, "counts": counts},
+                               ensure_ascii=False)
+            self.db.execute("INSERT OR REPLACE INTO cache_meta VALUES ('dims', ?)", [value])
 
     @property
     def skips(self) -> Skips:
