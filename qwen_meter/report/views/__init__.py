@@ -1,6 +1,7 @@
 """The dashboard's data side: usage sources loaded once into DuckDB with the report's own
-checks (:mod:`.store`), and the JSON answers of the dashboard's API over them (:mod:`.core`) —
-so the page, its snapshot (the HTML report) and ``qwen-meter report`` give the same numbers.
+checks (:mod:`.store`; kept between runs in a cache file, :mod:`.cache`, when asked), and the
+JSON answers of the dashboard's API over them (:mod:`.core`) — so the page, its snapshot (the
+HTML report) and ``qwen-meter report`` give the same numbers.
 
     views = open_views("usage.jsonl", tz="Asia/Shanghai")
     views.answer("overview", {"since": ["2026-11-01"], "tag": ["feature=智能客服"]})

@@ -8,8 +8,11 @@ arithmetic in a zone of one offset), and each cost also as ``DECIMAL(18,12)`` (`
 summed in 64 bits) while every cost fits it exactly.
 
 JSONL and SQLite logs are *live*: :meth:`RecordStore.refresh` reads only what was appended
-since (from the last whole line's byte offset, or the last rowid); a log that shrank (rotated)
-is read again from the start. Other sources (Parquet, ledgers, raw responses) are read once.
+since (from the last whole line's byte offset, or the last rowid); a log that was rotated,
+truncated or rewritten (see :mod:`.cache` for how that is told) is read again from the start.
+Other sources (Parquet, ledgers, raw responses) are read once. With a cache, the records table
+lives in the cache's DuckDB file and each source's read state is saved beside it, so the next
+run starts where this one stopped.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ from ..plan import LISTED, Plan, Skipped
 from ..sources import LINES_SCHEMA, Source
 from . import cache as cache_mod
 from . import tails
+from .parts import Part, Skips
 
 log = logging.getLogger("qwen_meter.dashboard")
 
@@ -47,50 +50,6 @@ RECORD_COLUMNS = (
 #: Dimensions a view can filter or group by (``tag`` is a list: a record has several).
 DIMS = ("model", "key", "user", "tag", "region", "status", "endpoint")
 _SUMS = ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens")
-
-
-@dataclass
-class _Part:
-    """One source and where it was read up to (kept in the cache between runs)."""
-
-    source: Source
-    index: int
-    offset: int = 0  # JSONL: bytes of whole lines read; SQLite: the last rowid
-    line: int = 1  # JSONL: the number of the next line
-    size: int = -1  # the file's size when it was last read (-1: never read)
-    mtime: int = 0
-    ctime: int = 0
-    ino: int = 0
-    prints: list[str] = field(default_factory=list)  # see cache.log_prints / sqlite_prints
-    fixed: str | None = None  # a source read once: how it looked (cache.fixed_print)
-    skipped: int = 0
-    examples: list[Skipped] = field(default_factory=list)
-
-    @property
-    def live(self) -> bool:
-        return self.source.kind in ("log", "sqlite")
-
-    def state(self) -> dict[str, Any]:
-        return {"kind": self.source.kind, "offset": self.offset, "line": self.line,
-                "size": self.size, "mtime": self.mtime, "ctime": self.ctime, "ino": self.ino,
-                "prints": self.prints, "fixed": self.fixed, "skipped": self.skipped,
-                "examples": [[e.source, e.line, e.reason] for e in self.examples]}
-
-    def restore(self, state: dict[str, Any]) -> None:
-        if state.get("kind") != self.source.kind:
-            return
-        for name in ("offset", "line", "size", "mtime", "ctime", "ino", "prints", "fixed",
-                     "skipped"):
-            setattr(self, name, state[name])
-        self.examples = [Skipped(s, n, r) for s, n, r in state["examples"]]
-
-
-@dataclass
-class Skips:
-    """Lines the report's checks refused: how many, and the first ones by name."""
-
-    count: int = 0
-    examples: list[Skipped] = field(default_factory=list)
 
 
 class RecordStore:
@@ -115,7 +74,7 @@ class RecordStore:
         self.lock = threading.RLock()
         self.version = 0  # bumped each time records are added
         self.generation = 0  # bumped each time records are taken out (a log rotated)
-        self._parts = [_Part(s, i) for i, s in enumerate(self.sources)]
+        self._parts = [Part(s, i) for i, s in enumerate(self.sources)]
         self.live = any(p.live for p in self._parts)
         self.cache_path: Path | None = None
         self.warm = False  # True when an earlier run's records were used
@@ -222,7 +181,7 @@ class RecordStore:
             if part.live:
                 self._read_live(part, first=True)
 
-    def _read_fixed(self, part: _Part) -> None:
+    def _read_fixed(self, part: Part) -> None:
         now = cache_mod.fixed_print(part.source) if self.cache_path is not None else None
         if part.size >= 0 and now is not None and now == part.fixed:
             return  # as cached
@@ -237,7 +196,7 @@ class RecordStore:
             self._insert(table, part)
         part.fixed, part.size = now, 0
 
-    def _drop(self, part: _Part) -> None:
+    def _drop(self, part: Part) -> None:
         """Forgets what was read of a source (it changed under us)."""
         if part.size < 0:
             return
@@ -246,15 +205,15 @@ class RecordStore:
             self._sums = cache_mod.checksum(self.db)
         self.generation += 1
         self.version += 1
-        fresh = _Part(part.source, part.index)
+        fresh = Part(part.source, part.index)
         part.__dict__.update(fresh.__dict__)
 
-    def _count_skips(self, part: _Part, count: int, listed: Sequence[Skipped]) -> None:
+    def _count_skips(self, part: Part, count: int, listed: Sequence[Skipped]) -> None:
         part.skipped += count
         room = LISTED - len(part.examples)
         part.examples += list(listed)[:max(room, 0)]
 
-    def _stale(self, part: _Part, ident: dict[str, int]) -> bool:
+    def _stale(self, part: Part, ident: dict[str, int]) -> bool:
         """Whether what was read of a live source is no longer in it (rotated, truncated,
         rewritten)."""
         path = part.source.path
@@ -267,7 +226,7 @@ class RecordStore:
             return True  # written to without growing: rewritten
         return cache_mod.log_prints(path, part.offset) != part.prints
 
-    def _read_live(self, part: _Part, first: bool = False) -> bool:
+    def _read_live(self, part: Part, first: bool = False) -> bool:
         """Reads what was appended to a live source since the last read; True if any."""
         path = part.source.path
         ident = cache_mod.file_id(path)
@@ -292,7 +251,7 @@ class RecordStore:
                        else cache_mod.sqlite_prints(path, part.offset))
         return True
 
-    def _whole_file(self, part: _Part) -> bool:
+    def _whole_file(self, part: Part) -> bool:
         """A whole JSONL log read by DuckDB's own reader (about four times faster than line
         by line). Only when that gives exactly what the lines would: the file ends with a
         whole line, every line is usable (else it is read as lines, to name them), and it
@@ -326,7 +285,7 @@ class RecordStore:
         self.progress["done"] = self.progress.get("done", 0) + size
         return True
 
-    def _add_lines(self, chunk: pa.Table, part: _Part) -> None:
+    def _add_lines(self, chunk: pa.Table, part: Part) -> None:
         """Parses and checks JSON lines with the report's SQL, once: unusable lines are
         counted (and the first named), usable records added."""
         self.lines_read += chunk.num_rows
@@ -347,19 +306,19 @@ class RecordStore:
                           set(sql.DETAIL) | {"served_model", "unpriced"}, part)
         self.db.execute("DROP TABLE parsed")
 
-    def _jsonl_tail(self, part: _Part) -> Iterator[pa.Table]:
+    def _jsonl_tail(self, part: Part) -> Iterator[pa.Table]:
         for table, used in tails.jsonl_tail(part.source.path, part.offset, part.line):
             part.offset += used
             part.line += table.num_rows
             self.progress["done"] = self.progress.get("done", 0) + used
             yield table
 
-    def _sqlite_tail(self, part: _Part) -> Iterator[pa.Table]:
+    def _sqlite_tail(self, part: Part) -> Iterator[pa.Table]:
         for table, rowid in tails.sqlite_tail(part.source.path, part.offset):
             part.offset = rowid
             yield table
 
-    def _insert(self, table: pa.Table, part: _Part) -> None:
+    def _insert(self, table: pa.Table, part: Part) -> None:
         """Adds usable records (the engine's, as Arrow) to ``records``."""
         if not table.num_rows:
             return
@@ -375,7 +334,7 @@ class RecordStore:
             f"SELECT count(*) FROM records WHERE rid > {after} AND cost IS NOT NULL "
             "AND (cost12 IS NULL OR cost12 <> cost)").fetchall()[0][0])
 
-    def _insert_from(self, relation: str, names: set[str], part: _Part) -> None:
+    def _insert_from(self, relation: str, names: set[str], part: Part) -> None:
         """Adds the usable records of ``relation`` (columns ``names``), numbering them."""
 
         def col(name: str, kind: str) -> str:
