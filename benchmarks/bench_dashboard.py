@@ -283,13 +283,18 @@ def _browser_start(browser: Any, log: Path, tz: str, cache_home: str, label: str
     page = _page(browser)
     try:
         server.until("")
+        navigated = time.perf_counter() - server.began
         page.goto(server.url + f"?view=overview&tz={tz}")
         page.wait_for_function("() => window.__qm.paint !== null", timeout=120_000)
         total = time.perf_counter() - server.began
+        # the page's first contentful paint (the frame, and the load's progress if loading)
+        fcp = page.evaluate("() => (performance.getEntriesByName('first-contentful-paint')[0]"
+                            " || {startTime: NaN}).startTime") / 1000
     finally:
         page.context.close()
         server.stop()
-    print(f"browser: {label} start -> totals in DOM    {_ms(total)}")
+    print(f"browser: {label} start -> totals in DOM    {_ms(total)}  (first contentful "
+          f"paint {_ms(navigated + fcp).strip()} after the start)")
 
 
 def _browser_filters(browser: Any, url: str, rounds: int = 5) -> None:
