@@ -327,3 +327,23 @@ def test_dimension_counts_come_back_from_the_cache(tmp_path):
     finally:
         views.records.close()
         other.records.close()
+
+
+def test_two_dashboards_over_one_cache(tmp_path):
+    """The second store of a process over the same sources reads in memory (never appends to
+    the first's table), and answers the same."""
+    log = L.write(tmp_path / "usage.jsonl")
+    cached(log, tmp_path / "cache")
+    with log.open("a", encoding="utf-8") as handle:
+        handle.write(L.records()[2].to_json().replace('"call-2"', '"again-2"') + "\n")
+    first = open_views(log, tz="Asia/Shanghai", cache=tmp_path / "cache")
+    second = open_views(log, tz="Asia/Shanghai", cache=tmp_path / "cache")
+    try:
+        assert first.records.cache_path is not None and second.records.cache_path is None
+        first.refresh()
+        assert answers(first) == answers(second) == fresh(log)
+        assert first.answer("overview", RANGE)["calls"] == len(L.records()) + 1
+    finally:
+        first.records.close()
+        second.records.close()
+    assert cached(log, tmp_path / "cache")[1:] == (True, 0)

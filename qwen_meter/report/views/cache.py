@@ -28,6 +28,7 @@ import logging
 import os
 import sqlite3
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -65,10 +66,38 @@ def stamp() -> dict[str, str]:
     return {"format": str(FORMAT), "qwen_meter": version, "duckdb": duckdb.__version__}
 
 
+#: Cache files open in this process: DuckDB hands a second connect to the same file the same
+#: database, and two stores appending to one table would count records twice.
+_OPEN: set[str] = set()
+_OPEN_LOCK = threading.Lock()
+
+
+class InUse(OSError):
+    """The cache file is already used by another store of this process."""
+
+
+def release(path: Path) -> None:
+    with _OPEN_LOCK:
+        _OPEN.discard(str(path))
+
+
 def open_file(path: Path) -> tuple[Any, bool]:
     """A connection to the cache at ``path`` and whether it holds a usable earlier load (else
     it is empty: created, or emptied after it proved foreign, corrupt or of another version).
-    Raises ``duckdb.Error`` when the file cannot be had at all (another dashboard holds it)."""
+    Raises ``duckdb.Error`` when the file cannot be had at all (another dashboard holds it),
+    :class:`InUse` when this process uses it already; :func:`release` it once closed."""
+    with _OPEN_LOCK:
+        if str(path) in _OPEN:
+            raise InUse(f"{path} is in use by another dashboard of this process")
+        _OPEN.add(str(path))
+    try:
+        return _open_file(path)
+    except BaseException:
+        release(path)
+        raise
+
+
+def _open_file(path: Path) -> tuple[Any, bool]:
     import duckdb
 
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -93,10 +93,14 @@ class RecordStore:
         self.progress.update(done=0, total=sum(
             s.path.stat().st_size for s in self.sources
             if s.kind != "ledger" and s.path.is_file()))
-        with self.lock:
-            self._changes(self._load)
-            if self.live:  # DuckDB's first plan of the line checks is slow: not on a refresh
-                self._add_lines(LINES_SCHEMA.empty_table(), self._parts[0])
+        try:
+            with self.lock:
+                self._changes(self._load)
+                if self.live:  # DuckDB's first plan of the line checks is slow: not later
+                    self._add_lines(LINES_SCHEMA.empty_table(), self._parts[0])
+        except BaseException:
+            self.close()  # the cache file is free for the next try
+            raise
         self.progress["ready"] = True  # ``done``: the bytes this load read (0: all cached)
 
     # --- the cache ---------------------------------------------------------------------------
@@ -382,3 +386,5 @@ FROM {relation}""").fetchall()[0][0]
     def close(self) -> None:
         with self.lock:
             self.db.close()
+            if self.cache_path is not None:
+                cache_mod.release(self.cache_path)
