@@ -244,7 +244,7 @@ def test_no_cache_leaves_no_file(tmp_path, monkeypatch):
     for no_cache, files in ((True, 0), (False, 1)):
         args = argparse.Namespace(sources=[str(log)], config=None, tz="UTC", title=None,
                                   refresh=10, no_cache=no_cache)
-        app = build_app(args)
+        app = build_app(args, background=True)
         app.views.wait(60).records.close()
         assert len(list((tmp_path / "xdg").rglob("*.duckdb"))) == files
 

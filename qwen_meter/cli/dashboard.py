@@ -12,9 +12,12 @@ from typing import Any
 from ..base.errors import QwenMeterError
 
 
-def build_app(args: argparse.Namespace) -> Any:
+def build_app(args: argparse.Namespace, background: bool = False) -> Any:
     """The dashboard app the command line asks for (its sources, a gateway config's budgets
-    — from the ledger when it names one — and its store's live state)."""
+    — from the ledger when it names one — and its store's live state). ``background``: the
+    records are loaded on a worker thread (``app.views`` is then a
+    :class:`~qwen_meter.dashboard.loading.LoadingViews`), else before this returns. The
+    records are cached unless ``args.no_cache`` (a namespace without it: not cached)."""
     try:
         from ..dashboard import dashboard_app
     except ImportError as exc:
@@ -43,10 +46,9 @@ def build_app(args: argparse.Namespace) -> Any:
         default = config.ledger or config.log
         if sources is None and default:
             sources = [default]
-    # loaded on a worker thread: the page is served at once and shows the load's progress
     return dashboard_app(sources, base_path="", tz=args.tz, budgets=budgets, store=store,
                          title=args.title, refresh_seconds=args.refresh,
-                         cache=not args.no_cache, background=True)
+                         cache=not getattr(args, "no_cache", True), background=background)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -55,7 +57,8 @@ def _run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise QwenMeterError('the dashboard needs `pip install ".[dashboard]"` '
                              f"(missing: {exc.name})") from None
-    app = build_app(args)
+    # loaded on a worker thread: the page is served at once and shows the load's progress
+    app = build_app(args, background=True)
     url = f"http://{args.host}:{args.port}/"
     print(f"qwen-meter dashboard on {url} ({app.views.label})", file=sys.stderr)
     if args.open:
