@@ -347,3 +347,35 @@ def test_two_dashboards_over_one_cache(tmp_path):
         first.records.close()
         second.records.close()
     assert cached(log, tmp_path / "cache")[1:] == (True, 0)
+
+
+def test_cached_ledger_is_read_again_when_it_changes(tmp_path):
+    from qwen_meter.ledger import open_ledger
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    ledger = open_ledger(url)
+    try:
+        ledger.append_many(L.records()[:12])
+    finally:
+        ledger.close()
+
+    def opened():
+        views = open_views(url, tz="Asia/Shanghai", cache=tmp_path / "cache")
+        try:
+            return (answers(views), views.records.warm_start, views.records.lines_read)
+        finally:
+            views.records.close()
+
+    first, warm, read = opened()
+    assert (warm, read, first[1]["calls"]) == (False, 12, 12)
+    again, warm, read = opened()
+    assert (warm, read) == (True, 0) and again == first  # unchanged: not read
+    ledger = open_ledger(url)
+    try:
+        ledger.append_many(L.records()[12:15])
+    finally:
+        ledger.close()
+    after, _, read = opened()
+    assert read == 15 and after[1]["calls"] == 15  # changed: read again, whole
+    assert {k: Decimal(v) for k, v in after[1]["cost"].items()} == \
+        L.spend(L.records()[:15])

@@ -196,6 +196,7 @@ class RecordStore:
                    default_model=self.default_model, region=self.region, collect=collected)
         scan.db.close()
         self._count_skips(part, scan.skipped_count, scan.skipped)
+        self.lines_read += scan.skipped_count + sum(t.num_rows for t in collected)
         for table in collected:
             self._insert(table, part)
         part.fixed, part.size = now, 0
