@@ -90,9 +90,11 @@ class RecordStore:
         self.saved_dims = self._saved_dims() if self.warm else None
         #: The column money is summed from: ``cost12`` while every cost fits it exactly.
         self.cost_column = "cost" if self._inexact(0) else "cost12"
+        # what there is to read: a cached log's part past its offset (a log found rewritten
+        # is read whole, past this total: the page's percentage stops at 100)
         self.progress.update(done=0, total=sum(
-            s.path.stat().st_size for s in self.sources
-            if s.kind != "ledger" and s.path.is_file()))
+            max(p.source.path.stat().st_size - (p.offset if p.source.kind == "log" else 0), 0)
+            for p in self._parts if p.source.kind != "ledger" and p.source.path.is_file()))
         try:
             with self.lock:
                 self._changes(self._load)
