@@ -13,6 +13,7 @@ from . import _moved
 from .meter.adapters import set_adapter_loader
 
 if TYPE_CHECKING:
+    from .alerts import AlertDeliveryWarning, AlertObserver, AlertRules  # issue 24
     from .base.errors import (
         BudgetExceeded,
         CalibrationWarning,
@@ -124,6 +125,8 @@ _EXPORTS: dict[str, str] = {
     "Ledger": ".ledger",
     "LedgerError": ".ledger",
     "open_ledger": ".ledger",
+    # issue 24: alerts (webhooks) for a Meter, the gateway's own too
+    "AlertObserver": ".alerts", "AlertRules": ".alerts", "AlertDeliveryWarning": ".alerts",
     "Attribution": ".meter.attribution",
     "attribute": ".meter.attribution",
     "current_attribution": ".meter.attribution",
@@ -271,6 +274,9 @@ __version__ = "0.2.0"
 
 __all__ = [
     "DEFAULT_MODEL",
+    "AlertDeliveryWarning",
+    "AlertObserver",
+    "AlertRules",
     "Attribution",
     "AuthenticationFailed",
     "BadRequest",

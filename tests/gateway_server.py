@@ -43,9 +43,13 @@ def running_gateway(app: Any, *, shutdown_timeout: float = 5.0) -> Iterator[str]
     """Serve ``app`` with uvicorn in a thread; yields its base URL; stops it gracefully."""
     import uvicorn
 
+    from qwen_meter.gateway.protocols import json_protocol
+
     port = free_port()
+    # the HTTP protocol `qwen-meter serve` runs (its own 400s in JSON)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical",
-                            lifespan="on", timeout_graceful_shutdown=shutdown_timeout)
+                            lifespan="on", timeout_graceful_shutdown=shutdown_timeout,
+                            http=json_protocol())
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

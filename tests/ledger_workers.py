@@ -12,7 +12,7 @@ from qwen_meter.meter.records import UsageRecord
 def write_records(url: str, prefix: str, n: int, shared: list[str], barrier: Any) -> None:
     """``n`` records of its own plus the ``shared`` ids every writer also writes."""
     ledger = open_ledger(url)
-    barrier.wait()
+    barrier.wait(60)  # a sibling that failed breaks it: no hang
     for i in range(n):
         ledger.append(UsageRecord(model="qwen-plus", id=f"{prefix}-{i}", cost="0.001",
                                   currency="CNY", tags=(f"key={prefix}",)))
@@ -25,13 +25,13 @@ def write_records(url: str, prefix: str, n: int, shared: list[str], barrier: Any
 def open_each(urls: list[str], barrier: Any) -> None:
     """Open each ledger at the same moment as the sibling processes (one round per URL)."""
     for url in urls:
-        barrier.wait()
+        barrier.wait(60)  # a sibling that failed breaks it: no hang
         open_ledger(url).close()
 
 
 def claim(url: str, marks: list[str], barrier: Any, out: Any) -> None:
     ledger = open_ledger(url)
-    barrier.wait()
+    barrier.wait(60)  # a sibling that failed breaks it: no hang
     out.put([mark for mark in marks if ledger.claim_alert(mark)])
     ledger.close()
 

@@ -204,8 +204,13 @@ def test_model_label_takes_only_catalogue_names(make_meter, server):
     client.chat.completions.create(model="qwen-plus-2031-01-01", messages=HELLO)  # a rule
     for n in range(500):  # names a caller made up
         observer.on_record(qm.UsageRecord(model=f"made-up-{n}", status="error"), None)
+    for n in range(200):  # listed names spelled as a caller likes: the catalogue's spelling
+        spelled = f"p{n}/qwen-plus" if n % 2 else "qwen-plus".upper()[:n % 9] + "qwen-plus"[n % 9:]
+        observer.on_record(qm.UsageRecord(model=spelled, status="error"), None)
     models = {s.labels["model"] for s in series(registry, "qwen_meter_requests_total")}
     assert models == {"qwen-plus", "other"}
+    assert value(registry, "qwen_meter_requests_total", model="qwen-plus", endpoint="chat",
+                 status="error") == 200
     assert value(registry, "qwen_meter_requests_total", model="other", endpoint="chat",
                  status="error") == 500
     assert value(registry, "qwen_meter_requests_total", model="other", endpoint="chat",

@@ -76,7 +76,7 @@ def test_three_processes_write_every_record_once(ledger_url):
     open_ledger(ledger_url).close()  # the schema first: this test is about the records
     shared = [f"shared-{i}" for i in range(20)]
     barrier = SPAWN.Barrier(3)
-    run_all([SPAWN.Process(target=ledger_workers.write_records,
+    run_all([SPAWN.Process(daemon=True, target=ledger_workers.write_records,
                            args=(ledger_url, f"w{n}", 40, shared, barrier)) for n in range(3)])
     with open_ledger(ledger_url) as ledger:
         assert ledger.count() == 3 * 40 + 20
@@ -184,7 +184,7 @@ def test_scope_budgets(ledger):
 
 def test_watch_in_another_process_sees_create_and_revoke(ledger, ledger_url):
     ready, stop, out = SPAWN.Event(), SPAWN.Event(), SPAWN.Queue()
-    watcher = SPAWN.Process(target=ledger_workers.watch,
+    watcher = SPAWN.Process(daemon=True, target=ledger_workers.watch,
                             args=(ledger_url, "carol", ready, stop, out))
     watcher.start()
     try:
@@ -221,8 +221,8 @@ def test_an_alert_is_claimed_once_across_processes(ledger_url):
     open_ledger(ledger_url).close()
     marks = [f"budget:team=search:80%:2026-12-{d:02d}" for d in range(1, 21)]
     barrier, out = SPAWN.Barrier(3), SPAWN.Queue()
-    run_all([SPAWN.Process(target=ledger_workers.claim, args=(ledger_url, marks, barrier, out))
-             for _ in range(3)])
+    run_all([SPAWN.Process(daemon=True, target=ledger_workers.claim,
+                           args=(ledger_url, marks, barrier, out)) for _ in range(3)])
     won = [mark for _ in range(3) for mark in out.get(timeout=WAIT)]
     assert sorted(won) == sorted(marks)  # each mark exactly once, whoever won it
     with open_ledger(ledger_url) as ledger:
@@ -259,3 +259,52 @@ def test_postgres_watch_reconnects_and_catches_up(postgres_url, monkeypatch):
         ledger.revoke_key("during")  # and it listens again
         assert seen.get(timeout=WAIT) == ledger.version()
         stop()
+
+
+def test_a_record_the_ledger_cannot_write_is_a_usage_log_error(ledger_url):
+    from qwen_meter.ledger import LedgerLogError
+    from qwen_meter.meter.records import UsageLogError
+
+    ledger = open_ledger(ledger_url)
+    ledger.close()
+    ledger.close()  # again: nothing
+    with pytest.raises(UsageLogError, match="closed") as caught:
+        ledger.append(record())
+    assert isinstance(caught.value, LedgerLogError)
+    with pytest.raises(LedgerError, match="closed"):
+        ledger.version()
+
+
+def test_sqlite_watch_of_a_deleted_file_makes_no_new_one(tmp_path):
+    path = tmp_path / "ledger.db"
+    with open_ledger(f"sqlite:///{path}") as ledger:
+        stop = ledger.watch(lambda v: None)
+        for suffix in ("", "-wal", "-shm"):
+            path.with_name(path.name + suffix).unlink(missing_ok=True)
+        import time
+
+        time.sleep(1.2)  # two polls: each must fail to open, not create the file
+        stop()
+    assert not path.exists()
+
+
+def test_async_writes_leave_the_event_loop(ledger):
+    import threading
+
+    writers: set[int] = set()
+    store = ledger._store
+
+    def spy(rows: Any) -> int:
+        writers.add(threading.get_ident())
+        return store(rows)
+
+    ledger._store = spy
+
+    async def main() -> int:
+        await ledger.append_intent_async({"journal": "intent", "id": "x", "model": "m"})
+        await ledger.append_async(record(id="x"))
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(main())
+    assert writers and loop_thread not in writers  # the database is waited on elsewhere
+    assert [r.id for r in ledger] == ["x"] and ledger.pending_intents() == []

@@ -72,7 +72,7 @@ def test_migrations_are_applied_once_when_three_open_at_once(ledger_url: str,
     urls = [ledger_url] if not ledger_url.startswith("sqlite") else \
         [f"sqlite:///{tmp_path}/round{i}.db" for i in range(8)]
     barrier = SPAWN.Barrier(3)
-    processes = [SPAWN.Process(target=ledger_workers.open_each, args=(urls, barrier))
+    processes = [SPAWN.Process(daemon=True, target=ledger_workers.open_each, args=(urls, barrier))
                  for _ in range(3)]
     for p in processes:
         p.start()

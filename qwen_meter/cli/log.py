@@ -29,12 +29,14 @@ def register(sub: Any) -> None:
     log = sub.add_parser("log", help="usage log tools")
     commands = log.add_subparsers(dest="log_command", required=True)
     compact = commands.add_parser(
-        "compact", help="write JSONL / SQLite logs as date-partitioned Parquet",
-        description="Writes the records of usage logs that pass the report's checks as Parquet "
+        "compact", help="write JSONL / SQLite logs or a ledger as date-partitioned Parquet",
+        description="Writes the records of usage logs or ledgers (postgresql://…, "
+                    "sqlite:///…) that pass the report's checks as Parquet "
                     "files under OUT/date=YYYY-MM-DD/ (UTC dates, hive layout) that DuckDB, "
                     "Spark or Trino read as one table; `qwen-meter report OUT` reads them. "
                     "Running it again adds new files beside the old ones.")
-    compact.add_argument("logs", nargs="+", metavar="LOG", help="JSONL or SQLite usage logs")
+    compact.add_argument("logs", nargs="+", metavar="LOG",
+                         help="JSONL or SQLite usage logs, or ledger URLs")
     compact.add_argument("--out", required=True, help="the folder to write into")
     compact.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     compact.set_defaults(run=_compact)

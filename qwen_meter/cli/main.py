@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import report as cli_report
     from .catalogue import register as register_catalogue  # issue #12
     from .count import register as register_count
+    from .dashboard import register as register_dashboard  # issue 25
     from .export import register as register_export  # issue #17
     from .models import register as register_models
     from .preflight import register as register_preflight
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_log.register(sub)
     register_export(sub)
     register_serve(sub)
+    register_dashboard(sub)
     _own_usage(parser)
     return parser
 

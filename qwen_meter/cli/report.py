@@ -65,8 +65,9 @@ def _run(args: argparse.Namespace) -> int:
                               reprice_region=args.reprice_region,
                               reprice_batch=args.reprice_batch, budget=args.budget or None,
                               top=args.top)
-    width = shutil.get_terminal_size((100, 24)).columns if sys.stdout.isatty() else 100
-    text = render(report, args.format, width=width)
+        width = shutil.get_terminal_size((100, 24)).columns if sys.stdout.isatty() else 100
+        # rendered while a spooled stdin still exists: the HTML report reads the usage again
+        text = render(report, args.format, width=width)
     if args.out:
         write_out(text, args.out)
     else:
@@ -91,7 +92,12 @@ def _stdin(folder: str) -> str:
 
 def _print_sql(args: argparse.Namespace) -> int:
     from ..report.export import report_sql
+    from ..report.ledger_source import is_ledger_url
 
+    if args.logs and is_ledger_url(args.logs[0]):
+        raise QwenMeterError("--sql prints the report over a Parquet folder: write the ledger "
+                             "as one first (qwen-meter log compact LEDGER_URL --out DIR), "
+                             "then pass DIR")
     by = [k.strip() for k in args.by.split(",") if k.strip()]
     sys.stdout.write(report_sql(args.logs[0] if args.logs else "usage_parquet", by=by,
                                 tz=args.tz or "UTC", reprice_as=args.reprice_as,
@@ -103,14 +109,16 @@ def _print_sql(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     """Adds ``report`` to the CLI's subparsers."""
     report = sub.add_parser(
-        "report", help="cost report from usage logs or saved responses",
+        "report", help="cost report from usage logs, a ledger or saved responses",
         description="A cost report from qwen_meter usage logs (JSONL, SQLite, or the Parquet "
-                    "folder of `qwen-meter log compact`) or JSONL files of raw responses. "
+                    "folder of `qwen-meter log compact`), ledgers (postgresql://user@host/db, "
+                    "sqlite:///ledger.db) or JSONL files of raw responses, in any mix. "
                     "With no LOG, the meter's default log.")
     report.add_argument("logs", nargs="*", metavar="LOG",
-                        help="usage logs (.jsonl, .db, .parquet or a compacted folder), or "
-                             "JSONL files of raw responses; '-' reads stdin (default: the "
-                             "meter's default log)")
+                        help="usage logs (.jsonl, .db, .parquet or a compacted folder), "
+                             "ledger URLs (postgresql://…, sqlite:///…), or JSONL files of "
+                             "raw responses; '-' reads stdin (default: the meter's default "
+                             "log)")
     report.add_argument("--by", default="model",
                         help=f"group by: {GROUPS} (comma-separated; default model)")
     report.add_argument("--since", type=_date, help="first day (YYYY-MM-DD, in --tz)")

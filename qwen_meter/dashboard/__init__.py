@@ -1,2 +1,9 @@
-"""The web dashboard (``qwen-meter dashboard``, the gateway's ``/ui``): one JSON API over the
-report's DuckDB engine and one page that draws it; the static HTML report is a snapshot of it."""
+"""The web dashboard (``qwen-meter dashboard``, and the gateway's ``/ui``): a plain ASGI app
+serving the page of ``data/dashboard`` and the JSON API over :mod:`qwen_meter.report.views`.
+"""
+
+from __future__ import annotations
+
+from .app import DashboardApp, dashboard_app
+
+__all__ = ["DashboardApp", "dashboard_app"]

@@ -63,9 +63,14 @@ def unauthorized() -> Answer:
                   "such key, or it was revoked.", "auth", "InvalidApiKey")
 
 
+#: For answers given before the body was read whole: the rest of it would otherwise keep the
+#: connection open (uvicorn reads on into the finished request for as long as it comes).
+CLOSE = ("connection", "close")
+
+
 def too_large(limit: int) -> Answer:
     return Answer(413, "request_too_large", f"Request body is larger than the gateway's "
-                  f"limit of {limit} bytes.", "too_large", "RequestTooLarge")
+                  f"limit of {limit} bytes.", "too_large", "RequestTooLarge", (CLOSE,))
 
 
 def bad_json(reason: str) -> Answer:
@@ -80,6 +85,39 @@ def bad_request(reason: str, kind: str = "bad_request") -> Answer:
 def model_denied(model: str, key: str) -> Answer:
     return Answer(403, "model_access_denied", f"Model {model!r} is not allowed for the "
                   f"gateway key {key!r}.", "model_denied", "Model.AccessDenied")
+
+
+def header_denied(header: str, key: str) -> Answer:
+    return Answer(403, "header_not_allowed", f"Header {header!r} chooses the account or a "
+                  f"separately billed service and is not allowed for the gateway key {key!r} "
+                  "(the key's config lists the account headers it may send).",
+                  "header_denied", "AccessDenied")
+
+
+def missing_model() -> Answer:
+    return Answer(400, "invalid_request_error", "Missing required parameter: 'model' "
+                  "(a non-empty string).", "bad_request", "InvalidParameter")
+
+
+def not_allowed(path: str, method: str, allow: str) -> Answer:
+    return Answer(405, "method_not_allowed", f"{method} is not allowed on {path}; use "
+                  f"{allow}.", "method", "MethodNotAllowed", (("allow", allow),))
+
+
+def body_timeout(seconds: float) -> Answer:
+    return Answer(408, "request_timeout", f"The request body did not arrive within "
+                  f"{seconds:g} s.", "body_timeout", "RequestTimeout", (CLOSE,))
+
+
+def busy_client(limit: int) -> Answer:
+    return Answer(429, "too_many_body_reads", f"This client address already has {limit} "
+                  "request bodies in progress; finish them first.", "body_reads",
+                  "Throttling", (("retry-after", "1"), CLOSE))
+
+
+def internal_error() -> Answer:
+    return Answer(500, "internal_error", "The gateway failed on this request; it has been "
+                  "logged.", "internal", "InternalError")
 
 
 def unknown_model(reason: str) -> Answer:

@@ -4,10 +4,15 @@ No web framework: a reverse proxy needs six exact paths, a body read with a size
 response relayed chunk by chunk with the client's disconnect noticed while it streams — plain
 ASGI does all of it with nothing between uvicorn and the relay on the hot path.
 
-One request: find the route → check the virtual key → read the body (413 over the cap) →
-parse it (400 with the position) → the meter's pre-flight, budgets and limiter, inside an
-attribution block for the tenant → send upstream with the real key → relay the answer (JSON
-whole, streams chunk by chunk) → settle the call with the usage it reported.
+One request: find the route (404, 405) → check the virtual key → read the body (413 over
+the cap, 408 past the deadline, 429 when its address has too many reads going; see
+:mod:`.bodies`) → parse it (400 with the position, 400 without a model) → the client headers
+that may go upstream (403 for an account header the key may not send; :mod:`.headers`) → the
+meter's pre-flight, budgets and limiter, inside an attribution block for the tenant → send
+upstream with the real key → relay the answer (JSON whole, streams chunk by chunk) → settle
+the call with the usage it reported. ``GET /compatible-mode/v1/models`` skips the body and the
+meter: it is relayed free (:meth:`.Relay._pass`). Any failure before an answer started is a
+500 in JSON, never uvicorn's text.
 
 This module takes a request up to an admitted call (routing, keys, body, admission); the
 upstream half is :mod:`.relay`, the ASGI plumbing :mod:`.asgi`, the gateway's own answers
@@ -19,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from typing import Any
 
 import aiohttp
@@ -26,7 +32,8 @@ import aiohttp
 from ..base.errors import QwenMeterError
 from ..limits.store import StoreUnavailable
 from ..meter.attribution import attribute
-from . import answers, metering
+from . import alerting, answers, bodies, metering
+from . import headers as client_headers
 from .answers import Answer
 from .asgi import (
     ClientGone,
@@ -36,17 +43,20 @@ from .asgi import (
     TooLarge,
     TrackedSend,
     disconnected,
-    read_body,
     send_bytes,
 )
 from .config import GatewayConfig
-from .keys import KeyTable, bearer
+from .fleet import Fleet
+from .keys import bearer
 from .metrics import CONTENT_TYPE, GatewayMetrics
 from .relay import Relay, UpstreamDropped
-from .routes import ROUTES, Route
-from .tenants import Tenant, Tenants
+from .routes import GET_ROUTES, ROUTES, Route
+from .tenants import Tenant
+from .ui import GatewayUI
 
 __all__ = ["Gateway", "UpstreamDropped", "create_app"]
+
+log = logging.getLogger("qwen_meter.gateway")
 
 
 class Gateway(Relay):
@@ -54,12 +64,24 @@ class Gateway(Relay):
 
     def __init__(self, config: GatewayConfig, *, log_path: str | None = None) -> None:
         self.config = config
-        self.keys = KeyTable(config.keys)
-        self.metrics = GatewayMetrics(lambda: self.tenants.budgets(), keys=len(config.keys))
-        self.tenants = Tenants(config, [self.metrics], log_path)
+        # The ledger, the live key table and the admin API (see .fleet).
+        self.fleet = Fleet(config)
+        self.metrics = GatewayMetrics(lambda: self.tenants.budgets(),
+                                      keys=len(self.fleet.keys))
+        self.alerts = alerting.observer(config)
+        # Alerts first: when a call shows in the metrics its alert checks are queued already.
+        self.tenants = self.fleet.tenants([*filter(None, [self.alerts]), self.metrics],
+                                          log_path)
+        alerting.attach(self.alerts, self.tenants, self.fleet.ledger)
+        # The dashboard at /ui over this gateway's records (its ledger, else its log).
+        log = getattr(self.tenants.log, "path", None)
+        self.ui = GatewayUI(config, self.fleet.token, config.ledger or (str(log) if log else None),
+                            keys=lambda: [t.key for t in self.tenants.by_name.values()],
+                            ledger=self.fleet.ledger, store=self.tenants.store)
         # Real keys are read once, at start: a missing variable or file fails here.
         self.secrets = {name: up.api_key(config.file) for name, up in config.upstreams.items()}
         self._client: aiohttp.ClientSession | None = None
+        self.body_reads = bodies.BodyReads(config.max_body_reads_per_client)
         self.ready = False
 
     # --- ASGI ------------------------------------------------------------------------------
@@ -75,6 +97,7 @@ class Gateway(Relay):
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self.start()
+                self.fleet.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.aclose()
@@ -103,41 +126,83 @@ class Gateway(Relay):
         if self._client is not None:
             await self._client.close()
             self._client = None
+        await alerting.close(self.alerts)
+        self.fleet.stop()
+        self.ui.close()
         self.tenants.close()
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Every answer the gateway gives itself is JSON, a crash included (uvicorn's own
+        # would be text/plain).
+        tracked = TrackedSend(send)
+        try:
+            await self._route(scope, receive, tracked)
+        except Exception:
+            if tracked.started:
+                raise  # mid-answer: dropping the connection is all that is left
+            log.exception("the gateway failed on %s %s", scope["method"], scope["path"])
+            await self._answer(send, answers.internal_error(),
+                               scope["path"].startswith("/api/"), None)
+
+    async def _route(self, scope: Scope, receive: Receive, tracked: TrackedSend) -> None:
         path = scope["path"]
         method = scope["method"]
-        if method == "GET" and path == "/healthz":
-            status = 200 if self.ready else 503
-            await send_bytes(send, status, b'{"status":"ok"}' if self.ready
-                              else b'{"status":"starting"}', b"application/json")
+        if path in ("/healthz", "/metrics") and method == "GET":
+            if path == "/healthz":
+                await send_bytes(tracked, 200 if self.ready else 503,
+                                 b'{"status":"ok"}' if self.ready else b'{"status":"starting"}',
+                                 b"application/json")
+            else:
+                await send_bytes(tracked, 200, self.metrics.render(), CONTENT_TYPE.encode())
             return
-        if method == "GET" and path == "/metrics":
-            await send_bytes(send, 200, self.metrics.render(), CONTENT_TYPE.encode())
+        if path == "/ui" or path.startswith("/ui/"):
+            await self.ui(scope, receive, tracked)
+            return
+        if path == "/admin" or path.startswith("/admin/"):
+            await self.fleet.admin_api(scope, receive, tracked)
             return
         route = ROUTES.get(path.rstrip("/"))
-        native = route.native if route else path.startswith("/api/v1/")
-        if route is None or method != "POST":
-            await self._answer(send, answers.not_metered(path), native, None)
+        native = route.native if route else path.startswith("/api/")
+        listing = GET_ROUTES.fullmatch(path.rstrip("/"))
+        if route is None and listing is None:
+            answer = answers.not_allowed(path, method, "GET") if path in (
+                "/healthz", "/metrics") else answers.not_metered(path)
+            await self._answer(tracked, answer, native, None)
+            return
+        if method != ("POST" if route else "GET"):
+            await self._answer(tracked, answers.not_allowed(path, method, "POST" if route
+                                                            else "GET"), native, None)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                    for k, v in scope["headers"]}
         tenant = self._tenant(headers)
         if tenant is None:
-            await self._answer(send, answers.unauthorized(), native, None)
+            await self._answer(tracked, answers.unauthorized(), native, None)
             return
-        try:
-            raw = await read_body(receive, headers, self.config.max_body_bytes)
-        except TooLarge:
-            await self._answer(send, answers.too_large(self.config.max_body_bytes), native,
-                               tenant)
+        if route is None:
+            await self._pass(tenant, path, headers, scope.get("query_string", b""), tracked)
             return
-        except ClientGone:
-            return
+        client = (scope.get("client") or ("-",))[0]
+        with self.body_reads.slot(str(client)) as admitted:
+            if not admitted:
+                await self._answer(tracked, answers.busy_client(self.body_reads.limit),
+                                   native, tenant)
+                return
+            try:
+                raw = await bodies.read(receive, headers, limit=self.config.max_body_bytes,
+                                        timeout=self.config.body_timeout)
+            except TooLarge:
+                await self._answer(tracked, answers.too_large(self.config.max_body_bytes),
+                                   native, tenant)
+                return
+            except bodies.TooSlow:
+                await self._answer(tracked, answers.body_timeout(self.config.body_timeout),
+                                   native, tenant)
+                return
+            except ClientGone:
+                return
         # The relay runs as its own task so that a client hanging up cancels it (and with it
         # the upstream request) at once, even while nothing is being sent.
-        tracked = TrackedSend(send)
         work = asyncio.ensure_future(self._proxy(route, tenant, headers, raw,
                                                  scope.get("query_string", b""), tracked))
         watcher = asyncio.ensure_future(disconnected(receive))
@@ -161,8 +226,7 @@ class Gateway(Relay):
     def _tenant(self, headers: dict[str, str]) -> Tenant | None:
         if not self.config.virtual_keys:
             return self.tenants.default
-        key = self.keys.lookup(bearer(headers))
-        return None if key is None else self.tenants.by_name.get(key.name)
+        return self.tenants.lookup(bearer(headers))
 
     async def _answer(self, send: Send, answer: Answer, native: bool,
                       tenant: Tenant | None) -> None:
@@ -184,9 +248,19 @@ class Gateway(Relay):
             await self._answer(send, answers.bad_json(
                 f"expected a JSON object, got {type(body).__name__}"), route.native, tenant)
             return
-        if not tenant.allows(body.get("model")):
+        model = body.get("model")
+        if not isinstance(model, str) or not model.strip():
+            await self._answer(send, answers.missing_model(), route.native, tenant)
+            return
+        if not tenant.allows(model):
             await self._answer(send, answers.model_denied(str(body.get("model")),
                                                           tenant.name or "-"),
+                               route.native, tenant)
+            return
+        try:
+            forward = self._forwarded(tenant, headers)
+        except client_headers.HeaderRefused as exc:
+            await self._answer(send, answers.header_denied(exc.name, tenant.name or "-"),
                                route.native, tenant)
             return
         prepared = route.prepare(body, raw, headers)
@@ -204,7 +278,7 @@ class Gateway(Relay):
                 await self._answer(send, answers.refusal(exc, tenant), route.native, tenant)
                 return
             self.metrics.admission.observe(asyncio.get_running_loop().time() - started)
-            await self._relay(route, tenant, headers, prepared, query, call, send)
+            await self._relay(route, tenant, forward, prepared, query, call, send)
 
 
 def create_app(config: GatewayConfig | None = None, **options: Any) -> Gateway:

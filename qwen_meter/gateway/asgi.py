@@ -28,11 +28,14 @@ class TrackedSend:
 
     def __init__(self, send: Send) -> None:
         self.send = send
+        self.started = False
         self.complete = False
 
     async def __call__(self, message: Message) -> None:
         await self.send(message)
-        if message["type"] == "http.response.body" and not message.get("more_body"):
+        if message["type"] == "http.response.start":
+            self.started = True
+        elif message["type"] == "http.response.body" and not message.get("more_body"):
             self.complete = True
 
 

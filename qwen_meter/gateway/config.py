@@ -8,11 +8,14 @@ no virtual keys (the client's own ``Authorization`` is forwarded as is).
 Example::
 
     store: redis://127.0.0.1:6379/0
+    store_timeout: 1.0            # per round trip; store_policy: fail_closed (503) | fail_open
     log: /var/log/qwen-meter/gw-1.jsonl
     upstreams:
       default: {url: https://dashscope.aliyuncs.com, region: cn, api_key_env: DASHSCOPE_API_KEY}
       intl: {url: https://dashscope-intl.aliyuncs.com, region: intl, api_key_file: /run/secrets/k}
     budgets: [{name: all, limit: 500 CNY, per: month}]
+    ledger: postgresql://meter@db/meter   # a fleet: records, keys, budgets (else sqlite:///…)
+    admin_token_env: QWEN_METER_ADMIN_TOKEN  # the admin API under /admin (needs a ledger)
     keys:
       - name: search-team
         hash: sha256:...          # written by `qwen-meter serve keys add`
@@ -22,24 +25,30 @@ Example::
         tpm: 200000
         models: [qwen-plus, qwen-flash]
         budgets: [{name: daily, limit: 20 CNY, per: day}]
+        headers: [X-DashScope-WorkSpace]   # account headers this key may send (gateway.headers)
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..alerts.config import AlertsConfig, parse_alerts
 from ..base.errors import GatewayConfigError
+from .config_fields import Fields
 
 DEFAULT_UPSTREAM = "https://dashscope.aliyuncs.com"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 REGIONS = ("cn", "intl")
+STORE_POLICIES = ("fail_closed", "fail_open")
 PERIODS = ("hour", "day", "week", "month")
+LEDGER_SCHEMES = ("sqlite://", "postgresql://", "postgres://")
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,8 @@ class KeyConfig:
     budgets: tuple[BudgetConfig, ...] = ()
     revoked: bool = False
     created: str | None = None
+    #: account-level client headers this key may send upstream (``X-DashScope-WorkSpace`` …)
+    headers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,11 +133,23 @@ class GatewayConfig:
     shutdown_timeout: float = 30.0
     budgets: tuple[BudgetConfig, ...] = ()
     keys: tuple[KeyConfig, ...] = ()
+    headers: tuple[str, ...] = ()  # client headers forwarded for everyone (gateway.headers)
+    body_timeout: float = 30.0  # seconds for a whole body (gateway.bodies)
+    max_body_reads_per_client: int = 64  # 0: no cap
+    store_timeout: float | None = None  # None: the store's own (Redis 1 s, SQLite 5 s)
+    store_policy: str = "fail_closed"  # or fail_open (docs/guides/gateway.md)
+    #: ``sqlite:///…`` or ``postgresql://…``: records, keys and budgets shared by a fleet
+    ledger: str | None = None
+    #: the environment variable holding the admin API's token (None: no admin API)
+    admin_token_env: str | None = None
+    #: webhooks on budget thresholds, limiter saturation, upstream errors (qwen_meter.alerts)
+    alerts: AlertsConfig | None = None
 
     @property
     def virtual_keys(self) -> bool:
-        """True when clients must present a gateway key (the config lists keys)."""
-        return bool(self.keys)
+        """True when clients must present a gateway key (the config lists keys, or a ledger
+        holds them)."""
+        return bool(self.keys) or self.ledger is not None
 
 
 def default_config(upstream: str | None = None) -> GatewayConfig:
@@ -137,81 +160,7 @@ def default_config(upstream: str | None = None) -> GatewayConfig:
 
 # --- reading --------------------------------------------------------------------------------
 
-class _Fields:
-    """Typed access to one mapping of the file, naming ``file`` and the field on mistakes."""
-
-    def __init__(self, data: Any, path: str, file: str | None) -> None:
-        if not isinstance(data, Mapping):
-            raise GatewayConfigError(f"must be a mapping, not {type(data).__name__}",
-                                     file=file, field=path or None)
-        self.data = data
-        self.path = path
-        self.file = file
-
-    def where(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    def fail(self, key: str, message: str) -> GatewayConfigError:
-        return GatewayConfigError(message, file=self.file, field=self.where(key))
-
-    def only(self, known: Sequence[str]) -> None:
-        for key in self.data:
-            if key not in known:
-                raise self.fail(str(key), f"unknown field (known: {', '.join(known)})")
-
-    def text(self, key: str, default: str | None = None, *, required: bool = False
-             ) -> str | None:
-        value = self.data.get(key, default)
-        if value is None:
-            if required:
-                raise self.fail(key, "is required")
-            return None
-        if not isinstance(value, str) or not value.strip():
-            raise self.fail(key, f"must be a non-empty string, not {value!r}")
-        return value
-
-    def choice(self, key: str, options: Sequence[str | None], default: str | None) -> str | None:
-        value = self.data.get(key, default)
-        if value not in options:
-            raise self.fail(key, f"must be one of {', '.join(map(str, options))}, not {value!r}")
-        return None if value is None else str(value)
-
-    def whole(self, key: str, default: int | None, *, low: int = 1) -> int | None:
-        value = self.data.get(key, default)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise self.fail(key, f"must be a whole number >= {low}, not {value!r}")
-        return value
-
-    def seconds(self, key: str, default: float) -> float:
-        value = self.data.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise self.fail(key, f"must be a number of seconds >= 0, not {value!r}")
-        return float(value)
-
-    def flag(self, key: str, default: bool) -> bool:
-        value = self.data.get(key, default)
-        if not isinstance(value, bool):
-            raise self.fail(key, f"must be true or false, not {value!r}")
-        return value
-
-    def strings(self, key: str) -> tuple[str, ...] | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise self.fail(key, "must be a list of non-empty strings")
-        return tuple(value)
-
-    def items(self, key: str) -> list[tuple[str, Any]]:
-        value = self.data.get(key)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise self.fail(key, "must be a list")
-        return [(f"{self.where(key)}[{n}]", item) for n, item in enumerate(value)]
-
+_Fields = Fields  # the name the readers here and elsewhere in the gateway use
 
 def _budget(data: Any, path: str, file: str | None, default_name: str) -> BudgetConfig:
     from ..catalogue.records import CURRENCIES
@@ -252,7 +201,7 @@ def _key(data: Any, path: str, file: str | None, upstreams: Mapping[str, Upstrea
          ) -> KeyConfig:
     f = _Fields(data, path, file)
     f.only(("name", "hash", "prefix", "user", "tags", "upstream", "rpm", "tpm", "models",
-            "budgets", "revoked", "created"))
+            "budgets", "revoked", "created", "headers"))
     name = f.text("name", required=True) or ""
     digest = f.text("hash", required=True) or ""
     if not digest.startswith("sha256:") or len(digest) != 7 + 64:
@@ -270,7 +219,8 @@ def _key(data: Any, path: str, file: str | None, upstreams: Mapping[str, Upstrea
                      user=f.text("user"), tags=tags, upstream=upstream,
                      rpm=f.whole("rpm", None), tpm=f.whole("tpm", None),
                      models=f.strings("models"), budgets=budgets,
-                     revoked=f.flag("revoked", False), created=f.text("created"))
+                     revoked=f.flag("revoked", False), created=f.text("created"),
+                     headers=f.header_names("headers"))
 
 
 def parse_config(data: Any, file: str | None = None) -> GatewayConfig:
@@ -280,7 +230,8 @@ def parse_config(data: Any, file: str | None = None) -> GatewayConfig:
     f = _Fields(data, "", file)
     f.only(("host", "port", "store", "log", "upstreams", "region", "max_body_bytes",
             "preflight", "account_limits", "limiter_wait", "timeout", "shutdown_timeout",
-            "budgets", "keys"))
+            "budgets", "keys", "headers", "body_timeout", "max_body_reads_per_client",
+            "store_timeout", "store_policy", "ledger", "admin_token_env", "alerts"))
     raw_upstreams = f.data.get("upstreams") or {"default": {}}
     if not isinstance(raw_upstreams, Mapping):
         raise f.fail("upstreams", "must be a mapping of names to {url, region, api_key_env}")
@@ -299,7 +250,8 @@ def parse_config(data: Any, file: str | None = None) -> GatewayConfig:
                 raise GatewayConfigError(f"duplicate {what} (also {seen[value]})", file=file,
                                          field=f"keys[{n}].{what}")
             seen[value] = f"keys[{n}]"
-    if keys:
+    ledger, admin_token_env = _fleet(f)
+    if keys or ledger:
         for upstream in upstreams.values():
             if not (upstream.api_key_env or upstream.api_key_file):
                 raise GatewayConfigError(
@@ -314,7 +266,44 @@ def parse_config(data: Any, file: str | None = None) -> GatewayConfig:
         max_body_bytes=f.whole("max_body_bytes", 10 * 1024 * 1024) or 1,
         preflight=f.flag("preflight", True), account_limits=f.flag("account_limits", False),
         limiter_wait=f.seconds("limiter_wait", 0.0), timeout=f.seconds("timeout", 600.0),
-        shutdown_timeout=f.seconds("shutdown_timeout", 30.0), budgets=budgets, keys=keys)
+        shutdown_timeout=f.seconds("shutdown_timeout", 30.0), budgets=budgets, keys=keys,
+        headers=f.header_names("headers"),
+        body_timeout=_positive(f, "body_timeout", 30.0),
+        max_body_reads_per_client=f.whole("max_body_reads_per_client", 64, low=0) or 0,
+        store_timeout=None if f.data.get("store_timeout") is None
+        else _positive(f, "store_timeout", 1.0),
+        store_policy=f.choice("store_policy", STORE_POLICIES, "fail_closed") or "fail_closed",
+        ledger=ledger, admin_token_env=admin_token_env,
+        alerts=parse_alerts(f.data.get("alerts"), file))
+
+
+def _positive(f: _Fields, key: str, default: float) -> float:
+    value = f.seconds(key, default)
+    if value <= 0:
+        raise f.fail(key, f"must be a number of seconds > 0, not {value!r}")
+    return value
+
+
+def _fleet(f: _Fields) -> tuple[str | None, str | None]:
+    """``ledger`` and ``admin_token_env``: where a fleet keeps its keys, and the admin API."""
+    ledger = f.text("ledger")
+    if ledger is not None and not ledger.startswith(LEDGER_SCHEMES):
+        raise f.fail("ledger", "must be sqlite:///path/to/ledger.db or "
+                               f"postgresql://user@host/db, not {_no_password(ledger)!r}")
+    token_env = f.text("admin_token_env")
+    if token_env is not None:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", token_env):
+            raise f.fail("admin_token_env", "must name an environment variable "
+                                            f"(e.g. QWEN_METER_ADMIN_TOKEN), not {token_env!r}")
+        if ledger is None:
+            raise f.fail("admin_token_env", "the admin API keeps keys and budgets in a "
+                                            "ledger: set ledger (sqlite:///… or postgresql://…)")
+    return ledger, token_env
+
+
+def _no_password(url: str) -> str:
+    """A URL as it may be shown: ``user:secret@host`` becomes ``user:***@host``."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
 def read_file(path: str | os.PathLike[str]) -> Any:

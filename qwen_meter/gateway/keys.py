@@ -9,7 +9,6 @@ that ends up in an error text anyway.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
 import secrets
 from collections.abc import Mapping, Sequence
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..base.errors import GatewayConfigError
+from ..ledger import hash_key as hash_key  # re-exported: the gateway hashes as the ledger stores
 from .config import DEFAULT_UPSTREAM, KeyConfig, load_config, parse_config, read_file, write_file
 
 PREFIX = "sk-qm-"
@@ -25,10 +25,6 @@ PREFIX = "sk-qm-"
 def new_key() -> str:
     """A fresh virtual key (shown once; only its hash is stored)."""
     return PREFIX + secrets.token_urlsafe(24)
-
-
-def hash_key(key: str) -> str:
-    return "sha256:" + hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
 def bearer(headers: Mapping[str, str]) -> str | None:

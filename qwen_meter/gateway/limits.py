@@ -19,11 +19,12 @@ class TenantLimiter(RateLimiter):
     """The key's window (model ``*``) first, then ``account`` for the model; one permit."""
 
     def __init__(self, store: Store, key_name: str, limit: RateLimit,
-                 account: RateLimiter | None = None, region: str | None = None) -> None:
+                 account: RateLimiter | None = None, region: str | None = None, *,
+                 on_store_error: str = "closed") -> None:
         # ``region`` is the tenant's: a meter that sees it as this limiter's home region uses
         # it as is, rather than building a plain per-model sibling for another region.
         super().__init__(store, account=f"gateway-key:{key_name}", limits={ALL_MODELS: limit},
-                         smooth=False, region=region)
+                         smooth=False, region=region, on_store_error=on_store_error)
         self.account_limiter = account
         self._held: dict[int, Permit] = {}  # account permit id -> the key's permit
 

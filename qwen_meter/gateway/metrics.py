@@ -51,6 +51,10 @@ class GatewayMetrics(Observer):
         self.refusals = Counter("qwen_meter_gateway_refusals",
                                 "Requests the gateway answered itself, by reason",
                                 ["key", "reason"], registry=r)
+        self.free_calls = Counter("qwen_meter_gateway_free_calls",
+                                  "Calls the upstream does not bill (GET /models), by "
+                                  "outcome; never charged or recorded as usage",
+                                  ["endpoint", "key", "status"], registry=r)
         self.admission = Histogram("qwen_meter_gateway_admission_seconds",
                                    "Pre-flight, budget and limiter time (limiter waits "
                                    "included)", registry=r,
@@ -68,6 +72,9 @@ class GatewayMetrics(Observer):
 
     def refused(self, key: str | None, reason: str) -> None:
         self.series.child(self.refusals, key or "-", reason).inc()
+
+    def free_call(self, key: str | None, endpoint: str, status: str) -> None:
+        self.series.child(self.free_calls, endpoint, key or "-", status).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

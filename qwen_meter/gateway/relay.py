@@ -18,11 +18,13 @@ import aiohttp
 from ..base.errors import QwenMeterError
 from ..meter.server_errors import classify
 from . import answers, metering
+from . import headers as client_headers
 from .asgi import Send, send_bytes
 
 if TYPE_CHECKING:
     from ..meter.call import MeteredCall
     from .answers import Answer
+    from .config import GatewayConfig
     from .metrics import GatewayMetrics
     from .routes import Prepared, Route
     from .tenants import Tenant, Tenants
@@ -44,6 +46,7 @@ class Relay:
     """The upstream half of the gateway (see the module docs)."""
 
     _client: aiohttp.ClientSession | None
+    config: GatewayConfig
     secrets: dict[str, str | None]
     tenants: Tenants
     metrics: GatewayMetrics
@@ -52,7 +55,15 @@ class Relay:
         async def _answer(self, send: Send, answer: Answer, native: bool,
                           tenant: Tenant | None) -> None: ...
 
-    def _upstream(self, route: Route, tenant: Tenant, headers: dict[str, str],
+    def _forwarded(self, tenant: Tenant, headers: dict[str, str]) -> dict[str, str]:
+        """The client's headers that go upstream (:mod:`.headers`); raises
+        :class:`~.headers.HeaderRefused` for an account header the key may not send."""
+        own = self.secrets.get(tenant.upstream.name) is None
+        return client_headers.upstream(headers, self.config.headers,
+                                       tenant.key.headers if tenant.key else (),
+                                       own_account=own)
+
+    def _upstream(self, path: str, tenant: Tenant, headers: dict[str, str],
                   query: bytes) -> tuple[str, list[tuple[str, str]]]:
         out = [(k, v) for k, v in headers.items() if k not in _HOP]
         secret = self.secrets.get(tenant.upstream.name)
@@ -60,14 +71,13 @@ class Relay:
             out = [(k, v) for k, v in out if k not in ("authorization", "x-api-key")]
             out.append(("authorization", f"Bearer {secret}"))
         out.append(("accept-encoding", "identity"))  # relay and parse the same bytes
-        url = tenant.upstream.url + route.path + (f"?{query.decode('latin-1')}" if query
-                                                  else "")
+        url = tenant.upstream.url + path + (f"?{query.decode('latin-1')}" if query else "")
         return url, out
 
     async def _relay(self, route: Route, tenant: Tenant, headers: dict[str, str],
                      prepared: Prepared, query: bytes, call: MeteredCall, send: Send) -> None:
         assert self._client is not None, "the gateway was not started"
-        url, out = self._upstream(route, tenant, headers, query)
+        url, out = self._upstream(route.path, tenant, headers, query)
         try:
             response = await self._client.request("POST", url, data=prepared.body,
                                                   headers=out, allow_redirects=False)
@@ -101,6 +111,35 @@ class Relay:
                 response.release()
             else:
                 response.close()
+
+    async def _pass(self, tenant: Tenant, path: str, headers: dict[str, str], query: bytes,
+                    send: Send) -> None:
+        """A GET the upstream answers for free (the model list): relayed with the real key,
+        counted in ``free_calls_total``, never charged, limited or recorded as usage."""
+        assert self._client is not None, "the gateway was not started"
+        try:
+            forward = self._forwarded(tenant, headers)
+        except client_headers.HeaderRefused as exc:
+            await self._answer(send, answers.header_denied(exc.name, tenant.name or "-"),
+                               False, tenant)
+            return
+        url, out = self._upstream(path, tenant, forward, query)
+        try:
+            async with self._client.request("GET", url, headers=out,
+                                            allow_redirects=False) as response:
+                body = await response.read()
+                head = _relay_headers(response)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            self.metrics.free_call(tenant.name, "models", "error")
+            await self._answer(send, answers.upstream_failed(type(exc).__name__), False,
+                               tenant)
+            return
+        secret = self.secrets.get(tenant.upstream.name)
+        if secret and secret.encode() in body:  # never echo the real key to a tenant
+            body = body.replace(secret.encode(), b"***")
+        self.metrics.free_call(tenant.name, "models",
+                               "ok" if response.status < 400 else "error")
+        await send_bytes(send, response.status, body, None, head)
 
     async def _relay_error(self, response: aiohttp.ClientResponse, tenant: Tenant,
                            call: MeteredCall, send: Send) -> None:

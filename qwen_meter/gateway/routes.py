@@ -9,6 +9,7 @@ request id from a JSON answer.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -165,3 +166,6 @@ ROUTES = {route.path: route for route in (
     Route(f"{NATIVE}/text-generation/generation", "native"),
     Route(f"{NATIVE}/multimodal-generation/generation", "native"),
 )}
+
+#: GET paths passed through for free: the model list and one model (compatible mode).
+GET_ROUTES = re.compile(rf"{COMPATIBLE}/models(/[^/]+)?")

@@ -49,6 +49,8 @@ def serve(settings: dict[str, Any], *, workers: int = 1) -> None:
     """Build (validating everything), then serve until SIGINT / SIGTERM."""
     import uvicorn
 
+    from .protocols import json_protocol
+
     config = resolve_config(**settings)
     app = Gateway(config)  # fails here, before binding, on any configuration mistake
     where = f"http://{config.host}:{config.port}"
@@ -56,10 +58,18 @@ def serve(settings: dict[str, Any], *, workers: int = 1) -> None:
         "no virtual keys (clients' Authorization forwarded)"
     print(f"qwen-meter gateway on {where} -> {config.upstreams['default'].url}; "
           f"store {config.store.split('@')[-1]}; {keys}", file=sys.stderr, flush=True)
+    if config.ledger:
+        from ..ledger import mask_url
+
+        admin = "admin API on /admin" if config.admin_token_env else "no admin API"
+        print(f"qwen-meter gateway: ledger {mask_url(config.ledger)}; {admin}",
+              file=sys.stderr, flush=True)
     options: dict[str, Any] = {"host": config.host, "port": config.port,
                                "log_level": "warning", "access_log": False,
                                "timeout_graceful_shutdown": config.shutdown_timeout,
-                               "lifespan": "on"}
+                               "lifespan": "on",
+                               # uvicorn's own 400s (unparsable requests) in JSON too
+                               "http": json_protocol()}
     if workers > 1:
         if config.store.startswith("memory:"):
             print("qwen-meter gateway: warning: each worker keeps its own limits and budgets "

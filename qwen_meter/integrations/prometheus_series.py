@@ -11,8 +11,9 @@ the integration's ``tag_labels``) are tag values of the call.
 
 Label values are bounded, since every distinct value is a series Prometheus keeps: ``model``
 is the name the caller asked for only when the catalogue lists it (a name, alias or
-snapshot), else ``other``; and each label (``model`` and the tag labels) keeps at most
-``max_label_values`` distinct values (default 100), later new values counting as ``other``.
+snapshot; in lower case, without a ``provider/`` prefix), else ``other``; and each label
+(``model`` and the tag labels) keeps at most ``max_label_values`` distinct values (default
+100), later new values counting as ``other``.
 """
 
 from __future__ import annotations
@@ -191,8 +192,13 @@ class CallSeries:
         if self._models is None:
             self._models = catalogue_names()
         key = model.strip().lower() if isinstance(model, str) else ""
-        listed = key in self._models or key.rsplit("/", 1)[-1] in self._models
-        return self._model_values(model) if listed else OTHER
+        if key not in self._models:
+            key = key.rsplit("/", 1)[-1]  # a provider prefix: dashscope/qwen-plus
+            if key not in self._models:
+                return OTHER
+        # The catalogue's spelling, not the caller's: "QWEN-Plus" and "x/qwen-plus" would
+        # each be a series of their own, so the values stay within the catalogue's names.
+        return self._model_values(key)
 
     def tag_values(self, tags: Sequence[str]) -> tuple[str, ...]:
         """The values of the tag labels in a call's ``name=value`` tags (capped)."""

@@ -23,6 +23,7 @@ from .base import (
     Ledger,
     LedgerConflict,
     LedgerError,
+    LedgerLogError,
     LedgerNotFound,
     ScopeBudget,
     SpendRow,
@@ -53,5 +54,5 @@ def open_ledger(url: Any, *, durability: str = "flush", **options: Any) -> Ledge
 
 
 __all__ = ["BUDGET_SCOPES", "SPEND_GROUPS", "BudgetSpec", "KeyEntry", "Ledger",
-           "LedgerConflict", "LedgerError", "LedgerNotFound", "ScopeBudget", "SpendRow",
-           "hash_key", "mask_url", "open_ledger"]
+           "LedgerConflict", "LedgerError", "LedgerLogError", "LedgerNotFound", "ScopeBudget",
+           "SpendRow", "hash_key", "mask_url", "open_ledger"]

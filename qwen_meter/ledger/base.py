@@ -18,7 +18,7 @@ from decimal import Decimal
 
 from ..base.errors import QwenMeterError
 from ..meter.logbase import UsageLog
-from ..meter.records import UsageRecord
+from ..meter.records import UsageLogError, UsageRecord
 
 #: how spend can be grouped (``GET /admin/spend?by=``)
 SPEND_GROUPS = ("key", "user", "team", "model", "tag", "day")
@@ -28,6 +28,11 @@ BUDGET_SCOPES = ("user", "team", "global")
 
 class LedgerError(QwenMeterError):
     """The ledger cannot be opened, migrated, read or written (names the URL, never a password)."""
+
+
+class LedgerLogError(LedgerError, UsageLogError):
+    """The ledger cannot write or read usage records (also a
+    :class:`~qwen_meter.meter.records.UsageLogError`, as any usage log raises)."""
 
 
 class LedgerConflict(LedgerError):

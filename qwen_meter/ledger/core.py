@@ -27,7 +27,15 @@ from ..meter.logbase import check_durability
 from ..meter.record_checks import json_or_unreadable, record_or_warn
 from ..meter.records import UsageRecord
 from ..meter.writer import BackgroundWriter
-from .base import KeyEntry, Ledger, LedgerConflict, LedgerError, LedgerNotFound, ScopeBudget
+from .base import (
+    KeyEntry,
+    Ledger,
+    LedgerConflict,
+    LedgerError,
+    LedgerLogError,
+    LedgerNotFound,
+    ScopeBudget,
+)
 from .common import (
     KEY_COLUMNS,
     RECORD_COLUMNS,
@@ -47,10 +55,10 @@ from .common import (
 
 _Item = UsageRecord | Mapping[str, Any]
 
-_INSERT_RECORD = (f"INSERT INTO records ({', '.join(RECORD_COLUMNS)}) VALUES "
+INSERT_RECORD = (f"INSERT INTO records ({', '.join(RECORD_COLUMNS)}) VALUES "
                   f"({', '.join('?' * len(RECORD_COLUMNS))}) ON CONFLICT (id) DO NOTHING")
 # An intent retried after its outcome was written must not come back as pending.
-_INSERT_INTENT = ("INSERT INTO intents (id, time, record) SELECT ?, ?, ? WHERE NOT EXISTS "
+INSERT_INTENT = ("INSERT INTO intents (id, time, record) SELECT ?, ?, ? WHERE NOT EXISTS "
                   "(SELECT 1 FROM records WHERE id = ?) ON CONFLICT (id) DO UPDATE SET "
                   "time = excluded.time, record = excluded.record")
 _KEY_SELECT = f"SELECT {', '.join(KEY_COLUMNS)} FROM keys"
@@ -105,21 +113,22 @@ class SQLLedger(Ledger):
         return ""
 
     @contextlib.contextmanager
-    def _guard(self, what: str) -> Iterator[None]:
-        """Driver errors → :class:`LedgerError` naming the ledger (password masked)."""
+    def _guard(self, what: str, cls: type[LedgerError] = LedgerError) -> Iterator[None]:
+        """Driver errors → ``cls`` (a :class:`LedgerError`) naming the ledger, its password
+        masked."""
         if self._closed:
-            raise fail(self.url, what, "the ledger is closed")
+            raise fail(self.url, what, "the ledger is closed", cls)
         if os.getpid() != self._pid:
             # A forked child shares the parent's sockets and file handles: using (or even
             # closing) them would corrupt the parent's connections.
             raise fail(self.url, what, "the ledger was opened in the parent process; open it "
-                       "again in this one (after forking)")
+                       "again in this one (after forking)", cls)
         try:
             yield
         except LedgerError:
             raise
         except self._errors as exc:
-            raise fail(self.url, what, exc) from None
+            raise fail(self.url, what, exc, cls) from None
 
     # --- records --------------------------------------------------------------------------
     def _write(self, items: list[_Item]) -> int:
@@ -132,14 +141,19 @@ class SQLLedger(Ledger):
                 when = intent_time(item)
                 rows.append((False, (item.get("id"), None if when is None else self._time(when),
                                      intent_json(item), item.get("id")), None))
+        with self._guard("cannot write records", LedgerLogError):
+            return self._store(rows)
+
+    def _store(self, rows: list[tuple[bool, tuple[Any, ...], str | None]]) -> int:
+        """Write checked rows ``(is_record, params, record id)`` in one transaction."""
         new = 0
-        with self._guard("cannot write records"), self._tx() as ex:
+        with self._tx() as ex:
             for is_record, params, record_id in rows:
                 if is_record:
-                    new += max(0, ex.execute(_INSERT_RECORD, params).rowcount)
+                    new += max(0, ex.execute(INSERT_RECORD, params).rowcount)
                     ex.execute("DELETE FROM intents WHERE id = ?", (record_id,))
                 else:
-                    ex.execute(_INSERT_INTENT, params)
+                    ex.execute(INSERT_INTENT, params)
         return new
 
     def _record_params(self, record: UsageRecord) -> tuple[Any, ...]:
@@ -190,12 +204,12 @@ class SQLLedger(Ledger):
 
     def count(self) -> int:
         self.flush()
-        with self._guard("cannot count records"), self._tx(write=False) as ex:
+        with self._guard("cannot count records", LedgerLogError), self._tx(write=False) as ex:
             return int(ex.execute("SELECT count(*) FROM records").fetchone()[0])
 
     def __iter__(self) -> Iterator[UsageRecord]:
         self.flush()
-        with self._guard("cannot read records"), self._tx(write=False) as ex:
+        with self._guard("cannot read records", LedgerLogError), self._tx(write=False) as ex:
             rows = ex.execute("SELECT time, id, record, 0 FROM records UNION ALL "
                               "SELECT time, id, record, 1 FROM intents ORDER BY 1, 2").fetchall()
         where = f"ledger {mask_url(self.url)}, record"
@@ -206,7 +220,7 @@ class SQLLedger(Ledger):
 
     def pending_intents(self) -> list[dict[str, Any]]:
         self.flush()
-        with self._guard("cannot read intents"), self._tx(write=False) as ex:
+        with self._guard("cannot read intents", LedgerLogError), self._tx(write=False) as ex:
             rows = ex.execute("SELECT record FROM intents ORDER BY time, id").fetchall()
         return [json.loads(row[0]) for row in rows]
 

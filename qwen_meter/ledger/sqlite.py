@@ -105,7 +105,8 @@ class SQLiteLedger(SpendQueries):
         path = self.path
 
         def read() -> int:
-            db = sqlite3.connect(path, timeout=30)
+            # Read-only: a file deleted meanwhile is an error, not a new empty database.
+            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", timeout=30, uri=True)
             try:
                 return int(db.execute("SELECT version FROM ledger_state").fetchone()[0])
             finally:

@@ -65,6 +65,8 @@ class Report:
     records: int = 0
     tz: str = "UTC"
     top: int = 10
+    #: The usage the report was built from (the HTML report reads it again as the dashboard).
+    usage: UsageData | None = None
 
 
 def _frame(scan: Scan, keys: Sequence[str], *, repriced: bool = False) -> Any:
@@ -226,7 +228,8 @@ def build_report(data: UsageData, by: Sequence[str] = ("model",), *,
                 tags["tag"].nunique()),
             summary=_summary(scan, totals, daily, zone), skipped=scan.skipped,
             skipped_count=scan.skipped_count, unpriced=scan.unpriced,
-            unpriced_count=scan.unpriced_count, records=scan.records, tz=zone, top=top)
+            unpriced_count=scan.unpriced_count, records=scan.records, tz=zone, top=top,
+            usage=data)
         if plan.repricing:
             report.repricing = _repricing(scan, by)
             report.reprice_label = " ".join(filter(None, [

@@ -17,6 +17,7 @@ from ..catalogue.core import Catalogue, default_catalogue
 from ..catalogue.records import ModelSpec
 from . import sql
 from .duck import _polled, _prefetch, _reraise_interrupt, connect
+from .ledger_source import ledger_chunks
 from .plan import LISTED, Plan, Scan, Skipped
 from .prices import PRICE_COLUMNS, price_rows, thresholds
 from .sources import (
@@ -69,6 +70,8 @@ class Engine:
         self._part_rows = 0
         #: When a list, the usable records themselves are kept here too (``UsageData.table``).
         self.collected: list[pa.Table] | None = None
+        #: Read the drill-down fields too (``sql.DETAIL``: id, error, latency) from JSON lines.
+        self.detail = False
 
     # --- prices -----------------------------------------------------------------------------
 
@@ -161,12 +164,29 @@ class Engine:
         self._part_rows = merged.num_rows
 
     def feed_lines(self, chunks: Iterable[pa.Table]) -> None:
-        """Parses, checks and folds JSON-line chunks ``(source, line, text)``."""
+        """Parses, checks and folds JSON-line chunks ``(source, line, text)``; a chunk with an
+        ``id`` column too (a ledger's) has its listed records named by id, not line."""
         for chunk in chunks:
+            listed = len(self.scan.skipped), len(self.scan.unpriced)
             self.db.register("lines_chunk", chunk)
-            records = f"({sql.parse_sql(sql.lines_sql('lines_chunk'))})"
+            records = f"({sql.parse_sql(sql.lines_sql('lines_chunk', self.detail), self.detail)})"
             self._fold(self.db.sql(self.cube_sql(records)).to_arrow_table(), records)
             self.db.unregister("lines_chunk")
+            if "id" in chunk.column_names:
+                self._name_by_id(chunk, *listed)
+
+    def _name_by_id(self, chunk: pa.Table, skipped: int, unpriced: int) -> None:
+        """A ledger's lines are numbered by the read, which means nothing to its reader: the
+        records of ``chunk`` listed since (``skipped``, ``unpriced``) say their id instead, as
+        the records of a JSONL file read whole do."""
+        first = chunk["line"][0].as_py() if chunk.num_rows else 0
+        ids = chunk["id"]
+        for listed, start in ((self.scan.skipped, skipped), (self.scan.unpriced, unpriced)):
+            for i in range(start, len(listed)):
+                item = listed[i]
+                if item.line is not None and 0 <= item.line - first < len(ids):
+                    listed[i] = Skipped(item.source, None,
+                                        f"{item.reason} (id {ids[item.line - first]})")
 
     def feed_jsonl(self, path: Path, bar: Progress) -> None:
         """A JSONL log: read by DuckDB's own JSON reader in one pass. A file DuckDB cannot read
@@ -257,7 +277,8 @@ def run(sources: Sequence[Source], plan: Plan, *, catalogue: Catalogue | None = 
     """One pass over ``sources`` for ``plan`` (``collect``: a list to keep the records in)."""
     engine = Engine(plan, catalogue)
     engine.collected = collect
-    total = sum(s.path.stat().st_size for s in sources if s.path.is_file())
+    total = sum(s.path.stat().st_size for s in sources
+                if s.kind != "ledger" and s.path.is_file())
     bar = Progress(total, progress)
     try:
         for source in sources:
@@ -265,6 +286,9 @@ def run(sources: Sequence[Source], plan: Plan, *, catalogue: Catalogue | None = 
                 engine.feed_parquet(parquet_files(source))
                 bar.advance(source.path.stat().st_size if source.path.is_file() else 0,
                             source.path.name)
+            elif source.kind == "ledger":
+                engine.feed_lines(_prefetch(ledger_chunks(source.url, bar, since=plan.since,
+                                                          until=plan.until)))
             elif source.kind == "sqlite":
                 engine.feed_lines(_prefetch(sqlite_chunks(source.path, bar)))
             elif source.kind == "responses":

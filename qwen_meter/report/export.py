@@ -19,6 +19,7 @@ from ..catalogue.core import Catalogue
 from . import sql
 from .duck import _prefetch
 from .engine import Engine
+from .ledger_source import is_ledger_url, ledger_chunks
 from .plan import Plan, Skipped
 from .sources import Progress, ReportInputError, Source, jsonl_chunks, sniff, sqlite_chunks
 
@@ -90,7 +91,7 @@ def report_sql(dataset: str, *, by: Sequence[str] = ("model",), tz: str = "UTC",
 
 def compact(sources: Sequence[str | Path], out: str | Path, *,
             progress: bool = False) -> tuple[int, int, list[Skipped]]:
-    """Writes the usable records of ``sources`` (JSONL / SQLite logs) as Parquet under
+    """Writes the usable records of ``sources`` (JSONL / SQLite logs, ledger URLs) as Parquet under
     ``out`` (``date=YYYY-MM-DD/part-<uuid>.parquet``, UTC dates; new files beside any there).
 
     Returns (records written, lines skipped, the first skipped lines).
@@ -100,23 +101,28 @@ def compact(sources: Sequence[str | Path], out: str | Path, *,
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ReportInputError(f"cannot create {folder}: {exc.strerror or exc}") from None
-    engine = Engine(Plan(by=("model",), tz="UTC"))
-    db = engine.db
-    found = [Source(Path(s), sniff(Path(s))) for s in sources]
+    found = [Source(Path(), "ledger", url=str(s)) if is_ledger_url(str(s))
+             else Source(Path(s), sniff(Path(s)) if Path(s).is_file() else "missing")
+             for s in sources]
     for source in found:
+        if source.kind == "ledger":
+            continue
         if not source.path.is_file():
             raise ReportInputError(f"{source.path}: no such file")
         if source.kind not in ("log", "sqlite"):
             raise ReportInputError(f"{source.path}: not a qwen_meter log ({source.kind}); "
                                    "compact reads JSONL and SQLite logs")
-    bar = Progress(sum(s.path.stat().st_size for s in found), progress)
+    engine = Engine(Plan(by=("model",), tz="UTC"))
+    db = engine.db
+    bar = Progress(sum(s.path.stat().st_size for s in found if s.kind != "ledger"), progress)
     written = skipped = 0
     listed: list[Skipped] = []
     columns = ", ".join(f'"{c}"' for c in RECORD_COLUMNS)
     target = sql.quote(str(folder))
     try:
         for source in found:
-            chunks = sqlite_chunks(source.path, bar) if source.kind == "sqlite" \
+            chunks = ledger_chunks(source.url, bar) if source.kind == "ledger" \
+                else sqlite_chunks(source.path, bar) if source.kind == "sqlite" \
                 else jsonl_chunks(source.path, bar)
             for chunk in _prefetch(chunks):
                 db.register("lines_chunk", chunk)

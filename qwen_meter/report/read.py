@@ -1,5 +1,6 @@
 """Usage inputs for reports: qwen_meter logs (JSONL, SQLite), their Parquet form
-(``qwen-meter log compact``) and JSONL files of raw API responses, combined.
+(``qwen-meter log compact``), ledgers (``postgresql://…``, ``sqlite:///…``) and JSONL files of
+raw API responses, combined.
 
 Nothing is read here: :func:`load_usage` checks the inputs and says how each is read; the
 report reads them in one streaming pass (:mod:`.engine`). Every input gets the same checks:
@@ -18,8 +19,11 @@ from typing import Any
 import pyarrow as pa
 
 from ..catalogue.core import Catalogue
+from ..ledger.base import Ledger
+from ..ledger.common import mask_url
 from .duck import check_zone, system_zone
 from .engine import run
+from .ledger_source import is_ledger_url, sqlite_path
 from .plan import Plan, Scan, Skipped
 from .sources import ReportInputError, Source, sniff
 
@@ -95,24 +99,35 @@ def default_source() -> Path:
     return default_log_path()
 
 
-def load_usage(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+def load_usage(sources: str | os.PathLike[str] | Ledger
+               | Sequence[str | os.PathLike[str] | Ledger] | None = None,
                *, since: dt.date | dt.datetime | None = None,
                until: dt.date | dt.datetime | None = None, tz: str | None = None,
                default_model: str | None = None, region: str | None = None,
                catalogue: Catalogue | None = None, progress: bool = False) -> UsageData:
-    """Usage from qwen_meter logs (JSONL / SQLite / Parquet files or folders) and raw-response
-    JSONL files; ``None`` reads the meter's default log.
+    """Usage from qwen_meter logs (JSONL / SQLite / Parquet files or folders), ledgers
+    (``postgresql://user@host/db``, ``sqlite:///ledger.db``, or an open
+    :class:`~qwen_meter.ledger.Ledger`) and raw-response JSONL files; ``None`` reads the meter's
+    default log.
 
     ``since`` / ``until`` keep records in ``[since, until)``; dates are whole days in ``tz``
     (an IANA zone; default: the system's), as are the report's days, weeks and months.
     """
     if sources is None:
         sources = [default_source()]
-    paths = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
+    paths = [sources] if isinstance(sources, (str, os.PathLike, Ledger)) else list(sources)
     if not paths:
         raise ReportInputError("no usage logs given")
-    found = []
+    found: list[Source] = []
     for item in paths:
+        if isinstance(item, Ledger):  # an open ledger: read by its URL, like any other reader
+            item = item.url
+        if isinstance(item, str) and is_ledger_url(item):
+            if item.split("://", 1)[0].lower() == "sqlite" and not sqlite_path(item).is_file():
+                raise ReportInputError(f"{mask_url(item)}: no such ledger file "
+                                       f"({sqlite_path(item)})")
+            found.append(Source(Path(), "ledger", url=item))
+            continue
         path = Path(item)
         if not path.exists():
             raise ReportInputError(f"{path}: no such file")

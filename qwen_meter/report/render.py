@@ -327,6 +327,17 @@ def _html_table(frame: Any) -> str:
 
 
 def to_html(report: Report, *, charts: bool = True) -> str:
+    """The dashboard's page with the report's usage inlined (:mod:`.snapshot`): one
+    self-contained file. A report not built from usage sources (made by hand) gets a static
+    page of its tables instead."""
+    if report.usage is not None:
+        from .snapshot import snapshot_report
+
+        return snapshot_report(report)
+    return tables_html(report, charts=charts)
+
+
+def tables_html(report: Report, *, charts: bool = True) -> str:
     """One responsive HTML page: the summary, the charts (embedded) and every table."""
     parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'>",
              "<meta name='viewport' content='width=device-width, initial-scale=1'>",

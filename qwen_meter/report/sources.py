@@ -6,7 +6,8 @@
 * SQLite logs: the ``record`` column, fetched in batches;
 * JSONL files of raw API responses: turned into log records as they are read (the only
   per-line Python here — such files are small: they are saved responses, not logs);
-* Parquet (``qwen-meter log compact``): DuckDB reads it directly (see :mod:`.engine`).
+* Parquet (``qwen-meter log compact``): DuckDB reads it directly (see :mod:`.engine`);
+* ledgers (``postgresql://…``, ``sqlite:///…``): the ``record`` column (see :mod:`.ledger_source`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import json
 import sqlite3
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,18 +42,32 @@ class ReportInputError(QwenMeterError):
 
 @dataclass(frozen=True)
 class Source:
-    """One input and how it is read: ``log`` (JSONL), ``sqlite``, ``responses`` or
-    ``parquet`` (a file, or a folder of ``date=YYYY-MM-DD/part-*.parquet``)."""
+    """One input and how it is read: ``log`` (JSONL), ``sqlite``, ``responses``, ``parquet``
+    (a file, or a folder of ``date=YYYY-MM-DD/part-*.parquet``) or ``ledger`` (``url``: a
+    ``postgresql://`` or ``sqlite:///`` ledger; kept out of the repr, it may hold a password)."""
 
     path: Path
     kind: str
+    url: str = field(default="", repr=False)
+
+    @property
+    def name(self) -> str:
+        """How errors and skipped lines name the source (a ledger's URL, password masked)."""
+        if self.url:
+            from ..ledger.common import mask_url
+
+            return mask_url(self.url)
+        return str(self.path)
+
+    def __repr__(self) -> str:
+        return f"Source({self.name!r}, kind={self.kind!r})"
 
 
 class Progress:
     """A progress bar on stderr that moves as chunks are read (a terminal only, by default)."""
 
     def __init__(self, total: int, enabled: bool, stream: Any = None) -> None:
-        self.total = max(total, 1)
+        self.total = total  # a ledger adds its size when it is read
         self.enabled = enabled
         self.stream = stream or sys.stderr
         self.done = 0
@@ -66,7 +81,7 @@ class Progress:
         if not self.enabled or not amount:
             return
         self.done += amount
-        percent = min(100, self.done * 100 // self.total)
+        percent = min(100, self.done * 100 // max(self.total, 1))
         if percent != self.last:
             self.last = percent
             bar = "#" * (percent // 4)

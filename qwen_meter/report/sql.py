@@ -55,21 +55,29 @@ def quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _struct() -> str:
-    return "{" + ", ".join(f'"{k}": "{v}"' for k, v in _STRUCT.items()) + "}"
+#: Fields the report does not need but the dashboard's drill-down shows (read as JSON so that a
+#: field of an odd type never makes a record unusable).
+DETAIL = {"id": "JSON", "error": "JSON", "latency_ms": "JSON"}
 
 
-def lines_sql(lines: str) -> str:
-    """A relation of JSON lines ``(source, line, text)`` as the fields :func:`parse_sql` reads."""
+def _struct(detail: bool = False) -> str:
+    fields = {**_STRUCT, **DETAIL} if detail else _STRUCT
+    return "{" + ", ".join(f'"{k}": "{v}"' for k, v in fields.items()) + "}"
+
+
+def lines_sql(lines: str, detail: bool = False) -> str:
+    """A relation of JSON lines ``(source, line, text)`` as the fields :func:`parse_sql` reads
+    (``detail``: with the fields of :data:`DETAIL` too)."""
     return (f"(SELECT * FROM (SELECT source, line, text, "
-            f"unnest(try(json_transform(text, {quote(_struct())}))) FROM {lines}) "
+            f"unnest(try(json_transform(text, {quote(_struct(detail))}))) FROM {lines}) "
             f"WHERE {NOT_INTENT})")
 
 
-def json_file_sql(path: str) -> str:
+def json_file_sql(path: str, detail: bool = False) -> str:
     """A JSONL file read by DuckDB itself (fast, but it names no lines and stops at the first
     malformed one: the engine then reads the file as lines)."""
-    columns = "{" + ", ".join(f"{quote(k)}: {quote(v)}" for k, v in _STRUCT.items()) + "}"
+    fields = {**_STRUCT, **DETAIL} if detail else _STRUCT
+    columns = "{" + ", ".join(f"{quote(k)}: {quote(v)}" for k, v in fields.items()) + "}"
     return (f"(SELECT {quote(path)} AS source, NULL::BIGINT AS line, '{{}}' AS text, * "
             f"FROM read_json({quote(path)}, format = 'newline_delimited', columns = {columns}) "
             f"WHERE {NOT_INTENT})")
@@ -98,11 +106,12 @@ def unpriced_ids_sql(path: str, since: str | None, until: str | None, limit: int
             f"LIMIT {int(limit)}")
 
 
-def parse_sql(fields: str) -> str:
+def parse_sql(fields: str, detail: bool = False) -> str:
     """Typed records (with ``problem``) from :func:`lines_sql` or :func:`json_file_sql`.
 
     A token count must be a JSON integer >= 0, a cost a decimal (string or number), a time
-    ISO 8601 (no offset = UTC), tags a list.
+    ISO 8601 (no offset = UTC), tags a list. ``detail``: also the fields of :data:`DETAIL`
+    (``fields`` must hold them: :func:`lines_sql` with ``detail``).
     """
     tokens = ",\n    ".join(
         f"CASE WHEN json_type({c}) IN {_NUMBER} THEN TRY_CAST({c} AS DOUBLE) END AS {c}_number, "
@@ -121,6 +130,14 @@ def parse_sql(fields: str) -> str:
                          "endpoint", "status", '"user"', "tags",
                          *(f"TRY_CAST({c}_number AS BIGINT) AS {c}" for c in TOKEN_COLUMNS),
                          "usage_estimated", "cost", "currency", "unpriced"])
+    extra = ""
+    if detail:
+        columns += ", id, error, latency_ms"
+        extra = (",\n    CASE WHEN json_type(id) IN ('VARCHAR', 'UBIGINT', 'BIGINT') "
+                 "THEN id->>'$' END AS id,\n    CASE WHEN json_type(error) = 'VARCHAR' "
+                 "THEN error->>'$' WHEN json_type(error) <> 'NULL' THEN error::VARCHAR END "
+                 f"AS error,\n    CASE WHEN json_type(latency_ms) IN {_NUMBER} "
+                 "THEN TRY_CAST(latency_ms AS DOUBLE) END AS latency_ms")
     return f"""SELECT {columns},
   CASE
     WHEN model_json IS NOT NULL AND json_type(model_json) NOT IN ('VARCHAR', 'NULL')
@@ -160,7 +177,8 @@ FROM (
     CASE WHEN json_type(cost) IN ('VARCHAR', 'UBIGINT', 'BIGINT', 'DOUBLE')
       THEN TRY_CAST(cost->>'$' AS {MONEY_TYPE}) END AS cost,
     currency AS currency_json,
-    CASE WHEN json_type(currency) = 'VARCHAR' THEN currency->>'$' END AS currency, unpriced
+    CASE WHEN json_type(currency) = 'VARCHAR' THEN currency->>'$' END AS currency,
+    unpriced{extra}
   FROM {fields})"""
 
 

@@ -13,10 +13,9 @@ that differs from the catalogue's. Tests queue behaviours for the next requests 
 ``non_json`` (a 200 whose body is that text, as ``text/html``: billed, but no answer),
 ``delay`` (seconds between billing the request and sending the answer's head: a client
 that times out or is cancelled meanwhile has been billed).
-Also served: ``/completions``, ``/responses`` (compatible mode), native
-``multimodal-generation`` and ``text-embedding``. :meth:`FakeDashScope.transport` gives an
-httpx (or httpx2) transport that sends any URL — ``https://dashscope-intl.aliyuncs.com/...`` —
-here, so clients configured for the real hosts can be tested.
+Also served: ``/completions``, ``/responses``, GET ``/models`` (compatible mode), native
+``multimodal-generation``, ``text-embedding``. :meth:`FakeDashScope.transport`: an httpx (or
+httpx2) transport sending any URL (``https://dashscope-intl.aliyuncs.com/...``) here.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from typing import Any
 from ..base.errors import UnknownModel
 from ..billing.chat_counting import count_completion, count_messages
 from ..billing.counting import count_tokens
-from ..catalogue.core import resolve
+from ..catalogue.core import default_catalogue, resolve
 
 REPLY = "我是來自阿里雲的大規模語言模型,我叫通義千問。"
 REASONING = "用户问我是谁，我应该介绍自己。"
@@ -63,6 +62,9 @@ class FakeDashScope:
 
             def do_POST(self) -> None:
                 server.handle(self)
+
+            def do_GET(self) -> None:
+                server.listing(self)
 
         class Server(ThreadingHTTPServer):
             request_queue_size = 256  # many concurrent clients (the default backlog is 5)
@@ -135,6 +137,16 @@ class FakeDashScope:
     def _next(self) -> dict[str, Any]:
         with self.lock:
             return self.behaviours.popleft() if self.behaviours else {}
+
+    def listing(self, h: BaseHTTPRequestHandler) -> None:  # the catalogue's, never billed
+        with self.lock:
+            self.requests.append({"path": h.path, "method": "GET",
+                                  "headers": {k.lower(): v for k, v in h.headers.items()}})
+        models: dict[str, Any] = {f"/compatible-mode/v1/models/{m.name}": {
+            "id": m.name, "object": "model"} for m in default_catalogue()}
+        models["/compatible-mode/v1/models"] = {"object": "list", "data": [*models.values()]}
+        found = models.get(h.path.split("?")[0].rstrip("/"))
+        self._send_json(h, 404 if found is None else 200, found or {"error": {"message": "no"}})
 
     def handle(self, h: BaseHTTPRequestHandler) -> None:
         length = int(h.headers.get("content-length") or 0)

@@ -1,0 +1,67 @@
+"""The dashboard's data side: usage sources loaded once into DuckDB with the report's own
+checks (:mod:`.store`), and the JSON answers of the dashboard's API over them (:mod:`.core`) —
+so the page, its snapshot (the HTML report) and ``qwen-meter report`` give the same numbers.
+
+    views = open_views("usage.jsonl", tz="Asia/Shanghai")
+    views.answer("overview", {"since": ["2026-11-01"], "tag": ["feature=智能客服"]})
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from .budgets import BudgetSpec
+from .core import Views
+from .query import BadParam
+from .store import DIMS, RecordStore
+
+__all__ = ["DIMS", "BadParam", "BudgetSpec", "RecordStore", "Views", "open_views"]
+
+
+def open_views(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+               *, tz: str | None = None, title: str | None = None,
+               budgets: Sequence[BudgetSpec] = (), store: Any = None,
+               refresh_seconds: int | None = 10, default_model: str | None = None,
+               region: str | None = None, catalogue: Any = None) -> Views:
+    """Views over usage sources, opened as ``qwen-meter report`` opens them (JSONL / SQLite
+    logs, a folder of logs, Parquet ...; None: the meter's default log)."""
+    from ..read import load_usage
+
+    if sources is not None:
+        sources = logs_in_folders(sources)
+    data = load_usage(sources, tz=tz, default_model=default_model, region=region,
+                      catalogue=catalogue)
+    label = None if sources is None or isinstance(sources, (str, os.PathLike)) else \
+        ", ".join(map(str, sources))
+    records = RecordStore(data.sources, label=label or ", ".join(
+        str(s.path) for s in data.sources), catalogue=catalogue,
+        default_model=default_model, region=region)
+    views = Views(records, tz=data.tz, title=title, budgets=budgets, store=store,
+                  refresh_seconds=refresh_seconds)
+    views.query({})  # counts the dimensions' values now, not on the first page's request
+    return views
+
+
+_LOG_SUFFIXES = (".jsonl", ".db", ".sqlite", ".sqlite3")
+
+
+def logs_in_folders(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+                    ) -> list[str]:
+    """``sources`` with each folder that holds no Parquet (not a ``log compact`` folder)
+    replaced by the logs in it (``*.jsonl``, ``*.db`` ..., rotated ones too), by name."""
+    from pathlib import Path
+
+    items = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
+    out: list[str] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir() and not any(path.rglob("*.parquet")):
+            logs = sorted(str(p) for p in path.iterdir() if p.is_file()
+                          and (p.suffix in _LOG_SUFFIXES or ".jsonl." in p.name))
+            if logs:
+                out += logs
+                continue
+        out.append(str(item))
+    return out
