@@ -386,8 +386,8 @@ def test_live_state_comes_from_the_store(log, tmp_path):
 
 
 def test_budgets_from_a_gateway_config():
-    from qwen_meter.gateway.ui import budget_specs
     from qwen_meter.gateway.config import parse_config
+    from qwen_meter.gateway.ui import budget_specs
 
     config = parse_config({
         "upstreams": {"default": {"url": "https://dashscope.aliyuncs.com",
