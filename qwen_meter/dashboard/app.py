@@ -227,6 +227,7 @@ async def _error(send: Send, status: int, code: str, message: str,
 
 def dashboard_app(source: Any = None, base_path: str = "/ui", auth: Auth | None = None, *,
                   tz: str | None = None, budgets: Sequence[Any] = (), store: Any = None,
+                  limiters: Sequence[Any] = (),
                   title: str | None = None, refresh_seconds: int | None = 10,
                   assets: str | os.PathLike[str] | None = None) -> DashboardApp:
     """The dashboard over ``source`` (a usage log, several, a folder, Parquet ... as
@@ -238,6 +239,6 @@ def dashboard_app(source: Any = None, base_path: str = "/ui", auth: Auth | None 
     from ..report.views import Views, open_views
 
     views = source if isinstance(source, Views) else open_views(
-        source, tz=tz, title=title, budgets=budgets, store=store,
+        source, tz=tz, title=title, budgets=budgets, store=store, limiters=limiters,
         refresh_seconds=refresh_seconds)
     return DashboardApp(views, base_path=base_path, auth=auth, assets=assets)

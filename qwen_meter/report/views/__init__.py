@@ -12,17 +12,19 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from .budgets import BudgetSpec
+from .budgets import BudgetSpec, LimiterSpec
 from .core import Views
 from .query import BadParam
 from .store import DIMS, RecordStore
 
-__all__ = ["DIMS", "BadParam", "BudgetSpec", "RecordStore", "Views", "open_views"]
+__all__ = ["DIMS", "BadParam", "BudgetSpec", "LimiterSpec", "RecordStore", "Views",
+           "open_views"]
 
 
 def open_views(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
                *, tz: str | None = None, title: str | None = None,
                budgets: Sequence[BudgetSpec] = (), store: Any = None,
+               limiters: Sequence[LimiterSpec] = (),
                refresh_seconds: int | None = 10, default_model: str | None = None,
                region: str | None = None, catalogue: Any = None) -> Views:
     """Views over usage sources, opened as ``qwen-meter report`` opens them (JSONL / SQLite
@@ -39,7 +41,7 @@ def open_views(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
         str(s.path) for s in data.sources), catalogue=catalogue,
         default_model=default_model, region=region)
     views = Views(records, tz=data.tz, title=title, budgets=budgets, store=store,
-                  refresh_seconds=refresh_seconds)
+                  limiters=limiters, refresh_seconds=refresh_seconds)
     views.query({})  # counts the dimensions' values now, not on the first page's request
     return views
 
