@@ -4,6 +4,7 @@ floor of one Redis round trip (PING, EVALSHA of 'return 1').
 
 Run:  pip install ".[bench]"; python benchmarks/bench_limiter.py
       python benchmarks/bench_limiter.py --sqlite   (the SQLite store against its floor only)
+      python benchmarks/bench_limiter.py --redis    (the Redis store against its floor only)
 A redis-server binary on PATH is started on a free port (or set QWEN_METER_BENCH_REDIS_URL), and
 a 3-master Redis Cluster next to it (or set QWEN_METER_BENCH_REDIS_CLUSTER_URL).
 Limits are set so high that nothing is ever refused: this measures the bookkeeping itself.
@@ -208,6 +209,54 @@ def sqlite_paired(batches: int = 60, size: int = 200) -> dict[str, object]:
     return dict(out)
 
 
+def redis_paired(url: str, batches: int = 60, size: int = 200) -> dict[str, object]:
+    """The Redis store against its floor (one ``EVALSHA`` of ``return 1`` through redis-py),
+    interleaved as :func:`sqlite_paired` does: the store's acquire alone, and a limiter's
+    acquire + reconcile (two round trips: the reconcile is a second atomic script)."""
+    import statistics
+
+    import redis
+
+    from qwen_meter.limits.store.base import WindowCheck
+    from qwen_meter.limits.store.redis import RedisStore
+
+    def per_call(fn: Callable[[], object]) -> tuple[float, float]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(size):
+            fn()
+        return ((time.perf_counter() - wall) / size * 1e6,
+                (time.process_time() - cpu) / size * 1e6)
+
+    client = redis.Redis.from_url(url)
+    sha = client.script_load("return 1")
+    store = RedisStore(url, prefix="bench:")
+    checks = [WindowCheck("{m}:r", HUGE, 1), WindowCheck("{m}:t", HUGE, 1200)]
+    cases = {"floor": lambda: client.evalsha(sha, 0),
+             "acquire": lambda: store.window_acquire(checks, time.time),
+             "acquire + reconcile": qwen_meter_case(store)}
+    for fn in cases.values():  # warm up: connections, script cache
+        for _ in range(size):
+            fn()
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
+    for _ in range(batches):
+        for name, fn in cases.items():
+            times[name].append(per_call(fn))
+    store.close()
+    client.close()
+    out: dict[str, dict[str, float] | list[float]] = {}
+    for name, runs in times.items():
+        row = out[name] = {"µs/call wall (median)": round(statistics.median(w for w, _ in runs), 2),
+                           "µs/call CPU (median)": round(statistics.median(c for _, c in runs), 2)}
+        if name != "floor":
+            floor = times["floor"]
+            row["÷ floor, wall (median of paired batches)"] = round(statistics.median(
+                w / f[0] for (w, _), f in zip(runs, floor, strict=True)), 2)
+            row["÷ floor, CPU (median of paired batches)"] = round(statistics.median(
+                c / f[1] for (_, c), f in zip(runs, floor, strict=True) if f[1] > 0), 2)
+    out["load average"] = [round(x, 2) for x in os.getloadavg()]
+    return dict(out)
+
+
 def main() -> None:
     from qwen_meter.limits.store import MemoryStore
     from qwen_meter.limits.store.sqlite import SQLiteStore
@@ -215,6 +264,12 @@ def main() -> None:
     if "--sqlite" in sys.argv[1:]:
         print(json.dumps({"python": sys.version.split()[0], "cpus": os.cpu_count(),
                           "sqlite": sqlite_paired()}, indent=2, ensure_ascii=False))
+        return
+    if "--redis" in sys.argv[1:]:
+        with redis_server() as url:
+            result = redis_paired(url) if url else {"skipped": "no redis-server"}
+        print(json.dumps({"python": sys.version.split()[0], "cpus": os.cpu_count(),
+                          "redis": result}, indent=2, ensure_ascii=False))
         return
     report: dict[str, dict[str, object]] = {}
     n = 40_000

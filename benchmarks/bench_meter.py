@@ -1,6 +1,8 @@
 """The meter's own cost per call, next to the bare client's, and the event loop under waiting.
 
 Run:  python benchmarks/bench_meter.py [--calls 200]
+      python benchmarks/bench_meter.py --paired   (metered ÷ bare only: interleaved batches,
+                                                   median of per-batch ratios, wall and CPU)
 The server (qwen_meter.testing) answers like DashScope on 127.0.0.1, in this process. The
 meter uses the memory store for its limiter and budget and writes a JSONL log: the full
 pipeline. Figures, in one run:
@@ -164,6 +166,71 @@ def split(bare: Any, metered: Any, meter: qm.Meter, n: int) -> dict[str, float]:
             "adapter ≈ metered − bare − pipeline µs": round(medians[1] - medians[2])}
 
 
+def paired(batches: int = 40, size: int = 20) -> dict[str, Any]:
+    """Metered ÷ bare, sync and async chat, in ``batches`` interleaved batches of ``size``
+    calls each (bare, then metered), so a burst of load from elsewhere hits both alike: the
+    medians of the per-batch ratios in wall time, in this process's CPU time (server thread
+    included: the stand-in shares the process) and in the calling thread's CPU time (the
+    client's and the meter's own work alone). On a shared machine the CPU ratios are the
+    steadier: time spent preempted is not counted."""
+    import os
+
+    import openai
+
+    def ratios(times: dict[str, list[tuple[float, float, float]]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for i, what in enumerate(("wall", "process CPU", "calling thread CPU")):
+            out[f"bare µs ({what}, median)"] = round(statistics.median(
+                t[i] for t in times["bare"]) * 1e6 / size)
+            out[f"metered µs ({what}, median)"] = round(statistics.median(
+                t[i] for t in times["metered"]) * 1e6 / size)
+            out[f"metered ÷ bare ({what}, median of paired batches)"] = round(
+                statistics.median(m[i] / b[i] for b, m in zip(times["bare"], times["metered"],
+                                                             strict=True) if b[i] > 0), 3)
+        return out
+
+    def clocks() -> tuple[float, float, float]:
+        return time.perf_counter(), time.process_time(), time.thread_time()
+
+    server = FakeDashScope()
+    report: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        meter = qm.Meter(log=Path(folder) / "usage.jsonl", budget=qm.Budget("1000 CNY"),
+                         limiter=qm.RateLimiter(limits={"qwen-plus": (10**9, 10**12)}))
+        bare = openai.OpenAI(api_key="sk-x", base_url=server.compatible, max_retries=0)
+        clients = {"bare": bare, "metered": meter.wrap(bare)}
+        times: dict[str, list[tuple[float, float, float]]] = {"bare": [], "metered": []}
+        for _ in range(batches + 2):  # the first two rounds warm both up and are dropped
+            for name, client in clients.items():
+                start = clocks()
+                for _ in range(size):
+                    client.chat.completions.create(model="qwen-plus", messages=HELLO)
+                end = clocks()
+                times[name].append(tuple(e - s for e, s in zip(end, start, strict=True)))
+        report["sync chat"] = ratios({k: v[2:] for k, v in times.items()})
+
+        async def async_rows() -> None:
+            abare = openai.AsyncOpenAI(api_key="sk-x", base_url=server.compatible,
+                                       max_retries=0)
+            aclients = {"bare": abare, "metered": meter.wrap(abare)}
+            atimes: dict[str, list[tuple[float, float, float]]] = {"bare": [], "metered": []}
+            for _ in range(batches + 2):
+                for name, client in aclients.items():
+                    start = clocks()
+                    for _ in range(size):
+                        await client.chat.completions.create(model="qwen-plus",
+                                                             messages=HELLO)
+                    end = clocks()
+                    atimes[name].append(tuple(e - s for e, s in zip(end, start, strict=True)))
+            report["async chat"] = ratios({k: v[2:] for k, v in atimes.items()})
+
+        asyncio.run(async_rows())
+        meter.close()
+    server.close()
+    report["load average"] = [round(x, 2) for x in os.getloadavg()]
+    return report
+
+
 FIRST_CALL = """
 import asyncio, json, sys, tempfile, time
 from pathlib import Path
@@ -227,7 +294,13 @@ def main() -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=200)
-    n = parser.parse_args().calls
+    parser.add_argument("--paired", action="store_true",
+                        help="only metered ÷ bare in interleaved batches (wall and CPU)")
+    args = parser.parse_args()
+    if args.paired:
+        print(json.dumps(paired(), indent=2, ensure_ascii=False))
+        return
+    n = args.calls
     server = FakeDashScope()
     report: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as folder:

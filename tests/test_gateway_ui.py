@@ -31,7 +31,8 @@ def test_ui_over_the_ledger_behind_the_admin_token(fake, tmp_path, env):  # noqa
     app = create_app(fleet_config(fake, url))
     with running_gateway(app) as base:
         made = admin(base, "POST", "/admin/keys", {"name": "客服", "budget": "5 CNY/day",
-                                                   "user": "张三", "tags": ["feature=智能客服"]})
+                                                   "rpm": 100, "tpm": 100000, "user": "张三",
+                                                   "tags": ["feature=智能客服"]})
         assert made.status_code == 201, made.text
         key = made.json()["key"]
         assert admin(base, "PUT", "/admin/budgets/team/search/monthly",
@@ -59,6 +60,11 @@ def test_ui_over_the_ledger_behind_the_admin_token(fake, tmp_path, env):  # noqa
         budgets = {(b["scope"], b["subject"], b["name"]) for b in overview["budgets"]}
         assert any(scope == "key" and subject == "客服" for scope, subject, _ in budgets)
         assert ("team", "search", "monthly") in budgets
+        # The key's limiter window as the gateway's store holds it now: three requests.
+        limiter = overview["live_state"]["limiter"]
+        assert [(r["subject"], r["requests"], r["rpm"]) for r in limiter] == [("客服", 3, 100)]
+        assert limiter[0]["tokens"] == sum(r.prompt_tokens + r.completion_tokens
+                                           for r in records)
         top = httpx.get(f"{base}/ui/api/top", params={"by": "user"}, headers=headers,
                         timeout=30).json()
         assert [row["name"] for row in top["rows"]] == ["张三"]

@@ -24,30 +24,33 @@ def build_app(args: argparse.Namespace, background: bool = False) -> Any:
         raise QwenMeterError('the dashboard needs `pip install ".[dashboard]"` '
                              f"(missing: {exc.name})") from None
     budgets: list[Any] = []
+    limiters: list[Any] = []
     store = None
     sources: list[str] | None = list(args.sources) or None
     if args.config:
         from ..gateway.config import load_config
-        from ..gateway.ui import budget_specs
+        from ..gateway.ui import budget_specs, limiter_specs
 
         config = load_config(args.config)
-        budgets = budget_specs(config)
+        keys: list[Any] = list(config.keys)
+        scoped: list[Any] = []
         if config.ledger:  # a fleet: its keys and user / team budgets live in the ledger
             from ..ledger import open_ledger
 
             ledger = open_ledger(config.ledger)
             try:
-                budgets = budget_specs(config, ledger.list_keys(revoked=False),
-                                       ledger.list_budgets())
+                keys, scoped = ledger.list_keys(revoked=False), ledger.list_budgets()
             finally:
                 ledger.close()
+        budgets = budget_specs(config, keys, scoped)
+        limiters = limiter_specs(keys)
         if config.store and not config.store.startswith("memory:"):
             store = config.store  # a shared store: the gateway's live budget state
         default = config.ledger or config.log
         if sources is None and default:
             sources = [default]
     return dashboard_app(sources, base_path="", tz=args.tz, budgets=budgets, store=store,
-                         title=args.title, refresh_seconds=args.refresh,
+                         limiters=limiters, title=args.title, refresh_seconds=args.refresh,
                          cache=not getattr(args, "no_cache", True), background=background)
 
 

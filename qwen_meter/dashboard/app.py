@@ -245,6 +245,7 @@ async def _error(send: Send, status: int, code: str, message: str,
 
 def dashboard_app(source: Any = None, base_path: str = "/ui", auth: Auth | None = None, *,
                   tz: str | None = None, budgets: Sequence[Any] = (), store: Any = None,
+                  limiters: Sequence[Any] = (),
                   title: str | None = None, refresh_seconds: int | None = 10,
                   assets: str | os.PathLike[str] | None = None,
                   cache: bool | str | os.PathLike[str] | None = None,
@@ -263,6 +264,7 @@ def dashboard_app(source: Any = None, base_path: str = "/ui", auth: Auth | None 
     if isinstance(source, Views):
         return DashboardApp(source, base_path=base_path, auth=auth, assets=assets)
     load = prepare_views(source, tz=tz, title=title, budgets=budgets, store=store,
-                         refresh_seconds=refresh_seconds, cache=cache)
+                         limiters=limiters, refresh_seconds=refresh_seconds,
+                         cache=cache)
     views: Any = LoadingViews(load, load.label) if background else load()
     return DashboardApp(views, base_path=base_path, auth=auth, assets=assets)

@@ -49,6 +49,17 @@ _NO_UI = json.dumps({"error": {
     "type": "not_found", "param": None, "code": "not_found"}}).encode("utf-8")
 
 
+def limiter_specs(keys: Iterable[Any]) -> list[Any]:
+    """The RPM / TPM windows of the live keys that have one, named as :class:`TenantLimiter`
+    names them in the store, for the dashboard's live state."""
+    from ..report.views import LimiterSpec
+    from .limits import ALL_MODELS
+
+    return [LimiterSpec(subject=key.name, account=f"gateway-key:{key.name}", model=ALL_MODELS,
+                        rpm=key.rpm, tpm=key.tpm)
+            for key in keys if not key.revoked and (key.rpm is not None or key.tpm is not None)]
+
+
 class GatewayUI:
     """``/ui`` of one gateway; ``source`` is its ledger URL or its log's path."""
 
@@ -77,11 +88,11 @@ class GatewayUI:
     def _open(self) -> Any:
         from ..dashboard import dashboard_app
 
-        keys = self.keys() if callable(self.keys) else self.keys
+        keys = list(self.keys() if callable(self.keys) else self.keys or self.config.keys)
         scoped = self.ledger.list_budgets() if self.ledger is not None else ()
         return dashboard_app(self.source, base_path="/ui", auth=self.allowed,
                              budgets=budget_specs(self.config, keys, scoped), store=self.store,
-                             title="qwen-meter gateway")
+                             limiters=limiter_specs(keys), title="qwen-meter gateway")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._token is None:

@@ -36,7 +36,7 @@ from .base import (
     check_seconds,
     hash_tag,
 )
-from .redis_clients import connect, url_of
+from .redis_clients import DirectScripts, connect, url_of
 from .redis_scripts import ACQUIRE, ADJUST, COMMIT, RELEASE, RESERVE, SUM, Script
 
 
@@ -82,6 +82,8 @@ class RedisStore(Store):
         self.server_time = server_time
         self.breaker = breaker or CircuitBreaker(name=f"Redis at {url}")
         self.redis = client if client is not None else self._connect(url, asynchronous=False)
+        # One server: scripts go out as pre-built bytes on the store's own connections.
+        self._direct = DirectScripts(self.redis) if DirectScripts.usable(self.redis) else None
         self._aredis = async_client
         self._own_async = async_client is None
         self._aloop: Any = None
@@ -101,7 +103,10 @@ class RedisStore(Store):
         self.breaker.before()
         try:
             try:
-                result = self.redis.evalsha(script.sha, len(keys), *keys, *args)
+                if self._direct is not None:
+                    result = self._direct.evalsha(script.sha, keys, args)
+                else:
+                    result = self.redis.evalsha(script.sha, len(keys), *keys, *args)
             except self._noscript:
                 result = self.redis.eval(script.source, len(keys), *keys, *args)
         except self._errors as exc:
@@ -250,6 +255,8 @@ class RedisStore(Store):
                                              [repr(now), ""]))
 
     def close(self) -> None:
+        if self._direct is not None:
+            self._direct.close()
         self.redis.close()
 
     async def aclose(self) -> None:

@@ -13,18 +13,19 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .budgets import BudgetSpec
+from .budgets import BudgetSpec, LimiterSpec
 from .core import Views
 from .query import BadParam
 from .store import DIMS, RecordStore
 
-__all__ = ["DIMS", "BadParam", "BudgetSpec", "RecordStore", "Views", "open_views",
-           "prepare_views"]
+__all__ = ["DIMS", "BadParam", "BudgetSpec", "LimiterSpec", "RecordStore", "Views",
+           "open_views", "prepare_views"]
 
 
 def open_views(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
                *, tz: str | None = None, title: str | None = None,
                budgets: Sequence[BudgetSpec] = (), store: Any = None,
+               limiters: Sequence[LimiterSpec] = (),
                refresh_seconds: int | None = 10, default_model: str | None = None,
                region: str | None = None, catalogue: Any = None,
                cache: bool | str | os.PathLike[str] | None = None) -> Views:
@@ -33,13 +34,15 @@ def open_views(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
     user's cache folder) or a folder to keep the loaded records in, so that the next opening
     reads only what the sources gained (see :mod:`.cache`)."""
     return prepare_views(sources, tz=tz, title=title, budgets=budgets, store=store,
-                         refresh_seconds=refresh_seconds, default_model=default_model,
+                         limiters=limiters, refresh_seconds=refresh_seconds,
+                         default_model=default_model,
                          region=region, catalogue=catalogue, cache=cache)()
 
 
 def prepare_views(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None
                   = None, *, tz: str | None = None, title: str | None = None,
                   budgets: Sequence[BudgetSpec] = (), store: Any = None,
+                  limiters: Sequence[LimiterSpec] = (),
                   refresh_seconds: int | None = 10, default_model: str | None = None,
                   region: str | None = None, catalogue: Any = None,
                   cache: bool | str | os.PathLike[str] | None = None) -> Opener:
@@ -60,7 +63,7 @@ def prepare_views(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[s
                               default_model=default_model, region=region, cache=cache,
                               progress=progress)
         views = Views(records, tz=data.tz, title=title, budgets=budgets, store=store,
-                      refresh_seconds=refresh_seconds)
+                      limiters=limiters, refresh_seconds=refresh_seconds)
         views.query({})  # counts the dimensions' values now, not on the first page's request
         return views
 

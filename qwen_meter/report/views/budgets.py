@@ -107,9 +107,41 @@ def budget_view(db: Any, spec: BudgetSpec, now: dt.datetime, show_tz: dt.tzinfo
             "burn": burn}
 
 
-def live_state(specs: list[BudgetSpec], store: Any) -> dict[str, Any]:
+@dataclass(frozen=True)
+class LimiterSpec:
+    """A rate limit whose window the store holds: ``account`` and ``model`` name the window as
+    the :class:`~qwen_meter.limits.RateLimiter` that fills it names it (the gateway keeps a
+    key's window as account ``gateway-key:<name>``, model ``*``)."""
+
+    subject: str
+    account: str
+    model: str
+    rpm: int | None = None
+    tpm: int | None = None
+    scope: str = "key"
+
+
+def limiter_state(specs: list[LimiterSpec], store: Any) -> list[dict[str, Any]]:
+    """Requests and tokens in each limit's current one-minute window, beside the limit."""
+    from ...limits.limiter import RateLimit, RateLimiter
+
+    out = []
+    for spec in specs:
+        limiter = RateLimiter(store, account=spec.account,
+                              limits={spec.model: RateLimit(spec.rpm, spec.tpm)},
+                              on_store_error="open")
+        requests, tokens = limiter.usage(spec.model)
+        out.append({"scope": spec.scope, "subject": spec.subject, "window": "60 s",
+                    "requests": requests, "rpm": spec.rpm, "tokens": tokens, "tpm": spec.tpm,
+                    "degraded": limiter.degraded})
+    return out
+
+
+def live_state(specs: list[BudgetSpec], store: Any,
+               limiters: list[LimiterSpec] | None = None) -> dict[str, Any]:
     """The budgets' committed / reserved spend as the store holds it now (what the gateway
-    enforces), each with its period's id; a store that cannot be asked is said so."""
+    enforces), each with its period's id, and the limiters' current windows; a store that
+    cannot be asked is said so."""
     from ...limits.budget.core import Budget
 
     out = []
@@ -124,4 +156,4 @@ def live_state(specs: list[BudgetSpec], store: Any) -> dict[str, Any]:
                     "reserved": amount_text(status.reserved),
                     "remaining": amount_text(status.remaining), "period": status.period,
                     "degraded": status.degraded})
-    return {"budgets": out, "limiter": []}
+    return {"budgets": out, "limiter": limiter_state(limiters or [], store)}

@@ -17,7 +17,7 @@ from typing import Any
 from ..duck import system_zone
 from ..sql import quote
 from . import tables
-from .budgets import BudgetSpec, budget_view, live_state
+from .budgets import BudgetSpec, LimiterSpec, budget_view, live_state
 from .money import money
 from .query import Params, Query, parse_query
 from .store import DIMS, RecordStore
@@ -30,18 +30,19 @@ class Views:
     """The views over one :class:`RecordStore`.
 
     ``tz``: the default zone (the machine's); ``budgets``: from a gateway config; ``store``: a
-    limits store URL (or object) for the budgets' live state; ``refresh_seconds``: how often a
-    page over a live source asks again (None: not live).
+    limits store URL (or object) for the budgets' live state and the ``limiters``' windows;
+    ``refresh_seconds``: how often a page over a live source asks again (None: not live).
     """
 
     def __init__(self, records: RecordStore, *, tz: str | None = None, title: str | None = None,
                  budgets: Sequence[BudgetSpec] = (), store: Any = None,
-                 refresh_seconds: int | None = 10,
+                 limiters: Sequence[LimiterSpec] = (), refresh_seconds: int | None = 10,
                  clock: Callable[[], dt.datetime] | None = None) -> None:
         self.records = records
         self.tz = tz or system_zone()
         self.title = title or TITLE
         self.budgets = list(budgets)
+        self.limiters = list(limiters)
         self.store = store
         self.refresh_seconds = refresh_seconds if records.live else None
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
@@ -181,8 +182,8 @@ class Views:
             budgets = [budget_view(self.records.db, spec, self.clock(), q.tz)
                        for spec in self.budgets]
         state = None
-        if self.store is not None and self.budgets:
-            state = live_state(self.budgets, self.store)
+        if self.store is not None and (self.budgets or self.limiters):
+            state = live_state(self.budgets, self.store, self.limiters)
         return {"calls": totals["calls"], "tokens": totals["tokens"], "cost": totals["cost"],
                 **spans, "budgets": budgets,
                 "problems": {k: v["calls"] for k, v in totals["problems"].items()},
