@@ -22,6 +22,7 @@ import datetime as dt
 import json
 import os
 import random
+import shutil
 import socket
 import statistics
 import subprocess
@@ -247,6 +248,13 @@ def _start(log: Path, tz: str, cache_home: str, label: str, *extra: str) -> None
 
 def serve(log: Path, tz: str) -> None:
     cache_home = tempfile.mkdtemp(prefix="qwen-meter-bench-cache-")
+    try:
+        _serve(log, tz, cache_home)
+    finally:
+        shutil.rmtree(cache_home, ignore_errors=True)
+
+
+def _serve(log: Path, tz: str, cache_home: str) -> None:
     _start(log, tz, cache_home, "start --no-cache (to page / to data)", "--no-cache")
     _start(log, tz, cache_home, "cold start, writes the cache", )
     _start(log, tz, cache_home, "warm start (the cache)")

@@ -61,6 +61,12 @@ def _env() -> dict[str, str]:
     return env
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _cache_home() -> Iterator[None]:
+    yield
+    shutil.rmtree(CACHE_HOME, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def log(tmp_path_factory: pytest.TempPathFactory) -> Generated:
     return write_log(tmp_path_factory.mktemp("dash") / "usage.jsonl", corrupt=True)
