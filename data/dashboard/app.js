@@ -1030,7 +1030,8 @@ async function tick() {
   } catch {
     return; // the next tick tries again; a view the user opens says what is wrong
   }
-  if (gen !== page.gen || page.inflight) return;
+  // Paused while the question was out: the answer is dropped, not drawn.
+  if (gen !== page.gen || page.inflight || page.paused) return;
   if (metaSignature(meta) === seen) {
     page.lastRefresh = new Date();
     const info = document.querySelector("#qm-messages .qm-msg-info");
