@@ -29,6 +29,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from ..base.sqlite import enable_wal
 from ..meter.logbase import file_lock
 from .base import LedgerError
 from .common import fail, iso_utc, mask_url
@@ -133,7 +134,7 @@ _COLUMN = {"key": "key_name", "user": "user_name", "team": "team", "model": "mod
 
 def connect(path: Path, synchronous: str) -> sqlite3.Connection:
     db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
+    enable_wal(db)
     db.execute(f"PRAGMA synchronous={synchronous}")
     db.create_function("qm_day", 2, _day, deterministic=True)
     db.create_aggregate("qm_dsum", 1, _DecimalSum)  # type: ignore[arg-type]

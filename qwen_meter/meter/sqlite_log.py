@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..base.sqlite import enable_wal
 from .journal import intent_json, pending_record
 from .logbase import FileLog, check_durability
 from .record_checks import json_or_unreadable, record_or_warn
@@ -47,7 +48,7 @@ class SQLiteLog(FileLog):
         try:
             self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                        check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            enable_wal(self._db)
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._db.execute("CREATE TABLE IF NOT EXISTS usage (id TEXT PRIMARY KEY, "
                              "time TEXT, model TEXT, status TEXT, prompt_tokens INTEGER, "

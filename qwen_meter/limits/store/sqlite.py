@@ -22,6 +22,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+from ...base.sqlite import enable_wal
 from .base import (
     COMMITTED,
     EXPIRED,
@@ -78,7 +79,7 @@ class SQLiteStore(Store):
         try:
             self._db = sqlite3.connect(self.path, timeout=self.timeout or 0.0,
                                        isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            enable_wal(self._db)
             self._db.execute("PRAGMA synchronous=NORMAL")
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 self._db.execute(statement)
