@@ -133,7 +133,7 @@ def intent_of(call: MeteredCall) -> dict[str, Any]:
 
 
 def intent_json(intent: Mapping[str, Any]) -> str:
-    return json.dumps(intent, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODE(intent)
 
 
 def is_intent(data: Mapping[str, Any]) -> bool:
@@ -167,3 +167,7 @@ def fold(items: Iterable[Mapping[str, Any] | UsageRecord]) -> list[UsageRecord]:
             slots[str(item.get("id"))] = len(out)
             out.append(pending_record(item))
     return [r for r in out if r is not None]
+
+
+#: One encoder for every line: ``json.dumps`` with options builds a new one per call.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
