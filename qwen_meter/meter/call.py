@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from ..base.errors import QwenMeterError
@@ -85,6 +86,15 @@ class MeteredCall(Outcomes):
     @property
     def estimated_prompt_tokens(self) -> int | None:
         return None if self.prompt is None else max(0, self.prompt.tokens + self.calibration)
+
+    @cached_property
+    def estimated_costs(self) -> tuple[str | None, str | None]:
+        """The estimate's low and high ends as the journal's intent and the record write them
+        (formatted once per call)."""
+        estimate_ = self.estimate
+        if estimate_ is None:
+            return None, None
+        return _money(estimate_.low.amount), _money(estimate_.high.amount)
 
     @property
     def listed(self) -> bool:
@@ -332,6 +342,7 @@ class MeteredCall(Outcomes):
                 http_status: int | None, error: str | None = None,
                 error_kind: str | None = None, degraded: bool = False) -> UsageRecord:
         estimate_ = self.estimate
+        low, high = self.estimated_costs
         return UsageRecord(
             model=self.model, id=self.id, request_id=request_id, served_model=served_model,
             region=self.region, endpoint=self.endpoint, stream=self.stream,
@@ -348,8 +359,7 @@ class MeteredCall(Outcomes):
             estimated_prompt_tokens=self.estimated_prompt_tokens,
             estimate_exact=None if self.prompt is None else self.prompt.exact,
             calibration=self.calibration, prompt_diff=diff,
-            estimated_cost_low=_money(estimate_.low.amount) if estimate_ else None,
-            estimated_cost_high=_money(estimate_.high.amount) if estimate_ else None,
+            estimated_cost_low=low, estimated_cost_high=high,
             cost=_money(cost_.amount) if cost_ else None,
             currency=cost_.currency if cost_ else (estimate_.currency if estimate_ else None),
             unpriced=(cost_.unpriced or None) if cost_ else None,

@@ -112,6 +112,8 @@ def make_plan(meter: Meter, request: Mapping[str, Any], endpoint: str, tags: Seq
     resolved = meter._resolve(model)
     spec = resolved.spec
     notes = [resolved.note] if resolved.note else []
+    if url is not None and not isinstance(url, str):
+        url = str(url)  # once: the region and the observers' server fields both read it
     where = meter.region_of(url, region)
     enable_thinking = request.get("enable_thinking")
     chat_like = endpoint in ("chat", "responses")
