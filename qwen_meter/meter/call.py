@@ -22,7 +22,6 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from ..base.errors import QwenMeterError
@@ -82,19 +81,24 @@ class MeteredCall(Outcomes):
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     #: set once the settlement's record exists (or the call was abandoned without one)
     recorded: threading.Event = field(default_factory=threading.Event, repr=False)
+    _estimated_costs: tuple[str | None, str | None] | None = field(default=None, repr=False)
 
     @property
     def estimated_prompt_tokens(self) -> int | None:
         return None if self.prompt is None else max(0, self.prompt.tokens + self.calibration)
 
-    @cached_property
+    @property
     def estimated_costs(self) -> tuple[str | None, str | None]:
         """The estimate's low and high ends as the journal's intent and the record write them
-        (formatted once per call)."""
-        estimate_ = self.estimate
-        if estimate_ is None:
-            return None, None
-        return _money(estimate_.low.amount), _money(estimate_.high.amount)
+        (formatted once per call; a plain attribute, as ``functools.cached_property`` takes a
+        lock on every read in Python 3.11)."""
+        costs = self._estimated_costs
+        if costs is None:
+            estimate_ = self.estimate
+            costs = (None, None) if estimate_ is None else (_money(estimate_.low.amount),
+                                                             _money(estimate_.high.amount))
+            self._estimated_costs = costs
+        return costs
 
     @property
     def listed(self) -> bool:
