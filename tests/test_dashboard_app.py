@@ -44,9 +44,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_cli_serves_the_page_and_the_api(log):
+def test_cli_serves_the_page_and_the_api(log, tmp_path):
     port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # its cache of the records goes to a folder of the test's, never the user's
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_CACHE_HOME": str(tmp_path / "cache")}
     process = subprocess.Popen(
         [sys.executable, "-m", "qwen_meter", "dashboard", str(log), "--port", str(port),
          "--tz", "Asia/Shanghai"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

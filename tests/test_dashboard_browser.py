@@ -19,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -37,6 +38,8 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 ROOT = Path(__file__).resolve().parent.parent
 ARTEFACTS = Path(os.environ.get("QWEN_METER_ARTEFACTS") or ROOT / "tests" / "artefacts")
+#: The servers' cache folder ($XDG_CACHE_HOME): never the user's.
+CACHE_HOME = Path(tempfile.mkdtemp(prefix="qwen-meter-dash-cache-"))
 VIEWS = ("overview", "series", "top", "calls", "problems")
 
 if not Path(CHROMIUM).exists():
@@ -52,9 +55,16 @@ def _free_port() -> int:
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TZ="UTC", PYTHONIOENCODING="utf-8")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TZ="UTC", PYTHONIOENCODING="utf-8",
+               XDG_CACHE_HOME=str(CACHE_HOME))
     env.pop("NO_COLOR", None)
     return env
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cache_home() -> Iterator[None]:
+    yield
+    shutil.rmtree(CACHE_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -539,6 +549,52 @@ def test_under_ui_the_page_asks_for_the_token(ui_server: str, log: Generated,
         page.click("a.qm-csv")
     text = Path(download.value.path()).read_text(encoding="utf-8")
     assert "张三" in text and "李四" in text
+
+
+def test_page_shows_the_load_then_paints(log: Generated, tab: Page) -> None:
+    """While the server still reads the log the page is there, says how far the load got,
+    and paints the totals once the records are in (no reload)."""
+    uvicorn = pytest.importorskip("uvicorn")
+    import threading
+
+    from qwen_meter.dashboard import DashboardApp
+    from qwen_meter.dashboard.loading import LoadingViews
+    from qwen_meter.report.views import prepare_views
+
+    gate = threading.Event()
+    load = prepare_views(str(log.path), tz="UTC")
+
+    def slow(progress: dict[str, Any]) -> Any:
+        progress.update(source=str(log.path), done=300_000_000, total=400_000_000)
+        assert gate.wait(60)
+        return load(progress)
+
+    loading = LoadingViews(slow, load.label)
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(DashboardApp(loading), host="127.0.0.1", port=port,
+                                        log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        page = tab.page
+        page.goto(f"http://127.0.0.1:{port}/?view=overview")
+        page.wait_for_selector("#qm-load-state")
+        text = page.inner_text("#qm-load-state")
+        assert "75%" in text and "300 of 400 MB" in text and str(log.path) in text
+        assert page.get_attribute("#qm-load-state", "data-loading") == "75"
+        tab.shot("loading")
+        gate.set()
+        tab.ready()
+        assert page.query_selector("#qm-load-state") is None
+        assert dom_money(page, "cost") == log.spend()
+    finally:
+        gate.set()
+        srv.should_exit = True
+        thread.join(10)
 
 
 def test_live_budget_state_from_a_shared_store(server: str, tab: Page) -> None:

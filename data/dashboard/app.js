@@ -205,8 +205,43 @@ function authHeaders() {
 
 class AuthError extends Error {}
 
+// While the server still loads the log it answers 503 {error: {code: "loading"}, loading: {...}}:
+// the page says how far it got and asks again, then draws as usual.
+function showLoading(state) {
+  let box = $("qm-load-state");
+  if (!box) {
+    box = message("notice", "");
+    box.id = "qm-load-state";
+  }
+  const total = Number(state.total || 0);
+  const done = Math.min(Number(state.done || 0), total);
+  const pct = total ? Math.floor((done * 100) / total) : 0;
+  box.dataset.loading = String(pct);
+  box.textContent = t("loading_log", {
+    source: state.source || "", pct, mb: (done / 1e6).toFixed(0), total: (total / 1e6).toFixed(0),
+  });
+}
+
 async function api(path, params) {
-  if (page.snapshot) return fromSnapshot(path, params || new URLSearchParams());
+  for (;;) {
+    const [resp, body] = await apiOnce(path, params);
+    const err = (body && body.error) || {};
+    if (resp && resp.status === 503 && err.code === "loading") {
+      showLoading(body.loading || {});
+      // sooner than Retry-After says (a second, for other clients): a local server is cheap to
+      // ask, and the page paints as soon as the data is in
+      const wait = Math.min(Number(resp.headers.get("Retry-After") || 1), 2) * 100;
+      await new Promise((r) => setTimeout(r, wait));
+      continue;
+    }
+    const box = $("qm-load-state");
+    if (box) box.remove();
+    return body;
+  }
+}
+
+async function apiOnce(path, params) {
+  if (page.snapshot) return [null, await fromSnapshot(path, params || new URLSearchParams())];
   const url = `api/${path}${params ? `?${params}` : ""}`;
   let resp;
   try {
@@ -223,13 +258,14 @@ async function api(path, params) {
     throw new PageError(t("err_bad_answer", { detail: `HTTP ${resp.status}` }));
   }
   if (resp.status === 401) throw new AuthError(((body && body.error) || {}).message || "401");
+  if (resp.status === 503 && body && body.error && body.error.code === "loading") return [resp, body];
   if (!resp.ok) {
     const err = (body && body.error) || {};
     let msg = t("err_api", { message: err.message || `HTTP ${resp.status}` });
     if (err.param) msg += ` ${t("err_param", { param: err.param })}`;
     throw new PageError(msg);
   }
-  return body;
+  return [resp, body];
 }
 
 function exportHref(table, extra) {
@@ -994,7 +1030,8 @@ async function tick() {
   } catch {
     return; // the next tick tries again; a view the user opens says what is wrong
   }
-  if (gen !== page.gen || page.inflight) return;
+  // Paused while the question was out: the answer is dropped, not drawn.
+  if (gen !== page.gen || page.inflight || page.paused) return;
   if (metaSignature(meta) === seen) {
     page.lastRefresh = new Date();
     const info = document.querySelector("#qm-messages .qm-msg-info");

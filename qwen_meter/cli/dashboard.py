@@ -12,9 +12,12 @@ from typing import Any
 from ..base.errors import QwenMeterError
 
 
-def build_app(args: argparse.Namespace) -> Any:
+def build_app(args: argparse.Namespace, background: bool = False) -> Any:
     """The dashboard app the command line asks for (its sources, a gateway config's budgets
-    — from the ledger when it names one — and its store's live state)."""
+    — from the ledger when it names one — and its store's live state). ``background``: the
+    records are loaded on a worker thread (``app.views`` is then a
+    :class:`~qwen_meter.dashboard.loading.LoadingViews`), else before this returns. The
+    records are cached unless ``args.no_cache`` (a namespace without it: not cached)."""
     try:
         from ..dashboard import dashboard_app
     except ImportError as exc:
@@ -47,7 +50,8 @@ def build_app(args: argparse.Namespace) -> Any:
         if sources is None and default:
             sources = [default]
     return dashboard_app(sources, base_path="", tz=args.tz, budgets=budgets, store=store,
-                         limiters=limiters, title=args.title, refresh_seconds=args.refresh)
+                         limiters=limiters, title=args.title, refresh_seconds=args.refresh,
+                         cache=not getattr(args, "no_cache", True), background=background)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -56,9 +60,10 @@ def _run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise QwenMeterError('the dashboard needs `pip install ".[dashboard]"` '
                              f"(missing: {exc.name})") from None
-    app = build_app(args)
+    # loaded on a worker thread: the page is served at once and shows the load's progress
+    app = build_app(args, background=True)
     url = f"http://{args.host}:{args.port}/"
-    print(f"qwen-meter dashboard on {url} ({app.views.records.label})", file=sys.stderr)
+    print(f"qwen-meter dashboard on {url} ({app.views.label})", file=sys.stderr)
     if args.open:
         threading.Timer(1.0, webbrowser.open, (url,)).start()
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", lifespan="on")
@@ -85,5 +90,9 @@ def register(sub: Any) -> None:
     parser.add_argument("--title", help="the page's title")
     parser.add_argument("--refresh", type=int, default=10, metavar="SECONDS",
                         help="how often the page over a live log asks again (default 10)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="read every record of the sources afresh, and keep none for the "
+                             "next start (default: the loaded records are kept in the user's "
+                             "cache folder, so a restart reads only what the logs gained)")
     parser.add_argument("--open", action="store_true", help="open it in the browser")
     parser.set_defaults(run=_run)

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from ..base.errors import QwenMeterError
+from .loading import LoadingViews
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -84,7 +85,11 @@ class DashboardApp:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await asyncio.to_thread(self.views.records.close)
+                views = self.views
+                if isinstance(views, LoadingViews):
+                    views = views.views  # still loading: nothing to close yet
+                if views is not None:
+                    await asyncio.to_thread(views.records.close)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -157,6 +162,19 @@ class DashboardApp:
             await _error(send, 404, "not_found", f"no such API: api/{name}")
             return
         views = self.views
+        if isinstance(views, LoadingViews):
+            if views.error is not None:
+                what = str(views.error) if isinstance(views.error, QwenMeterError) else \
+                    f"{type(views.error).__name__}: {views.error}"
+                await _error(send, 500, "load_failed",
+                             f"the dashboard could not load {views.label}: {what}")
+                return
+            if views.views is None:
+                await _json(send, 503, {"error": {"code": "loading", "message":
+                                                  f"still reading {views.label}"},
+                                        "loading": views.state()}, [(b"retry-after", b"1")])
+                return
+            views = views.views
         try:
             if name == "export.csv":
                 text = await asyncio.to_thread(_refreshed, views, views.export_csv, params)
@@ -229,16 +247,24 @@ def dashboard_app(source: Any = None, base_path: str = "/ui", auth: Auth | None 
                   tz: str | None = None, budgets: Sequence[Any] = (), store: Any = None,
                   limiters: Sequence[Any] = (),
                   title: str | None = None, refresh_seconds: int | None = 10,
-                  assets: str | os.PathLike[str] | None = None) -> DashboardApp:
+                  assets: str | os.PathLike[str] | None = None,
+                  cache: bool | str | os.PathLike[str] | None = None,
+                  background: bool = False) -> DashboardApp:
     """The dashboard over ``source`` (a usage log, several, a folder, Parquet ... as
     ``qwen-meter report`` reads them; None: the default log; or opened
     :class:`~qwen_meter.report.views.Views`), served under ``base_path`` (``""`` at the
     root). When ``auth`` is given, each ``api/*`` request is let through only if
     ``auth(scope)`` is true (or an awaitable of true); the page and its assets hold no data
-    and are served to anyone, so a browser can load the page that asks for the token."""
-    from ..report.views import Views, open_views
+    and are served to anyone, so a browser can load the page that asks for the token.
+    ``cache``: keep the loaded records between runs (True: the user's cache folder; see
+    :mod:`qwen_meter.report.views.cache`). ``background``: load on a worker thread and answer
+    the API with 503 "loading" until done (the sources are still checked here, at once)."""
+    from ..report.views import Views, prepare_views
 
-    views = source if isinstance(source, Views) else open_views(
-        source, tz=tz, title=title, budgets=budgets, store=store, limiters=limiters,
-        refresh_seconds=refresh_seconds)
+    if isinstance(source, Views):
+        return DashboardApp(source, base_path=base_path, auth=auth, assets=assets)
+    load = prepare_views(source, tz=tz, title=title, budgets=budgets, store=store,
+                         limiters=limiters, refresh_seconds=refresh_seconds,
+                         cache=cache)
+    views: Any = LoadingViews(load, load.label) if background else load()
     return DashboardApp(views, base_path=base_path, auth=auth, assets=assets)

@@ -80,6 +80,11 @@ class Views:
             if self._counted[0] != records.generation:
                 self._counts = {dim: Counter() for dim in DIMS}
                 self._counted = (records.generation, 0)
+                if records.saved_dims is not None and records.generation == 0:
+                    # counted by an earlier run over the cached records: only new ones now
+                    rid, saved = records.saved_dims
+                    self._counts = {dim: Counter(saved.get(dim, {})) for dim in DIMS}
+                    self._counted = (0, rid)
             after = self._counted[1]
             # one scan for the plain dimensions (their values are never NULL: the one set
             # in a row of the grouping sets names its dimension), one for the tags
@@ -95,6 +100,8 @@ class Views:
                 f"SELECT name, count(*) FROM {tables.source('tag', 'records', f'rid > {after}')} "
                 "GROUP BY name")))
             self._counted = (records.generation, records.rid)
+            if records.rid != after:
+                records.save_dims(records.rid, {d: dict(c) for d, c in self._counts.items()})
             known = {dim: set(c) for dim, c in self._counts.items()}
             top = {dim: [n for n, _ in sorted(c.items(), key=lambda i: (-i[1], i[0]))[:200]]
                    for dim, c in self._counts.items()}
