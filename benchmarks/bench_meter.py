@@ -3,6 +3,8 @@
 Run:  python benchmarks/bench_meter.py [--calls 200]
       python benchmarks/bench_meter.py --paired   (metered ÷ bare only: interleaved batches,
                                                    median of per-batch ratios, wall and CPU)
+      python benchmarks/bench_meter.py --layers   (what the log, the budget and the limiter
+                                                   each add to a sync call, thread CPU)
 The server (qwen_meter.testing) answers like DashScope on 127.0.0.1, in this process. The
 meter uses the memory store for its limiter and budget and writes a JSONL log: the full
 pipeline. Figures, in one run:
@@ -231,6 +233,53 @@ def paired(batches: int = 40, size: int = 20) -> dict[str, Any]:
     return report
 
 
+def layers(calls: int = 400) -> dict[str, Any]:
+    """What each part of the benchmark's meter adds to a sync call, in the calling thread's
+    CPU time: four meters — no log, budget or limiter; + the JSONL log; + a budget; + the
+    memory limiter — each call paired with a bare call just before it and followed by that
+    meter's pipeline alone (begin + finish, no HTTP), all interleaved so every part runs with
+    the caches as cold as in a real call. Medians of the per-call differences."""
+    import os
+
+    import openai
+
+    server = FakeDashScope()
+    bare = openai.OpenAI(api_key="sk-x", base_url=server.compatible, max_retries=0)
+    with tempfile.TemporaryDirectory() as folder:
+        where = Path(folder)
+        meters = {
+            "Meter(log=None)": qm.Meter(log=None),
+            "+ JSONL log": qm.Meter(log=where / "a.jsonl"),
+            "+ budget": qm.Meter(log=where / "b.jsonl", budget=qm.Budget("1000 CNY")),
+            "+ memory limiter": qm.Meter(log=where / "c.jsonl", budget=qm.Budget("1000 CNY"),
+                                         limiter=qm.RateLimiter(
+                                             limits={"qwen-plus": (10**9, 10**12)}))}
+        wrapped = {name: meter.wrap(bare) for name, meter in meters.items()}
+        added: dict[str, list[float]] = {name: [] for name in meters}
+        alone: dict[str, list[float]] = {name: [] for name in meters}
+        clock = time.thread_time
+        for i in range(calls + 30):  # the first 30 rounds warm up and are dropped
+            for name, meter in meters.items():
+                start = clock()
+                bare.chat.completions.create(model="qwen-plus", messages=HELLO)
+                middle = clock()
+                wrapped[name].chat.completions.create(model="qwen-plus", messages=HELLO)
+                end = clock()
+                meter.begin({"model": "qwen-plus", "messages": HELLO}).finish(USAGE)
+                if i >= 30:
+                    added[name].append((end - middle) - (middle - start))
+                    alone[name].append(clock() - end)
+        for meter in meters.values():
+            meter.close()
+    server.close()
+    report: dict[str, Any] = {
+        name: {"metered − bare µs": round(statistics.median(added[name]) * 1e6),
+               "pipeline alone µs": round(statistics.median(alone[name]) * 1e6)}
+        for name in meters}
+    report["load average"] = [round(x, 2) for x in os.getloadavg()]
+    return report
+
+
 FIRST_CALL = """
 import asyncio, json, sys, tempfile, time
 from pathlib import Path
@@ -296,7 +345,12 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--paired", action="store_true",
                         help="only metered ÷ bare in interleaved batches (wall and CPU)")
+    parser.add_argument("--layers", action="store_true",
+                        help="only what each part of the meter adds to a sync call (CPU)")
     args = parser.parse_args()
+    if args.layers:
+        print(json.dumps(layers(), indent=2, ensure_ascii=False))
+        return
     if args.paired:
         print(json.dumps(paired(), indent=2, ensure_ascii=False))
         return

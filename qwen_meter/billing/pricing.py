@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -32,6 +32,7 @@ from ..base import checks as check
 from ..base.errors import InvalidMessages, UsageParseError
 from ..catalogue.core import Catalogue, default_catalogue
 from ..catalogue.records import ModelSpec, Offer, PriceTier
+from ..tokens.templates import get_profile
 from .checks import pricing_args
 from .request import Request
 from .usage import Usage
@@ -115,8 +116,11 @@ def _need(price: Decimal | None, what: str, tokens: int) -> Decimal:
     return price
 
 
-def _price(usage: Usage, tier: PriceTier, offer: Offer, thinking: bool, batch: bool
-           ) -> dict[str, Decimal]:
+def _input_parts(usage: Usage, tier: PriceTier, offer: Offer, batch: bool
+                 ) -> tuple[dict[str, Decimal], int]:
+    """The input side's parts (per 1M tokens, before any batch factor) and the media tokens
+    in the prompt. They depend on the prompt side of ``usage`` only, so an estimate's low and
+    high ends share them."""
     input_price = _need(tier.input, "no input price", usage.prompt_tokens)
     parts: dict[str, Decimal] = {}
     media = 0
@@ -146,7 +150,12 @@ def _price(usage: Usage, tier: PriceTier, offer: Offer, thinking: bool, batch: b
             parts["cache_creation"] = created * (
                 tier.cache_creation if tier.cache_creation is not None
                 else input_price * offer.cache.explicit_create)
+    return parts, media
 
+
+def _output_part(usage: Usage, tier: PriceTier, thinking: bool, media: int,
+                 parts: dict[str, Decimal]) -> None:
+    """Add the output side's part to ``parts`` (per 1M tokens, before any batch factor)."""
     text_out = usage.completion_tokens - usage.output_audio_tokens
     # "Thinking output = non-thinking" models: the thinking price is no price of its own, so
     # the media-input output price (Omni) still applies in thinking mode.
@@ -162,7 +171,6 @@ def _price(usage: Usage, tier: PriceTier, offer: Offer, thinking: bool, batch: b
         parts["output"] = text_out * tier.output_media_input
     else:
         parts["output"] = text_out * _need(tier.output, "no output price", text_out)
-    return parts
 
 
 def _context(model: str | ModelSpec, region: str | None, at: dt.date | None,
@@ -206,6 +214,20 @@ def price_offer(usage: Usage, spec: ModelSpec, offer: Offer, thinking: bool | No
 
     The meter prices every call through here, its inputs checked once where they came in.
     """
+    return _price_with(usage, spec, offer, thinking, batch, batch_chat, searches, None)[0]
+
+
+#: What pricing one usage found that another usage with the same prompt side (same offer,
+#: same batch flags) can reuse: (tier, its index, the input parts, media tokens).
+_Shared = tuple[PriceTier | None, int | None, dict[str, Decimal] | None, int]
+
+
+def _price_with(usage: Usage, spec: ModelSpec, offer: Offer, thinking: bool | None,
+                batch: bool, batch_chat: bool, searches: int | None,
+                shared: _Shared | None) -> tuple[Cost, _Shared | None]:
+    """:func:`price_offer`, optionally reusing ``shared`` (see :data:`_Shared`): an estimate
+    prices its low and high ends with one tier lookup and one pass over the input side.
+    Returns the cost and what a usage with the same prompt side may reuse."""
     if thinking is None or spec.thinking != "only":
         thinking = usage.reasoning_tokens > 0 if thinking is None \
             else thinking and usage.reasoning_tokens > 0
@@ -215,8 +237,13 @@ def price_offer(usage: Usage, spec: ModelSpec, offer: Offer, thinking: bool | No
     amount: Decimal | None = None
     parts: dict[str, Decimal] = {}
     unpriced = ""
-    tier = offer.tier_for(usage.prompt_tokens)
-    index = None if tier is None else offer.tiers.index(tier)
+    if shared is None:
+        tier = offer.tier_for(usage.prompt_tokens)
+        index = None if tier is None else offer.tiers.index(tier)
+        inputs: dict[str, Decimal] | None = None
+        media = 0
+    else:
+        tier, index, inputs, media = shared
     factor = offer.batch if batch else offer.batch_chat if batch_chat else _ONE
     if tier is None:
         unpriced = f"no price for {spec.name} in {offer.region}"
@@ -225,7 +252,10 @@ def price_offer(usage: Usage, spec: ModelSpec, offer: Offer, thinking: bool | No
         unpriced = f"no {what} price for {spec.name} in {offer.region}"
     else:
         try:
-            parts = _price(usage, tier, offer, thinking, discounted)
+            if inputs is None:
+                inputs, media = _input_parts(usage, tier, offer, discounted)
+            parts = dict(inputs)
+            _output_part(usage, tier, thinking, media, parts)
             fee = offer.tool_fees.get("search")
             if searches and fee is None:
                 raise _Unpriced(f"no web-search fee for {spec.name} in {offer.region}")
@@ -237,9 +267,11 @@ def price_offer(usage: Usage, spec: ModelSpec, offer: Offer, thinking: bool | No
                 parts["search"] = searches * fee.per_call
             amount = sum(parts.values(), Decimal(0))
     # Built once, with every field (a dataclass replace per outcome cost more than pricing).
-    return Cost(amount, offer.currency, spec.name, offer.region, tier=index, thinking=thinking,
-                batch=discounted, parts=parts, unpriced=unpriced, as_of=offer.as_of,
-                effective=offer.effective_date, source_kind=offer.source_kind)
+    return (Cost(amount, offer.currency, spec.name, offer.region, tier=index,
+                 thinking=thinking, batch=discounted, parts=parts, unpriced=unpriced,
+                 as_of=offer.as_of, effective=offer.effective_date,
+                 source_kind=offer.source_kind),
+            (tier, index, inputs, media))
 
 
 def thinking_applies(spec: ModelSpec, enable_thinking: bool | None) -> bool:
@@ -252,8 +284,6 @@ def thinking_applies(spec: ModelSpec, enable_thinking: bool | None) -> bool:
         return enable_thinking
     if spec.thinking_default is not None:
         return spec.thinking_default
-    from ..tokens.templates import get_profile
-
     return get_profile(spec.template).thinking_default
 
 
@@ -343,7 +373,7 @@ def estimate_offer(prompt: Usage, spec: ModelSpec, offer: Offer, thinking: bool,
         reasoning = min(asked, budget) if asked and budget else asked or budget or 0
     if allowance is not None:
         allowance = (allowance + reasoning) * n  # every choice is output; the prompt once
-    low = price_offer(prompt, spec, offer, False, batch=batch, batch_chat=batch_chat)
+    low, shared = _price_with(prompt, spec, offer, False, batch, batch_chat, None, None)
     if allowance is None:
         high = Cost(None, offer.currency, spec.name, offer.region, unpriced="output limit unknown",
                     as_of=offer.as_of, effective=offer.effective_date,
@@ -351,9 +381,13 @@ def estimate_offer(prompt: Usage, spec: ModelSpec, offer: Offer, thinking: bool,
     else:
         # Reasoning tokens must be there, or the call would be priced as non-thinking; with no
         # reasoning budget known, the worst case is that the whole output is reasoning.
-        worst = replace(prompt, completion_tokens=allowance,
-                        reasoning_tokens=(reasoning * n or allowance) if thinking else 0,
-                        output_audio_tokens=allowance if audio_output else 0)
-        high = price_offer(worst, spec, offer, thinking, batch=batch, batch_chat=batch_chat,
-                           searches=int(bool(search)))
+        # The same prompt side as ``prompt`` (so the low end's tier and input parts apply),
+        # built field by field: ``dataclasses.replace`` costs as much as the pricing.
+        worst = Usage(prompt.prompt_tokens, allowance, prompt.cached_tokens,
+                      prompt.cache_creation_tokens, prompt.cache_type,
+                      (reasoning * n or allowance) if thinking else 0, prompt.image_tokens,
+                      prompt.audio_tokens, prompt.video_tokens,
+                      allowance if audio_output else 0, prompt.search_count)
+        high = _price_with(worst, spec, offer, thinking, batch, batch_chat, int(bool(search)),
+                           shared)[0]
     return CostEstimate(low, high, prompt.prompt_tokens, allowance, exact)

@@ -285,3 +285,22 @@ class Request:
             soft_thinking=soft_thinking_switch(subject),
             model=model if isinstance(model, str) else None,
         )
+
+
+#: The keys :meth:`Request.of` reads (and may refuse) besides ``max_tokens``, ``model``,
+#: ``messages`` and ``tools``; a body with none of them needs no full :class:`Request`.
+_OPTION_KEYS = frozenset({
+    "input", "parameters", "extra_body", "prompt", "history", "n", "enable_search",
+    "enable_thinking", "vl_high_resolution_images", "thinking_budget", "preserve_thinking",
+    "search_options", "enable_code_interpreter", "parallel_tool_calls", "tool_choice",
+    "translation_options", "modalities", "max_completion_tokens"})
+
+
+def max_tokens_of(request: Mapping[str, Any]) -> int | None:
+    """``Request.of(request).max_tokens``, with the same checks, for a body that has
+    ``messages``: an OpenAI-style body with no other option to check (the usual chat call)
+    reads ``max_tokens`` alone; any other goes through :meth:`Request.of`, which validates
+    every option DashScope would refuse."""
+    if type(request.get("messages")) is list and _OPTION_KEYS.isdisjoint(request):
+        return _positive_int(request.get("max_tokens"), "max_tokens")
+    return Request.of(request).max_tokens

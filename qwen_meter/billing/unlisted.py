@@ -112,18 +112,22 @@ def price(usage: Usage, spec: ModelSpec, region: str, *, thinking: bool | None,
 
 def estimate(prompt_tokens: int, spec: ModelSpec, region: str, *, endpoint: str,
              max_tokens: int | None, enable_thinking: bool | None,
-             fallback: FallbackPrice | None) -> tuple[CostEstimate | None, str | None]:
+             fallback: FallbackPrice | None, thinking: bool | None = None
+             ) -> tuple[CostEstimate | None, str | None]:
     """The cost range before sending, or None with the reason it cannot be priced.
 
     The meter's arguments were checked where they came in (the request, the model), so this
-    goes straight to the offer: no second parse of the request, no second price check."""
+    goes straight to the offer: no second parse of the request, no second price check.
+    ``thinking``: :func:`thinking_applies` for ``spec`` and ``enable_thinking``, when the
+    caller has it already."""
     reason: str | None
     try:
         offer = spec.offer(region)
         prompt = Usage(prompt_tokens=prompt_tokens)
         if endpoint != "embeddings":  # chat, /completions, /responses: output allowance too
-            found = estimate_offer(prompt, spec, offer, thinking_applies(spec, enable_thinking),
-                                   max_tokens=max_tokens)
+            if thinking is None:
+                thinking = thinking_applies(spec, enable_thinking)
+            found = estimate_offer(prompt, spec, offer, thinking, max_tokens=max_tokens)
         else:  # embeddings and other input-only endpoints
             low = price_offer(prompt, spec, offer, None)
             found = CostEstimate(low, low, prompt_tokens, 0)

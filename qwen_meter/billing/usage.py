@@ -15,6 +15,10 @@ from ..base.errors import UsageParseError
 from ..tokens.messages import as_mapping
 
 CACHE_TYPES = ("implicit", "explicit")
+#: The token-count fields, each a whole number >= 0.
+_COUNTS = ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_creation_tokens",
+           "reasoning_tokens", "image_tokens", "audio_tokens", "video_tokens",
+           "output_audio_tokens", "search_count")
 
 
 @dataclass(frozen=True)
@@ -39,17 +43,19 @@ class Usage:
     search_count: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("prompt_tokens", "completion_tokens", "cached_tokens",
-                     "cache_creation_tokens", "reasoning_tokens", "image_tokens", "audio_tokens",
-                     "video_tokens", "output_audio_tokens", "search_count"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        # Three are made per metered call: read the instance dict once, and take the plain
+        # ``int`` (never a bool: its type is not int) fast; anything else gets the full check.
+        values = self.__dict__
+        for name in _COUNTS:
+            value = values[name]
+            if (type(value) is not int or value < 0) and (
+                    isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise UsageParseError(f"{name} must be a whole number >= 0, got {value!r}")
         if self.cache_type not in CACHE_TYPES:
             raise UsageParseError(f"cache_type must be implicit or explicit, "
                                   f"got {self.cache_type!r}")
-        inside = (self.cached_tokens + self.cache_creation_tokens + self.image_tokens
-                  + self.audio_tokens + self.video_tokens)
+        inside = (values["cached_tokens"] + values["cache_creation_tokens"]
+                  + values["image_tokens"] + values["audio_tokens"] + values["video_tokens"])
         if inside > self.prompt_tokens:
             raise UsageParseError(f"cached, cache-creation and media tokens ({inside}) exceed "
                                   f"prompt_tokens ({self.prompt_tokens})")

@@ -81,10 +81,24 @@ class MeteredCall(Outcomes):
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     #: set once the settlement's record exists (or the call was abandoned without one)
     recorded: threading.Event = field(default_factory=threading.Event, repr=False)
+    _estimated_costs: tuple[str | None, str | None] | None = field(default=None, repr=False)
 
     @property
     def estimated_prompt_tokens(self) -> int | None:
         return None if self.prompt is None else max(0, self.prompt.tokens + self.calibration)
+
+    @property
+    def estimated_costs(self) -> tuple[str | None, str | None]:
+        """The estimate's low and high ends as the journal's intent and the record write them
+        (formatted once per call; a plain attribute, as ``functools.cached_property`` takes a
+        lock on every read in Python 3.11)."""
+        costs = self._estimated_costs
+        if costs is None:
+            estimate_ = self.estimate
+            costs = (None, None) if estimate_ is None else (_money(estimate_.low.amount),
+                                                             _money(estimate_.high.amount))
+            self._estimated_costs = costs
+        return costs
 
     @property
     def listed(self) -> bool:
@@ -332,6 +346,7 @@ class MeteredCall(Outcomes):
                 http_status: int | None, error: str | None = None,
                 error_kind: str | None = None, degraded: bool = False) -> UsageRecord:
         estimate_ = self.estimate
+        low, high = self.estimated_costs
         return UsageRecord(
             model=self.model, id=self.id, request_id=request_id, served_model=served_model,
             region=self.region, endpoint=self.endpoint, stream=self.stream,
@@ -348,8 +363,7 @@ class MeteredCall(Outcomes):
             estimated_prompt_tokens=self.estimated_prompt_tokens,
             estimate_exact=None if self.prompt is None else self.prompt.exact,
             calibration=self.calibration, prompt_diff=diff,
-            estimated_cost_low=_money(estimate_.low.amount) if estimate_ else None,
-            estimated_cost_high=_money(estimate_.high.amount) if estimate_ else None,
+            estimated_cost_low=low, estimated_cost_high=high,
             cost=_money(cost_.amount) if cost_ else None,
             currency=cost_.currency if cost_ else (estimate_.currency if estimate_ else None),
             unpriced=(cost_.unpriced or None) if cost_ else None,

@@ -115,14 +115,14 @@ def intent_of(call: MeteredCall) -> dict[str, Any]:
               "amount": _money(r.amount), "expire_at": r.expire_at, "degraded": r.degraded}
              for _, r in call.reservations]
     permit = call.permit
+    low, high = call.estimated_costs
     return {
         "journal": INTENT, "model": call.model, "id": call.id,
         "time": dt.datetime.now(dt.timezone.utc).isoformat(), "version": 1,
         "status": PENDING, "region": call.region, "endpoint": call.endpoint,
         "stream": call.stream, "estimated_prompt_tokens": call.estimated_prompt_tokens,
         "estimate_exact": None if call.prompt is None else call.prompt.exact,
-        "estimated_cost_low": _money(estimate.low.amount) if estimate else None,
-        "estimated_cost_high": _money(estimate.high.amount) if estimate else None,
+        "estimated_cost_low": low, "estimated_cost_high": high,
         "currency": estimate.currency if estimate else None,
         "tokens_reserved": call.tokens_reserved, "tags": list(call.tags), "user": call.user,
         "metadata": dict(call.metadata), "holds": holds,
@@ -133,7 +133,7 @@ def intent_of(call: MeteredCall) -> dict[str, Any]:
 
 
 def intent_json(intent: Mapping[str, Any]) -> str:
-    return json.dumps(intent, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODE(intent)
 
 
 def is_intent(data: Mapping[str, Any]) -> bool:
@@ -167,3 +167,7 @@ def fold(items: Iterable[Mapping[str, Any] | UsageRecord]) -> list[UsageRecord]:
             slots[str(item.get("id"))] = len(out)
             out.append(pending_record(item))
     return [r for r in out if r is not None]
+
+
+#: One encoder for every line: ``json.dumps`` with options builds a new one per call.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode

@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from ..base.errors import InvalidMessages, UnpricedCall
@@ -20,7 +21,7 @@ from ..billing.counting import count_tokens
 from ..billing.model_setup import TokenCount
 from ..billing.preflight import check_prompt
 from ..billing.pricing import CostEstimate, thinking_applies
-from ..billing.request import Request
+from ..billing.request import max_tokens_of
 from ..billing.unlisted import Resolved, estimate
 from ..limits.budget import Budget
 from ..limits.limiter import RateLimiter
@@ -79,17 +80,26 @@ def request_params(request: Mapping[str, Any], url: Any) -> dict[str, Any]:
                 found[name] = value
                 break
     if url is not None:
-        from urllib.parse import urlsplit
-
-        try:
-            parts = urlsplit(str(url))
-            port = parts.port
-        except ValueError:
-            return found
-        if parts.hostname:
-            found["server.address"] = parts.hostname
-            found["server.port"] = port or (443 if parts.scheme == "https" else 80)
+        server = _server_of(url if isinstance(url, str) else str(url))
+        if server is not None:
+            found["server.address"], found["server.port"] = server
     return found
+
+
+@lru_cache(maxsize=256)
+def _server_of(url: str) -> tuple[str, int] | None:
+    """(host, port) of an endpoint URL; a client sends every call to the same few, so each
+    is split once."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    return parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
 
 def make_plan(meter: Meter, request: Mapping[str, Any], endpoint: str, tags: Sequence[str],
@@ -102,13 +112,17 @@ def make_plan(meter: Meter, request: Mapping[str, Any], endpoint: str, tags: Seq
     resolved = meter._resolve(model)
     spec = resolved.spec
     notes = [resolved.note] if resolved.note else []
+    if url is not None and not isinstance(url, str):
+        url = str(url)  # once: the region and the observers' server fields both read it
     where = meter.region_of(url, region)
     enable_thinking = request.get("enable_thinking")
     chat_like = endpoint in ("chat", "responses")
     if chat_like and "messages" not in request:
         raise InvalidMessages("the request has no messages")
-    max_tokens = None if endpoint == "embeddings" else Request.of(  # validated
-        {**request, "messages": request.get("messages", [])}).max_tokens
+    # Validated as Request.of would (an option DashScope refuses raises here), without
+    # building a whole Request for the usual body that only needs max_tokens read.
+    max_tokens = None if endpoint == "embeddings" else max_tokens_of(
+        request if "messages" in request else {**request, "messages": []})
     context = current_attribution()
     own_user = request.get("user") if isinstance(request.get("user"), str) else None
     user = user or own_user or context.user or meter.user
@@ -116,8 +130,8 @@ def make_plan(meter: Meter, request: Mapping[str, Any], endpoint: str, tags: Seq
     metadata = {**context.metadata, **({str(k): str(v) for k, v in own_metadata.items()}
                                        if isinstance(own_metadata, Mapping) else {})}
     prompt = count_prompt(request, resolved, endpoint, enable_thinking)
-    thinking = thinking_applies(spec, enable_thinking) if resolved.listed else \
-        bool(enable_thinking)
+    applies = thinking_applies(spec, enable_thinking)  # once: the estimate needs it too
+    thinking = applies if resolved.listed else bool(enable_thinking)
     shape = request_shape(spec.name, request, thinking)
     calibration = meter.calibration.offset(shape) if meter.calibration else 0
     if meter.preflight and endpoint != "embeddings" and where in spec.offers:
@@ -126,7 +140,7 @@ def make_plan(meter: Meter, request: Mapping[str, Any], endpoint: str, tags: Seq
     reserve_tokens = max(0, prompt.tokens + calibration)
     found, unpriced = estimate(reserve_tokens, spec, where, endpoint=endpoint,
                                max_tokens=max_tokens, enable_thinking=enable_thinking,
-                               fallback=meter.fallback_price)
+                               fallback=meter.fallback_price, thinking=applies)
     all_tags = (*meter.tags, *context.tags, *tags)
     holds: list[tuple[Budget, Any, str | None]] = []
     for budget in meter.budgets:

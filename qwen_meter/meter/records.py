@@ -71,7 +71,7 @@ class UsageRecord:
         return data
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        return _ENCODE(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> UsageRecord:
@@ -93,3 +93,7 @@ class UsageLogError(QwenMeterError):
 
 class TornLineWarning(QwenMeterWarning, UserWarning):
     """A JSONL log line that a killed writer left incomplete; it was skipped."""
+
+
+#: One encoder for every line: ``json.dumps`` with options builds a new one per call.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
