@@ -10,12 +10,12 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from decimal import Decimal
 from pathlib import Path
 
 import dashboard_api_log as L
 import pytest
+from gateway_server import wait_answering
 
 from qwen_meter.cli.main import main
 from qwen_meter.dashboard import dashboard_app
@@ -53,16 +53,7 @@ def test_cli_serves_the_page_and_the_api(log, tmp_path):
          "--tz", "Asia/Shanghai"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, process.stderr.read().decode()  # type: ignore[union-attr]
-            try:
-                if httpx.get(base + "api/meta", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the dashboard did not start"
-            time.sleep(0.1)
+        wait_answering(base + "api/meta", process)
         page = httpx.get(base)
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert "assets/app.js" in page.text and page.headers["cache-control"] == "no-cache"

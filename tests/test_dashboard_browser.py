@@ -11,16 +11,13 @@ One server and one browser for the module; screenshots of each view go to
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Iterator
 from decimal import Decimal
@@ -29,6 +26,7 @@ from typing import Any
 
 import pytest
 from dashboard_log import HOSTILE_TAG, Generated, write_log
+from gateway_server import free_port, serving, wait_answering
 
 pytest.importorskip("duckdb")
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -46,12 +44,6 @@ if not Path(CHROMIUM).exists():
     if os.environ.get("QWEN_METER_REQUIRE_CHROMIUM"):
         raise RuntimeError(f"{CHROMIUM} is required (QWEN_METER_REQUIRE_CHROMIUM) but missing")
     pytest.skip(f"no chromium at {CHROMIUM}", allow_module_level=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _env() -> dict[str, str]:
@@ -100,25 +92,18 @@ def report_file(log: Generated, procs: dict[str, subprocess.Popen[bytes]], fmt: 
 def _wait_for(proc: subprocess.Popen[bytes], port: int) -> str:
     """The server's URL once it answers api/meta (a failure shows what it printed)."""
     base = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            out = proc.stdout.read().decode() if proc.stdout else ""
-            pytest.fail(f"the dashboard server exited ({proc.returncode}): {out}")
-        with contextlib.suppress(OSError), \
-                urllib.request.urlopen(base + "api/meta", timeout=2) as r:
-            if r.status == 200:
-                return base
-        if time.monotonic() > deadline:
-            pytest.fail("the dashboard server did not answer within 60 s")
-        time.sleep(0.2)
+    try:
+        wait_answering(base + "api/meta", proc)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    return base
 
 
 @pytest.fixture(scope="module")
 def server(log: Generated, reports: Any) -> Iterator[str]:
     from qwen_meter import Budget
 
-    port = _free_port()
+    port = free_port()
     # budgets for the overview's burn-down, and a shared store (SQLite) holding spend a gateway
     # committed, which no log shows: the overview's live state
     store = f"sqlite:///{log.path.with_name('store.db')}"
@@ -506,7 +491,7 @@ def test_csv_link_carries_the_filters(server: str, log: Generated, tab: Page) ->
 @pytest.fixture
 def ui_server(log: Generated) -> Iterator[str]:
     """The app mounted at /ui in a uvicorn thread, its API behind a Bearer token."""
-    uvicorn = pytest.importorskip("uvicorn")
+    pytest.importorskip("uvicorn")
     from qwen_meter.dashboard import dashboard_app
 
     def auth(scope: dict[str, Any]) -> bool:
@@ -516,20 +501,8 @@ def ui_server(log: Generated) -> Iterator[str]:
         return headers.get(b"authorization") == b"Bearer s3cret"
 
     app = dashboard_app(str(log.path), base_path="/ui", auth=auth, tz="UTC")
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                        lifespan="on"))
-    thread = __import__("threading").Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}/ui"
-    finally:
-        srv.should_exit = True
-        thread.join(10)
+    with serving(app) as base:
+        yield base + "/ui"
 
 
 def test_under_ui_the_page_asks_for_the_token(ui_server: str, log: Generated,
@@ -554,7 +527,7 @@ def test_under_ui_the_page_asks_for_the_token(ui_server: str, log: Generated,
 def test_page_shows_the_load_then_paints(log: Generated, tab: Page) -> None:
     """While the server still reads the log the page is there, says how far the load got,
     and paints the totals once the records are in (no reload)."""
-    uvicorn = pytest.importorskip("uvicorn")
+    pytest.importorskip("uvicorn")
     import threading
 
     from qwen_meter.dashboard import DashboardApp
@@ -570,31 +543,21 @@ def test_page_shows_the_load_then_paints(log: Generated, tab: Page) -> None:
         return load(progress)
 
     loading = LoadingViews(slow, load.label)
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(DashboardApp(loading), host="127.0.0.1", port=port,
-                                        log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
     try:
-        page = tab.page
-        page.goto(f"http://127.0.0.1:{port}/?view=overview")
-        page.wait_for_selector("#qm-load-state")
-        text = page.inner_text("#qm-load-state")
-        assert "75%" in text and "300 of 400 MB" in text and str(log.path) in text
-        assert page.get_attribute("#qm-load-state", "data-loading") == "75"
-        tab.shot("loading")
-        gate.set()
-        tab.ready()
-        assert page.query_selector("#qm-load-state") is None
-        assert dom_money(page, "cost") == log.spend()
+        with serving(DashboardApp(loading)) as base:
+            page = tab.page
+            page.goto(f"{base}/?view=overview")
+            page.wait_for_selector("#qm-load-state")
+            text = page.inner_text("#qm-load-state")
+            assert "75%" in text and "300 of 400 MB" in text and str(log.path) in text
+            assert page.get_attribute("#qm-load-state", "data-loading") == "75"
+            tab.shot("loading")
+            gate.set()
+            tab.ready()
+            assert page.query_selector("#qm-load-state") is None
+            assert dom_money(page, "cost") == log.spend()
     finally:
-        gate.set()
-        srv.should_exit = True
-        thread.join(10)
+        gate.set()  # the loader thread must not wait for a test that failed
 
 
 def test_live_budget_state_from_a_shared_store(server: str, tab: Page) -> None:

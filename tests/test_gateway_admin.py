@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("uvicorn")
 
-from gateway_server import running_gateway
+from gateway_server import eventually, running_gateway
 
 import qwen_meter as qm
 from qwen_meter.base.errors import GatewayConfigError
@@ -305,16 +305,16 @@ def test_openapi_document_matches_the_routes(gateway):
 
 def test_key_added_by_another_process_is_live(gateway):
     """A key written to the ledger by anyone (here: this test, another connection) works
-    within 2 seconds; revoked the same way, it stops."""
+    (the delay is measured in benchmarks/bench_fleet_keys.py); revoked the same way, it stops."""
     base, url, _ = gateway
     from qwen_meter.gateway.admin_fields import new_entry
 
     secret, entry = new_entry({"name": "outside"}, {"default": None})
     with open_ledger(url) as ledger:
         ledger.create_key(entry)
-        assert within(2.0, lambda: chat(base, secret).status_code == 200)
+        assert eventually(lambda: chat(base, secret).status_code == 200)
         ledger.revoke_key("outside")
-        assert within(2.0, lambda: chat(base, secret).status_code == 401)
+        assert eventually(lambda: chat(base, secret).status_code == 401)
 
 
 def settled(url, count):
@@ -327,14 +327,4 @@ def settled(url, count):
         if len(records) >= count or time.monotonic() > deadline:
             assert len(records) == count
             return records
-        time.sleep(0.05)
-
-
-def within(seconds, check):
-    deadline = time.monotonic() + seconds
-    while True:
-        if check():
-            return True
-        if time.monotonic() > deadline:
-            return False
         time.sleep(0.05)

@@ -1,8 +1,9 @@
 """A fleet: three gateway processes on one PostgreSQL ledger and one Redis store (and two on
 one SQLite ledger), the DashScope stand-in upstream, curl and the openai SDK as clients.
 
-A key created through the admin API of one replica works on the others within 2 seconds;
-revoked on another, every replica answers 401 within 2 seconds; the ledger holds one record
+A key created through the admin API of one replica works on the others; revoked on another,
+every replica answers 401 (how fast — under 2 s — is measured in benchmarks/bench_fleet_keys.py,
+not asserted here); the ledger holds one record
 per call the upstream billed; ``GET /admin/spend`` sums exactly those records; no key leaks.
 """
 
@@ -23,7 +24,7 @@ import pytest
 
 pytest.importorskip("uvicorn")
 
-from gateway_server import ROOT, gateway_process
+from gateway_server import ROOT, eventually, gateway_process
 
 from qwen_meter.ledger import open_ledger
 from qwen_meter.testing import FakeDashScope
@@ -59,16 +60,6 @@ def chat_body(content: str, model: str = "qwen-plus") -> dict:
     return {"model": model, "max_tokens": 16, "messages": [{"role": "user",
                                                             "content": content}]}
 
-
-def within(seconds: float, check) -> bool:
-    """True as soon as ``check()`` is, polling until ``seconds`` have passed."""
-    deadline = time.monotonic() + seconds
-    while True:
-        if check():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
 
 
 def report_rows(ledger_url: str, by: str) -> dict:
@@ -138,13 +129,13 @@ def test_fleet_keys_live_records_and_spend(fleet, fake):
     key = made["key"]
     assert made["name"] == name and key.startswith("sk-qm-")
 
-    # ... it works on every replica within 2 seconds (openai SDK and curl)
+    # ... it works on every replica (openai SDK and curl)
     def works_on(url: str) -> bool:
         return curl(f"{url}/compatible-mode/v1/chat/completions", key,
                     chat_body(f"hello {run}"))[0] == 200
 
     for url in urls[1:]:
-        assert within(2.0, lambda url=url: works_on(url)), f"key not live on {url}"
+        assert eventually(lambda url=url: works_on(url)), f"key not live on {url}"
     calls = len(urls) - 1
     for n, url in enumerate(urls):
         client = openai.OpenAI(api_key=key, base_url=f"{url}/compatible-mode/v1",
@@ -155,7 +146,7 @@ def test_fleet_keys_live_records_and_spend(fleet, fake):
         assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
         calls += 2
 
-    # revoked on replica 2: 401 on all of them within 2 seconds
+    # revoked on replica 2: 401 on all of them
     status, revoked = curl(f"{urls[1]}/admin/keys/{name}", TOKEN, method="DELETE")
     assert status == 200 and revoked["revoked"] is True
     answered = []  # calls that got in before the revocation reached that replica
@@ -167,7 +158,7 @@ def test_fleet_keys_live_records_and_spend(fleet, fake):
             answered.append(status)
             return status == 401 and body["error"]["code"] == "invalid_api_key"
 
-        assert within(2.0, refused), f"revoked key still served on {url}"
+        assert eventually(refused), f"revoked key still served on {url}"
 
     # records in the ledger == calls the upstream billed
     billed = fake.billed[billed_before:]
@@ -222,12 +213,12 @@ def test_a_key_changed_on_one_replica_changes_everywhere(fleet):
         return httpx.post(chat, json=chat_body("x", model), timeout=30,
                           headers={"Authorization": f"Bearer {made['key']}"}).status_code
 
-    assert within(2.0, lambda: status("qwen-plus") == 200)
+    assert eventually(lambda: status("qwen-plus") == 200)
     assert status("qwen-flash") == 403
     changed = httpx.patch(f"{urls[0]}/admin/keys/{name}", json={"models": ["qwen-flash"]},
                           headers={"Authorization": f"Bearer {TOKEN}"})
     assert changed.status_code == 200
-    assert within(2.0, lambda: status("qwen-flash") == 200 and status("qwen-plus") == 403)
+    assert eventually(lambda: status("qwen-flash") == 200 and status("qwen-plus") == 403)
 
 
 def test_a_team_budget_holds_across_replicas(fleet):

@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("uvicorn")
 
-from gateway_server import ROOT, gateway_process
+from gateway_server import ROOT, eventually, gateway_process
 
 from qwen_meter.cli.main import main
 from qwen_meter.gateway.keys import hash_key, new_key
@@ -36,15 +36,6 @@ def status(url: str, key: str) -> int:
                             "messages": [{"role": "user", "content": "hi"}]}).status_code
 
 
-def within(seconds: float, check) -> bool:
-    deadline = time.monotonic() + seconds
-    while True:
-        if check():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-
 
 def add(config, name: str, capsys, *more: str) -> str:
     assert main(["serve", "keys", "add", name, "--config", str(config), "--json", *more]) == 0
@@ -65,10 +56,10 @@ def test_yaml_gateway_rereads_its_keys(fake, tmp_path, capsys):
                          env=ENV) as (url, _):
         assert status(url, first) == 200
         second = add(config, "second", capsys)
-        assert within(2.0, lambda: status(url, second) == 200)
+        assert eventually(lambda: status(url, second) == 200)
         assert main(["serve", "keys", "revoke", "first", "--config", str(config)]) == 0
         assert "within 2 seconds" in capsys.readouterr().out
-        assert within(2.0, lambda: status(url, first) == 401)
+        assert eventually(lambda: status(url, first) == 401)
         # A file that no longer validates is not applied: the keys read before stay.
         good = config.read_text(encoding="utf-8")
         config.write_text(good.replace('"second"', '"second", "rpm": "lots"')
@@ -89,7 +80,7 @@ def test_serve_keys_on_the_ledger(fake, tmp_path, capsys):
         assert status(url, from_file) == 200  # imported into the ledger at start
         made = add(config, "cli-made", capsys, "--team", "search", "--budget", "3 CNY/day",
                    "--rpm", "30")
-        assert within(2.0, lambda: status(url, made) == 200)
+        assert eventually(lambda: status(url, made) == 200)
         assert main(["serve", "keys", "list", "--config", str(config), "--json"]) == 0
         rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
         assert set(rows) == {"from-file", "cli-made"}
@@ -97,7 +88,7 @@ def test_serve_keys_on_the_ledger(fake, tmp_path, capsys):
         assert rows["cli-made"]["budgets"] == ["3 CNY/day"]
         assert made not in json.dumps(rows) and "sha256" not in json.dumps(rows)
         assert main(["serve", "keys", "revoke", "from-file", "--config", str(config)]) == 0
-        assert within(2.0, lambda: status(url, from_file) == 401)
+        assert eventually(lambda: status(url, from_file) == 401)
         assert main(["serve", "keys", "add", "cli-made", "--config", str(config)]) == 2
         assert "already exists" in capsys.readouterr().err
         assert main(["serve", "keys", "add", "x", "--config", str(config),
