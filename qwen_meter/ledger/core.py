@@ -24,9 +24,10 @@ from typing import Any
 
 from ..meter.journal import intent_json, pending_record
 from ..meter.logbase import check_durability
+from ..meter.queued import Item as _Item
+from ..meter.queued import QueuedWrites
 from ..meter.record_checks import json_or_unreadable, record_or_warn
 from ..meter.records import UsageRecord
-from ..meter.writer import BackgroundWriter
 from .base import (
     KeyEntry,
     Ledger,
@@ -53,8 +54,6 @@ from .common import (
     scope_of,
 )
 
-_Item = UsageRecord | Mapping[str, Any]
-
 INSERT_RECORD = (f"INSERT INTO records ({', '.join(RECORD_COLUMNS)}) VALUES "
                   f"({', '.join('?' * len(RECORD_COLUMNS))}) ON CONFLICT (id) DO NOTHING")
 # An intent retried after its outcome was written must not come back as pending.
@@ -71,12 +70,11 @@ class Executor:
         raise NotImplementedError
 
 
-class SQLLedger(Ledger):
+class SQLLedger(QueuedWrites, Ledger):
     """The shared body of :class:`~.sqlite.SQLiteLedger` and
     :class:`~.postgres.PostgresLedger`."""
 
     _errors: tuple[type[BaseException], ...] = ()
-    _writer: BackgroundWriter[_Item] | None = None
     _closed = False
 
     def _init_common(self, url: str, durability: str) -> None:
@@ -163,40 +161,13 @@ class SQLLedger(Ledger):
         row[12] = self._list(row[12])
         return tuple(row)
 
-    def _background(self) -> BackgroundWriter[_Item]:
-        if self._writer is None:
-            self._writer = BackgroundWriter(
-                self._write_items, lambda i: i.to_json() if isinstance(i, UsageRecord)
-                else intent_json(i), "qwen_meter ledger writer")
-        return self._writer
+    _writer_name = "qwen_meter ledger writer"
 
-    def _write_items(self, items: list[_Item]) -> None:
-        self._write(items)
+    def _check_record(self, record: Any) -> UsageRecord:
+        return _checked(record)
 
-    def _put(self, item: _Item) -> None:
-        if self.durability == "buffered":
-            self._background().submit(item, wait=False)
-        else:
-            self._write([item])
-
-    async def _put_async(self, item: _Item) -> None:
-        future = self._background().submit(item, wait=self.durability != "buffered")
-        if future is not None:
-            import asyncio
-
-            await asyncio.wrap_future(future)
-
-    def append(self, record: UsageRecord) -> None:
-        self._put(_checked(record))
-
-    async def append_async(self, record: UsageRecord) -> None:
-        await self._put_async(_checked(record))
-
-    def append_intent(self, intent: Mapping[str, Any]) -> None:
-        self._put(_intent(intent))
-
-    async def append_intent_async(self, intent: Mapping[str, Any]) -> None:
-        await self._put_async(_intent(intent))
+    def _check_intent(self, intent: Any) -> Mapping[str, Any]:
+        return _intent(intent)
 
     def append_many(self, records: Iterable[UsageRecord]) -> int:
         items: list[_Item] = [_checked(r) for r in records]

@@ -18,22 +18,21 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..base.sqlite import enable_wal
 from .journal import intent_json, pending_record
 from .logbase import FileLog, check_durability
+from .queued import Item as _Item
+from .queued import QueuedWrites
 from .record_checks import json_or_unreadable, record_or_warn
 from .records import UsageLogError, UsageRecord
 from .writer import BackgroundWriter
 
-#: One write: an outcome (a record) or an intent (its JSON form).
-_Item = UsageRecord | Mapping[str, Any]
 
-
-class SQLiteLog(FileLog):
+class SQLiteLog(QueuedWrites, FileLog):
     """Records in an SQLite table (WAL mode; one short transaction per write)."""
 
     _COLUMNS = ("id", "time", "model", "status", "prompt_tokens", "completion_tokens", "cost",
@@ -83,37 +82,12 @@ class SQLiteLog(FileLog):
         except sqlite3.Error as exc:
             raise UsageLogError(f"cannot write usage log {self.path}: {exc}") from exc
 
-    def _background(self) -> BackgroundWriter[_Item]:
-        if self._writer is None:
-            self._writer = BackgroundWriter(
-                self._write, lambda i: i.to_json() if isinstance(i, UsageRecord)
-                else intent_json(i), f"qwen_meter log {self.path.name}")
-        return self._writer
+    @property
+    def _writer_name(self) -> str:  # type: ignore[override]
+        return f"qwen_meter log {self.path.name}"
 
-    def _put(self, item: _Item) -> None:
-        if self.durability == "buffered":
-            self._background().submit(item, wait=False)
-        else:
-            self._write([item])
-
-    async def _put_async(self, item: _Item) -> None:
-        future = self._background().submit(item, wait=self.durability != "buffered")
-        if future is not None:
-            import asyncio
-
-            await asyncio.wrap_future(future)
-
-    def append(self, record: UsageRecord) -> None:
-        self._put(_checked(record))
-
-    async def append_async(self, record: UsageRecord) -> None:
-        await self._put_async(_checked(record))
-
-    def append_intent(self, intent: Mapping[str, Any]) -> None:
-        self._put(intent)
-
-    async def append_intent_async(self, intent: Mapping[str, Any]) -> None:
-        await self._put_async(intent)
+    def _check_record(self, record: Any) -> UsageRecord:
+        return _checked(record)
 
     def __iter__(self) -> Iterator[UsageRecord]:
         self.flush()

@@ -32,7 +32,7 @@ _open: weakref.WeakSet[BackgroundWriter[object]] = weakref.WeakSet()
 class BackgroundWriter(Generic[T]):
     """Runs ``write(batch)`` in one daemon thread for items handed to :meth:`submit`."""
 
-    def __init__(self, write: Callable[[list[T]], None], describe: Callable[[T], str],
+    def __init__(self, write: Callable[[list[T]], object], describe: Callable[[T], str],
                  name: str) -> None:
         self._write = write
         self._describe = describe
