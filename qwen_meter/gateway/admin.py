@@ -108,6 +108,18 @@ def error_body(status: int, message: str, field: str | None = None) -> dict[str,
     return {"error": {"message": message, "type": kind, "param": field, "code": kind}}
 
 
+def bearer_matches(scope: Scope, token: bytes | None) -> bool:
+    """Whether the request carries ``Authorization: Bearer <token>`` (never, without a token);
+    compared in constant time, so a timing probe learns nothing of the token."""
+    if token is None:
+        return False
+    for name, value in scope["headers"]:
+        if name.lower() == b"authorization":
+            kind, _, given = value.partition(b" ")
+            return kind.lower() == b"bearer" and hmac.compare_digest(given.strip(), token)
+    return False
+
+
 class AdminAPI:
     """The ``/admin`` routes of one gateway (``token`` None: the API is off)."""
 
@@ -176,14 +188,7 @@ class AdminAPI:
                                     "/admin/openapi.json)"), ()
 
     def _authorized(self, scope: Scope) -> bool:
-        assert self._token is not None
-        for name, value in scope["headers"]:
-            if name.lower() == b"authorization":
-                kind, _, token = value.partition(b" ")
-                # Constant time: a timing probe learns nothing of the token.
-                return kind.lower() == b"bearer" and hmac.compare_digest(token.strip(),
-                                                                         self._token)
-        return False
+        return bearer_matches(scope, self._token)
 
     async def _body(self, scope: Scope, receive: Receive) -> Any:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1")

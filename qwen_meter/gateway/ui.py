@@ -11,12 +11,12 @@ every ``/ui/api/*`` answer needs ``Authorization: Bearer <admin token>``. A gate
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
+from .admin import bearer_matches, error_body
 from .asgi import Receive, Scope, Send, send_bytes
 from .config import GatewayConfig
 
@@ -44,9 +44,8 @@ def budget_specs(config: GatewayConfig, keys: Iterable[Any] | None = None,
     return specs
 
 
-_NO_UI = json.dumps({"error": {
-    "message": "no dashboard: the gateway's config names no admin_token_env",
-    "type": "not_found", "param": None, "code": "not_found"}}).encode("utf-8")
+_NO_UI = json.dumps(error_body(
+    404, "no dashboard: the gateway's config names no admin_token_env")).encode("utf-8")
 
 
 def limiter_specs(keys: Iterable[Any]) -> list[Any]:
@@ -75,15 +74,8 @@ class GatewayUI:
         self._opening: asyncio.Lock | None = None
 
     def allowed(self, scope: Scope) -> bool:
-        """The admin token, compared in constant time."""
-        if self._token is None:
-            return False
-        for name, value in scope["headers"]:
-            if name.lower() == b"authorization":
-                kind, _, given = value.partition(b" ")
-                return kind.lower() == b"bearer" and hmac.compare_digest(given.strip(),
-                                                                         self._token)
-        return False
+        """The admin token (see :func:`.admin.bearer_matches`)."""
+        return bearer_matches(scope, self._token)
 
     def _open(self) -> Any:
         from ..dashboard import dashboard_app
