@@ -312,14 +312,14 @@ class RateLimiter:
     def _adjust(self, adjust: list[tuple[str, int, int]]) -> None:
         for key, bucket, delta in adjust:
             try:
-                self.store.window_adjust(key, bucket, delta)
+                self.store.window_settle(key, bucket, delta)
             except StoreUnavailable as exc:
                 self._adjust_failed(key, delta, exc)
 
     async def _adjust_async(self, adjust: list[tuple[str, int, int]]) -> None:
         for key, bucket, delta in adjust:
             try:
-                await self.store.awindow_adjust(key, bucket, delta)
+                await self.store.awindow_settle(key, bucket, delta)
             except StoreUnavailable as exc:
                 self._adjust_failed(key, delta, exc)
 
