@@ -20,6 +20,7 @@ circuit breaker around every round trip.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -36,8 +37,11 @@ from .base import (
     check_seconds,
     hash_tag,
 )
-from .redis_clients import DirectScripts, connect, url_of
+from .redis_clients import Ahead, DirectScripts, connect, url_of
 from .redis_scripts import ACQUIRE, ADJUST, COMMIT, RELEASE, RESERVE, SUM, Script
+from .refunds import RefundQueue, track
+
+log = logging.getLogger("qwen_meter.store")
 
 
 class RedisStore(Store):
@@ -58,7 +62,7 @@ class RedisStore(Store):
                  server_time: bool = True, timeout: float = 1.0, client: Any = None,
                  async_client: Any = None, cluster: bool | None = None,
                  ledger_retention: float = 400 * 86_400,
-                 breaker: CircuitBreaker | None = None) -> None:
+                 breaker: CircuitBreaker | None = None, refund_delay: float = 0.05) -> None:
         try:
             import redis
             import redis.cluster
@@ -84,6 +88,10 @@ class RedisStore(Store):
         self.redis = client if client is not None else self._connect(url, asynchronous=False)
         # One server: scripts go out as pre-built bytes on the store's own connections.
         self._direct = DirectScripts(self.redis) if DirectScripts.usable(self.redis) else None
+        self.refund_delay = check_seconds(refund_delay, "Redis store refund_delay") or 0.0
+        self._refunds = RefundQueue(self.refund_delay, self.flush)
+        if self._direct is not None:
+            track(self, self._refunds)
         self._aredis = async_client
         self._own_async = async_client is None
         self._aloop: Any = None
@@ -99,19 +107,34 @@ class RedisStore(Store):
 
     # --- running scripts: one argument builder and parser, two drivers ---------------------
 
-    def _run(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    def _run(self, script: Script, keys: Sequence[str], args: Sequence[Any], *,
+             read: bool = False) -> Any:
         self.breaker.before()
+        # The refunds waiting go first, in the same send (one server: see window_settle).
+        ahead: list[Ahead] = []
+        if self._refunds.pending and self._direct is not None:
+            ahead, ticket = self._ahead()
+        if read:  # refunds that went ahead of other threads' scripts land first
+            self._refunds.wait_landed(ticket if ahead else self._refunds.next_ticket,
+                                      self.timeout)
         try:
             try:
                 if self._direct is not None:
-                    result = self._direct.evalsha(script.sha, keys, args)
+                    result, late = self._direct.evalsha_after(script.sha, keys, args, ahead)
+                    if late and read:  # refunds that landed after the read: read again
+                        result = self._direct.evalsha(script.sha, keys, args)
                 else:
                     result = self.redis.evalsha(script.sha, len(keys), *keys, *args)
             except self._noscript:
                 result = self.redis.eval(script.source, len(keys), *keys, *args)
         except self._errors as exc:
             self.breaker.failure()
+            if ahead:  # written or not, they are not sent again: never applied twice
+                log.warning("%d window refunds may be lost: %s", len(ahead), exc)
             raise StoreUnavailable(f"Redis at {self.url} failed: {exc}") from exc
+        finally:
+            if ahead:
+                self._refunds.landed(ticket)
         self.breaker.success()
         return result
 
@@ -201,8 +224,30 @@ class RedisStore(Store):
     def window_adjust(self, key: str, bucket: int, delta: int) -> None:
         self._run(self._adjust, [self._window_key(key)], [bucket, delta])
 
+    def window_settle(self, key: str, bucket: int, delta: int) -> None:
+        if delta < 0 and self._direct is not None and self.refund_delay \
+                and not self._refunds.closed:  # a refund: ahead of the next script
+            self._refunds.add(key, bucket, delta)
+        else:
+            self.window_adjust(key, bucket, delta)
+
+    def _ahead(self) -> tuple[list[Ahead], int]:
+        """The refunds waiting, as ADJUST scripts to write ahead of the next one, and their
+        ticket (see RefundQueue.take_in_flight)."""
+        adjust = self._adjust
+        refunds, ticket = self._refunds.take_in_flight()
+        return [(adjust.sha, adjust.source, [self._window_key(key)], [bucket, delta])
+                for delta, key, bucket in refunds], ticket
+
+    def flush(self) -> None:
+        """Send the refunds waiting now (the timer, ``close`` and interpreter exit call it;
+        so may a caller that wants other processes to see them at once)."""
+        if self._refunds.pending and self._direct is not None:
+            # They go ahead of any script: here an adjust of nothing (a key never written).
+            self._run(self._adjust, [self._window_key("{}refunds")], [0, 0])
+
     def window_sum(self, key: str, bucket: int) -> int:
-        return int(self._run(self._sum, [self._window_key(key)], [bucket]))
+        return int(self._run(self._sum, [self._window_key(key)], [bucket], read=True))
 
     def ledger_reserve(self, key: str, reservation: str, amount: int, limit: int | None,
                        lease_until: float, now: float, expire_at: float | None) -> LedgerResult:
@@ -231,7 +276,15 @@ class RedisStore(Store):
         await self._arun(self._adjust, [self._window_key(key)], [bucket, delta])
 
     async def awindow_sum(self, key: str, bucket: int) -> int:
+        if self._refunds.pending or self._refunds.in_flight:  # a sync reconcile's refunds
+            import asyncio
+
+            await asyncio.to_thread(self._land_refunds)
         return int(await self._arun(self._sum, [self._window_key(key)], [bucket]))
+
+    def _land_refunds(self) -> None:
+        self.flush()
+        self._refunds.wait_landed(self._refunds.next_ticket, self.timeout)
 
     async def aledger_reserve(self, key: str, reservation: str, amount: int, limit: int | None,
                               lease_until: float, now: float, expire_at: float | None
@@ -255,6 +308,12 @@ class RedisStore(Store):
                                              [repr(now), ""]))
 
     def close(self) -> None:
+        self._refunds.close()
+        try:
+            self.flush()
+        except StoreUnavailable as exc:
+            log.warning("refunds not sent before close (the window over-counts until they "
+                        "leave it): %s", exc)
         if self._direct is not None:
             self._direct.close()
         self.redis.close()

@@ -19,7 +19,7 @@ cannot decide (a new second to prune, a refusal to explain), the acquire is a ``
 IMMEDIATE`` transaction as above, where SQLite sums the windows itself in one statement.
 A limiter's refund (``window_settle`` with a negative delta) waits for the store's next
 acquire, which folds it into its own write, for at most ``refund_delay`` seconds (see
-:mod:`.sqlite_refunds`).
+:mod:`.refunds`).
 """
 
 from __future__ import annotations
@@ -43,12 +43,11 @@ from .base import (
     check_seconds,
     plan_acquire,
 )
+from .refunds import Refund, RefundQueue, track
 from .sqlite_ledger import SQLiteLedgers
-from .sqlite_refunds import RefundQueue, track
 from .sqlite_window import (
     ADJUST_SQL,
     SCHEMA,
-    Refund,
     Window,
     adjust_copy,
     fits,

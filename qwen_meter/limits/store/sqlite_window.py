@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .base import WINDOW_BUCKETS, WindowCheck
+from .refunds import Refund
 
 #: The adjust (reconcile, release, refund): never below 0, never a row that is not there.
 ADJUST_SQL = "UPDATE window SET amount = MAX(0, amount + ?) WHERE key = ? AND bucket = ?"
@@ -26,8 +27,6 @@ CREATE INDEX IF NOT EXISTS settled_forget ON settled (key, forget_at);
 CREATE INDEX IF NOT EXISTS reservation_lease ON reservation (key, lease_until);
 """
 
-#: An adjustment as an UPDATE's parameters: (delta, key, bucket)
-Refund = tuple[int, str, int]
 
 
 @functools.lru_cache(maxsize=8)

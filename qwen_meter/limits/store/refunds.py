@@ -1,18 +1,21 @@
-"""The SQLite store's refunds kept for its next transaction (see :mod:`.sqlite`).
+"""Refunds a store keeps for its next operation: the limiter's reconciles, made cheap.
 
 A limiter's reconcile usually *refunds* tokens (the call used fewer than it reserved). Written
-on its own, that refund is a second write transaction per call, about as costly as the acquire's
-own. So :meth:`SQLiteStore.window_settle` keeps a refund here and the store's next transaction
-(an acquire, a sum, an adjust) applies it first, inside its own ``BEGIN IMMEDIATE``; a timer
-writes whatever is still waiting after ``delay`` seconds, and :meth:`SQLiteStore.close` and
-interpreter exit write the rest.
+on its own, a refund costs what the acquire costs: a second SQLite write transaction, a second
+Redis round trip. So the SQLite and Redis stores' ``window_settle`` keep a refund here, and the
+store's next operation applies it first — SQLite inside its next transaction (folded into the
+acquire's own write when it can), Redis as a command written ahead of the next script on the
+same socket. A timer writes whatever still waits after ``delay`` seconds (the store's
+``refund_delay``, 0.05 s by default); ``close`` and interpreter exit write the rest.
 
 Why a late refund is safe: until it lands, other processes count the tokens the call reserved
-instead of the fewer it used, so they can only refuse more, never admit more. This process's
-own acquires and sums apply every waiting refund before they read, so they see none late. A
+instead of the fewer it used, so they can only refuse more, never admit more. Only refunds
+wait: a charge (a call that used more than it reserved) is written at once. The store's own
+later operations (acquire, sum) apply every waiting refund before they read, so they see
+none late. A refund is never applied twice: a forked child drops the refunds it inherited
+(its parent writes them), and one whose write failed half-way is dropped, not retried. A
 process killed before its refunds land leaves them uncounted: the window over-counts until
-their second leaves it (at most 61 s), as for any call of a crashed process. A forked child
-drops the refunds it inherited (its parent writes them), so none is ever applied twice.
+their second leaves it (at most 61 s), as for any call of a crashed process.
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-from .sqlite_window import Refund
-
 log = logging.getLogger("qwen_meter.store")
+
+#: A refund as the adjust's arguments: (delta, key, bucket)
+Refund = tuple[int, str, int]
 
 
 class _Flushes(Protocol):
@@ -51,6 +55,11 @@ class RefundQueue:
         self.closed = False
         self._flush = flush
         self._lock = threading.Lock()  # arms the timer (rare), never held by add's append
+        # Tickets of refunds taken and written but not yet known to have landed (Redis: sent
+        # on one connection, replies not read yet): a read on another connection waits.
+        self._sent = threading.Condition(threading.Lock())
+        self._flying: set[int] = set()
+        self._tickets = 0
         self._timer: threading.Timer | None = None
 
     def add(self, key: str, bucket: int, delta: int) -> None:
@@ -82,6 +91,40 @@ class RefundQueue:
             delta, key, bucket = pending.popleft()
             merged[key, bucket] = merged.get((key, bucket), 0) + delta
         return [(delta, key, bucket) for (key, bucket), delta in merged.items() if delta]
+
+    def take_in_flight(self) -> tuple[list[Refund], int]:
+        """:meth:`take`, for a store whose write of them may still be on its way when another
+        thread reads (Redis: sent on one connection, read on another), with a ticket: pass it
+        to :meth:`landed` once they have landed, or cannot any more."""
+        with self._sent:
+            ticket = self._tickets
+            refunds = self.take()
+            if refunds:
+                self._tickets += 1
+                self._flying.add(ticket)
+        return refunds, ticket
+
+    def landed(self, ticket: int) -> None:
+        with self._sent:
+            self._flying.discard(ticket)
+            self._sent.notify_all()
+
+    @property
+    def in_flight(self) -> bool:
+        return bool(self._flying)
+
+    @property
+    def next_ticket(self) -> int:
+        """The ticket the next take will get: every refund taken so far is before it."""
+        return self._tickets
+
+    def wait_landed(self, ticket: int, timeout: float | None) -> None:
+        """Wait (up to ``timeout``) until every refund taken before ``ticket`` (the one of the
+        caller's own take, or :meth:`take_in_flight`'s next) has landed: then a read sees
+        every refund settled before it began, whichever connection carried it."""
+        if self._flying:
+            with self._sent:
+                self._sent.wait_for(lambda: all(t >= ticket for t in self._flying), timeout)
 
     def give_back(self, refunds: list[Refund]) -> None:
         """Refunds whose transaction rolled back wait again (for the next one)."""
@@ -116,6 +159,8 @@ class RefundQueue:
         self._lock = threading.Lock()
         self.pending = deque()
         self._timer = None
+        self._sent = threading.Condition(threading.Lock())
+        self._flying = set()
 
 
 _stores: weakref.WeakSet[_Flushes] = weakref.WeakSet()
