@@ -39,7 +39,7 @@ from .base import (
 )
 from .redis_clients import Ahead, DirectScripts, connect, url_of
 from .redis_scripts import ACQUIRE, ADJUST, COMMIT, RELEASE, RESERVE, SUM, Script
-from .refunds import RefundQueue, track
+from .refunds import Refund, RefundQueue, track
 
 log = logging.getLogger("qwen_meter.store")
 
@@ -108,14 +108,21 @@ class RedisStore(Store):
     # --- running scripts: one argument builder and parser, two drivers ---------------------
 
     def _run(self, script: Script, keys: Sequence[str], args: Sequence[Any], *,
-             read: bool = False) -> Any:
+             read: bool = False, fold: Sequence[str] = ()) -> Any:
+        """One script, with the refunds waiting (one server: see window_settle) in the same
+        send: those to ``fold``'s keys (an acquire's) as its own trailing arguments, the
+        others as ADJUST scripts written ahead of it."""
         self.breaker.before()
-        # The refunds waiting go first, in the same send (one server: see window_settle).
         ahead: list[Ahead] = []
+        taken = False
         if self._refunds.pending and self._direct is not None:
-            ahead, ticket = self._ahead()
-        if read:  # refunds that went ahead of other threads' scripts land first
-            self._refunds.wait_landed(ticket if ahead else self._refunds.next_ticket,
+            refunds, ticket = self._refunds.take_in_flight()
+            if refunds:
+                taken = True
+                ahead, extra = self._place(refunds, fold)
+                args = [*args, *extra]
+        if read:  # refunds that went with other threads' scripts land first
+            self._refunds.wait_landed(ticket if taken else self._refunds.next_ticket,
                                       self.timeout)
         try:
             try:
@@ -129,11 +136,11 @@ class RedisStore(Store):
                 result = self.redis.eval(script.source, len(keys), *keys, *args)
         except self._errors as exc:
             self.breaker.failure()
-            if ahead:  # written or not, they are not sent again: never applied twice
-                log.warning("%d window refunds may be lost: %s", len(ahead), exc)
+            if taken:  # written or not, they are not sent again: never applied twice
+                log.warning("window refunds may be lost: %s", exc)
             raise StoreUnavailable(f"Redis at {self.url} failed: {exc}") from exc
         finally:
-            if ahead:
+            if taken:
                 self._refunds.landed(ticket)
         self.breaker.success()
         return result
@@ -219,7 +226,9 @@ class RedisStore(Store):
     # --- sync -------------------------------------------------------------------------------
 
     def window_acquire(self, checks: Sequence[WindowCheck], bucket: When) -> AcquireResult:
-        return self._acquire_result(checks, self._run(*self._acquire_call(checks, bucket)))
+        script, keys, args = self._acquire_call(checks, bucket)
+        return self._acquire_result(checks, self._run(script, keys, args,
+                                                      fold=[c.key for c in checks]))
 
     def window_adjust(self, key: str, bucket: int, delta: int) -> None:
         self._run(self._adjust, [self._window_key(key)], [bucket, delta])
@@ -231,13 +240,21 @@ class RedisStore(Store):
         else:
             self.window_adjust(key, bucket, delta)
 
-    def _ahead(self) -> tuple[list[Ahead], int]:
-        """The refunds waiting, as ADJUST scripts to write ahead of the next one, and their
-        ticket (see RefundQueue.take_in_flight)."""
+    def _place(self, refunds: list[Refund], fold: Sequence[str]
+               ) -> tuple[list[Ahead], list[int]]:
+        """Refunds as ADJUST scripts to write ahead of the next one, and as the acquire's
+        trailing arguments (key index, second, delta) for those to its own keys (``fold``):
+        it applies them first, as ADJUST would, without a script and a reply of their own."""
         adjust = self._adjust
-        refunds, ticket = self._refunds.take_in_flight()
-        return [(adjust.sha, adjust.source, [self._window_key(key)], [bucket, delta])
-                for delta, key, bucket in refunds], ticket
+        ahead: list[Ahead] = []
+        extra: list[int] = []
+        for delta, key, bucket in refunds:
+            if key in fold:
+                extra += (fold.index(key) + 1, bucket, delta)
+            else:
+                ahead.append((adjust.sha, adjust.source, [self._window_key(key)],
+                              [bucket, delta]))
+        return ahead, extra
 
     def flush(self) -> None:
         """Send the refunds waiting now (the timer, ``close`` and interpreter exit call it;

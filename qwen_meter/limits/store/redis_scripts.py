@@ -57,13 +57,38 @@ else
   now = tonumber(ARGV[1])
   bucket = math.floor(now)
 end
-local asked, seen = bucket, {}
+local asked, seen, newest = bucket, {}, {}
 for i = 1, #KEYS do  -- newest second, running total, oldest kept, the asked second's amount
   seen[i] = redis.call('HMGET', KEYS[i], 't', 's', 'm', tostring(asked))
-  local newest = tonumber(seen[i][1])
-  if newest and newest > bucket then bucket = newest end
+  newest[i] = tonumber(seen[i][1])
+  if newest[i] and newest[i] > bucket then bucket = newest[i] end
 end
 local oldest = bucket - 60
+-- Refunds to these keys that waited for this acquire (key index, second, delta), applied
+-- first, as ADJUST would be just before it: one to the asked second (the common case) in the
+-- figures just read, written with the rest below; any other by itself.
+local refunded = {}
+for r = 2 + 3 * #KEYS, #ARGV, 3 do
+  local i, field, delta = tonumber(ARGV[r]), ARGV[r + 1], tonumber(ARGV[r + 2])
+  local v = seen[i]
+  if tonumber(field) == asked and asked >= oldest then
+    if v[4] then
+      local old = tonumber(v[4])
+      local new = math.max(0, old + delta)
+      v[4], v[2] = new, (tonumber(v[2]) or 0) + new - old
+      refunded[i] = true
+    end
+  else
+    local value = redis.call('HGET', KEYS[i], field)
+    if value then
+      local old = tonumber(value)
+      local new = math.max(0, old + delta)
+      redis.call('HSET', KEYS[i], field, new)
+      redis.call('HINCRBY', KEYS[i], 's', new - old)
+      v[2] = (tonumber(v[2]) or 0) + new - old
+    end
+  end
+end
 local sums, currents, kept, pruned = {}, {}, {}, {}
 for i = 1, #KEYS do
   local key, v = KEYS[i], seen[i]
@@ -72,7 +97,7 @@ for i = 1, #KEYS do
   if oldest_kept and oldest_kept < oldest then
     if bucket - oldest_kept > 122 then  -- idle for two windows: start the hash over
       redis.call('DEL', key)
-      sum, current, oldest_kept = 0, 0, nil
+      sum, current, oldest_kept, newest[i], refunded[i] = 0, 0, nil, nil, nil
     else  -- drop the seconds that left the window, in one HMGET and one HDEL
       local fields = {}
       for b = oldest_kept, oldest - 1 do fields[#fields + 1] = tostring(b) end
@@ -98,6 +123,7 @@ for i = 1, #KEYS do
     local fields = {}
     for b = oldest, bucket do fields[#fields + 1] = tostring(b) end
     local values = redis.call('HMGET', KEYS[i], unpack(fields))
+    if refunded[i] then values[asked - oldest + 1] = seen[i][4] end  -- not written yet
     local total = 0
     for j = 1, 61 do total = total + (tonumber(values[j]) or 0) end
     retry = 61
@@ -109,17 +135,26 @@ for i = 1, #KEYS do
     break
   end
 end
-for i = 1, #KEYS do  -- "t", the newest second seen, is written admitted or not
-  local key = KEYS[i]
+for i = 1, #KEYS do  -- only the fields that change, in one HSET
+  local key, fields = KEYS[i], {}
+  if newest[i] ~= bucket then  -- "t", the newest second seen, admitted or not
+    fields[1], fields[2] = 't', bucket
+  end
+  if refunded[i] and (refused > 0 or bucket ~= asked) then  -- the refund, on its own
+    fields[#fields + 1], fields[#fields + 2] = tostring(asked), seen[i][4]
+  end
   if refused == 0 then
     local amount = tonumber(ARGV[1 + (i - 1) * 3 + 2])
-    redis.call('HSET', key, 't', bucket, 's', sums[i] + amount, 'm', kept[i] or oldest,
-               tostring(bucket), currents[i] + amount)
-  elseif pruned[i] then
-    redis.call('HSET', key, 't', bucket, 's', sums[i], 'm', kept[i])
-  else
-    redis.call('HSET', key, 't', bucket)
+    fields[#fields + 1], fields[#fields + 2] = 's', sums[i] + amount
+    fields[#fields + 1], fields[#fields + 2] = tostring(bucket), currents[i] + amount
+    if kept[i] == nil or pruned[i] then
+      fields[#fields + 1], fields[#fields + 2] = 'm', kept[i] or oldest
+    end
+  elseif pruned[i] or refunded[i] then
+    fields[#fields + 1], fields[#fields + 2] = 's', sums[i]
+    if pruned[i] then fields[#fields + 1], fields[#fields + 2] = 'm', kept[i] end
   end
+  if #fields > 0 then redis.call('HSET', key, unpack(fields)) end
   redis.call('EXPIRE', key, 130)
 end
 if refused > 0 then return {0, retry, refused, bucket, tostring(now)} end
