@@ -91,7 +91,7 @@ class RedisStore(Store):
         self.refund_delay = check_seconds(refund_delay, "Redis store refund_delay") or 0.0
         self._refunds = RefundQueue(self.refund_delay, self.flush)
         if self._direct is not None:
-            track(self, self._refunds)
+            track(self)
         self._aredis = async_client
         self._own_async = async_client is None
         self._aloop: Any = None

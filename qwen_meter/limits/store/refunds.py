@@ -60,6 +60,7 @@ class RefundQueue:
         self._sent = threading.Condition(threading.Lock())
         self._flying: set[int] = set()
         self._tickets = 0
+        _queues.add(self)  # a forked child drops what it inherited
         self._timer: threading.Timer | None = None
 
     def add(self, key: str, bucket: int, delta: int) -> None:
@@ -167,10 +168,9 @@ _stores: weakref.WeakSet[_Flushes] = weakref.WeakSet()
 _queues: weakref.WeakSet[RefundQueue] = weakref.WeakSet()
 
 
-def track(store: _Flushes, queue: RefundQueue) -> None:
-    """Write ``store``'s refunds at interpreter exit; drop ``queue``'s in a forked child."""
+def track(store: _Flushes) -> None:
+    """Write ``store``'s refunds at interpreter exit."""
     _stores.add(store)
-    _queues.add(queue)
 
 
 def _write_all_at_exit() -> None:

@@ -94,7 +94,7 @@ class SQLiteStore(SQLiteLedgers, Store):
             self._cursor = self._db.cursor()  # one cursor for the window's hot path
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from exc
-        track(self, self._refunds)
+        track(self)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
