@@ -379,3 +379,18 @@ def test_redis_read_waits_for_a_refund_another_thread_carries(redis_url):
         releaser.join()
     finally:
         store.close()
+
+
+def test_a_short_refund_delay_is_not_held_up_by_a_long_one():
+    """One flusher thread serves every store: a store with a short ``refund_delay`` armed
+    after one with a long delay must still be written on time (the thread wakes for it)."""
+    import threading
+
+    written = threading.Event()
+    slow = RefundQueue(3600, lambda: None)
+    slow.add("tok", 1, -1)
+    quick = RefundQueue(0.05, written.set)
+    quick.add("tok", 1, -1)
+    assert written.wait(30)
+    slow.close()
+    quick.close()

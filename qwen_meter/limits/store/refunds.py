@@ -21,9 +21,12 @@ their second leaves it (at most 61 s), as for any call of a crashed process.
 from __future__ import annotations
 
 import atexit
+import heapq
+import itertools
 import logging
 import os
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -61,20 +64,19 @@ class RefundQueue:
         self._flying: set[int] = set()
         self._tickets = 0
         _queues.add(self)  # a forked child drops what it inherited
-        self._timer: threading.Timer | None = None
+        self._armed = False  # whether the flusher thread will call _fire
 
     def add(self, key: str, bucket: int, delta: int) -> None:
         """Keep a refund; arm the timer if none is."""
         self.pending.append((delta, key, bucket))
-        if self._timer is None:
+        if not self._armed:
             self._arm()
 
     def _arm(self) -> None:
         with self._lock:
-            if self._timer is None and not self.closed:
-                timer = self._timer = threading.Timer(self.delay, self._fire)
-                timer.daemon = True  # interpreter exit writes the rest (atexit)
-                timer.start()
+            if not self._armed and not self.closed:
+                self._armed = True
+                _flusher.call(self._fire, self.delay)
 
     def take(self) -> list[Refund]:
         """The waiting refunds, merged by (key, second), removed from the queue: the caller
@@ -134,7 +136,7 @@ class RefundQueue:
             self._arm()
 
     def _fire(self) -> None:
-        self._timer = None  # first: a refund added from now on arms a new timer
+        self._armed = False  # first: a refund added from now on arms it again
         if not self.pending or self.closed:
             return
         from .base import StoreUnavailable
@@ -150,20 +152,58 @@ class RefundQueue:
         """No more timers (the store writes what waits itself, then closes)."""
         with self._lock:
             self.closed = True
-            timer, self._timer = self._timer, None
-        if timer is not None:
-            timer.cancel()
+            self._armed = False  # the flusher finds the queue closed and does nothing
 
     def forget_in_child(self) -> None:
         """After ``fork``: the parent writes these refunds; the child starts empty (a new lock:
         the parent's may have been held by a thread the child does not have)."""
         self._lock = threading.Lock()
         self.pending = deque()
-        self._timer = None
+        self._armed = False
         self._sent = threading.Condition(threading.Lock())
         self._flying = set()
 
 
+class _Flusher:
+    """One daemon thread per process that calls each armed queue's ``_fire`` when its delay
+    is up (a thread started per timer would block its caller until the new thread runs,
+    milliseconds on a loaded machine)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._due: list[tuple[float, int, Callable[[], None]]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def call(self, fn: Callable[[], None], delay: float) -> None:
+        with self._cond:
+            entry = (time.monotonic() + delay, next(self._order), fn)
+            heapq.heappush(self._due, entry)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="qwen-meter-refunds",
+                                                daemon=True)  # atexit writes the rest
+                self._thread.start()
+            elif self._due[0] is entry:  # sooner than what it waits for: wake it
+                self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._due:
+                    self._cond.wait()
+                when, _, fn = self._due[0]
+                wait = when - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._due)
+            try:
+                fn()
+            except Exception:  # pragma: no cover - _fire handles the store's own errors
+                log.exception("writing waiting refunds failed")
+
+
+_flusher = _Flusher()
 _stores: weakref.WeakSet[_Flushes] = weakref.WeakSet()
 _queues: weakref.WeakSet[RefundQueue] = weakref.WeakSet()
 
@@ -185,6 +225,8 @@ def _write_all_at_exit() -> None:
 
 
 def _forget_all_in_child() -> None:
+    global _flusher
+    _flusher = _Flusher()  # the parent's thread is not in the child
     for queue in list(_queues):
         queue.forget_in_child()
 
