@@ -9,7 +9,9 @@ release).
 
 *Which* second is current is decided by the store, never by the caller beforehand: SQLite and
 Redis read the clock (a callable; Redis uses its own ``TIME``) inside their transaction or
-script, the memory store just before its lock (held for microseconds, with no I/O), and then
+script (SQLite's quiet acquire just before its one-statement transaction, which writes nothing
+if another connection committed meanwhile), the memory store just before its lock (held for
+microseconds, with no I/O), and then
 the second is clamped, inside the atomic step, up to the newest one any operation on those keys
 has used so far (admitted, refused or summed; it is recorded per key). The clamp is what
 makes the window correct for any interleaving and any clock: a caller delayed after reading its
@@ -266,12 +268,13 @@ class Store(ABC):
 
     def window_settle(self, key: str, bucket: int, delta: int) -> None:
         """A limiter's reconcile or release: :meth:`window_adjust`, except that a store may
-        apply it a little later than the call returns, as long as no *other* process can be
-        admitted more for it. By default it is ``window_adjust`` itself. The SQLite store
-        keeps a refund (``delta < 0``) for its next acquire's transaction, at most its
-        ``refund_delay``; the Redis store sends the script without waiting for the reply. A
-        late refund only makes others refuse more, never admit more; a charge (``delta > 0``)
-        is never kept back. This store's own later reads (acquire, sum) always see it."""
+        apply a refund (``delta < 0``) a little after the call returns: no *other* process
+        can be admitted more for it, since until it lands they count what the call reserved.
+        By default it is ``window_adjust`` itself. The SQLite and Redis stores keep a refund
+        for their next operation (folded into the next acquire's write, or sent with the next
+        script), for at most their ``refund_delay`` (see :mod:`.refunds`). A charge
+        (``delta > 0``) is never kept back, and this store's own later reads (acquire, sum)
+        always see every refund it was given."""
         self.window_adjust(key, bucket, delta)
 
     @abstractmethod

@@ -1,7 +1,8 @@
 """The SQLite store: several processes on one host share one WAL-mode database file.
 
-Every operation is one short ``BEGIN IMMEDIATE`` transaction, so a check and the write that
-follows it cannot interleave with another process's; the window's second is read *inside* it
+Every operation is one short write transaction (``BEGIN IMMEDIATE``, or for a quiet acquire one
+autocommit statement, below), so a check and the write that follows it cannot interleave with
+another process's; in a ``BEGIN IMMEDIATE`` transaction the window's second is read *inside* it
 (after the write lock is held), so a caller that waited for the lock never writes into a second
 it checked before the wait. Every :mod:`sqlite3` failure — locked past ``timeout``, disk full,
 I/O error, a corrupt file — becomes :class:`~qwen_meter.store.StoreUnavailable`, and the
