@@ -83,6 +83,7 @@ class RedisStore(Store):
             url = url_of(client, cluster) or url  # so the asyncio twin reaches the same server
         self.url = url
         self.prefix = prefix
+        self._window_keys: dict[str, tuple[str, str]] = {}
         self.server_time = server_time
         self.breaker = breaker or CircuitBreaker(name=f"Redis at {url}")
         self.redis = client if client is not None else self._connect(url, asynchronous=False)
@@ -108,7 +109,7 @@ class RedisStore(Store):
     # --- running scripts: one argument builder and parser, two drivers ---------------------
 
     def _run(self, script: Script, keys: Sequence[str], args: Sequence[Any], *,
-             read: bool = False, fold: Sequence[str] = ()) -> Any:
+             read: bool = False, fold: Sequence[WindowCheck] = ()) -> Any:
         """One script, with the refunds waiting (one server: see window_settle) in the same
         send: those to ``fold``'s keys (an acquire's) as its own trailing arguments, the
         others as ADJUST scripts written ahead of it."""
@@ -179,9 +180,16 @@ class RedisStore(Store):
             raise StoreUnavailable(f"Redis at {self.url} failed: {exc}") from exc
 
     def _window_key(self, key: str) -> str:
+        known = self._window_keys.get(key)
+        if known is not None and known[0] is self.prefix:  # built once per key (per prefix)
+            return known[1]
         if hash_tag(key) is not None:
-            return f"{self.prefix}w:{key}"
-        return f"{self.prefix}w:{{w}}:{key}"  # untagged keys share a slot (multi-key checks)
+            name = f"{self.prefix}w:{key}"
+        else:
+            name = f"{self.prefix}w:{{w}}:{key}"  # untagged keys share a slot (multi-key checks)
+        if len(self._window_keys) < 4096:  # keys are per model: bounded in practice
+            self._window_keys[key] = (self.prefix, name)
+        return name
 
     def _ledger_keys(self, key: str) -> list[str]:
         base = f"{self.prefix}l:{{{key}}}"
@@ -228,7 +236,7 @@ class RedisStore(Store):
     def window_acquire(self, checks: Sequence[WindowCheck], bucket: When) -> AcquireResult:
         script, keys, args = self._acquire_call(checks, bucket)
         return self._acquire_result(checks, self._run(script, keys, args,
-                                                      fold=[c.key for c in checks]))
+                                                      fold=checks))
 
     def window_adjust(self, key: str, bucket: int, delta: int) -> None:
         self._run(self._adjust, [self._window_key(key)], [bucket, delta])
@@ -240,7 +248,7 @@ class RedisStore(Store):
         else:
             self.window_adjust(key, bucket, delta)
 
-    def _place(self, refunds: list[Refund], fold: Sequence[str]
+    def _place(self, refunds: list[Refund], fold: Sequence[WindowCheck]
                ) -> tuple[list[Ahead], list[int]]:
         """Refunds as ADJUST scripts to write ahead of the next one, and as the acquire's
         trailing arguments (key index, second, delta) for those to its own keys (``fold``):
@@ -248,9 +256,10 @@ class RedisStore(Store):
         adjust = self._adjust
         ahead: list[Ahead] = []
         extra: list[int] = []
+        own = [check.key for check in fold]
         for delta, key, bucket in refunds:
-            if key in fold:
-                extra += (fold.index(key) + 1, bucket, delta)
+            if key in own:
+                extra += (own.index(key) + 1, bucket, delta)
             else:
                 ahead.append((adjust.sha, adjust.source, [self._window_key(key)],
                               [bucket, delta]))
