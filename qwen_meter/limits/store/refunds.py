@@ -43,13 +43,14 @@ class _Flushes(Protocol):
 
 
 class RefundQueue:
-    """Refunds waiting for the store's next transaction.
+    """Refunds waiting for the store's next operation.
 
-    ``add`` only appends to a deque (atomic, no lock: it runs after every call); ``take``
-    (under the store's lock, so one taker at a time) pops what is there and merges it by
-    (key, second). The timer is armed by the first refund after a write: ``add`` appends
-    *before* it looks at the timer and ``_fire`` forgets its timer *before* it writes, so a
-    refund is either taken by that write or arms the next timer, never left waiting alone.
+    ``add`` only appends to a deque (atomic, no lock: it runs after every call); ``take`` pops
+    what is there and merges it by (key, second), one taker at a time (SQLite takes under its
+    store lock, Redis through :meth:`take_in_flight`'s). The timer is armed by the first
+    refund after a write: ``add`` appends *before* it looks at the timer and ``_fire`` forgets
+    its timer *before* it writes, so a refund is either taken by that write or arms the next
+    timer, never left waiting alone.
     """
 
     def __init__(self, delay: float, flush: Callable[[], None]) -> None:
