@@ -81,3 +81,44 @@ def test_stream_without_usage_still_names_model_and_reply():
     assert reader.usage is None
     assert (reader.model, reader.request_id) == ("qwen-plus-2025", "c7")
     assert reader.message()["content"] == "我是通义千问"
+
+
+def test_hidden_usage_chunk_is_decoded_once(monkeypatch):
+    """Hiding the usage chunk it asked for reads the stream's tail while relaying; settling
+    takes usage, model and id from that reading instead of decoding the tail again."""
+    decoded: list[object] = []
+    original = CompatibleReply._take
+    monkeypatch.setattr(CompatibleReply, "_take",
+                        lambda self, event: decoded.append(event) or original(self, event))
+    upstream, hidden = _stream()
+    reader = CompatibleStream(hide_usage_chunk=True)
+    assert _relay(reader, upstream, [len(upstream) - 30, 7]) == hidden
+    assert len(decoded) == 2  # the usage chunk and [DONE]
+    assert (reader.usage, reader.model, reader.request_id) == (USAGE, "qwen-plus-2025", "c7")
+    assert len(decoded) == 2
+
+
+def _prepared(raw: bytes) -> tuple[bytes, bool]:
+    from qwen_meter.gateway.routes import ROUTES
+
+    route = ROUTES["/compatible-mode/v1/chat/completions"]
+    prepared = route.prepare(json.loads(raw), raw, {})
+    return prepared.body, prepared.hide_usage
+
+
+def test_usage_is_asked_for_in_the_clients_own_bytes():
+    raw = '{ "model": "qwen-plus", "stream": true,\n "messages": [{"role": "user", ' \
+          '"content": "你好 \\u4f60"}] }\n'.encode()
+    body, hide = _prepared(raw)
+    assert hide
+    assert body == raw.rstrip()[:-1] + b',"stream_options":{"include_usage":true}}'
+    assert json.loads(body) == {**json.loads(raw), "stream_options": {"include_usage": True}}
+    # stream_options without include_usage: merged, the client's other options kept
+    body, hide = _prepared(b'{"model":"m","stream":true,"stream_options":{"x":1}}')
+    assert hide and json.loads(body)["stream_options"] == {"x": 1, "include_usage": True}
+    body, hide = _prepared(b'{"model":"m","stream":true,"stream_options":null}')
+    assert hide and json.loads(body)["stream_options"] == {"include_usage": True}
+    # asked for by the client, or not a stream: the bytes go as they came
+    for raw in (b'{"model":"m","stream":true,"stream_options":{"include_usage":true}}',
+                b'{"model":"m","stream":false}'):
+        assert _prepared(raw) == (raw, False)

@@ -124,7 +124,11 @@ class CompatibleStream:
         self.hide = hide_usage_chunk
         self._kept: list[bytes] = []
         self._carry = b""  # hide mode: the start of an event not yet complete
-        self._fallback: CompatibleReply | None = None  # hide mode, after a CR was seen
+        # Hide mode: the event reader that follows the stream from an event boundary on,
+        # after a CR was seen or from the first event with a usage object (``_tail`` then:
+        # it has read exactly the events metering reads, so they are not decoded twice).
+        self._fallback: CompatibleReply | None = None
+        self._tail = False
         self._exact: CompatibleReply | None = None
         self._read = False
         self._usage: Any = None
@@ -151,12 +155,14 @@ class CompatibleStream:
         found = _USAGE.search(whole)
         if found is None:
             return whole
-        # The events before the one with the usage pass as they are; the rest go through the
-        # event reader, which drops the usage-only event.
+        # The events before the one with the usage pass as they are; from it on the stream
+        # goes through the event reader, which drops the usage-only event (and keeps the
+        # usage, model and id for settling).
         at = whole.rfind(b"\n\n", 0, found.start())
         before = at + 2 if at >= 0 else 0
-        reader = CompatibleReply(hide_usage_chunk=True)
-        return whole[:before] + reader.feed(whole[before:]) + reader.flush()
+        self._fallback, self._tail = CompatibleReply(hide_usage_chunk=True), True
+        self._carry = b""
+        return whole[:before] + self._fallback.feed(buffer[before:])
 
     def flush(self) -> bytes:
         if self._fallback is not None:
@@ -176,6 +182,11 @@ class CompatibleStream:
         if self._read:
             return
         self._read = True
+        if self._tail and self._fallback is not None and self._fallback.usage is not None \
+                and self._fallback.model is not None and self._fallback.request_id is not None:
+            tail = self._fallback  # read once, while relaying (see ``feed``)
+            self._usage, self._model, self._request_id = tail.usage, tail.model, tail.request_id
+            return
         data = b"".join(self._kept)
         self._kept = [data] if data else []
         found = _USAGE.search(data)
