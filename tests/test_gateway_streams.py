@@ -84,18 +84,38 @@ def test_stream_without_usage_still_names_model_and_reply():
 
 
 def test_hidden_usage_chunk_is_decoded_once(monkeypatch):
-    """Hiding the usage chunk it asked for reads the stream's tail while relaying; settling
-    takes usage, model and id from that reading instead of decoding the tail again."""
+    """Hiding the usage chunk it asked for reads the stream's tail while relaying (one JSON
+    decode: the usage chunk); settling takes usage, model and id from that reading and decodes
+    nothing again."""
     decoded: list[object] = []
-    original = CompatibleReply._take
-    monkeypatch.setattr(CompatibleReply, "_take",
-                        lambda self, event: decoded.append(event) or original(self, event))
+    loads = json.loads
+    monkeypatch.setattr(json, "loads", lambda text, **kw: decoded.append(text) or loads(text))
     upstream, hidden = _stream()
     reader = CompatibleStream(hide_usage_chunk=True)
     assert _relay(reader, upstream, [len(upstream) - 30, 7]) == hidden
-    assert len(decoded) == 2  # the usage chunk and [DONE]
+    assert len(decoded) == 1 and "usage" in decoded[0]
     assert (reader.usage, reader.model, reader.request_id) == (USAGE, "qwen-plus-2025", "c7")
-    assert len(decoded) == 2
+    assert len(decoded) == 1
+
+
+@given(st.lists(st.integers(min_value=1, max_value=50), max_size=40),
+       st.sampled_from([b": ping\n\n", b"event: x\ndata: {\"id\": \"c8\"}\n\n",
+                        b"data: {\"id\": \"c9\",\ndata: \"model\": \"m2\"}\n\n", b"\n\n",
+                        b"data: {\"type\": \"x\", \"response\": {\"id\": \"r\"}}\n\n",
+                        b"data: {\"id\": \"c10\"}\r\n\r\n", b"data: {\"id\": \"c11\"}"]))
+def test_unusual_tail_is_read_as_the_event_reader_reads_it(cuts, extra):
+    """After the usage chunk: a comment, other fields, a multi-line event, a blank line, a
+    Responses event, CR line ends, an event cut off at the end — passed and read exactly as
+    the event-by-event reader does."""
+    upstream, _ = _stream()
+    done = b"data: [DONE]\n\n"
+    upstream = upstream[:-len(done)] + extra + done
+    reader = CompatibleStream(hide_usage_chunk=True)
+    out = _relay(reader, upstream, cuts)
+    exact = CompatibleReply(hide_usage_chunk=True)
+    assert out == exact.feed(upstream) + exact.flush()
+    assert (reader.usage, reader.model, reader.request_id) == \
+        (exact.usage, exact.model, exact.request_id)
 
 
 def _prepared(raw: bytes) -> tuple[bytes, bool]:
