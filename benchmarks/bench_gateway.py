@@ -7,9 +7,10 @@ figures, the load average printed with them): the gateway's added latency at one
 multiple of the pass-through's, and its 32-client stream throughput as a share of direct's.
 
 Run:  pip install ".[gateway]"; python benchmarks/bench_gateway.py [--requests N]
-      [--rounds R] [--redis redis://host:6379/0] [--targets-only]
+      [--rounds R] [--redis redis://host:6379/0] [--baseline CHECKOUT] [--targets-only]
 ``--redis`` adds a gateway on that Redis store with a virtual key (an RPM/TPM limit and a
-budget on it) to the target rounds. LiteLLM is looked for in /work/venv-litellm (or
+budget on it) to the target rounds; ``--baseline`` the gateway of another checkout (before /
+after a change, in the same rounds). LiteLLM is looked for in /work/venv-litellm (or
 $LITELLM_VENV); it is skipped if absent.
 
 At one streaming client the added latency compared is the time to the first chunk: straight
@@ -204,13 +205,14 @@ def target_rounds(compared: dict[str, tuple[str, int | None]], rounds: int, call
         for name in proxies:
             share.setdefault(name, []).append(rps[name] / rps["direct"])
         loads.append(os.getloadavg())
-        print(f"round {n + 1}: 32-client streams/s " + ", ".join(
+        print(f"round {n + 1}, load {loads[-1][0]:.1f}: 32-client streams/s " + ", ".join(
             f"{name} {rps[name]:.0f}" for name in compared) + "; added p50 ms (plain, "
             "first chunk) " + ", ".join(f"{name} {added[name, 'plain'][-1]:+.2f} "
                                         f"{added[name, 'stream'][-1]:+.2f}"
                                         for name in proxies), flush=True)
     median = statistics.median
-    print(f"\nTarget 5, {rounds} interleaved rounds, load average (1 min) "
+    print(f"\nTarget 5, {rounds} interleaved rounds of {calls} one-client calls and "
+          f"{streams} 32-client streams per target, load average (1 min) "
           f"{min(x[0] for x in loads):.1f}-{max(x[0] for x in loads):.1f}:")
     for mode, what in (("plain", "p50"), ("stream", "p50 to the first chunk")):
         floor = added["passthrough", mode]
@@ -233,14 +235,17 @@ def main() -> None:
     parser.add_argument("--litellm-requests", type=int, default=300,
                         help="requests per LiteLLM row (default 300: it is much slower)")
     parser.add_argument("--no-litellm", action="store_true")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="interleaved rounds for the target lines (default 3)")
-    parser.add_argument("--target-calls", type=int, default=200,
-                        help="calls per one-client batch of a round (default 200)")
-    parser.add_argument("--stream-calls", type=int, default=600,
-                        help="streams per 32-client batch of a round (default 600)")
+    parser.add_argument("--rounds", type=int, default=15,
+                        help="interleaved rounds for the target lines (default 15)")
+    parser.add_argument("--target-calls", type=int, default=50,
+                        help="calls per one-client batch of a round (default 50)")
+    parser.add_argument("--stream-calls", type=int, default=320,
+                        help="streams per 32-client batch of a round (default 320)")
     parser.add_argument("--redis", metavar="URL",
                         help="also a gateway on this Redis store with a virtual key")
+    parser.add_argument("--baseline", metavar="CHECKOUT",
+                        help="also the gateway of another checkout (e.g. a worktree of "
+                             "main), to compare code before and after in the same rounds")
     parser.add_argument("--targets-only", action="store_true",
                         help="only the target rounds (no table, no LiteLLM)")
     args = parser.parse_args()
@@ -300,6 +305,14 @@ def main() -> None:
                 f"http://127.0.0.1:{keyed_port}/healthz",
                 {**env, "QM_BENCH_REAL_KEY": "sk-bench-upstream"}))
             compared["qwen-meter+redis"] = (f"http://127.0.0.1:{keyed_port}{path}", keyed.pid)
+        if args.baseline:
+            base_port = free_port()
+            base = proxies.enter_context(serving(
+                [sys.executable, "-m", "qwen_meter.cli", "serve", "--upstream", upstream,
+                 "--port", str(base_port), "--log", str(folder / "usage-baseline.jsonl")],
+                f"http://127.0.0.1:{base_port}/healthz",
+                {"PYTHONPATH": str(Path(args.baseline).resolve())}))
+            compared["baseline"] = (f"http://127.0.0.1:{base_port}{path}", base.pid)
         if not args.targets_only:
             for clients, stream in plan:
                 n = count(clients, args.requests)
