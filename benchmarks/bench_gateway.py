@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -331,11 +332,16 @@ def main() -> None:
                 for clients, stream in plan:
                     measure("litellm", f"http://127.0.0.1:{ll_port}/chat/completions",
                             proxy.pid, clients, stream, count(clients, args.litellm_requests))
-    records = sum(1 for _ in (folder / "usage.jsonl").open(encoding="utf-8"))
+    # The log holds a journal intent and a record per call: count the records, and the ones
+    # settled with the usage the upstream reported.
+    lines = [json.loads(line) for line in (folder / "usage.jsonl").open(encoding="utf-8")]
+    records = [r for r in lines if "journal" not in r]
+    exact = sum(r["status"] == "ok" and not r["usage_estimated"] for r in records)
+    shutil.rmtree(folder, ignore_errors=True)
     direct = [r["p50"] for r in rows if r["target"] == "direct"]
-    print(f"\nqwen-meter usage records written: {records}; upstream {upstream}; "
-          f"{os.cpu_count()} CPUs" + (f"; median direct plain p50 "
-                                      f"{statistics.median(direct):.1f} ms" if direct else ""))
+    print(f"\nqwen-meter usage records written: {len(records)} ({exact} ok with the upstream's "
+          f"usage); upstream {upstream}; {os.cpu_count()} CPUs"
+          + (f"; median direct plain p50 {statistics.median(direct):.1f} ms" if direct else ""))
 
 
 def _line(row: dict) -> str:

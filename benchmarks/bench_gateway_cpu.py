@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -111,6 +112,7 @@ async def run_gateway(upstream: str, body: bytes, calls: int, clients: int,
     finally:
         metering.begin, metering.finish = saved  # type: ignore[assignment]
         await app.aclose()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 async def run_passthrough(upstream: str, body: bytes, calls: int, clients: int) -> float:
