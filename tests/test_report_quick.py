@@ -98,3 +98,37 @@ def test_an_unusual_valid_record_counts_as_on_the_exact_road(tmp_path, change):
         exact.breakdown[columns].to_dict("records")
     assert quick.totals.to_dict("records") == exact.totals.to_dict("records")
     assert quick.summary == exact.summary
+
+
+def test_kept_records_are_decoded_as_on_the_exact_road(tmp_path):
+    lines = [json.dumps({**GOOD, **change}) for change in [{}, *UNUSUAL[:4]]]
+    jsonl, db_path = _lines(tmp_path, lines)
+    quick, exact = (load_usage(p, tz="UTC").table.drop_columns(["source", "line"]).to_pylist()
+                    for p in (jsonl, db_path))
+    assert len(quick) == 5
+    assert quick == exact
+    assert {r["model"] for r in quick} == {"qwen-plus", 'qwen-"plus"'}
+
+
+def test_a_plain_log_is_read_once_the_quick_way(tmp_path, monkeypatch):
+    """A log of ordinary records — unpriced ones (no cost, no currency), tags, users — is
+    read in one query, and its unpriced records are named by id (the file's road)."""
+    from qwen_meter.report.engine import Engine
+
+    unpriced = {**GOOD, "model": "mystery-model", "cost": None, "currency": None,
+                "unpriced": "unknown model", "id": "abc"}
+    lines = [json.dumps(GOOD), json.dumps(unpriced), json.dumps({**GOOD, "tags": []})]
+    jsonl, _ = _lines(tmp_path, lines)
+    reads: list[str] = []
+    real = Engine._file_cube
+
+    def counted(self, query, *args):  # type: ignore[no-untyped-def]
+        reads.append(query)
+        return real(self, query, *args)
+
+    monkeypatch.setattr(Engine, "_file_cube", counted)
+    report = build_report(load_usage(jsonl, tz="UTC"), by=["model", "tag"])
+    assert len(reads) == 1
+    assert report.records == 3 and report.unpriced_count == 1
+    assert [(s.line, s.reason) for s in report.unpriced] == [
+        (None, "mystery-model: unknown model (id abc)")]

@@ -20,7 +20,7 @@ from .duck import _polled, _prefetch, _reraise_interrupt, connect
 from .ledger_source import ledger_chunks
 from .plan import LISTED, Plan, Scan, Skipped
 from .prices import PRICE_COLUMNS, price_rows, thresholds
-from .quick import quick_file_sql
+from .quick import decoded_cube_sql, quick_file_sql
 from .sources import (
     LINES_SCHEMA,
     Progress,
@@ -198,12 +198,15 @@ class Engine:
         read again as numbered lines, so that each of those is named with its line; records
         without a cost are named by their id."""
         size = path.stat().st_size
-        part = self._file_cube(f"({quick_file_sql(str(path))})", path, size, bar)
-        records = f"({sql.parse_sql(sql.json_file_sql(str(path)))})"
-        if isinstance(part, pa.Table) and not self._problems(part):
-            records = f"({quick_file_sql(str(path))})"
-        elif part != "malformed":
-            part = self._file_cube(records, path, size, bar)
+        # Kept records must be decoded each; a cube's keys can be decoded once per row.
+        raw = self.collected is None
+        records = f"({quick_file_sql(str(path), raw=raw)})"
+        query = self.cube_sql(records)
+        part = self._file_cube(decoded_cube_sql(query) if raw else query, path, size, bar)
+        if not isinstance(part, pa.Table) or self._problems(part):
+            records = f"({sql.parse_sql(sql.json_file_sql(str(path)))})"
+            if part != "malformed":
+                part = self._file_cube(self.cube_sql(records), path, size, bar)
         if not isinstance(part, pa.Table) or self._problems(part):
             bar.advance(-bar.seen, path.name)
             bar.seen = 0
@@ -222,17 +225,17 @@ class Engine:
                    .append_column("unpriced_list", pa.nulls(part.num_rows, _LISTED_TYPE)),
                    records)
 
-    def _file_cube(self, records: str, path: Path, size: int, bar: Progress
+    def _file_cube(self, query: str, path: Path, size: int, bar: Progress
                    ) -> pa.Table | str:
-        """The cube of a whole file's ``records`` (DuckDB's progress moving the bar), or why
-        there is none: ``malformed`` (a line that is not JSON) or ``refused`` (a field the
-        reader could not make into its type)."""
+        """The cube ``query`` makes of a whole file (DuckDB's progress moving the bar), or
+        why there is none: ``malformed`` (a line that is not JSON) or ``refused`` (a field
+        the reader could not make into its type)."""
         bar.advance(-bar.seen, path.name)
         bar.seen = 0
         try:
             with _polled(self.db, lambda share: bar.advance(int(size * share) - bar.seen,
                                                             path.name, seen=True)):
-                return self.db.sql(self.cube_sql(records)).to_arrow_table()
+                return self.db.sql(query).to_arrow_table()
         except Exception as exc:  # duckdb's own errors: a line it cannot read
             _reraise_interrupt(exc)
             if isinstance(exc, QwenMeterError):

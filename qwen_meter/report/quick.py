@@ -47,33 +47,61 @@ def _whole(column: str) -> str:
             f"AND CAST({column}_v AS VARCHAR) = {column}))")
 
 
-def quick_file_sql(path: str) -> str:
+def _model_ok(column: str) -> str:
+    return f"({_plain_string(column)} AND trim({column}[2:-2]) <> '')"
+
+
+def quick_file_sql(path: str, *, raw: bool = False) -> str:
     """The records of the JSONL file ``path``, as :func:`.sql.parse_sql` gives them, with
-    ``problem`` NULL for a record the exact checks would accept too, else ``suspect``."""
-    columns = "{" + ", ".join(f"{quote(k)}: {quote(v)}" for k, v in _FIELDS.items()) + "}"
+    ``problem`` NULL for a record the exact checks would accept too, else ``suspect``.
+
+    ``raw``: model, currency and tags are left as their JSON text (and unchecked): the cube
+    of these records must go through :func:`decoded_cube_sql`.
+    """
+    fields = {**_FIELDS, "tags": "JSON"} if raw else _FIELDS
+    columns = "{" + ", ".join(f"{quote(k)}: {quote(v)}" for k, v in fields.items()) + "}"
     read = f"read_json({quote(path)}, format = 'newline_delimited', columns = {columns})"
-    accepted = " AND ".join([
-        f"{SKIP} IS NULL", _plain_string("model"), "trim(model[2:-2]) <> ''",
-        *(_whole(c) for c in TOKEN_COLUMNS),
-        f'("user" IS NULL OR ({_plain_string(chr(34) + "user" + chr(34))}))',
-        f"(currency IS NULL OR ({_plain_string('currency')}))",
-        "(usage_estimated IS NULL OR usage_estimated IN ('true', 'false'))",
-        "(cached_tokens_v IS NULL OR cached_tokens_v <= coalesce(prompt_tokens_v, 0))",
-        "(cost IS NULL OR cost_v >= 0)", "(time IS NULL OR ts IS NOT NULL)"])
+    checks = [f"{SKIP} IS NULL", *(_whole(c) for c in TOKEN_COLUMNS),
+              f'("user" IS NULL OR ({_plain_string(chr(34) + "user" + chr(34))}))',
+              "(usage_estimated IS NULL OR usage_estimated IN ('true', 'false'))",
+              "(cached_tokens_v IS NULL OR cached_tokens_v <= coalesce(prompt_tokens_v, 0))",
+              "(cost IS NULL OR cost_v >= 0)", "(time IS NULL OR ts IS NOT NULL)"]
+    if not raw:
+        checks[1:1] = [_model_ok("model"),
+                       f"(currency IS NULL OR ({_plain_string('currency')}))"]
     typed = ", ".join([
         "TRY_CAST(time AS TIMESTAMPTZ) AS ts",
         *(f"TRY_CAST({c} AS BIGINT) AS {c}_v" for c in TOKEN_COLUMNS),
         f"TRY_CAST(cost AS {MONEY_TYPE}) AS cost_v"])
     out = ", ".join([
         f"{quote(path)} AS source", "NULL::BIGINT AS line", "time", "ts",
-        "model[2:-2] AS model", "served_model", "region", "endpoint", "status",
-        '"user"[2:-2] AS "user"', "coalesce(tags, []::VARCHAR[]) AS tags",
+        "model" if raw else "model[2:-2] AS model", "served_model", "region", "endpoint",
+        "status", '"user"[2:-2] AS "user"',
+        "tags" if raw else "coalesce(tags, []::VARCHAR[]) AS tags",
         *(f"{c}_v AS {c}" for c in TOKEN_COLUMNS),
         "usage_estimated = 'true' AS usage_estimated", "cost_v AS cost",
-        "currency[2:-2] AS currency", "unpriced",
-        f"CASE WHEN {accepted} THEN NULL ELSE '{SUSPECT}' END AS problem"])
-    # JSON text as plain text: a cast from JSON would read inside it ('"100"' to 100)
-    text = ", ".join(f'CAST("{k}" AS VARCHAR) AS "{k}"' for k, v in _FIELDS.items()
-                     if v == "JSON")
+        "currency" if raw else "currency[2:-2] AS currency", "unpriced",
+        f"CASE WHEN {' AND '.join(checks)} THEN NULL ELSE '{SUSPECT}' END AS problem"])
+    # JSON text as plain text: a cast from JSON would read inside it ('"100"' to 100); raw
+    # tags stay JSON (made a list from it).
+    text = ", ".join(f'CAST("{k}" AS VARCHAR) AS "{k}"' for k, v in fields.items()
+                     if v == "JSON" and k != "tags")
     return (f"SELECT {out} FROM (SELECT *, {typed} FROM (SELECT * REPLACE ({text}) "
             f"FROM {read} WHERE {NOT_INTENT}))")
+
+
+def decoded_cube_sql(cube: str) -> str:
+    """The cube of :func:`quick_file_sql` records with ``raw`` keys, its model, currency and
+    tags checked and decoded (rows whose keys the checks cannot vouch for are ``suspect``).
+    Two JSON texts of one value (escapes) stay two rows until the cube parts are merged."""
+    model, currency = "model", "currency"  # JSON text, in VARCHAR
+    tags = "TRY_CAST(tags AS VARCHAR[])"
+    ok = " AND ".join([
+        _model_ok(model), f"({currency} = '-' OR ({_plain_string(currency)}))",
+        f"(tags IS NULL OR (starts_with(CAST(tags AS VARCHAR), '[') AND {tags} IS NOT NULL))"])
+    return (f"SELECT * REPLACE ({model}[2:-2] AS model, "
+            f"CASE WHEN {currency} = '-' THEN '-' ELSE {currency}[2:-2] END AS currency, "
+            f"coalesce({tags}, []::VARCHAR[]) AS tags, "
+            f"CASE WHEN problem IS NULL AND NOT coalesce({ok}, false) THEN '{SUSPECT}' "
+            "ELSE problem END "
+            f"AS problem) FROM ({cube})")
