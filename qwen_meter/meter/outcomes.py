@@ -151,7 +151,7 @@ class Outcomes:
 
     async def abandon_async(self) -> None:
         """:meth:`abandon` for asyncio."""
-        await steps.uncancellable(steps.run_async(self._abandon_steps()))
+        await steps.run_shielded(self._abandon_steps())
 
     def _abandon_steps(self) -> steps.Step[None]:
         if not self._claim():
@@ -168,7 +168,7 @@ class Outcomes:
 async def settled_shielded(step: steps.Step[UsageRecord]) -> UsageRecord:
     """Run a settlement to its end even if the caller is cancelled (again) meanwhile; the
     cancellation is raised once the record is written."""
-    record, cancelled = await steps.uncancellable(steps.run_async(step))
+    record, cancelled = await steps.run_shielded(step)
     if cancelled is not None:
         raise cancelled
     return record

@@ -129,6 +129,12 @@ class JsonlLog(FileLog):
             # on the loop; "buffered" only queues it.
             self._put(line)
 
+    @property
+    def runs_inline(self) -> bool:
+        """Whether a write never waits (``flush``: one ``write(2)`` into the page cache;
+        ``buffered``: queued), so the meter's asyncio steps call :meth:`append` in place."""
+        return self.durability != "fsync"
+
     def append(self, record: UsageRecord) -> None:
         self._put(self._record_line(record))
 
