@@ -33,6 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,18 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import qwen_meter as qm
-from qwen_meter.meter.jsonline import using_orjson
 from qwen_meter.testing.dashscope import FakeDashScope
+
+
+def using_orjson() -> bool | None:
+    """Whether orjson encodes the log lines (None: a version of the library before it could,
+    for before/after runs of this script)."""
+    try:
+        from qwen_meter.meter.jsonline import using_orjson as used
+    except ImportError:
+        return None
+    return used()
+
 
 HELLO = [{"role": "system", "content": "You are a helpful assistant."},
          {"role": "user", "content": "你是誰?"}]
@@ -130,7 +141,7 @@ def part_calls(folder: str) -> tuple[dict[str, Callable[[], Any]], Callable[[], 
                                         completion_tokens=16, total_tokens=38, cost="0.0001",
                                         currency="CNY"))
 
-    intent = {"journal": "intent", "model": "qwen-plus", "id": "0" * 32,
+    intent = {"journal": "intent", "model": "qwen-plus", "id": "",
               "time": "2026-12-08T00:00:00+00:00", "version": 1, "status": "pending",
               "region": "cn", "endpoint": "chat", "stream": False,
               "estimated_prompt_tokens": 22, "estimate_exact": True,
@@ -144,7 +155,8 @@ def part_calls(folder: str) -> tuple[dict[str, Callable[[], Any]], Callable[[], 
             "limiter acquire + reconcile": limit,
             "Usage.parse + cost": lambda: qm.cost(qm.Usage.parse(USAGE), "qwen-plus",
                                                   region="cn"),
-            "log append_intent (journal)": lambda: usage_log.append_intent(intent),
+            "log append_intent (journal, intent built)": lambda: usage_log.append_intent(
+                {**intent, "id": uuid.uuid4().hex}),
             "log append (record built)": record}, usage_log.close
 
 
