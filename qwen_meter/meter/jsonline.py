@@ -31,6 +31,8 @@ else:
     _NEWLINE = orjson.OPT_APPEND_NEWLINE
 
 _SCALARS = frozenset({str, int, bool, type(None)})
+#: containers written the same way by both when empty
+_EMPTY_OK = frozenset({dict, list, tuple})
 
 
 def _same_bytes(value: Any) -> bool:
@@ -38,7 +40,13 @@ def _same_bytes(value: Any) -> bool:
     kind = type(value)
     if kind is dict:
         for key, item in value.items():
-            if type(key) is not str or (type(item) not in _SCALARS and not _same_bytes(item)):
+            if type(key) is not str:
+                return False
+            # Most values are scalars or empty containers: no call for those.
+            item_kind = type(item)
+            if item_kind in _SCALARS or (item_kind in _EMPTY_OK and not item):
+                continue
+            if not _same_bytes(item):
                 return False
         return True
     if kind is list or kind is tuple:

@@ -25,6 +25,7 @@ from .log import UsageRecord, redact
 
 if TYPE_CHECKING:
     from ..limits.limiter import RateLimiter
+    from .call import Flag
 
 #: Transport errors raised before the request left (httpx, aiohttp, requests / urllib3 and the
 #: OS): no connection, so nothing can have been billed.
@@ -71,7 +72,7 @@ class Outcomes:
         reservations: list[tuple[Budget, Reservation]]
         permit: Permit | None
         limiter: RateLimiter | None
-        recorded: threading.Event
+        recorded: Flag
 
         def _claim(self) -> bool: ...
 

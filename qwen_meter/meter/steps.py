@@ -72,8 +72,9 @@ def run(step: Step[T]) -> T:
             pending = step.throw(error) if error is not None else step.send(result)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
-        try:
-            result, error = pending(), None
+        try:  # the op's call spelled out: one frame less per op (six per call)
+            result, error = getattr(pending.target, pending.name)(*pending.args,
+                                                                  **pending.kwargs), None
         except BaseException as exc:  # handed to the step, which decides
             result, error = None, exc
 
