@@ -52,7 +52,7 @@ def _same_bytes(value: Any) -> bool:
     if kind is list or kind is tuple:
         return all(type(item) in _SCALARS or _same_bytes(item) for item in value)
     if kind is float:  # NaN and the infinities fail both comparisons
-        return value == 0 or 1e-4 <= abs(value) < 1e16
+        return bool(value == 0 or 1e-4 <= abs(value) < 1e16)
     return kind in _SCALARS
 
 

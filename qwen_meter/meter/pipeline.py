@@ -199,8 +199,13 @@ class Meter:
 
     def region_of(self, url: Any = None, region: str | None = None) -> str:
         """The region a call is priced and limited in (see the class docs)."""
-        return (region or self.region or self._url_region(url)
-                or os.environ.get(REGION_ENV) or "cn")
+        return self._regions(url, region)[0]
+
+    def _regions(self, url: Any, region: str | None) -> tuple[str, str | None]:
+        """(the call's region, ``$QWEN_METER_REGION``): the variable read once per call, for
+        the call's region and the limiter's home region alike."""
+        env = os.environ.get(REGION_ENV)
+        return region or self.region or self._url_region(url) or env or "cn", env
 
     def _url_region(self, url: Any) -> str | None:
         if url is None:
@@ -221,10 +226,14 @@ class Meter:
         than the one it was set up for — a sibling on the same store with that region's
         catalogue limits, counted under its own account (``<account>@<region>``), since each
         region has its own quota."""
+        return self._limiter_in(region, os.environ.get(REGION_ENV))
+
+    def _limiter_in(self, region: str, env: str | None) -> RateLimiter | None:
+        """:meth:`limiter_for`, ``$QWEN_METER_REGION`` (``env``) read by the caller."""
         limiter = self.limiter
         if limiter is None:
             return None
-        home = limiter.region or os.environ.get(REGION_ENV) or "cn"
+        home = limiter.region or env or "cn"
         if region == home:
             return limiter
         sibling = self._limiters.get(region)
