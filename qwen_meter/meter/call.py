@@ -16,7 +16,6 @@ with its JSON so it is not lost).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import threading
 import time
@@ -38,44 +37,11 @@ from ..limits.limiter import Permit, RateLimiter
 from . import steps
 from .log import SCHEMA_VERSION, UsageRecord, redact
 from .observers import notify
-from .outcomes import Outcomes, held_note, permit_note, settled_shielded
+from .outcomes import Flag, Outcomes, held_note, permit_note, settled_shielded
 from .server_errors import DashScopeError
 
 if TYPE_CHECKING:
     from .pipeline import Meter
-
-
-class Flag:
-    """Set once, waited on by any number of threads: what ``threading.Event`` offers, for the
-    one a call needs (a second settlement waits for the first one's record). An ``Event``
-    builds a ``Condition`` in Python and takes it again to be set — more than the rest of
-    making a call; this is one lock, held until the flag is set."""
-
-    __slots__ = ("_done", "_lock")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._lock.acquire()
-        self._done = False
-
-    def set(self) -> None:
-        if not self._done:
-            self._done = True
-            with contextlib.suppress(RuntimeError):  # set twice at once: released already
-                self._lock.release()
-
-    def is_set(self) -> bool:
-        return self._done
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """True once set; False if ``timeout`` seconds passed first."""
-        if self._done:
-            return True
-        if self._lock.acquire(timeout=-1 if timeout is None else timeout):
-            with contextlib.suppress(RuntimeError):  # a second set() released it meanwhile
-                self._lock.release()  # let the next waiter through
-            return True
-        return self._done
 
 
 @dataclass

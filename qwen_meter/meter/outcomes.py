@@ -25,7 +25,6 @@ from .log import UsageRecord, redact
 
 if TYPE_CHECKING:
     from ..limits.limiter import RateLimiter
-    from .call import Flag
 
 #: Transport errors raised before the request left (httpx, aiohttp, requests / urllib3 and the
 #: OS): no connection, so nothing can have been billed.
@@ -63,6 +62,39 @@ def was_sent(exc: BaseException) -> bool:
     to connect (or any error that is not a transport failure: raised before sending)."""
     names = _names(exc)
     return not names & NOT_SENT and bool(names & TRANSPORT)
+
+
+class Flag:
+    """Set once, waited on by any number of threads: what ``threading.Event`` offers, for the
+    one a call needs (a second settlement waits for the first one's record). An ``Event``
+    builds a ``Condition`` in Python and takes it again to be set — more than the rest of
+    making a call; this is one lock, held until the flag is set."""
+
+    __slots__ = ("_done", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self._done = False
+
+    def set(self) -> None:
+        if not self._done:
+            self._done = True
+            with contextlib.suppress(RuntimeError):  # set twice at once: released already
+                self._lock.release()
+
+    def is_set(self) -> bool:
+        return self._done
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once set; False if ``timeout`` seconds passed first."""
+        if self._done:
+            return True
+        if self._lock.acquire(timeout=-1 if timeout is None else timeout):
+            with contextlib.suppress(RuntimeError):  # a second set() released it meanwhile
+                self._lock.release()  # let the next waiter through
+            return True
+        return self._done
 
 
 class Outcomes:

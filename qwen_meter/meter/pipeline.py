@@ -15,7 +15,8 @@ The stages and where they live:
   calls' records, the log write, the adapters;
 - :mod:`~qwen_meter.meter.call` — the :class:`MeteredCall`: retries and settlement;
 - :mod:`~qwen_meter.meter.calibration` — the learned prompt-count offsets;
-- :mod:`~qwen_meter.meter.config` — ``Meter()``'s argument checks and defaults.
+- :mod:`~qwen_meter.meter.config` — ``Meter()``'s argument checks and defaults;
+- :mod:`~qwen_meter.meter.regions` — a call's region and the limiter for it.
 
 Every step has an ``_async`` twin (:meth:`Meter.begin_async`, :meth:`MeteredCall.finish_async`,
 :meth:`MeteredCall.fail_async`, :meth:`MeteredCall.retry_async`). Both run the same step code
@@ -38,8 +39,7 @@ from typing import Any
 from ..base.errors import InvalidMessages, QwenMeterError
 from ..billing.unlisted import FallbackPrice, Resolved, resolve
 from ..catalogue.core import Catalogue, default_catalogue
-from ..catalogue.records import REGION_ENV, ModelSpec
-from ..catalogue.regions import region_for_url
+from ..catalogue.records import ModelSpec
 from ..limits.budget import Budget, Reservation
 from ..limits.limiter import RateLimiter
 from . import steps
@@ -52,6 +52,7 @@ from .log import UsageLog, UsageRecord, open_log
 from .observers import Observer, notify
 from .outcomes import OpenStreams
 from .plan import _Plan, make_plan, refused_record
+from .regions import _MEMO_LIMIT, Placement
 from .server_errors import RetryPolicy
 
 log = logging.getLogger("qwen_meter.meter")
@@ -60,15 +61,13 @@ log = logging.getLogger("qwen_meter.meter")
 #: changed $QWEN_METER_CATALOGUE: once a second, not on every call (a stat and five
 #: environment reads per call cost as much as counting a short prompt).
 CATALOGUE_RECHECK = 1.0
-#: Names and endpoint URLs remembered per meter (resolved once per catalogue).
-_MEMO_LIMIT = 1024
 
 
 class UnsupportedClient(QwenMeterError, TypeError):
     """An object :meth:`Meter.wrap` does not know how to meter."""
 
 
-class Meter:
+class Meter(Placement):
     """Checks, limits, prices and logs every call of the clients it wraps.
 
     ``limiter`` and ``budget`` are optional (a budget or a list of them); ``log`` is a path
@@ -196,56 +195,6 @@ class Meter:
             self._resolved.clear()
         self._resolved[model] = (catalogue, found)
         return found
-
-    def region_of(self, url: Any = None, region: str | None = None) -> str:
-        """The region a call is priced and limited in (see the class docs)."""
-        return self._regions(url, region)[0]
-
-    def _regions(self, url: Any, region: str | None) -> tuple[str, str | None]:
-        """(the call's region, ``$QWEN_METER_REGION``): the variable read once per call, for
-        the call's region and the limiter's home region alike."""
-        env = os.environ.get(REGION_ENV)
-        return region or self.region or self._url_region(url) or env or "cn", env
-
-    def _url_region(self, url: Any) -> str | None:
-        if url is None:
-            return None
-        key = url if isinstance(url, str) else str(url)
-        catalogue = self._current_catalogue()
-        memo = self._url_regions.get(key)
-        if memo is not None and memo[0] is catalogue:
-            return memo[1]
-        found = region_for_url(key, catalogue)
-        if len(self._url_regions) >= _MEMO_LIMIT:
-            self._url_regions.clear()
-        self._url_regions[key] = (catalogue, found)
-        return found
-
-    def limiter_for(self, region: str) -> RateLimiter | None:
-        """The limiter for calls in ``region``: the configured one, or — for a region other
-        than the one it was set up for — a sibling on the same store with that region's
-        catalogue limits, counted under its own account (``<account>@<region>``), since each
-        region has its own quota."""
-        return self._limiter_in(region, os.environ.get(REGION_ENV))
-
-    def _limiter_in(self, region: str, env: str | None) -> RateLimiter | None:
-        """:meth:`limiter_for`, ``$QWEN_METER_REGION`` (``env``) read by the caller."""
-        limiter = self.limiter
-        if limiter is None:
-            return None
-        home = limiter.region or env or "cn"
-        if region == home:
-            return limiter
-        sibling = self._limiters.get(region)
-        if sibling is None:
-            sibling = RateLimiter(limiter.store, account=f"{limiter.account}@{region}",
-                                  region=region, limits=limiter.overrides,
-                                  default=limiter.default, smooth=limiter.smooth,
-                                  on_store_error=limiter.on_store_error,
-                                  catalogue=limiter.catalogue, clock=limiter.clock,
-                                  sleep=limiter.sleep, async_sleep=limiter.async_sleep)
-            sibling = self._limiters.setdefault(region, sibling)
-        return sibling
 
     def begin(self, request: Mapping[str, Any], *, endpoint: str = "chat",
               tags: Sequence[str] = (), user: str | None = None, region: str | None = None,
