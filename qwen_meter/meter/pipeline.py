@@ -42,7 +42,7 @@ from ..catalogue.records import REGION_ENV, ModelSpec
 from ..catalogue.regions import region_for_url
 from ..limits.budget import Budget, Reservation
 from ..limits.limiter import RateLimiter
-from . import steps
+from . import prepare, steps
 from .adapters import client_adapters
 from .calibration import Calibration
 from .call import MeteredCall
@@ -149,6 +149,7 @@ class Meter:
         self._planned: set[str] = set()
         if recover and self.log is not None:
             self._recover()
+        self._preparing = prepare.start(self)  # catalogue, tokenizers: loading in a thread
 
     def _recover(self) -> None:
         """Settle the calls a dead process left in this log (see :mod:`.recovery`)."""
@@ -246,6 +247,8 @@ class Meter:
         ``url`` is the endpoint the client sends to (its region is used unless the meter or
         ``region=`` names one). A refusal is recorded (status ``refused``) and raised."""
         self.streams.settle()
+        if self._preparing is not None:  # the loads begun at creation, not done twice
+            prepare.wait(self)
         plan = self._plan_or_refusal(request, endpoint, tags, user, region, url)
         if not isinstance(plan, _Plan):
             steps.run(self._write_refusal(plan, request, endpoint, region, url))
@@ -257,16 +260,19 @@ class Meter:
                           region: str | None = None, url: Any = None) -> MeteredCall:
         """:meth:`begin` for asyncio: the limiter wait is awaited, store I/O runs off the
         loop. Counting stays on the loop (pure CPU, cached; in a worker thread it would only
-        fight the loop for the GIL) — except for the first call of each model name, which is
-        planned in a worker thread: it may parse the catalogue and load the model's tokenizer
-        and template (a few hundred ms) and the loop keeps running meanwhile."""
+        fight the loop for the GIL) — except for the first call of each model name and one
+        that finds a new catalogue, planned in a worker thread once the meter's own loads
+        (:mod:`.prepare`) are done: the loop runs on while a tokenizer loads."""
         await self.streams.settle_async()
         model = request.get("model") if isinstance(request, Mapping) else None
-        if isinstance(model, str) and model in self._planned:
+        if isinstance(model, str) and model in self._planned \
+                and not prepare.catalogue_due(self, CATALOGUE_RECHECK):
             plan = self._plan_or_refusal(request, endpoint, tags, user, region, url)
         else:
             import asyncio
 
+            if self._preparing is not None:  # awaited: the loop runs on meanwhile
+                await prepare.wait_async(self)
             plan = await asyncio.to_thread(self._plan_or_refusal, request, endpoint, tags,
                                            user, region, url)
             if isinstance(model, str):
