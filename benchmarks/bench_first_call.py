@@ -24,8 +24,12 @@ innermost frame from either; a step's meter share is its share of samples. The D
 stand-in runs in a process of its own (warmed up before the first round), so its work shares
 neither the GIL nor the measured CPU.
 
-Issue #23's target 2: no loop step over 20 ms on the first call, of the meter's doing. Loads move these figures: the
-load average is printed with them; compare columns of one run.
+The heartbeat column is a task ticking every 1 ms on the same loop: its worst lateness also
+counts the time the loop thread waited for the GIL held by another thread (a worker thread
+building a tokenizer's encoder), which no step timing sees.
+
+Issue #23's target 2: no loop stall over 20 ms on the first call, of the meter's doing. Load
+moves these figures: the load average is printed with them; compare columns of one run.
 """
 
 from __future__ import annotations
