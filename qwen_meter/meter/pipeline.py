@@ -262,23 +262,15 @@ class Meter:
         loop. Counting stays on the loop (pure CPU, cached; in a worker thread it would only
         fight the loop for the GIL) — except for the first call of each model name and one
         that finds a new catalogue, planned in a worker thread once the meter's own loads
-        (:mod:`.prepare`) are done: the loop runs on while a tokenizer loads."""
+        (:mod:`.prepare`, begun when it was created) are done, awaited off the loop."""
         await self.streams.settle_async()
         model = request.get("model") if isinstance(request, Mapping) else None
         if isinstance(model, str) and model in self._planned \
                 and not prepare.catalogue_due(self, CATALOGUE_RECHECK):
             plan = self._plan_or_refusal(request, endpoint, tags, user, region, url)
-        else:
-            import asyncio
-
-            if self._preparing is not None:  # awaited: the loop runs on meanwhile
-                await prepare.wait_async(self)
-            plan = await asyncio.to_thread(self._plan_or_refusal, request, endpoint, tags,
-                                           user, region, url)
-            if isinstance(model, str):
-                if len(self._planned) >= _MEMO_LIMIT:
-                    self._planned.clear()
-                self._planned.add(model)
+        else:  # in a worker thread, once the meter's own loads are done
+            plan = await prepare.first_plan(self, model, request, endpoint, tags, user,
+                                            region, url)
         if not isinstance(plan, _Plan):
             await steps.run_async(self._write_refusal(plan, request, endpoint, region, url))
             raise plan

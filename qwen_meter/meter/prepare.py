@@ -29,9 +29,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping, Sequence
 from concurrent.futures import Future
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..base.errors import QwenMeterError
 from ..catalogue.core import default_catalogue_loaded
@@ -39,6 +39,7 @@ from ..catalogue.core import default_catalogue_loaded
 if TYPE_CHECKING:
     from ..catalogue.core import Catalogue
     from .pipeline import Meter
+    from .plan import _Plan
 
 log = logging.getLogger("qwen_meter.meter")
 
@@ -157,6 +158,25 @@ async def wait_async(meter: Meter) -> None:
     if meter._preparing is not None:
         await meter._preparing.wait_async()
         meter._preparing = None
+
+
+#: Model names remembered per meter as planned once (their tokenizer and template loaded).
+PLANNED_LIMIT = 1024
+
+
+async def first_plan(meter: Meter, model: Any, request: Mapping[str, Any], endpoint: str,
+                     tags: Sequence[str], user: str | None, region: str | None,
+                     url: Any) -> _Plan | QwenMeterError:
+    """Plan a call in a worker thread — the first of its model name, or the first to find a
+    new catalogue — after the meter's own preparation, awaited: the loop runs meanwhile."""
+    await wait_async(meter)
+    plan = await asyncio.to_thread(meter._plan_or_refusal, request, endpoint, tags, user,
+                                   region, url)
+    if isinstance(model, str):
+        if len(meter._planned) >= PLANNED_LIMIT:
+            meter._planned.clear()
+        meter._planned.add(model)
+    return plan
 
 
 def catalogue_due(meter: Meter, recheck: float) -> bool:
