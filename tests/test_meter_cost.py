@@ -7,6 +7,7 @@ same bytes whether or not ``orjson`` encodes them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 from decimal import Decimal
@@ -110,10 +111,8 @@ def test_async_cancelled_during_an_inline_settlement_still_records(tmp_path):
         task = asyncio.ensure_future(call.finish_async(USAGE))
         await asyncio.sleep(0)
         task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await task
-        except asyncio.CancelledError:
-            pass
         assert call.settled and call.record is not None
 
     asyncio.run(main())
