@@ -13,8 +13,9 @@ in the process-wide caches.
 
 * Created where no event loop runs (module level, before ``asyncio.run``, sync code): the
   loads run right there, before any loop can be stalled by them.
-* Created inside a running loop: a daemon thread loads (:class:`Preparation`), creating the
-  meter stays cheap, and the first call awaits the thread without blocking the loop.
+* Created inside a running loop: a daemon thread loads (:class:`Preparation`), started once
+  the creating loop step is over; creating the meter stays cheap, and the first call awaits
+  the thread without blocking the loop.
 
 The first call of any other model, and a call that finds a new catalogue to parse
 (:func:`catalogue_due`), is planned in a worker thread (:meth:`Meter.begin_async`); the rank
@@ -65,16 +66,28 @@ if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
 
 
 class Preparation:
-    """The loads one meter started at its creation; :meth:`wait` / :meth:`wait_async` for
-    them to end (they never raise: a load that fails fails again, reported, on the call)."""
+    """The loads one meter begins when it is created inside a running event loop, in a
+    thread of their own; :meth:`wait` / :meth:`wait_async` for them to end (they never
+    raise: a load that fails fails again, reported, on the call).
 
-    def __init__(self, work: list[tuple[Hashable, str]], catalogue: Catalogue | None) -> None:
+    The thread starts once the loop step that created the meter is over (``call_soon``):
+    started at once, it would hold the GIL half the time while that step — the imports
+    behind ``Meter`` and ``wrap``, the SDK's first request — still runs, and stretch it."""
+
+    def __init__(self, work: list[tuple[Hashable, str]], catalogue: Catalogue | None,
+                 loop: asyncio.AbstractEventLoop) -> None:
         self.future: Future[None] = Future()
         self.work = work
         self.catalogue = catalogue
         self.thread = threading.Thread(target=self._run, name="qwen-meter-prepare",
                                        daemon=True)
-        self.thread.start()
+        self._started = threading.Lock()
+        loop.call_soon(self.begin)
+
+    def begin(self) -> None:
+        """Start the thread (once; also from :meth:`wait`, should the loop stop first)."""
+        if self._started.acquire(blocking=False):
+            self.thread.start()
 
     def _run(self) -> None:
         try:
@@ -88,11 +101,13 @@ class Preparation:
         return self.future.done()
 
     def wait(self) -> None:
-        """Block until the loads have ended (the sync first call)."""
+        """Block until the loads have ended (a sync call)."""
+        self.begin()
         self.future.result()
 
     async def wait_async(self) -> None:
         """Wait for the loads without blocking the event loop."""
+        self.begin()
         if not self.future.done():
             await asyncio.wrap_future(self.future)
 
@@ -135,7 +150,7 @@ def start(meter: Meter) -> Preparation | None:
     if not work:
         return None
     try:
-        asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
     except RuntimeError:
         # No event loop runs in this thread, so loading here stalls none. A thread would
         # not spare a loop started soon after: building a tokenizer's encoder holds the
@@ -143,7 +158,7 @@ def start(meter: Meter) -> Preparation | None:
         with _lock:
             prepare_models(work, meter.catalogue)
         return None
-    return Preparation(work, meter.catalogue)
+    return Preparation(work, meter.catalogue, loop)
 
 
 def wait(meter: Meter) -> None:
