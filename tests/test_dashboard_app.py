@@ -4,6 +4,7 @@ behind a token, and the HTML report as a snapshot of the page."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import re
@@ -87,10 +88,10 @@ def test_cli_serves_the_page_and_the_api(log, tmp_path):
     assert process.returncode == 0
 
 
-def _call(app, path, headers=()):
+def _call(app, path, headers=(), query=b""):
     sent = []
     scope = {"type": "http", "method": "GET", "path": path, "headers": list(headers),
-             "query_string": b""}
+             "query_string": query}
 
     async def receive():
         return {"type": "http.request", "body": b""}
@@ -116,6 +117,33 @@ def test_under_ui_behind_a_token(log):
         status, _, body = _call(app, "/ui/api/meta", [(b"authorization", b"Bearer s3cret")])
         assert status == 200 and json.loads(body)["tz"] == "UTC"
         assert _call(app, "/api/meta")[0] == 404  # only under its base
+    finally:
+        app.views.records.close()
+
+
+def test_the_page_names_each_asset_by_its_digest(log):
+    """The served page names each asset with ``?v=<digest of its bytes>``: a browser holding an
+    older copy of one of the page's scripts (ten that must match) asks for the new one; one
+    asked for by its current digest may be kept for good, a stale digest not at all."""
+    app = dashboard_app(log, base_path="", tz="UTC")
+    try:
+        status, head, body = _call(app, "/")
+        html = body.decode("utf-8")
+        assert status == 200 and head[b"cache-control"] == b"no-cache"
+        refs = dict(re.findall(r'(?:src|href)="assets/([^"?]+)\?v=([0-9a-f]{16})"', html))
+        on_disk = (ROOT / "data" / "dashboard" / "index.html").read_text(encoding="utf-8")
+        assert sorted(refs) == sorted(re.findall(r'(?:src|href)="assets/([^"]+)"', on_disk))
+        assert {"i18n.js", "core.js", "app.js", "app.css",
+                "vendor/echarts/echarts.min.js"} <= set(refs)
+        for name, version in refs.items():
+            data = (ROOT / "data" / "dashboard" / name).read_bytes()
+            assert version == hashlib.sha256(data).hexdigest()[:16], name
+        status, head, body = _call(app, "/assets/core.js", query=f"v={refs['core.js']}".encode())
+        assert status == 200 and head[b"cache-control"] == b"public, max-age=31536000, immutable"
+        assert body == (ROOT / "data" / "dashboard" / "core.js").read_bytes()
+        assert _call(app, "/assets/core.js", query=b"v=0123456789abcdef")[1][b"cache-control"] \
+            == b"no-cache"
+        assert _call(app, "/assets/core.js")[1][b"cache-control"] == b"public, max-age=3600"
     finally:
         app.views.records.close()
 
@@ -150,6 +178,12 @@ def test_html_report_is_a_snapshot_of_the_page(log, tmp_path):
                           r"""|url\(\s*["']?\s*(?:https?:)?//|@import)""", html, re.IGNORECASE)
     assert external == []
     assert html.count("<script") == html.count("</script>")
+    # the page's scripts, each inlined once, in index.html's order (each builds on the last)
+    folder = ROOT / "data" / "dashboard"
+    names = re.findall(r'src="assets/([a-z0-9_-]+\.js)"', (folder / "index.html").read_text("utf-8"))
+    firsts = [(folder / n).read_text(encoding="utf-8").splitlines()[0] for n in names]
+    assert len(names) > 2 and all(html.count(first) == 1 for first in firsts)
+    assert [html.index(first) for first in firsts] == sorted(html.index(f) for f in firsts)
 
 
 def test_report_made_by_hand_keeps_a_static_page(log):

@@ -462,6 +462,21 @@ def test_bad_parameter_shows_the_servers_message(server: str, tab: Page) -> None
     assert page.is_visible("#qm-tabs .qm-tab")  # the frame stays: never a blank page
 
 
+def test_a_part_that_did_not_load_is_named(server: str, browser: Any) -> None:
+    """The page is ten scripts: one missing from an installation is named in words, not left
+    as a page stuck at "Loading…"."""
+    broken = Page(browser)
+    broken.context.route("**/assets/tables.js*", lambda route: route.fulfill(status=404))
+    try:
+        page = broken.page
+        page.goto(server)
+        page.wait_for_selector(".qm-msg-error")
+        assert page.inner_text(".qm-msg-error") == \
+            "The page failed: assets/tables.js did not load"
+    finally:
+        broken.close()
+
+
 def test_problems_view_counts_and_drills(server: str, log: Generated, tab: Page) -> None:
     page = tab.open(server + "?view=problems")
     tab.shot("problems")

@@ -4,6 +4,7 @@ budgets of the gateway's keys and its users / teams; no /ui without an admin tok
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 import httpx
@@ -42,6 +43,15 @@ def test_ui_over_the_ledger_behind_the_admin_token(fake, tmp_path, env):  # noqa
 
         page = httpx.get(f"{base}/ui/", timeout=30)
         assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+        # the page's scripts, each by its digest, all served under /ui to anyone
+        scripts = re.findall(r'<script type="module" src="(assets/([a-z0-9_-]+)\.js\?v=\w+)"',
+                             page.text)
+        assert [name for _, name in scripts][:2] == ["i18n", "core"] and len(scripts) > 5
+        for ref, name in scripts:
+            script = httpx.get(f"{base}/ui/{ref}", timeout=30)
+            assert script.status_code == 200, name
+            assert script.headers["content-type"] == "text/javascript; charset=utf-8"
+            assert "immutable" in script.headers["cache-control"]
         assert httpx.get(f"{base}/ui/api/overview", timeout=30).status_code == 401
         wrong = httpx.get(f"{base}/ui/api/overview", timeout=30,
                           headers={"Authorization": "Bearer not-the-token"})

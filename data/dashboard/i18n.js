@@ -1,5 +1,6 @@
-// The page's words in English and Simplified Chinese. A plain global (no `export`) so the
-// snapshot report can inline this file beside app.js without a module loader.
+// qwen-meter dashboard, loaded first: the page's words in English and Simplified Chinese, put on
+// the parts' shared namespace (QM.dicts; see core.js) rather than exported, so the snapshot
+// report can inline this file beside the others without a module loader.
 const en = {
   lang_name: "English", lang_switch: "中文",
   timezone: "Time zone", since: "From", until: "To",
@@ -128,4 +129,6 @@ const zh = {
   echarts_credit: "图表：Apache ECharts",
   tofu_probe: "智能客服",
 };
-globalThis.QM_I18N = { en, "zh-CN": zh };
+const QM = (globalThis.QM ??= {});
+QM.dicts = { en, "zh-CN": zh };
+QM.parts = [...(QM.parts || []), "i18n"];

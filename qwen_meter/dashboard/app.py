@@ -1,5 +1,5 @@
 """The dashboard as a plain ASGI app: ``/`` the page, ``assets/*`` its files, ``api/*`` the
-JSON views of :mod:`qwen_meter.report.views`.
+JSON views of :mod:`qwen_meter.report.views`; :mod:`.assets` versions the page's asset URLs.
 
 Plain ASGI, as the gateway's own app, rather than Starlette: eight GET routes need no router,
 the app adds no dependency beyond the ``reports`` extra, and the gateway mounts it at ``/ui``
@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from ..base.errors import QwenMeterError
+from .assets import PAGE_CACHE, asset_cache, versioned_page
 from .loading import LoadingViews
 
 Scope = MutableMapping[str, Any]
@@ -135,9 +136,14 @@ class DashboardApp:
             what = "the page (data/dashboard/index.html)" if page else f"asset {name}"
             await _error(send, 404, "not_found", f"{what} is missing from this installation")
             return
-        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        if page:  # each asset it names carries its digest: see .assets
+            body = await asyncio.to_thread(versioned_page, body, self.assets)
+        full = hashlib.sha256(body).hexdigest()
+        etag = '"' + full[:32] + '"'
+        version = (parse_qs(scope.get("query_string", b"").decode("latin-1")).get("v")
+                   or [None])[-1]
         headers = [(b"etag", etag.encode()), (b"x-content-type-options", b"nosniff"),
-                   (b"cache-control", b"no-cache" if page else b"public, max-age=3600")]
+                   (b"cache-control", PAGE_CACHE if page else asset_cache(full, version))]
         if page:
             headers += [(b"content-security-policy", CSP.encode()),
                         (b"referrer-policy", b"no-referrer")]

@@ -138,9 +138,12 @@ def budget_exceeded(reason: str) -> Answer:
                   "Budget.Exceeded")
 
 
-def store_unavailable() -> Answer:
+def store_unavailable(retry_after: float) -> Answer:
+    # Whole seconds, rounded up (as for 429): see Tenants.store_retry_after.
+    wait = max(1, math.ceil(retry_after))
     return Answer(503, "service_unavailable", "The gateway's limit store is unavailable; "
-                  "try again later.", "store", "ServiceUnavailable", (("retry-after", "1"),))
+                  f"try again in {wait} s.", "store", "ServiceUnavailable",
+                  (("retry-after", str(wait)),))
 
 
 def not_metered(path: str) -> Answer:

@@ -272,7 +272,8 @@ class Gateway(Relay):
                                             endpoint=prepared.endpoint, user=tenant.user,
                                             inline=self.tenants.inline)
             except StoreUnavailable:  # before QwenMeterError, of which it is one
-                await self._answer(send, answers.store_unavailable(), route.native, tenant)
+                await self._answer(send, answers.store_unavailable(
+                    self.tenants.store_retry_after()), route.native, tenant)
                 return
             except QwenMeterError as exc:
                 await self._answer(send, answers.refusal(exc, tenant), route.native, tenant)

@@ -9,6 +9,7 @@ Example::
 
     store: redis://127.0.0.1:6379/0
     store_timeout: 1.0            # per round trip; store_policy: fail_closed (503) | fail_open
+    store_retry_after: 1          # the 503's Retry-After while the store fails (s; default 1)
     log: /var/log/qwen-meter/gw-1.jsonl
     upstreams:
       default: {url: https://dashscope.aliyuncs.com, region: cn, api_key_env: DASHSCOPE_API_KEY}
@@ -138,6 +139,8 @@ class GatewayConfig:
     max_body_reads_per_client: int = 64  # 0: no cap
     store_timeout: float | None = None  # None: the store's own (Redis 1 s, SQLite 5 s)
     store_policy: str = "fail_closed"  # or fail_open (docs/guides/gateway.md)
+    #: the 503's Retry-After when the store fails, unless its circuit breaker says longer
+    store_retry_after: float = 1.0
     #: ``sqlite:///…`` or ``postgresql://…``: records, keys and budgets shared by a fleet
     ledger: str | None = None
     #: the environment variable holding the admin API's token (None: no admin API)
@@ -231,7 +234,8 @@ def parse_config(data: Any, file: str | None = None) -> GatewayConfig:
     f.only(("host", "port", "store", "log", "upstreams", "region", "max_body_bytes",
             "preflight", "account_limits", "limiter_wait", "timeout", "shutdown_timeout",
             "budgets", "keys", "headers", "body_timeout", "max_body_reads_per_client",
-            "store_timeout", "store_policy", "ledger", "admin_token_env", "alerts"))
+            "store_timeout", "store_policy", "store_retry_after", "ledger", "admin_token_env",
+            "alerts"))
     raw_upstreams = f.data.get("upstreams") or {"default": {}}
     if not isinstance(raw_upstreams, Mapping):
         raise f.fail("upstreams", "must be a mapping of names to {url, region, api_key_env}")
@@ -273,6 +277,7 @@ def parse_config(data: Any, file: str | None = None) -> GatewayConfig:
         store_timeout=None if f.data.get("store_timeout") is None
         else _positive(f, "store_timeout", 1.0),
         store_policy=f.choice("store_policy", STORE_POLICIES, "fail_closed") or "fail_closed",
+        store_retry_after=_positive(f, "store_retry_after", 1.0),
         ledger=ledger, admin_token_env=admin_token_env,
         alerts=parse_alerts(f.data.get("alerts"), file))
 

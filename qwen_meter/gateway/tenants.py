@@ -146,6 +146,14 @@ class Tenants:
                     scope_budgets)
         self.recovered = self._recover()
 
+    def store_retry_after(self) -> float:
+        """Seconds after which a call refused for want of its store (503) is worth sending
+        again: the rest of the store's circuit-breaker cool-down while it skips the store (no
+        call can be checked before), else the config's ``store_retry_after``."""
+        breaker = getattr(self.store, "breaker", None)
+        cooling = breaker.remaining if breaker is not None else 0.0
+        return max(cooling, self.config.store_retry_after)
+
     # --- the live table ---------------------------------------------------------------------
 
     def lookup(self, key: str | None) -> Tenant | None:

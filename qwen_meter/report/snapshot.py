@@ -1,7 +1,9 @@
 """The static HTML report as a snapshot of the dashboard: the page of ``data/dashboard`` with
 every asset inlined and the API's answers for one range in a
 ``<script type="application/json" id="qm-snapshot">`` block, which the page reads instead of
-asking a server. One self-contained file: nothing is loaded from anywhere.
+asking a server. One self-contained file: nothing is loaded from anywhere. The page's scripts
+(``i18n.js``, ``core.js`` ... ``app.js``; each builds on the ones before it) are inlined where
+``index.html`` names them, so they run in the same order as when served.
 
 What the snapshot holds (the page limits its filters to it, and says so): ``meta``,
 ``overview``, ``problems``, ``calls`` (the newest calls), ``top`` keyed by dimension,

@@ -49,7 +49,14 @@ from ..store.base import (
 from .checks import MODES, check_budget_args
 from .money import parse_money
 from .periods import PERIODS, period_bounds
-from .values import BudgetStatus, BudgetWarning, Reservation, ThresholdEvent, new_reservation_id
+from .values import (
+    BudgetStatus,
+    BudgetWarning,
+    Reservation,
+    ThresholdEvent,
+    new_reservation_id,
+    subject_text,
+)
 
 log = logging.getLogger("qwen_meter.budget")
 
@@ -193,15 +200,15 @@ class Budget:
             self._store_failed(result, "reserving")
             return replace(held, degraded=True)
         if not result.ok:
+            subject = subject_text(self.scope, held.scope_value)
             raise BudgetExceeded(
-                f"budget {self.name!r} ({self.scope}={held.scope_value}, {period}): "
-                f"{held.amount} {self.currency} does not fit; committed "
-                f"{from_units(result.committed)}, reserved {from_units(result.reserved)}, "
-                f"limit {self.limit} {self.currency}")
+                f"budget {self.name!r} ({subject}, {period}): {held.amount} {self.currency} "
+                f"does not fit; committed {from_units(result.committed)}, reserved "
+                f"{from_units(result.reserved)}, limit {self.limit} {self.currency}")
         if self.mode == "soft" and result.committed + result.reserved > self._limit_units:
-            warnings.warn(f"budget {self.name!r} ({self.scope}={held.scope_value}, {period}) is "
-                          f"over its limit of {self.limit} {self.currency}", BudgetWarning,
-                          stacklevel=3)
+            subject = subject_text(self.scope, held.scope_value)
+            warnings.warn(f"budget {self.name!r} ({subject}, {period}) is over its limit of "
+                          f"{self.limit} {self.currency}", BudgetWarning, stacklevel=3)
         return held
 
     def reserve(self, amount: Any, *, key: str | None = None) -> Reservation:
@@ -372,10 +379,10 @@ class Budget:
 
     def _overspent(self, reservation: Reservation, committed: int) -> None:
         over = from_units(committed - self._limit_units)
-        log.warning("budget %s (%s=%s) overspent: %s %s committed of a %s limit (%s over); "
-                    "no call fits until the period resets", self.name, self.scope,
-                    reservation.scope_value, from_units(committed), self.currency, self.limit,
-                    over)
+        log.warning("budget %s (%s) overspent: %s %s committed of a %s limit (%s over); "
+                    "no call fits until the period resets", self.name,
+                    subject_text(self.scope, reservation.scope_value), from_units(committed),
+                    self.currency, self.limit, over)
         if self.on_overspent is not None:
             self.on_overspent(ThresholdEvent(self.name, reservation.scope_value,
                                              float(from_units(committed) / self.limit)

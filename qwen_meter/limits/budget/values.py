@@ -89,3 +89,15 @@ class ThresholdEvent:
     currency: str
     #: for ``on_overspent``: how far committed spend went past the limit (else 0)
     overspent: Decimal = Decimal(0)
+
+
+def subject_text(scope: str, scope_value: str) -> str:
+    """A budget's subject as its messages name it: ``team=search``, once. The meter keys a
+    tag-scoped budget by the call's whole tag (``team=search``; the gateway's key budgets by
+    ``key=<name>``) and a user budget by the bare user, so the scope's name is added only where
+    the value does not start with it (the store's keys stay as they are)."""
+    if scope == "global":
+        return "global"
+    prefix = f"{scope}="
+    tagged = scope != "user" and scope_value.startswith(prefix)
+    return scope_value if tagged else prefix + scope_value

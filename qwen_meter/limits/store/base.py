@@ -202,6 +202,13 @@ class CircuitBreaker:
         """True while calls are being skipped."""
         return self._count >= self.failures and self.clock() < self._open_until
 
+    @property
+    def remaining(self) -> float:
+        """Seconds until the next trial call is let through (0.0: closed, or trying now)."""
+        if self._count < self.failures:
+            return 0.0
+        return max(0.0, self._open_until - self.clock())
+
     def before(self) -> None:
         """Raise :class:`StoreUnavailable` if the store must be skipped now."""
         if self._count < self.failures:
