@@ -142,7 +142,7 @@ def test_rank_files_read_in_steps_give_the_whole_table(tmp_path, monkeypatch):
     assert rank_files._load_ranks(str(shuffled)) == whole
     broken = tmp_path / "broken.tiktoken"
     broken.write_bytes(b"\n".join(lines[:3000]) + b"\nSGVsbG8=\n" + b"\n".join(lines[3000:]))
-    with pytest.raises(qm.TokenizerUnavailable, match="broken.tiktoken"):
+    with pytest.raises(qm.TokenizerUnavailable, match=r"broken\.tiktoken"):
         rank_files._load_ranks(str(broken))
 
 

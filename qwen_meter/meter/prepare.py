@@ -138,9 +138,8 @@ def prepare_models(work: list[tuple[Hashable, str]], catalogue: Catalogue | None
 
 def start(meter: Meter) -> Preparation | None:
     """Start preparing ``meter`` (None when everything it needs is loaded already)."""
-    limiter = meter.limiter
-    names = [DEFAULT_MODEL, *(name for name in (limiter.overrides if limiter else ())
-                              if isinstance(name, str) and name.strip())]
+    named = getattr(meter.limiter, "overrides", None) or ()  # the limiter's own models
+    names = [DEFAULT_MODEL, *(name for name in named if isinstance(name, str) and name.strip())]
     # Keyed by the catalogue object when the meter has its own; the default catalogue may
     # change later (a new install), and then the first call after the change parses it in
     # a worker thread anyway (catalogue_due).
