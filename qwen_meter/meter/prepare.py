@@ -120,16 +120,18 @@ def prepare_models(work: list[tuple[Hashable, str]], catalogue: Catalogue | None
     from .plan import count_prompt  # plan imports billing's counting: loaded here
 
     started = time.perf_counter()
+    # Best effort: whatever fails here fails again on the call, which reports it where the
+    # caller sees it (a broken override file, a missing tokenizer package) — never Meter().
     try:
         cat = catalogue or default_catalogue()
-    except QwenMeterError as exc:  # a broken override file: the first call says so
+    except Exception as exc:
         log.debug("meter preparation: catalogue not loaded: %s", exc)
         return
     request = {"messages": [{"role": "user", "content": "hi"}]}
     for key, model in work:
         try:
             count_prompt(request, resolve(model, cat), "chat", None)
-        except QwenMeterError as exc:  # no tokenizer package, a bad name: the call says so
+        except Exception as exc:
             log.debug("meter preparation: %s not prepared: %s", model, exc)
         _done.add(key)
     log.debug("meter preparation: %d model(s) in %.0f ms", len(work),
