@@ -13,7 +13,8 @@ user) that make their first ``AsyncOpenAI`` chat call inside ``asyncio.run``, in
   inside the running loop, then the call: making them runs on the loop too (imports);
 * ``meter only``: the SDK's first call made first with a bare client, then a Meter created and
   a client wrapped, and the first metered call timed: what is left is the meter's own first
-  call. Then a model of another tokenizer family (``qwen3.5-plus``), its first call timed.
+  call. Then ``qwen-max`` (the Qwen2.5 family, on the same rank file as ``qwen-plus``'s
+  Qwen3) and ``qwen3.5-plus`` (a family with a rank file of its own), each first call timed.
 
 Columns: the longest single step the loop ran (every ``Handle._run`` timed: the loop serves
 nothing else meanwhile), in wall and thread-CPU ms, from the call's start to its end; the
@@ -156,8 +157,10 @@ async def main():
     else:  # meter only: the meter made at module level, the SDK's first call done first
         await create(bare_client())()
         out["first call"] = await measured(create(CLIENT))
-        # a model of another tokenizer family: its encoder is built on its first call
-        out["2nd model's first call"] = await measured(create(CLIENT, "qwen3.5-plus"))
+        # qwen-max: another family (Qwen2.5) on the same rank file as qwen-plus's (Qwen3)
+        out["qwen-max's first call"] = await measured(create(CLIENT, "qwen-max"))
+        # qwen3.5-plus: a family with a rank file of its own, whose encoder is built now
+        out["qwen3.5-plus's first call"] = await measured(create(CLIENT, "qwen3.5-plus"))
     return out
 
 CLIENT = bare_client()
@@ -184,7 +187,7 @@ def start_server() -> tuple[subprocess.Popen[str], str]:
         if "compatible mode:" in line:
             base = line.split("compatible mode:")[1].strip()
     body = json.dumps({"model": "qwen-plus", "messages": [{"role": "user", "content": "hi"}]})
-    for model in ("qwen-plus", "qwen3.5-plus"):
+    for model in ("qwen-plus", "qwen-max", "qwen3.5-plus"):
         request = urllib.request.Request(f"{base}/chat/completions",
                                          data=body.replace("qwen-plus", model).encode(),
                                          headers={"Content-Type": "application/json",

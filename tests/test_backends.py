@@ -142,8 +142,26 @@ def test_rank_files_read_in_steps_give_the_whole_table(tmp_path, monkeypatch):
     assert rank_files._load_ranks(str(shuffled)) == whole
     broken = tmp_path / "broken.tiktoken"
     broken.write_bytes(b"\n".join(lines[:3000]) + b"\nSGVsbG8=\n" + b"\n".join(lines[3000:]))
-    with pytest.raises(qm.TokenizerUnavailable, match="broken.tiktoken"):
+    with pytest.raises(qm.TokenizerUnavailable, match=r"broken\.tiktoken"):
         rank_files._load_ranks(str(broken))
+
+
+def test_families_on_one_rank_file_share_one_encoder():
+    # Qwen2.5 and Qwen3 read the same rank file with the same pattern; their added tokens
+    # differ. One encoder (built holding the GIL for 100-200 ms) serves both, the added
+    # tokens split off in Python: ids and text as tiktoken's own encoding of the family
+    # with its added tokens gives them.
+    old, new = load_backend("qwen2.5"), load_backend("qwen3")
+    assert old._ordinary is new._ordinary
+    assert load_backend("qwen3.5")._ordinary is not new._ordinary  # its own rank file
+    text = "<|im_start|>user\n你好 <think>x</think><tool_call>{}</tool_call><|im_end|>\n"
+    for backend in (old, new):
+        ids = backend.encode(text)
+        assert ids == backend.encoding.encode(text, allowed_special="all")
+        assert backend.decode(ids) == text
+        assert backend.decode([*ids[:3], 108386]) == \
+            backend.encoding.decode([*ids[:3], 108386])
+    assert old.encode("<think>") != new.encode("<think>")  # Qwen2.5 has no such token
 
 
 def test_explicit_rank_file_path_works():

@@ -51,9 +51,13 @@ CHILD = textwrap.dedent('''
     folder = Path(tempfile.mkdtemp())
     messages = [{"role": "user", "content": "你好"}]
 
+    limits = {"qwen-plus": (1000, 10**9)}
+    if case == "limiter names":  # a model of another tokenizer family, named in the limiter
+        limits["qwen3.5-plus"] = (1000, 10**9)
+
     def make_meter():
         return qm.Meter(log=folder / "usage.jsonl", budget=qm.Budget("10 CNY"),
-                        limiter=qm.RateLimiter(limits={"qwen-plus": (1000, 10**9)}))
+                        limiter=qm.RateLimiter(limits=limits))
 
     if case != "in loop":
         phase[0] = "creation"
@@ -68,6 +72,8 @@ CHILD = textwrap.dedent('''
             client = meter.wrap(openai.AsyncOpenAI(api_key="sk-x", base_url=base_url))
         await client.chat.completions.create(model="qwen-plus", messages=messages)
         await client.chat.completions.create(model="qwen-plus", messages=messages)
+        if case == "limiter names":
+            await client.chat.completions.create(model="qwen3.5-plus", messages=messages)
         if case == "second family":
             phase[0] = "second family"
             await client.chat.completions.create(model="qwen3.5-plus", messages=messages)
@@ -128,6 +134,14 @@ def test_a_meter_made_before_the_loop_loads_everything_while_it_is_made(stand_in
     # the first calls find it all loaded: nothing parsed or built once the loop runs
     assert kinds(result["loads"], "calls") == set(), result
     assert result["records"] == 2 and result["statuses"] == ["ok"]
+
+
+def test_the_models_a_limiter_names_are_prepared_too(stand_in):
+    result = run_child("limiter names", stand_in)
+    built = [name for name, when, *_ in result["loads"] if when == "creation"]
+    assert built.count("encoder") == 2, result  # qwen-plus's family and qwen3.5-plus's
+    assert kinds(result["loads"], "calls") == set(), result
+    assert result["records"] == 3 and result["statuses"] == ["ok"]
 
 
 def test_without_the_preparation_the_first_call_does_the_loading(stand_in):

@@ -13,8 +13,9 @@ in the process-wide caches.
 
 * Created where no event loop runs (module level, before ``asyncio.run``, sync code): the
   loads run right there, before any loop can be stalled by them.
-* Created inside a running loop: a daemon thread loads (:class:`Preparation`), creating the
-  meter stays cheap, and the first call awaits the thread without blocking the loop.
+* Created inside a running loop: a daemon thread loads (:class:`Preparation`), started once
+  the creating loop step is over; creating the meter stays cheap, and the first call awaits
+  the thread without blocking the loop.
 
 The first call of any other model, and a call that finds a new catalogue to parse
 (:func:`catalogue_due`), is planned in a worker thread (:meth:`Meter.begin_async`); the rank
@@ -65,16 +66,28 @@ if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
 
 
 class Preparation:
-    """The loads one meter started at its creation; :meth:`wait` / :meth:`wait_async` for
-    them to end (they never raise: a load that fails fails again, reported, on the call)."""
+    """The loads one meter begins when it is created inside a running event loop, in a
+    thread of their own; :meth:`wait` / :meth:`wait_async` for them to end (they never
+    raise: a load that fails fails again, reported, on the call).
 
-    def __init__(self, work: list[tuple[Hashable, str]], catalogue: Catalogue | None) -> None:
+    The thread starts once the loop step that created the meter is over (``call_soon``):
+    started at once, it would hold the GIL half the time while that step — the imports
+    behind ``Meter`` and ``wrap``, the SDK's first request — still runs, and stretch it."""
+
+    def __init__(self, work: list[tuple[Hashable, str]], catalogue: Catalogue | None,
+                 loop: asyncio.AbstractEventLoop) -> None:
         self.future: Future[None] = Future()
         self.work = work
         self.catalogue = catalogue
         self.thread = threading.Thread(target=self._run, name="qwen-meter-prepare",
                                        daemon=True)
-        self.thread.start()
+        self._started = threading.Lock()
+        loop.call_soon(self.begin)
+
+    def begin(self) -> None:
+        """Start the thread (once; also from :meth:`wait`, should the loop stop first)."""
+        if self._started.acquire(blocking=False):
+            self.thread.start()
 
     def _run(self) -> None:
         try:
@@ -88,11 +101,13 @@ class Preparation:
         return self.future.done()
 
     def wait(self) -> None:
-        """Block until the loads have ended (the sync first call)."""
+        """Block until the loads have ended (a sync call)."""
+        self.begin()
         self.future.result()
 
     async def wait_async(self) -> None:
         """Wait for the loads without blocking the event loop."""
+        self.begin()
         if not self.future.done():
             await asyncio.wrap_future(self.future)
 
@@ -105,16 +120,18 @@ def prepare_models(work: list[tuple[Hashable, str]], catalogue: Catalogue | None
     from .plan import count_prompt  # plan imports billing's counting: loaded here
 
     started = time.perf_counter()
+    # Best effort: whatever fails here fails again on the call, which reports it where the
+    # caller sees it (a broken override file, a missing tokenizer package) — never Meter().
     try:
         cat = catalogue or default_catalogue()
-    except QwenMeterError as exc:  # a broken override file: the first call says so
+    except Exception as exc:
         log.debug("meter preparation: catalogue not loaded: %s", exc)
         return
     request = {"messages": [{"role": "user", "content": "hi"}]}
     for key, model in work:
         try:
             count_prompt(request, resolve(model, cat), "chat", None)
-        except QwenMeterError as exc:  # no tokenizer package, a bad name: the call says so
+        except Exception as exc:
             log.debug("meter preparation: %s not prepared: %s", model, exc)
         _done.add(key)
     log.debug("meter preparation: %d model(s) in %.0f ms", len(work),
@@ -123,9 +140,8 @@ def prepare_models(work: list[tuple[Hashable, str]], catalogue: Catalogue | None
 
 def start(meter: Meter) -> Preparation | None:
     """Start preparing ``meter`` (None when everything it needs is loaded already)."""
-    limiter = meter.limiter
-    names = [DEFAULT_MODEL, *(name for name in (limiter.overrides if limiter else ())
-                              if isinstance(name, str) and name.strip())]
+    named = getattr(meter.limiter, "overrides", None) or ()  # the limiter's own models
+    names = [DEFAULT_MODEL, *(name for name in named if isinstance(name, str) and name.strip())]
     # Keyed by the catalogue object when the meter has its own; the default catalogue may
     # change later (a new install), and then the first call after the change parses it in
     # a worker thread anyway (catalogue_due).
@@ -135,7 +151,7 @@ def start(meter: Meter) -> Preparation | None:
     if not work:
         return None
     try:
-        asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
     except RuntimeError:
         # No event loop runs in this thread, so loading here stalls none. A thread would
         # not spare a loop started soon after: building a tokenizer's encoder holds the
@@ -143,7 +159,7 @@ def start(meter: Meter) -> Preparation | None:
         with _lock:
             prepare_models(work, meter.catalogue)
         return None
-    return Preparation(work, meter.catalogue)
+    return Preparation(work, meter.catalogue, loop)
 
 
 def wait(meter: Meter) -> None:
