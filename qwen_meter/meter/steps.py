@@ -197,7 +197,7 @@ def _inline(pending: Op) -> bool:
     if pending.cancellable:
         return False
     target = pending.target
-    return bool(getattr(target, "runs_inline", False)) or _in_memory(target)
+    return _in_memory(target) or bool(getattr(target, "runs_inline", False))
 
 
 async def offload(pending: Op) -> Any:
