@@ -121,6 +121,49 @@ def test_bad_rank_file(tmp_path):
         TiktokenBackend(get_family("qwen3"), tmp_path / "missing.tiktoken")
 
 
+def test_rank_files_read_in_steps_give_the_whole_table(tmp_path, monkeypatch):
+    # The rank file is parsed a slice at a time (so a worker thread loading it lets the
+    # event loop run); slices far smaller than the file must give the very same table,
+    # ranks in order or not, and a line with a field missing is still refused.
+    from binascii import a2b_base64
+
+    from qwen_meter.tokens import ranks as rank_files
+
+    monkeypatch.setattr(rank_files, "_READ_STEP", 1000)
+    monkeypatch.setattr(rank_files, "_DICT_STEP", 97)
+    source = backends.bundled_ranks_path(get_family("qwen3")).read_bytes()
+    lines = source.splitlines()[:5000]
+    ordered = tmp_path / "ordered.tiktoken"
+    ordered.write_bytes(b"\n".join(lines) + b"\n")
+    shuffled = tmp_path / "shuffled.tiktoken"  # the same tokens, ranks listed backwards
+    shuffled.write_bytes(b"\n".join(reversed(lines)))
+    whole = {a2b_base64(token): int(rank) for token, rank in (line.split() for line in lines)}
+    assert rank_files._load_ranks(str(ordered)) == whole
+    assert rank_files._load_ranks(str(shuffled)) == whole
+    broken = tmp_path / "broken.tiktoken"
+    broken.write_bytes(b"\n".join(lines[:3000]) + b"\nSGVsbG8=\n" + b"\n".join(lines[3000:]))
+    with pytest.raises(qm.TokenizerUnavailable, match=r"broken\.tiktoken"):
+        rank_files._load_ranks(str(broken))
+
+
+def test_families_on_one_rank_file_share_one_encoder():
+    # Qwen2.5 and Qwen3 read the same rank file with the same pattern; their added tokens
+    # differ. One encoder (built holding the GIL for 100-200 ms) serves both, the added
+    # tokens split off in Python: ids and text as tiktoken's own encoding of the family
+    # with its added tokens gives them.
+    old, new = load_backend("qwen2.5"), load_backend("qwen3")
+    assert old._ordinary is new._ordinary
+    assert load_backend("qwen3.5")._ordinary is not new._ordinary  # its own rank file
+    text = "<|im_start|>user\n你好 <think>x</think><tool_call>{}</tool_call><|im_end|>\n"
+    for backend in (old, new):
+        ids = backend.encode(text)
+        assert ids == backend.encoding.encode(text, allowed_special="all")
+        assert backend.decode(ids) == text
+        assert backend.decode([*ids[:3], 108386]) == \
+            backend.encoding.decode([*ids[:3], 108386])
+    assert old.encode("<think>") != new.encode("<think>")  # Qwen2.5 has no such token
+
+
 def test_explicit_rank_file_path_works():
     path = backends.bundled_ranks_path(get_family("qwen3"))
     assert load_backend("qwen3", ranks_file=path).encode("你好") == [108386]

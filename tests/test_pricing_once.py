@@ -8,10 +8,12 @@ chat body. Both must give exactly what the separate, general functions give: the
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pytest
 
 from qwen_meter.base.errors import QwenMeterError
-from qwen_meter.billing.pricing import estimate_offer, price_offer, thinking_applies
+from qwen_meter.billing.pricing import Cost, estimate_offer, price_offer, thinking_applies
 from qwen_meter.billing.request import Request, max_tokens_of
 from qwen_meter.billing.usage import Usage
 from qwen_meter.catalogue.core import default_catalogue
@@ -57,6 +59,16 @@ def _the_long_way(prompt: Usage, spec: object, offer: object, thinking: bool,
     return low, high
 
 
+COST_FIELDS = tuple(f.name for f in fields(Cost))
+
+
+def _built_as_init_builds(cost: Cost) -> None:
+    """A Cost the pricing builds field by field (no __init__) is the one __init__ builds."""
+    assert tuple(cost.__dict__) == COST_FIELDS
+    again = Cost(**{name: getattr(cost, name) for name in COST_FIELDS})
+    assert again == cost and repr(again) == repr(cost)
+
+
 def test_an_estimate_in_one_pass_equals_each_end_priced_alone() -> None:
     checked = 0
     for spec in default_catalogue():
@@ -73,9 +85,11 @@ def test_an_estimate_in_one_pass_equals_each_end_priced_alone() -> None:
                                 continue
                             low, high = _the_long_way(prompt, spec, offer, thinking, options)
                             assert found.low == low, (spec.name, offer.region, prompt, options)
+                            _built_as_init_builds(found.low)
                             if high is not None:
                                 assert found.high == high, (spec.name, offer.region, prompt,
                                                             options)
+                                _built_as_init_builds(found.high)
                                 # the same digits, not only the same value
                                 assert str(found.high.amount) == str(high.amount)  # type: ignore[attr-defined]
                             checked += 1

@@ -133,6 +133,14 @@ def _fast_count(messages: Any, setup: _Setup, enable_thinking: bool | None) -> i
                 think = backend.count(render_assistant(message, text, True, last, profile))
                 cache[think_key] = think
             total += think - n
+    fixed = setup.fixed
     if messages[0]["role"] != "system" and profile.default_system is not None:
-        total += backend.count_cached(f"{IM_START}system\n{profile.default_system}{IM_END}\n")
-    return total + backend.count_cached(profile.generation_prompt(enable_thinking))
+        n = fixed.get("system")
+        if n is None:
+            n = fixed["system"] = backend.count(
+                f"{IM_START}system\n{profile.default_system}{IM_END}\n")
+        total += n
+    n = fixed.get(enable_thinking)
+    if n is None:
+        n = fixed[enable_thinking] = backend.count(profile.generation_prompt(enable_thinking))
+    return total + n

@@ -266,12 +266,17 @@ def _price_with(usage: Usage, spec: ModelSpec, offer: Offer, thinking: bool | No
             if searches and fee is not None:  # per call, not discounted by batch
                 parts["search"] = searches * fee.per_call
             amount = sum(parts.values(), Decimal(0))
-    # Built once, with every field (a dataclass replace per outcome cost more than pricing).
-    return (Cost(amount, offer.currency, spec.name, offer.region, tier=index,
-                 thinking=thinking, batch=discounted, parts=parts, unpriced=unpriced,
-                 as_of=offer.as_of, effective=offer.effective_date,
-                 source_kind=offer.source_kind),
-            (tier, index, inputs, media))
+    # Built once, with every field (a dataclass replace per outcome cost more than pricing),
+    # in Cost's field order, without the frozen __init__'s twelve object.__setattr__ calls:
+    # three Costs are made per metered call (tests/test_pricing_once.py compares them with
+    # Costs built through __init__).
+    cost = object.__new__(Cost)
+    object.__setattr__(cost, "__dict__", {
+        "amount": amount, "currency": offer.currency, "model": spec.name,
+        "region": offer.region, "tier": index, "thinking": thinking, "batch": discounted,
+        "parts": parts, "unpriced": unpriced, "as_of": offer.as_of,
+        "effective": offer.effective_date, "source_kind": offer.source_kind})
+    return cost, (tier, index, inputs, media)
 
 
 def thinking_applies(spec: ModelSpec, enable_thinking: bool | None) -> bool:

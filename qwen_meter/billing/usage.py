@@ -71,6 +71,13 @@ class Usage:
         """A :class:`Usage` from an OpenAI-compatible or native DashScope ``usage`` object."""
         if isinstance(usage, Usage):
             return usage
+        if type(usage) is dict and usage.keys() <= _PLAIN_OPENAI:
+            # The usual compatible-mode answer (no details, no tools): three counts, read
+            # and checked here; anything unusual takes the full path and its errors.
+            prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+            if type(prompt) is int and prompt >= 0 and (
+                    completion is None or (type(completion) is int and completion >= 0)):
+                return cls(prompt, completion or 0)
         raw = as_mapping(usage)
         if raw is None:
             raise UsageParseError(f"usage must be an object, not {type(usage).__name__}")
@@ -80,6 +87,10 @@ class Usage:
             return _from_dashscope(raw)
         raise UsageParseError("usage has neither prompt_tokens nor input_tokens "
                               f"(keys: {', '.join(map(str, raw)) or 'none'})")
+
+
+#: The keys of an OpenAI-compatible usage with nothing but its counts.
+_PLAIN_OPENAI = frozenset({"prompt_tokens", "completion_tokens", "total_tokens"})
 
 
 def _count(raw: Mapping[str, Any], key: str, *, required: bool = False) -> int:

@@ -241,12 +241,16 @@ def _newer_snapshot(spec: ModelSpec, name: str) -> ModelSpec:
 @cache
 def _default(overrides: tuple[str, ...], installed: str | None,
              _stamp: tuple[int, ...]) -> Catalogue:
-    return Catalogue.load(installed, overrides=overrides)
+    catalogue = Catalogue.load(installed, overrides=overrides)
+    _loaded.add((overrides, installed, _stamp))
+    return catalogue
 
 
-def default_catalogue() -> Catalogue:
-    """The catalogue in use: the one installed by ``qwen-meter catalogue update`` if there is
-    one, else the shipped one; the files named in $QWEN_METER_CATALOGUE merged on top."""
+#: The keys of ``_default`` whose catalogue is parsed (``default_catalogue_loaded`` reads it).
+_loaded: set[tuple[tuple[str, ...], str | None, tuple[int, ...]]] = set()
+
+
+def _default_key() -> tuple[tuple[str, ...], str | None, tuple[int, ...]]:
     env = os.environ.get(OVERRIDE_ENV, "")
     overrides = tuple(p for p in env.split(os.pathsep) if p)
     try:
@@ -254,8 +258,20 @@ def default_catalogue() -> Catalogue:
         # and a new install is a new file, so the cache key changes with it
         st = installed_path().stat()
     except OSError:
-        return _default(overrides, None, ())
-    return _default(overrides, str(installed_path()), (st.st_mtime_ns, st.st_ino, st.st_size))
+        return overrides, None, ()
+    return overrides, str(installed_path()), (st.st_mtime_ns, st.st_ino, st.st_size)
+
+
+def default_catalogue() -> Catalogue:
+    """The catalogue in use: the one installed by ``qwen-meter catalogue update`` if there is
+    one, else the shipped one; the files named in $QWEN_METER_CATALOGUE merged on top."""
+    return _default(*_default_key())
+
+
+def default_catalogue_loaded() -> bool:
+    """Whether :func:`default_catalogue` would answer from memory, parsing no file (the
+    meter parses a new one off the event loop)."""
+    return _default_key() in _loaded
 
 
 def resolve(name: str) -> ModelSpec:

@@ -16,9 +16,9 @@ with its JSON so it is not lost).
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -32,11 +32,12 @@ from ..billing.unlisted import Resolved, price
 from ..billing.usage import Usage
 from ..catalogue.records import ModelSpec
 from ..limits.budget import Budget, Reservation
+from ..limits.budget.values import new_reservation_id
 from ..limits.limiter import Permit, RateLimiter
 from . import steps
-from .log import UsageRecord, redact
+from .log import SCHEMA_VERSION, UsageRecord, redact
 from .observers import notify
-from .outcomes import Outcomes, held_note, permit_note, settled_shielded
+from .outcomes import Flag, Outcomes, held_note, permit_note, settled_shielded
 from .server_errors import DashScopeError
 
 if TYPE_CHECKING:
@@ -76,11 +77,12 @@ class MeteredCall(Outcomes):
     request_params: dict[str, Any] = field(default_factory=dict)
     #: for observers: the answer's finish reasons (set by the client when it finishes)
     finish_reasons: tuple[str, ...] = ()
-    #: the call's id: its journal intent's and its record's
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: the call's id: its journal intent's and its record's (32 hex digits: a random prefix
+    #: for this process and a counter, as reservation ids; no os.urandom call per call)
+    id: str = field(default_factory=new_reservation_id)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     #: set once the settlement's record exists (or the call was abandoned without one)
-    recorded: threading.Event = field(default_factory=threading.Event, repr=False)
+    recorded: Flag = field(default_factory=lambda: Flag(), repr=False)
     _estimated_costs: tuple[str | None, str | None] | None = field(default=None, repr=False)
 
     @property
@@ -347,29 +349,35 @@ class MeteredCall(Outcomes):
                 error_kind: str | None = None, degraded: bool = False) -> UsageRecord:
         estimate_ = self.estimate
         low, high = self.estimated_costs
-        return UsageRecord(
-            model=self.model, id=self.id, request_id=request_id, served_model=served_model,
-            region=self.region, endpoint=self.endpoint, stream=self.stream,
-            status=status, error=error, error_kind=error_kind, http_status=http_status,
-            attempts=self.attempts,
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
-            total_tokens=usage.total_tokens if usage else 0,
-            cached_tokens=usage.cached_tokens if usage else 0,
-            reasoning_tokens=usage.reasoning_tokens if usage else 0,
-            image_tokens=usage.image_tokens if usage else 0,
-            audio_tokens=usage.audio_tokens if usage else 0,
-            usage_estimated=estimated,
-            estimated_prompt_tokens=self.estimated_prompt_tokens,
-            estimate_exact=None if self.prompt is None else self.prompt.exact,
-            calibration=self.calibration, prompt_diff=diff,
-            estimated_cost_low=low, estimated_cost_high=high,
-            cost=_money(cost_.amount) if cost_ else None,
-            currency=cost_.currency if cost_ else (estimate_.currency if estimate_ else None),
-            unpriced=(cost_.unpriced or None) if cost_ else None,
-            latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
-            tags=self.tags, user=self.user, metadata=self.metadata,
-            warnings=tuple(self.warnings), degraded=degraded)
+        prompt = self.prompt
+        # Every field, in UsageRecord's order (see UsageRecord._of_fields).
+        return UsageRecord._of_fields({
+            "model": self.model, "id": self.id,
+            "time": dt.datetime.now(dt.timezone.utc).isoformat(), "version": SCHEMA_VERSION,
+            "request_id": request_id, "served_model": served_model, "region": self.region,
+            "endpoint": self.endpoint, "stream": self.stream, "status": status,
+            "error": error, "error_kind": error_kind, "http_status": http_status,
+            "attempts": self.attempts,
+            "prompt_tokens": usage.prompt_tokens if usage else 0,
+            "completion_tokens": usage.completion_tokens if usage else 0,
+            "total_tokens": usage.total_tokens if usage else 0,
+            "cached_tokens": usage.cached_tokens if usage else 0,
+            "reasoning_tokens": usage.reasoning_tokens if usage else 0,
+            "image_tokens": usage.image_tokens if usage else 0,
+            "audio_tokens": usage.audio_tokens if usage else 0,
+            "usage_estimated": estimated,
+            "estimated_prompt_tokens": None if prompt is None
+            else max(0, prompt.tokens + self.calibration),
+            "estimate_exact": None if prompt is None else prompt.exact,
+            "calibration": self.calibration, "prompt_diff": diff,
+            "estimated_cost_low": low, "estimated_cost_high": high,
+            "cost": _money(cost_.amount) if cost_ else None,
+            "currency": cost_.currency if cost_ else (estimate_.currency if estimate_
+                                                      else None),
+            "unpriced": (cost_.unpriced or None) if cost_ else None,
+            "latency_ms": round((time.perf_counter() - self.started) * 1000, 3),
+            "tags": self.tags, "user": self.user, "metadata": self.metadata,
+            "warnings": tuple(self.warnings), "degraded": degraded})
 
 
 def _money(amount: Decimal | None) -> str | None:

@@ -18,7 +18,6 @@ record of status ``pending``.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import re
 import socket
@@ -26,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from . import jsonline
 from .records import UsageRecord
 
 if TYPE_CHECKING:
@@ -133,7 +133,12 @@ def intent_of(call: MeteredCall) -> dict[str, Any]:
 
 
 def intent_json(intent: Mapping[str, Any]) -> str:
-    return _ENCODE(intent)
+    return jsonline.text(intent)
+
+
+def intent_line(intent: Mapping[str, Any]) -> bytes:
+    """The intent as the JSONL log writes it: one line, UTF-8, with its newline."""
+    return jsonline.line(intent)
 
 
 def is_intent(data: Mapping[str, Any]) -> bool:
@@ -168,6 +173,3 @@ def fold(items: Iterable[Mapping[str, Any] | UsageRecord]) -> list[UsageRecord]:
             out.append(pending_record(item))
     return [r for r in out if r is not None]
 
-
-#: One encoder for every line: ``json.dumps`` with options builds a new one per call.
-_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode

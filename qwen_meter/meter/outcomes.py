@@ -64,6 +64,39 @@ def was_sent(exc: BaseException) -> bool:
     return not names & NOT_SENT and bool(names & TRANSPORT)
 
 
+class Flag:
+    """Set once, waited on by any number of threads: what ``threading.Event`` offers, for the
+    one a call needs (a second settlement waits for the first one's record). An ``Event``
+    builds a ``Condition`` in Python and takes it again to be set — more than the rest of
+    making a call; this is one lock, held until the flag is set."""
+
+    __slots__ = ("_done", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self._done = False
+
+    def set(self) -> None:
+        if not self._done:
+            self._done = True
+            with contextlib.suppress(RuntimeError):  # set twice at once: released already
+                self._lock.release()
+
+    def is_set(self) -> bool:
+        return self._done
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once set; False if ``timeout`` seconds passed first."""
+        if self._done:
+            return True
+        if self._lock.acquire(timeout=-1 if timeout is None else timeout):
+            with contextlib.suppress(RuntimeError):  # a second set() released it meanwhile
+                self._lock.release()  # let the next waiter through
+            return True
+        return self._done
+
+
 class Outcomes:
     """:class:`~qwen_meter.meter.call.MeteredCall`'s settlements for an unseen outcome."""
 
@@ -71,7 +104,7 @@ class Outcomes:
         reservations: list[tuple[Budget, Reservation]]
         permit: Permit | None
         limiter: RateLimiter | None
-        recorded: threading.Event
+        recorded: Flag
 
         def _claim(self) -> bool: ...
 
@@ -151,7 +184,7 @@ class Outcomes:
 
     async def abandon_async(self) -> None:
         """:meth:`abandon` for asyncio."""
-        await steps.uncancellable(steps.run_async(self._abandon_steps()))
+        await steps.run_shielded(self._abandon_steps())
 
     def _abandon_steps(self) -> steps.Step[None]:
         if not self._claim():
@@ -168,7 +201,7 @@ class Outcomes:
 async def settled_shielded(step: steps.Step[UsageRecord]) -> UsageRecord:
     """Run a settlement to its end even if the caller is cancelled (again) meanwhile; the
     cancellation is raised once the record is written."""
-    record, cancelled = await steps.uncancellable(steps.run_async(step))
+    record, cancelled = await steps.run_shielded(step)
     if cancelled is not None:
         raise cancelled
     return record

@@ -15,7 +15,8 @@ The stages and where they live:
   calls' records, the log write, the adapters;
 - :mod:`~qwen_meter.meter.call` — the :class:`MeteredCall`: retries and settlement;
 - :mod:`~qwen_meter.meter.calibration` — the learned prompt-count offsets;
-- :mod:`~qwen_meter.meter.config` — ``Meter()``'s argument checks and defaults.
+- :mod:`~qwen_meter.meter.config` — ``Meter()``'s argument checks and defaults;
+- :mod:`~qwen_meter.meter.regions` — a call's region and the limiter for it.
 
 Every step has an ``_async`` twin (:meth:`Meter.begin_async`, :meth:`MeteredCall.finish_async`,
 :meth:`MeteredCall.fail_async`, :meth:`MeteredCall.retry_async`). Both run the same step code
@@ -38,11 +39,10 @@ from typing import Any
 from ..base.errors import InvalidMessages, QwenMeterError
 from ..billing.unlisted import FallbackPrice, Resolved, resolve
 from ..catalogue.core import Catalogue, default_catalogue
-from ..catalogue.records import REGION_ENV, ModelSpec
-from ..catalogue.regions import region_for_url
+from ..catalogue.records import ModelSpec
 from ..limits.budget import Budget, Reservation
 from ..limits.limiter import RateLimiter
-from . import steps
+from . import prepare, steps
 from .adapters import client_adapters
 from .calibration import Calibration
 from .call import MeteredCall
@@ -52,6 +52,7 @@ from .log import UsageLog, UsageRecord, open_log
 from .observers import Observer, notify
 from .outcomes import OpenStreams
 from .plan import _Plan, make_plan, refused_record
+from .regions import _MEMO_LIMIT, Placement
 from .server_errors import RetryPolicy
 
 log = logging.getLogger("qwen_meter.meter")
@@ -60,15 +61,13 @@ log = logging.getLogger("qwen_meter.meter")
 #: changed $QWEN_METER_CATALOGUE: once a second, not on every call (a stat and five
 #: environment reads per call cost as much as counting a short prompt).
 CATALOGUE_RECHECK = 1.0
-#: Names and endpoint URLs remembered per meter (resolved once per catalogue).
-_MEMO_LIMIT = 1024
 
 
 class UnsupportedClient(QwenMeterError, TypeError):
     """An object :meth:`Meter.wrap` does not know how to meter."""
 
 
-class Meter:
+class Meter(Placement):
     """Checks, limits, prices and logs every call of the clients it wraps.
 
     ``limiter`` and ``budget`` are optional (a budget or a list of them); ``log`` is a path
@@ -149,6 +148,7 @@ class Meter:
         self._planned: set[str] = set()
         if recover and self.log is not None:
             self._recover()
+        self._preparing = prepare.start(self)  # catalogue, tokenizers: loading in a thread
 
     def _recover(self) -> None:
         """Settle the calls a dead process left in this log (see :mod:`.recovery`)."""
@@ -197,47 +197,6 @@ class Meter:
         self._resolved[model] = (catalogue, found)
         return found
 
-    def region_of(self, url: Any = None, region: str | None = None) -> str:
-        """The region a call is priced and limited in (see the class docs)."""
-        return (region or self.region or self._url_region(url)
-                or os.environ.get(REGION_ENV) or "cn")
-
-    def _url_region(self, url: Any) -> str | None:
-        if url is None:
-            return None
-        key = url if isinstance(url, str) else str(url)
-        catalogue = self._current_catalogue()
-        memo = self._url_regions.get(key)
-        if memo is not None and memo[0] is catalogue:
-            return memo[1]
-        found = region_for_url(key, catalogue)
-        if len(self._url_regions) >= _MEMO_LIMIT:
-            self._url_regions.clear()
-        self._url_regions[key] = (catalogue, found)
-        return found
-
-    def limiter_for(self, region: str) -> RateLimiter | None:
-        """The limiter for calls in ``region``: the configured one, or — for a region other
-        than the one it was set up for — a sibling on the same store with that region's
-        catalogue limits, counted under its own account (``<account>@<region>``), since each
-        region has its own quota."""
-        limiter = self.limiter
-        if limiter is None:
-            return None
-        home = limiter.region or os.environ.get(REGION_ENV) or "cn"
-        if region == home:
-            return limiter
-        sibling = self._limiters.get(region)
-        if sibling is None:
-            sibling = RateLimiter(limiter.store, account=f"{limiter.account}@{region}",
-                                  region=region, limits=limiter.overrides,
-                                  default=limiter.default, smooth=limiter.smooth,
-                                  on_store_error=limiter.on_store_error,
-                                  catalogue=limiter.catalogue, clock=limiter.clock,
-                                  sleep=limiter.sleep, async_sleep=limiter.async_sleep)
-            sibling = self._limiters.setdefault(region, sibling)
-        return sibling
-
     def begin(self, request: Mapping[str, Any], *, endpoint: str = "chat",
               tags: Sequence[str] = (), user: str | None = None, region: str | None = None,
               url: Any = None) -> MeteredCall:
@@ -246,6 +205,8 @@ class Meter:
         ``url`` is the endpoint the client sends to (its region is used unless the meter or
         ``region=`` names one). A refusal is recorded (status ``refused``) and raised."""
         self.streams.settle()
+        if self._preparing is not None:  # the loads begun at creation, not done twice
+            prepare.wait(self)
         plan = self._plan_or_refusal(request, endpoint, tags, user, region, url)
         if not isinstance(plan, _Plan):
             steps.run(self._write_refusal(plan, request, endpoint, region, url))
@@ -257,22 +218,17 @@ class Meter:
                           region: str | None = None, url: Any = None) -> MeteredCall:
         """:meth:`begin` for asyncio: the limiter wait is awaited, store I/O runs off the
         loop. Counting stays on the loop (pure CPU, cached; in a worker thread it would only
-        fight the loop for the GIL) — except for the first call of each model name, which is
-        planned in a worker thread: it may parse the catalogue and load the model's tokenizer
-        and template (a few hundred ms) and the loop keeps running meanwhile."""
+        fight the loop for the GIL) — except for the first call of each model name and one
+        that finds a new catalogue, planned in a worker thread once the meter's own loads
+        (:mod:`.prepare`, begun when it was created) are done, awaited off the loop."""
         await self.streams.settle_async()
         model = request.get("model") if isinstance(request, Mapping) else None
-        if isinstance(model, str) and model in self._planned:
+        if isinstance(model, str) and model in self._planned \
+                and not prepare.catalogue_due(self, CATALOGUE_RECHECK):
             plan = self._plan_or_refusal(request, endpoint, tags, user, region, url)
-        else:
-            import asyncio
-
-            plan = await asyncio.to_thread(self._plan_or_refusal, request, endpoint, tags,
-                                           user, region, url)
-            if isinstance(model, str):
-                if len(self._planned) >= _MEMO_LIMIT:
-                    self._planned.clear()
-                self._planned.add(model)
+        else:  # in a worker thread, once the meter's own loads are done
+            plan = await prepare.first_plan(self, model, request, endpoint, tags, user,
+                                            region, url)
         if not isinstance(plan, _Plan):
             await steps.run_async(self._write_refusal(plan, request, endpoint, region, url))
             raise plan

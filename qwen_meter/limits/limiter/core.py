@@ -231,7 +231,13 @@ class RateLimiter:
             if isinstance(outcome, Permit):
                 return outcome
             raise self._refused(model, outcome)
-        gate = self._async_gates.setdefault(model, AsyncFifoGate())
+        gate = self._async_gates.get(model)
+        if gate is None:
+            gate = self._async_gates.setdefault(model, AsyncFifoGate())
+        if gate.idle:  # nobody queued: no turn to wait for (no future, no wait_for)
+            outcome = await self._attempt_async(model, tokens)
+            if isinstance(outcome, Permit):
+                return outcome
         turn = gate.enter()
         try:
             remaining = None if deadline == math.inf else max(deadline - self.clock(), 0)

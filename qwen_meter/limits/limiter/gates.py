@@ -44,6 +44,10 @@ class AsyncFifoGate:
     def __init__(self) -> None:
         self._queue: deque[asyncio.Future[None]] = deque()
 
+    @property
+    def idle(self) -> bool:
+        return not self._queue
+
     def enter(self) -> asyncio.Future[None]:
         import asyncio
 
