@@ -1,11 +1,22 @@
 """What the gateway adds: 1, 32, 50 and 200 concurrent clients, plain and streamed, through
 ``qwen-meter serve`` (and LiteLLM's proxy, if installed) vs straight to the same upstream, and
 vs the floor: a bare pass-through proxy of the same parts (uvicorn + aiohttp, no metering,
-``bench_passthrough.py``). The last lines print the gateway's added p50 at one client as a
+``bench_passthrough.py``). The last lines are performance target 5, measured in interleaved
+rounds (direct, pass-through, gateway, one batch each per round; medians of the per-round
+figures, the load average printed with them): the gateway's added latency at one client as a
 multiple of the pass-through's, and its 32-client stream throughput as a share of direct's.
 
 Run:  pip install ".[gateway]"; python benchmarks/bench_gateway.py [--requests N]
-LiteLLM is looked for in /work/venv-litellm (or $LITELLM_VENV); it is skipped if absent.
+      [--rounds R] [--redis redis://host:6379/0] [--baseline CHECKOUT] [--targets-only]
+``--redis`` adds a gateway on that Redis store with a virtual key (an RPM/TPM limit and a
+budget on it) to the target rounds; ``--baseline`` the gateway of another checkout (before /
+after a change, in the same rounds). LiteLLM is looked for in /work/venv-litellm (or
+$LITELLM_VENV); it is skipped if absent.
+
+At one streaming client the added latency compared is the time to the first chunk: straight
+from the canned upstream the client reads eleven separate chunks, through any proxy they
+arrive together in one or two reads, so a stream's total time flatters every proxy (the
+pass-through's added total is about zero) while the first chunk is measured alike.
 
 Every process (canned upstream, gateway, LiteLLM, the load generator) runs on this machine, so
 the figures include their competition for the cores; compare the rows with each other.
@@ -20,13 +31,15 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
@@ -144,6 +157,78 @@ def litellm_command(upstream: str, port: int, folder: Path) -> list[str] | None:
             "--num_workers", "1"]
 
 
+def keyed_config(folder: Path, upstream: str, redis_url: str) -> Path:
+    """A gateway config on ``redis_url`` whose one virtual key (the load's ``sk-bench``) has
+    an RPM and a TPM limit and a daily budget, none of them ever reached: every call takes
+    the limiter and the budget round trips to Redis. The key's name is new on every run, so
+    runs never share a budget."""
+    from qwen_meter.gateway.keys import hash_key
+
+    config = folder / "gateway-redis.json"
+    config.write_text(json.dumps({
+        "store": redis_url,
+        "upstreams": {"default": {"url": upstream, "api_key_env": "QM_BENCH_REAL_KEY"}},
+        "keys": [{"name": f"bench-{uuid.uuid4().hex[:8]}", "hash": hash_key("sk-bench"),
+                  "rpm": 10_000_000, "tpm": 10_000_000_000,
+                  "budgets": [{"name": "bench", "limit": "1000000 CNY", "per": "day"}]}]}),
+        encoding="utf-8")
+    return config
+
+
+def target_rounds(compared: dict[str, tuple[str, int | None]], rounds: int, calls: int,
+                  streams: int) -> None:
+    """Performance target 5, in interleaved rounds: each round runs one batch per target
+    (one client plain, one client streamed, 32 clients streamed), in turn, the order reversed
+    every other round; the figures are medians of the per-round ones."""
+    proxies = [name for name in compared if name != "direct"]
+    added: dict[tuple[str, str], list[float]] = {}
+    share: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
+    loads = [os.getloadavg()]
+    for n in range(rounds):
+        order = list(compared) if n % 2 == 0 else list(reversed(compared))
+        for stream in (False, True):
+            mode = "stream" if stream else "plain"
+            p50 = {}
+            for name in order:
+                lat, first, _ = asyncio.run(load(compared[name][0], 1, calls, stream))
+                p50[name] = pct(first if stream else lat, 0.5)
+            for name in proxies:
+                added.setdefault((name, mode), []).append(p50[name] - p50["direct"])
+        rps = {}
+        for name in order:
+            url, pid = compared[name]
+            before = cpu_seconds(pid) if pid else 0.0
+            rps[name] = asyncio.run(load(url, 32, streams, True))[2]
+            if pid:
+                cpu.setdefault(name, []).append(
+                    (cpu_seconds(pid) - before) * 1000 / (streams + 20))
+        for name in proxies:
+            share.setdefault(name, []).append(rps[name] / rps["direct"])
+        loads.append(os.getloadavg())
+        print(f"round {n + 1}, load {loads[-1][0]:.1f}: 32-client streams/s " + ", ".join(
+            f"{name} {rps[name]:.0f}" for name in compared) + "; added p50 ms (plain, "
+            "first chunk) " + ", ".join(f"{name} {added[name, 'plain'][-1]:+.2f} "
+                                        f"{added[name, 'stream'][-1]:+.2f}"
+                                        for name in proxies), flush=True)
+    median = statistics.median
+    print(f"\nTarget 5, {rounds} interleaved rounds of {calls} one-client calls and "
+          f"{streams} 32-client streams per target, load average (1 min) "
+          f"{min(x[0] for x in loads):.1f}-{max(x[0] for x in loads):.1f}:")
+    for mode, what in (("plain", "p50"), ("stream", "p50 to the first chunk")):
+        floor = added["passthrough", mode]
+        for name in proxies[1:]:
+            ratios = [a / f for a, f in zip(added[name, mode], floor, strict=True) if f > 0.05]
+            ratio = f"×{median(ratios):.2f} of the pass-through's (target ≤ ×1.3)" if ratios \
+                else "the pass-through added nothing measurable"
+            print(f"  1 client {mode:<6}: {name} adds {median(added[name, mode]):.2f} ms "
+                  f"{what}, the pass-through {median(floor):.2f} ms: {ratio}")
+    for name in proxies:
+        print(f"  32 clients stream: {name} ×{median(share[name]):.2f} of direct's throughput"
+              f"{' (target ≥ ×0.9)' if name != 'passthrough' else ''}; "
+              f"CPU {median(cpu[name]):.2f} ms per stream")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=1000,
@@ -151,6 +236,19 @@ def main() -> None:
     parser.add_argument("--litellm-requests", type=int, default=300,
                         help="requests per LiteLLM row (default 300: it is much slower)")
     parser.add_argument("--no-litellm", action="store_true")
+    parser.add_argument("--rounds", type=int, default=15,
+                        help="interleaved rounds for the target lines (default 15)")
+    parser.add_argument("--target-calls", type=int, default=50,
+                        help="calls per one-client batch of a round (default 50)")
+    parser.add_argument("--stream-calls", type=int, default=320,
+                        help="streams per 32-client batch of a round (default 320)")
+    parser.add_argument("--redis", metavar="URL",
+                        help="also a gateway on this Redis store with a virtual key")
+    parser.add_argument("--baseline", metavar="CHECKOUT",
+                        help="also the gateway of another checkout (e.g. a worktree of "
+                             "main), to compare code before and after in the same rounds")
+    parser.add_argument("--targets-only", action="store_true",
+                        help="only the target rounds (no table, no LiteLLM)")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
     up_port, gw_port, ll_port, pt_port = free_port(), free_port(), free_port(), free_port()
@@ -185,36 +283,46 @@ def main() -> None:
         return min(limit, 300) if clients == 1 else limit
 
     with serving([sys.executable, str(HERE / "bench_upstream.py"), str(up_port)], upstream,
-                 env):
-        # Direct and qwen-meter alternate row by row; LiteLLM runs afterwards, alone (its
-        # background work after each call would otherwise load the other rows).
-        with serving([sys.executable, "-m", "qwen_meter.cli", "serve", "--upstream", upstream,
-                      "--port", str(gw_port), "--log", str(folder / "usage.jsonl")],
-                     f"http://127.0.0.1:{gw_port}/healthz", env) as gateway, \
-                serving([sys.executable, str(HERE / "bench_passthrough.py"), str(pt_port),
-                         upstream], f"http://127.0.0.1:{pt_port}/", env) as passthrough:
+                 env), ExitStack() as proxies:
+        # Direct, the pass-through and qwen-meter alternate row by row; LiteLLM runs
+        # afterwards, alone (its background work after each call would load the other rows).
+        gateway = proxies.enter_context(serving(
+            [sys.executable, "-m", "qwen_meter.cli", "serve", "--upstream", upstream,
+             "--port", str(gw_port), "--log", str(folder / "usage.jsonl")],
+            f"http://127.0.0.1:{gw_port}/healthz", env))
+        passthrough = proxies.enter_context(serving(
+            [sys.executable, str(HERE / "bench_passthrough.py"), str(pt_port), upstream],
+            f"http://127.0.0.1:{pt_port}/", env))
+        path = "/compatible-mode/v1/chat/completions"
+        compared = {"direct": (targets["direct"], None),
+                    "passthrough": (f"http://127.0.0.1:{pt_port}{path}", passthrough.pid),
+                    "qwen-meter": (f"http://127.0.0.1:{gw_port}{path}", gateway.pid)}
+        if args.redis:
+            keyed_port = free_port()
+            keyed = proxies.enter_context(serving(
+                [sys.executable, "-m", "qwen_meter.cli", "serve", "--config",
+                 str(keyed_config(folder, upstream, args.redis)), "--port", str(keyed_port),
+                 "--log", str(folder / "usage-redis.jsonl")],
+                f"http://127.0.0.1:{keyed_port}/healthz",
+                {**env, "QM_BENCH_REAL_KEY": "sk-bench-upstream"}))
+            compared["qwen-meter+redis"] = (f"http://127.0.0.1:{keyed_port}{path}", keyed.pid)
+        if args.baseline:
+            base_port = free_port()
+            base = proxies.enter_context(serving(
+                [sys.executable, "-m", "qwen_meter.cli", "serve", "--upstream", upstream,
+                 "--port", str(base_port), "--log", str(folder / "usage-baseline.jsonl")],
+                f"http://127.0.0.1:{base_port}/healthz",
+                {"PYTHONPATH": str(Path(args.baseline).resolve())}))
+            compared["baseline"] = (f"http://127.0.0.1:{base_port}{path}", base.pid)
+        if not args.targets_only:
             for clients, stream in plan:
                 n = count(clients, args.requests)
-                measure("direct", targets["direct"], None, clients, stream, n)
-                measure("passthrough",
-                        f"http://127.0.0.1:{pt_port}/compatible-mode/v1/chat/completions",
-                        passthrough.pid, clients, stream, n)
-                measure("qwen-meter",
-                        f"http://127.0.0.1:{gw_port}/compatible-mode/v1/chat/completions",
-                        gateway.pid, clients, stream, n)
-        for stream in (False, True):
-            row = {r["target"]: r for r in rows if r["clients"] == 1
-                   and r["mode"] == ("stream" if stream else "plain")}
-            floor = row["passthrough"]["added_p50"]
-            print(f"1 client {'stream' if stream else 'plain '}: qwen-meter adds "
-                  f"{row['qwen-meter']['added_p50']:.2f} ms p50, the pass-through "
-                  f"{floor:.2f} ms (×{row['qwen-meter']['added_p50'] / floor:.2f})"
-                  if floor > 0 else "1 client: the pass-through added nothing measurable")
-        at32 = {r["target"]: r["rps"] for r in rows if r["clients"] == 32 and r["mode"] == "stream"}
-        print(f"32 clients stream: qwen-meter {at32['qwen-meter']:.0f} req/s, pass-through "
-              f"{at32['passthrough']:.0f}, direct {at32['direct']:.0f} "
-              f"(qwen-meter ÷ direct ×{at32['qwen-meter'] / at32['direct']:.2f})", flush=True)
-        litellm = None if args.no_litellm else litellm_command(upstream, ll_port, folder)
+                for name in ("direct", "passthrough", "qwen-meter"):
+                    measure(name, compared[name][0], compared[name][1], clients, stream, n)
+        target_rounds(compared, args.rounds, args.target_calls, args.stream_calls)
+        proxies.close()
+        litellm = None if args.no_litellm or args.targets_only else \
+            litellm_command(upstream, ll_port, folder)
         if litellm:
             # its key check on (it refuses to start without one), the bundled price map (no
             # network fetch), errors-only logging
@@ -224,10 +332,16 @@ def main() -> None:
                 for clients, stream in plan:
                     measure("litellm", f"http://127.0.0.1:{ll_port}/chat/completions",
                             proxy.pid, clients, stream, count(clients, args.litellm_requests))
-    records = sum(1 for _ in (folder / "usage.jsonl").open(encoding="utf-8"))
-    print(f"\nqwen-meter usage records written: {records}; upstream {upstream}; "
-          f"{os.cpu_count()} CPUs; median direct plain p50 "
-          f"{statistics.median(r['p50'] for r in rows if r['target'] == 'direct'):.1f} ms")
+    # The log holds a journal intent and a record per call: count the records, and the ones
+    # settled with the usage the upstream reported.
+    lines = [json.loads(line) for line in (folder / "usage.jsonl").open(encoding="utf-8")]
+    records = [r for r in lines if "journal" not in r]
+    exact = sum(r["status"] == "ok" and not r["usage_estimated"] for r in records)
+    shutil.rmtree(folder, ignore_errors=True)
+    direct = [r["p50"] for r in rows if r["target"] == "direct"]
+    print(f"\nqwen-meter usage records written: {len(records)} ({exact} ok with the upstream's "
+          f"usage); upstream {upstream}; {os.cpu_count()} CPUs"
+          + (f"; median direct plain p50 {statistics.median(direct):.1f} ms" if direct else ""))
 
 
 def _line(row: dict) -> str:

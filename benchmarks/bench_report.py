@@ -4,10 +4,10 @@ currency) on the same file.
 
 Run:  pip install ".[bench,reports]"
       python benchmarks/bench_report.py --records 1000000 [--log /tmp/usage-1m.jsonl]
-Each contender runs in a fresh process (time and peak RSS from /proc, imports included), in
-turn, for --rounds rounds (default 3): a burst of load from elsewhere hits them alike. Printed:
-the median per contender, and qwen_meter's CLI and API as a multiple of DuckDB's (the median of
-the per-round ratios, time and peak memory).
+Each contender runs in a fresh process (time, CPU time of all its threads and peak RSS from
+/proc, imports included), in turn, for --rounds rounds (default 3): a burst of load from
+elsewhere hits them alike. Printed: the median per contender, and qwen_meter's CLI and API as
+a multiple of DuckDB's (the median of the per-round ratios: time, peak memory, CPU time).
 A log is generated once (about 0.6 GB per 1M records) at --log and reused on later runs; keep it
 out of the repository.
 """
@@ -108,14 +108,20 @@ rows = out.height
 }
 
 PROBE = """
-import time
+import resource, time
 start = time.perf_counter()
+used = resource.getrusage(resource.RUSAGE_SELF)
 PATH = {path!r}
 {body}
 elapsed = time.perf_counter() - start
+now = resource.getrusage(resource.RUSAGE_SELF)
+cpu = now.ru_utime + now.ru_stime - used.ru_utime - used.ru_stime
 hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]
-print(elapsed, int(hwm.split()[1]) / 1024, rows)
+print(elapsed, int(hwm.split()[1]) / 1024, rows, cpu)
 """
+#: What is compared: wall time, peak memory, and CPU time (every thread's), which a burst of
+#: load from elsewhere changes far less than wall time.
+MEASURES = ("seconds", "peak RSS MB", "CPU seconds")
 
 
 def run(body: str, path: Path) -> dict[str, object]:
@@ -125,9 +131,9 @@ def run(body: str, path: Path) -> dict[str, object]:
                             capture_output=True, text=True, env=env)
     if result.returncode != 0:
         return {"error": (result.stderr.strip().splitlines() or ["?"])[-1][:200]}
-    seconds, rss, rows = result.stdout.strip().splitlines()[-1].split()
+    seconds, rss, rows, cpu = result.stdout.strip().splitlines()[-1].split()
     return {"seconds": round(float(seconds), 2), "peak RSS MB": round(float(rss)),
-            "rows": int(rows)}
+            "CPU seconds": round(float(cpu), 2), "rows": int(rows)}
 
 
 def main() -> None:
@@ -135,13 +141,15 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--log", help="the log to use (generated there if missing; default "
                                       "/tmp/qwen-meter-bench-<records>.jsonl)")
-    parser.add_argument("--only", help="run only contenders whose name contains this")
+    parser.add_argument("--only", help="run only contenders whose name contains this (several: "
+                                       "'CLI|API|duckdb')")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     path = Path(args.log or f"/tmp/qwen-meter-bench-{args.records}.jsonl")
     if not path.exists():
         generate(path, args.records)
-    names = [n for n in CONTENDERS if not args.only or args.only in n]
+    wanted = args.only.split("|") if args.only else []
+    names = [n for n in CONTENDERS if not wanted or any(w in n for w in wanted)]
     runs: dict[str, list[dict[str, object]]] = {n: [] for n in names}
     for _ in range(args.rounds):
         for name in names:
@@ -164,7 +172,7 @@ def _median(rows: list[dict[str, object]]) -> dict[str, object]:
     if not good:
         return rows[0]
     return {key: statistics.median(float(r[key]) for r in good)  # type: ignore[arg-type]
-            for key in ("seconds", "peak RSS MB")} | {"rows": good[0]["rows"]}
+            for key in MEASURES} | {"rows": good[0]["rows"]}
 
 
 def _ratios(mine: list[dict[str, object]], duck: list[dict[str, object]]) -> dict[str, float]:
@@ -174,7 +182,7 @@ def _ratios(mine: list[dict[str, object]], duck: list[dict[str, object]]) -> dic
         return {}
     return {key: round(statistics.median(float(a[key]) / float(b[key])  # type: ignore[arg-type]
                                          for a, b in pairs), 2)
-            for key in ("seconds", "peak RSS MB")}
+            for key in MEASURES}
 
 
 if __name__ == "__main__":

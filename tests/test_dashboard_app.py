@@ -180,7 +180,8 @@ def test_html_report_is_a_snapshot_of_the_page(log, tmp_path):
     assert html.count("<script") == html.count("</script>")
     # the page's scripts, each inlined once, in index.html's order (each builds on the last)
     folder = ROOT / "data" / "dashboard"
-    names = re.findall(r'src="assets/([a-z0-9_-]+\.js)"', (folder / "index.html").read_text("utf-8"))
+    index = (folder / "index.html").read_text("utf-8")
+    names = re.findall(r'src="assets/([a-z0-9_-]+\.js)"', index)
     firsts = [(folder / n).read_text(encoding="utf-8").splitlines()[0] for n in names]
     assert len(names) > 2 and all(html.count(first) == 1 for first in firsts)
     assert [html.index(first) for first in firsts] == sorted(html.index(f) for f in firsts)

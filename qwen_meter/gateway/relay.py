@@ -202,7 +202,7 @@ class Relay:
         last = b""  # the stream's last bytes, to see how it ended
         try:
             async for data in response.content.iter_any():
-                last = (last + data)[-32:]
+                last = data[-32:] if len(data) >= 32 else (last + data)[-32:]
                 out = reader.feed(data)
                 if out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})

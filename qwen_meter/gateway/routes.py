@@ -63,8 +63,7 @@ class Route:
         hide = stream and not (isinstance(options, dict) and options.get("include_usage"))
         if hide:
             # Ask for the usage chunk the client did not ask for; the reader hides it again.
-            body = {**body, "stream_options": {**(options or {}), "include_usage": True}}
-            raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            raw = _ask_usage(body, raw, options)
         return Prepared(request, "chat", raw, stream, hide)
 
     def _native(self, body: dict[str, Any], raw: bytes, headers: Mapping[str, str]
@@ -115,6 +114,23 @@ class Route:
             first = choices[0] if isinstance(choices[0], dict) else {}
             reply = first.get("message") or {"content": first.get("text") or ""}
         return usage, reply, data.get("model"), data.get("id")
+
+
+_ASK_USAGE = b',"stream_options":{"include_usage":true}}'
+
+
+def _ask_usage(body: dict[str, Any], raw: bytes, options: Any) -> bytes:
+    """The client's body with ``stream_options.include_usage`` set. Without any
+    ``stream_options`` the member is appended to the client's own bytes (an object in UTF-8
+    or ASCII: it ends with ``}``), which costs nothing next to encoding the body again;
+    otherwise the body is encoded again with the option merged in."""
+    end = len(raw.rstrip())
+    if options is None and "stream_options" not in body and raw[:1] == b"{" \
+            and raw[end - 1:end] == b"}":
+        return raw[:end - 1] + _ASK_USAGE
+    merged = {**body, "stream_options": {**(options if isinstance(options, dict) else {}),
+                                         "include_usage": True}}
+    return json.dumps(merged, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def _mapping(value: Any) -> dict[str, Any]:

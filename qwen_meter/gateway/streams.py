@@ -86,6 +86,92 @@ class _Events:
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')
 
 
+class _Tail:
+    """The end of a compatible-mode stream, from its first event with a usage object on (the
+    usage chunk, then ``[DONE]``), read while it is relayed, the usage-only chunk withheld.
+
+    One-line ``data:`` events with LF line ends (what DashScope sends) cost one ``json.loads``
+    each here; anything else (a comment, another field, several lines, a CR) hands this event
+    and the rest of the stream to the exact event reader, which carries on from the usage,
+    model and id read so far (reading an event twice changes nothing: the last value wins).
+    """
+
+    def __init__(self) -> None:
+        self._usage: Any = None
+        self._model: str | None = None
+        self._request_id: str | None = None
+        self._carry = b""
+        self._exact: CompatibleReply | None = None
+
+    @property
+    def usage(self) -> Any:
+        return self._exact.usage if self._exact else self._usage
+
+    @property
+    def model(self) -> str | None:
+        return self._exact.model if self._exact else self._model
+
+    @property
+    def request_id(self) -> str | None:
+        return self._exact.request_id if self._exact else self._request_id
+
+    def feed(self, data: bytes) -> bytes:
+        if self._exact is not None:
+            return self._exact.feed(data)
+        buffer = self._carry + data if self._carry else data
+        cut = buffer.rfind(b"\n\n") + 2
+        if b"\r" in buffer:
+            return self._hand_over(buffer)
+        if cut < 2:
+            self._carry = buffer
+            return b""
+        out = self._events(buffer[:cut])
+        if out is None:
+            return self._hand_over(buffer)
+        self._carry = buffer[cut:]
+        return out
+
+    def flush(self) -> bytes:
+        if self._exact is None and not self._carry.strip():
+            rest, self._carry = self._carry, b""
+            return rest
+        if self._exact is None:  # a last event without its blank line: read leniently
+            self._hand_over(self._carry)
+        assert self._exact is not None
+        return self._exact.flush()
+
+    def _hand_over(self, buffer: bytes) -> bytes:
+        """The exact reader from here on; ``buffer``: the bytes not passed on yet."""
+        self._exact = exact = CompatibleReply(hide_usage_chunk=True)
+        exact.usage, exact.model, exact.request_id = self._usage, self._model, self._request_id
+        self._carry = b""
+        return exact.feed(buffer)
+
+    def _events(self, whole: bytes) -> bytes | None:
+        """The events of ``whole`` to pass on, or None if one is not a plain data line."""
+        out = []
+        for event in whole.split(b"\n\n")[:-1]:
+            if not event.startswith(b"data:") or b"\n" in event:
+                return None
+            payload = event[6:] if event[5:6] == b" " else event[5:]
+            if payload and payload != b"[DONE]":
+                try:
+                    chunk = json.loads(payload.decode("utf-8", "replace"))
+                except ValueError:
+                    chunk = None
+                if isinstance(chunk, dict):
+                    if "response" in chunk or "type" in chunk:  # not a chat chunk
+                        return None
+                    self._model = chunk.get("model") or self._model
+                    self._request_id = chunk.get("id") or self._request_id
+                    if chunk.get("usage"):
+                        self._usage = chunk["usage"]
+                        if not chunk.get("choices"):
+                            continue  # the usage-only chunk the gateway asked for
+            out.append(event + b"\n\n")
+        return b"".join(out)
+
+
 class _LazyReply(Mapping[str, Any]):
     """The reply of a stream, read from its bytes only if the meter asks for it (it does when
     the stream brought no usable usage, to count the reply instead)."""
@@ -124,7 +210,12 @@ class CompatibleStream:
         self.hide = hide_usage_chunk
         self._kept: list[bytes] = []
         self._carry = b""  # hide mode: the start of an event not yet complete
-        self._fallback: CompatibleReply | None = None  # hide mode, after a CR was seen
+        # Hide mode: the reader that follows the stream from an event boundary on: the event
+        # reader after a CR was seen, or a :class:`_Tail` from the first event with a usage
+        # object (``_tail``: it has read the events metering reads, which are then not
+        # decoded twice).
+        self._fallback: CompatibleReply | _Tail | None = None
+        self._tail = False
         self._exact: CompatibleReply | None = None
         self._read = False
         self._usage: Any = None
@@ -151,12 +242,14 @@ class CompatibleStream:
         found = _USAGE.search(whole)
         if found is None:
             return whole
-        # The events before the one with the usage pass as they are; the rest go through the
-        # event reader, which drops the usage-only event.
+        # The events before the one with the usage pass as they are; from it on the stream
+        # goes through the tail reader, which drops the usage-only event (and keeps the
+        # usage, model and id for settling).
         at = whole.rfind(b"\n\n", 0, found.start())
         before = at + 2 if at >= 0 else 0
-        reader = CompatibleReply(hide_usage_chunk=True)
-        return whole[:before] + reader.feed(whole[before:]) + reader.flush()
+        self._fallback, self._tail = _Tail(), True
+        self._carry = b""
+        return whole[:before] + self._fallback.feed(buffer[before:])
 
     def flush(self) -> bytes:
         if self._fallback is not None:
@@ -176,6 +269,11 @@ class CompatibleStream:
         if self._read:
             return
         self._read = True
+        if self._tail and self._fallback is not None and self._fallback.usage is not None \
+                and self._fallback.model is not None and self._fallback.request_id is not None:
+            tail = self._fallback  # read once, while relaying (see ``feed``)
+            self._usage, self._model, self._request_id = tail.usage, tail.model, tail.request_id
+            return
         data = b"".join(self._kept)
         self._kept = [data] if data else []
         found = _USAGE.search(data)

@@ -20,6 +20,7 @@ from .duck import _polled, _prefetch, _reraise_interrupt, connect
 from .ledger_source import ledger_chunks
 from .plan import LISTED, Plan, Scan, Skipped
 from .prices import PRICE_COLUMNS, price_rows, thresholds
+from .quick import decoded_cube_sql, quick_file_sql
 from .sources import (
     LINES_SCHEMA,
     Progress,
@@ -86,9 +87,10 @@ class Engine:
         return key
 
     def _insert(self, table: str, rows: list[tuple[object, ...]]) -> None:
-        if rows:
-            marks = ", ".join("?" for _ in PRICE_COLUMNS)
-            self.db.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+        if rows:  # one statement: executemany runs one per row
+            marks = "(" + ", ".join("?" for _ in PRICE_COLUMNS) + ")"
+            self.db.execute(f"INSERT INTO {table} VALUES {', '.join([marks] * len(rows))}",
+                            [value for row in rows for value in row])
 
     def _resolve(self, names: Iterable[str]) -> None:
         """Adds ``names`` (models) to the ``names`` table, each resolved once."""
@@ -102,7 +104,8 @@ class Engine:
             if key is not None:
                 new.append((name, key))
         if new:
-            self.db.executemany("INSERT INTO names VALUES (?, ?)", new)
+            self.db.execute("INSERT INTO names VALUES " + ", ".join(["(?, ?)"] * len(new)),
+                            [value for row in new for value in row])
 
     # --- the pass ---------------------------------------------------------------------------
 
@@ -189,25 +192,22 @@ class Engine:
                                         f"{item.reason} (id {ids[item.line - first]})")
 
     def feed_jsonl(self, path: Path, bar: Progress) -> None:
-        """A JSONL log: read by DuckDB's own JSON reader in one pass. A file DuckDB cannot read
-        (a malformed line) or with an unusable line is read again as numbered lines, so that
-        each of those is named with its line; records without a cost are named by their id."""
-        records = f"({sql.parse_sql(sql.json_file_sql(str(path)))})"
+        """A JSONL log: read by DuckDB's own JSON reader in one pass, first with the quick
+        checks (:mod:`.quick`), then — if a record is one they cannot vouch for — with the
+        exact ones. A file DuckDB cannot read (a malformed line) or with an unusable line is
+        read again as numbered lines, so that each of those is named with its line; records
+        without a cost are named by their id."""
         size = path.stat().st_size
-        bar.seen = 0
-        try:
-            with _polled(self.db, lambda share: bar.advance(int(size * share) - bar.seen,
-                                                            path.name, seen=True)):
-                part = self.db.sql(self.cube_sql(records)).to_arrow_table()
-        except Exception as exc:  # duckdb's own errors: a line it cannot read
-            _reraise_interrupt(exc)
-            if isinstance(exc, QwenMeterError):
-                raise
-            part = None
-        problems = part is not None and bool(
-            pc.any(pc.not_equal(pc.drop_null(part["problem"]), "")).as_py()
-            if pc.any(pc.is_valid(part["problem"])).as_py() else False)
-        if part is None or problems:
+        # Kept records must be decoded each; a cube's keys can be decoded once per row.
+        raw = self.collected is None
+        records = f"({quick_file_sql(str(path), raw=raw)})"
+        query = self.cube_sql(records)
+        part = self._file_cube(decoded_cube_sql(query) if raw else query, path, size, bar)
+        if not isinstance(part, pa.Table) or self._problems(part):
+            records = f"({sql.parse_sql(sql.json_file_sql(str(path)))})"
+            if part != "malformed":
+                part = self._file_cube(self.cube_sql(records), path, size, bar)
+        if not isinstance(part, pa.Table) or self._problems(part):
             bar.advance(-bar.seen, path.name)
             bar.seen = 0
             self.feed_lines(_prefetch(jsonl_chunks(path, bar)))
@@ -224,6 +224,29 @@ class Engine:
         self._fold(part.append_column("bad", pa.nulls(part.num_rows, _LISTED_TYPE))
                    .append_column("unpriced_list", pa.nulls(part.num_rows, _LISTED_TYPE)),
                    records)
+
+    def _file_cube(self, query: str, path: Path, size: int, bar: Progress
+                   ) -> pa.Table | str:
+        """The cube ``query`` makes of a whole file (DuckDB's progress moving the bar), or
+        why there is none: ``malformed`` (a line that is not JSON) or ``refused`` (a field
+        the reader could not make into its type)."""
+        bar.advance(-bar.seen, path.name)
+        bar.seen = 0
+        try:
+            with _polled(self.db, lambda share: bar.advance(int(size * share) - bar.seen,
+                                                            path.name, seen=True)):
+                return self.db.sql(query).to_arrow_table()
+        except Exception as exc:  # duckdb's own errors: a line it cannot read
+            _reraise_interrupt(exc)
+            if isinstance(exc, QwenMeterError):
+                raise
+            return "malformed" if "malformed json" in str(exc).lower() else "refused"
+
+    @staticmethod
+    def _problems(part: pa.Table) -> bool:
+        """Whether a cube holds records with a problem (blank lines aside)."""
+        problems = pc.drop_null(part["problem"])
+        return bool(len(problems)) and bool(pc.any(pc.not_equal(problems, "")).as_py())
 
     def feed_parquet(self, paths: Sequence[str]) -> None:
         """Checks and folds Parquet records (DuckDB streams the files itself)."""

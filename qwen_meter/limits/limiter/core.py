@@ -78,6 +78,7 @@ class RateLimiter:
         self._cache: dict[str, RateLimit] = {}
         self._key_names: dict[str, tuple[str, str]] = {}
         self._plans: dict[str, Plan] = {}
+        self._token_keys: dict[str, str | None] = {}
 
     # --- limits ---------------------------------------------------------------------------
 
@@ -174,6 +175,8 @@ class RateLimiter:
                            retry_after=retry_after)
 
     def _deadline(self, timeout: float | None) -> float:
+        if timeout is None:  # the common call: no check to make
+            return math.inf
         seconds = check_seconds(timeout, "timeout", allow_none=True)
         return math.inf if seconds is None else self.clock() + seconds
 
@@ -257,8 +260,14 @@ class RateLimiter:
             check.whole(total_tokens, "RateLimiter.reconcile(total_tokens=)")
         delta = total_tokens - permit.tokens
         adjust = []
-        if delta and not permit.degraded and self._plan(permit.model)[2] is not None:
-            adjust.append((self._keys(permit.model)[1], permit.bucket, delta))
+        if delta and not permit.degraded:
+            key = self._token_keys.get(permit.model, "")
+            if key == "":  # once per model: its token window key, None if TPM is unlimited
+                key = self._token_keys[permit.model] = \
+                    self._keys(permit.model)[1] if self._plan(permit.model)[2] is not None \
+                    else None
+            if key is not None:
+                adjust.append((key, permit.bucket, delta))
         return Permit(permit.id, permit.account, permit.model, permit.bucket, total_tokens,
                       permit.degraded), adjust
 
@@ -312,14 +321,14 @@ class RateLimiter:
     def _adjust(self, adjust: list[tuple[str, int, int]]) -> None:
         for key, bucket, delta in adjust:
             try:
-                self.store.window_adjust(key, bucket, delta)
+                self.store.window_settle(key, bucket, delta)
             except StoreUnavailable as exc:
                 self._adjust_failed(key, delta, exc)
 
     async def _adjust_async(self, adjust: list[tuple[str, int, int]]) -> None:
         for key, bucket, delta in adjust:
             try:
-                await self.store.awindow_adjust(key, bucket, delta)
+                await self.store.awindow_settle(key, bucket, delta)
             except StoreUnavailable as exc:
                 self._adjust_failed(key, delta, exc)
 

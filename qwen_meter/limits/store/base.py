@@ -9,7 +9,9 @@ release).
 
 *Which* second is current is decided by the store, never by the caller beforehand: SQLite and
 Redis read the clock (a callable; Redis uses its own ``TIME``) inside their transaction or
-script, the memory store just before its lock (held for microseconds, with no I/O), and then
+script (SQLite's quiet acquire just before its one-statement transaction, which writes nothing
+if another connection committed meanwhile), the memory store just before its lock (held for
+microseconds, with no I/O), and then
 the second is clamped, inside the atomic step, up to the newest one any operation on those keys
 has used so far (admitted, refused or summed; it is recorded per key). The clamp is what
 makes the window correct for any interleaving and any clock: a caller delayed after reading its
@@ -142,6 +144,17 @@ class AcquireResult:
     bucket: int | None = None
     now: float | None = None
 
+    def __init__(self, ok: bool, retry_buckets: int = 0, refused_key: str | None = None,
+                 bucket: int | None = None, now: float | None = None) -> None:
+        # By hand: the generated __init__ of a frozen dataclass sets each field through
+        # object.__setattr__, which cost as much as a tenth of a quiet SQLite acquire.
+        fields = self.__dict__
+        fields["ok"] = ok
+        fields["retry_buckets"] = retry_buckets
+        fields["refused_key"] = refused_key
+        fields["bucket"] = bucket
+        fields["now"] = now
+
 
 @dataclass(frozen=True)
 class LedgerResult:
@@ -260,6 +273,17 @@ class Store(ABC):
     def window_sum(self, key: str, bucket: int) -> int:
         """Sum of the 61 buckets ending at ``bucket``."""
 
+    def window_settle(self, key: str, bucket: int, delta: int) -> None:
+        """A limiter's reconcile or release: :meth:`window_adjust`, except that a store may
+        apply a refund (``delta < 0``) a little after the call returns: no *other* process
+        can be admitted more for it, since until it lands they count what the call reserved.
+        By default it is ``window_adjust`` itself. The SQLite and Redis stores keep a refund
+        for their next operation (folded into the next acquire's write, or sent with the next
+        script), for at most their ``refund_delay`` (see :mod:`.refunds`). A charge
+        (``delta > 0``) is never kept back, and this store's own later reads (acquire, sum)
+        always see every refund it was given."""
+        self.window_adjust(key, bucket, delta)
+
     @abstractmethod
     def ledger_reserve(self, key: str, reservation: str, amount: int, limit: int | None,
                        lease_until: float, now: float, expire_at: float | None) -> LedgerResult:
@@ -293,6 +317,9 @@ class Store(ABC):
 
     async def awindow_adjust(self, key: str, bucket: int, delta: int) -> None:
         await _offload(self.window_adjust, key, bucket, delta)
+
+    async def awindow_settle(self, key: str, bucket: int, delta: int) -> None:
+        await self.awindow_adjust(key, bucket, delta)
 
     async def awindow_sum(self, key: str, bucket: int) -> int:
         result: int = await _offload(self.window_sum, key, bucket)

@@ -20,6 +20,7 @@ circuit breaker around every round trip.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -36,8 +37,11 @@ from .base import (
     check_seconds,
     hash_tag,
 )
-from .redis_clients import DirectScripts, connect, url_of
+from .redis_clients import Ahead, DirectScripts, connect, url_of
 from .redis_scripts import ACQUIRE, ADJUST, COMMIT, RELEASE, RESERVE, SUM, Script
+from .refunds import Refund, RefundQueue, track
+
+log = logging.getLogger("qwen_meter.store")
 
 
 class RedisStore(Store):
@@ -58,7 +62,7 @@ class RedisStore(Store):
                  server_time: bool = True, timeout: float = 1.0, client: Any = None,
                  async_client: Any = None, cluster: bool | None = None,
                  ledger_retention: float = 400 * 86_400,
-                 breaker: CircuitBreaker | None = None) -> None:
+                 breaker: CircuitBreaker | None = None, refund_delay: float = 0.05) -> None:
         try:
             import redis
             import redis.cluster
@@ -79,11 +83,16 @@ class RedisStore(Store):
             url = url_of(client, cluster) or url  # so the asyncio twin reaches the same server
         self.url = url
         self.prefix = prefix
+        self._window_keys: dict[str, tuple[str, str]] = {}
         self.server_time = server_time
         self.breaker = breaker or CircuitBreaker(name=f"Redis at {url}")
         self.redis = client if client is not None else self._connect(url, asynchronous=False)
         # One server: scripts go out as pre-built bytes on the store's own connections.
         self._direct = DirectScripts(self.redis) if DirectScripts.usable(self.redis) else None
+        self.refund_delay = check_seconds(refund_delay, "Redis store refund_delay") or 0.0
+        self._refunds = RefundQueue(self.refund_delay, self.flush)
+        if self._direct is not None:
+            track(self)
         self._aredis = async_client
         self._own_async = async_client is None
         self._aloop: Any = None
@@ -99,19 +108,41 @@ class RedisStore(Store):
 
     # --- running scripts: one argument builder and parser, two drivers ---------------------
 
-    def _run(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    def _run(self, script: Script, keys: Sequence[str], args: Sequence[Any], *,
+             read: bool = False, fold: Sequence[WindowCheck] = ()) -> Any:
+        """One script, with the refunds waiting (one server: see window_settle) in the same
+        send: those to ``fold``'s keys (an acquire's) as its own trailing arguments, the
+        others as ADJUST scripts written ahead of it."""
         self.breaker.before()
+        ahead: list[Ahead] = []
+        taken = False
+        if self._refunds.pending and self._direct is not None:
+            refunds, ticket = self._refunds.take_in_flight()
+            if refunds:
+                taken = True
+                ahead, extra = self._place(refunds, fold)
+                args = [*args, *extra]
+        if read:  # refunds that went with other threads' scripts land first
+            self._refunds.wait_landed(ticket if taken else self._refunds.next_ticket,
+                                      self.timeout)
         try:
             try:
                 if self._direct is not None:
-                    result = self._direct.evalsha(script.sha, keys, args)
+                    result, late = self._direct.evalsha_after(script.sha, keys, args, ahead)
+                    if late and read:  # refunds that landed after the read: read again
+                        result = self._direct.evalsha(script.sha, keys, args)
                 else:
                     result = self.redis.evalsha(script.sha, len(keys), *keys, *args)
             except self._noscript:
                 result = self.redis.eval(script.source, len(keys), *keys, *args)
         except self._errors as exc:
             self.breaker.failure()
+            if taken:  # written or not, they are not sent again: never applied twice
+                log.warning("window refunds may be lost: %s", exc)
             raise StoreUnavailable(f"Redis at {self.url} failed: {exc}") from exc
+        finally:
+            if taken:
+                self._refunds.landed(ticket)
         self.breaker.success()
         return result
 
@@ -149,9 +180,16 @@ class RedisStore(Store):
             raise StoreUnavailable(f"Redis at {self.url} failed: {exc}") from exc
 
     def _window_key(self, key: str) -> str:
+        known = self._window_keys.get(key)
+        if known is not None and known[0] is self.prefix:  # built once per key (per prefix)
+            return known[1]
         if hash_tag(key) is not None:
-            return f"{self.prefix}w:{key}"
-        return f"{self.prefix}w:{{w}}:{key}"  # untagged keys share a slot (multi-key checks)
+            name = f"{self.prefix}w:{key}"
+        else:
+            name = f"{self.prefix}w:{{w}}:{key}"  # untagged keys share a slot (multi-key checks)
+        if len(self._window_keys) < 4096:  # keys are per model: bounded in practice
+            self._window_keys[key] = (self.prefix, name)
+        return name
 
     def _ledger_keys(self, key: str) -> list[str]:
         base = f"{self.prefix}l:{{{key}}}"
@@ -196,13 +234,46 @@ class RedisStore(Store):
     # --- sync -------------------------------------------------------------------------------
 
     def window_acquire(self, checks: Sequence[WindowCheck], bucket: When) -> AcquireResult:
-        return self._acquire_result(checks, self._run(*self._acquire_call(checks, bucket)))
+        script, keys, args = self._acquire_call(checks, bucket)
+        return self._acquire_result(checks, self._run(script, keys, args,
+                                                      fold=checks))
 
     def window_adjust(self, key: str, bucket: int, delta: int) -> None:
         self._run(self._adjust, [self._window_key(key)], [bucket, delta])
 
+    def window_settle(self, key: str, bucket: int, delta: int) -> None:
+        if delta < 0 and self._direct is not None and self.refund_delay \
+                and not self._refunds.closed:  # a refund: ahead of the next script
+            self._refunds.add(key, bucket, delta)
+        else:
+            self.window_adjust(key, bucket, delta)
+
+    def _place(self, refunds: list[Refund], fold: Sequence[WindowCheck]
+               ) -> tuple[list[Ahead], list[int]]:
+        """Refunds as ADJUST scripts to write ahead of the next one, and as the acquire's
+        trailing arguments (key index, second, delta) for those to its own keys (``fold``):
+        it applies them first, as ADJUST would, without a script and a reply of their own."""
+        adjust = self._adjust
+        ahead: list[Ahead] = []
+        extra: list[int] = []
+        own = [check.key for check in fold]
+        for delta, key, bucket in refunds:
+            if key in own:
+                extra += (own.index(key) + 1, bucket, delta)
+            else:
+                ahead.append((adjust.sha, adjust.source, [self._window_key(key)],
+                              [bucket, delta]))
+        return ahead, extra
+
+    def flush(self) -> None:
+        """Send the refunds waiting now (the timer, ``close`` and interpreter exit call it;
+        so may a caller that wants other processes to see them at once)."""
+        if self._refunds.pending and self._direct is not None:
+            # They go ahead of any script: here an adjust of nothing (a key never written).
+            self._run(self._adjust, [self._window_key("{}refunds")], [0, 0])
+
     def window_sum(self, key: str, bucket: int) -> int:
-        return int(self._run(self._sum, [self._window_key(key)], [bucket]))
+        return int(self._run(self._sum, [self._window_key(key)], [bucket], read=True))
 
     def ledger_reserve(self, key: str, reservation: str, amount: int, limit: int | None,
                        lease_until: float, now: float, expire_at: float | None) -> LedgerResult:
@@ -231,7 +302,15 @@ class RedisStore(Store):
         await self._arun(self._adjust, [self._window_key(key)], [bucket, delta])
 
     async def awindow_sum(self, key: str, bucket: int) -> int:
+        if self._refunds.pending or self._refunds.in_flight:  # a sync reconcile's refunds
+            import asyncio
+
+            await asyncio.to_thread(self._land_refunds)
         return int(await self._arun(self._sum, [self._window_key(key)], [bucket]))
+
+    def _land_refunds(self) -> None:
+        self.flush()
+        self._refunds.wait_landed(self._refunds.next_ticket, self.timeout)
 
     async def aledger_reserve(self, key: str, reservation: str, amount: int, limit: int | None,
                               lease_until: float, now: float, expire_at: float | None
@@ -255,6 +334,12 @@ class RedisStore(Store):
                                              [repr(now), ""]))
 
     def close(self) -> None:
+        self._refunds.close()
+        try:
+            self.flush()
+        except StoreUnavailable as exc:
+            log.warning("refunds not sent before close (the window over-counts until they "
+                        "leave it): %s", exc)
         if self._direct is not None:
             self._direct.close()
         self.redis.close()

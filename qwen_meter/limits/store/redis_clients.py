@@ -8,8 +8,14 @@ twin of a store built from a sync client reaches the same server.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
+
+log = logging.getLogger("qwen_meter.store")
+
+#: A script written ahead of another one: (sha, source, keys, args); its reply is not needed.
+Ahead = tuple[str, str, Sequence[str], Sequence[Any]]
 
 
 def cluster_url(url: str) -> str:
@@ -128,20 +134,45 @@ class DirectScripts:
         except Exception:  # a broken socket: start over on a new one
             return True
 
-    def evalsha(self, sha: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """``EVALSHA sha len(keys) *keys *args``; raises what redis-py raises (NoScriptError
-        included), with the connection dropped on anything but a reply from the server."""
-        from redis.exceptions import ResponseError
-
-        pieces = [b"*%d\r\n" % (3 + len(keys) + len(args)), self._head(sha, keys)]
+    def _pack(self, pieces: list[bytes], sha: str, keys: Sequence[str],
+              args: Sequence[Any]) -> None:
+        pieces += (b"*%d\r\n" % (3 + len(keys) + len(args)), self._head(sha, keys))
         for arg in args:
             data = arg.encode() if isinstance(arg, str) else \
                 arg if isinstance(arg, bytes) else str(arg).encode()
             pieces.append(b"$%d\r\n%s\r\n" % (len(data), data))
+
+    def evalsha(self, sha: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """``EVALSHA sha len(keys) *keys *args``; raises what redis-py raises (NoScriptError
+        included), with the connection dropped on anything but a reply from the server."""
+        return self.evalsha_after(sha, keys, args, ())[0]
+
+    def evalsha_after(self, sha: str, keys: Sequence[str], args: Sequence[Any],
+                      ahead: Sequence[Ahead]) -> tuple[Any, bool]:
+        """:meth:`evalsha` with ``ahead``: scripts whose replies nobody waits for (a limiter's
+        refunds), written in the same send just before it, so the server runs them first on
+        the same wake-up and the caller waits for one round trip. Their replies are read
+        first; any error of theirs is logged, not raised (their caller is gone); one refused
+        with NOSCRIPT (the server restarted or flushed its scripts) is run again by source,
+        then *after* this script: the second value says so (a read may want to run again).
+        They are never sent twice: if the connection fails they may be lost."""
+        from redis.exceptions import ResponseError
+
+        pieces: list[bytes] = []
+        for ahead_sha, _, ahead_keys, ahead_args in ahead:
+            self._pack(pieces, ahead_sha, ahead_keys, ahead_args)
+        self._pack(pieces, sha, keys, args)
         conn = self._connection()
         try:
             conn.send_packed_command((b"".join(pieces),), check_health=False)
-            reply = conn.read_response()
+            again = self._read_ahead(conn, ahead) if ahead else []
+            try:
+                reply = conn.read_response()
+            finally:
+                for _, source, run_keys, run_args in again:  # after this reply, in the stream
+                    conn.send_command("EVAL", source, len(run_keys), *run_keys, *run_args,
+                                      check_health=False)
+                    self._read_ahead(conn, [("", source, run_keys, run_args)])
         except ResponseError:
             self._free.append(conn)  # a whole error reply was read: the connection is clean
             raise
@@ -150,7 +181,23 @@ class DirectScripts:
             self._free.append(conn)
             raise
         self._free.append(conn)
-        return reply
+        return reply, bool(again)
+
+    @staticmethod
+    def _read_ahead(conn: Any, ahead: Sequence[Ahead]) -> list[Ahead]:
+        """Read the replies of ``ahead``, in order: those refused with NOSCRIPT (the server
+        restarted or flushed its scripts), to run again; other errors are logged."""
+        from redis.exceptions import NoScriptError, ResponseError
+
+        again = []
+        for item in ahead:
+            try:
+                conn.read_response()
+            except NoScriptError:
+                again.append(item)
+            except ResponseError as exc:
+                log.warning("a window refund failed on the server: %s", exc)
+        return again
 
     def close(self) -> None:
         free, self._free = self._free, []
