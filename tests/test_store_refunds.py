@@ -122,6 +122,36 @@ def test_sqlite_refund_of_a_failed_transaction_waits_and_lands_once(tmp_path):
         b.close()
 
 
+def test_sqlite_refunds_of_a_failed_flush_or_read_are_kept_and_land_once(tmp_path):
+    """A flush (the timer's write) and a read each take the refunds waiting, then write: when
+    that write fails half-way (a trigger refuses it, as a full disk would), the refunds are
+    given back, and land exactly once with the next write that succeeds."""
+    path = tmp_path / "w.db"
+    a, b = sqlite_pair(path, refund_delay=3600)
+    other = sqlite3.connect(path, isolation_level=None, timeout=5)
+    refuse = [f"CREATE TRIGGER no_{what} BEFORE {what} ON window "
+              "BEGIN SELECT RAISE(ABORT, 'refused'); END" for what in ("INSERT", "UPDATE")]
+    try:
+        for _ in range(3):
+            assert a.window_acquire(T, 1000).ok
+        a.window_settle("tok", 1000, -400)
+        for step in (a.flush, lambda: a.window_sum("tok", 1000)):
+            for statement in refuse:
+                other.execute(statement)
+            with pytest.raises(StoreUnavailable):
+                step()
+            other.execute("DROP TRIGGER no_INSERT")
+            other.execute("DROP TRIGGER no_UPDATE")
+            assert b.window_sum("tok", 1000) == 3000  # not applied by the failed write
+        assert a.window_sum("tok", 1000) == 2600
+        a.flush()  # nothing left to apply a second time
+        assert b.window_sum("tok", 1000) == 2600
+    finally:
+        other.close()
+        a.close()
+        b.close()
+
+
 def test_sqlite_acquire_decides_on_the_file_when_another_connection_wrote(tmp_path):
     """A quiet acquire decides on the store's copy and writes only if nobody committed since:
     another connection's write in between must be counted, not overwritten or missed."""

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..base.errors import GatewayConfigError
+from ..limits.budget.periods import CALENDAR_PERIODS
 from .delivery import DEFAULT_THRESHOLDS, Channel
 from .events import KINDS, LANGS
 from .formats import FORMATS, STYLES
@@ -42,7 +43,7 @@ SECTION_FIELDS = ("channels", "rules", "tries", "backoff", "timeout", "queue_siz
                   "check_every")
 RULE_FIELDS = ("limiter_percent", "limiter_refusals", "error_percent", "error_calls",
                "error_seconds", "error_min_calls", "repeat")
-REPEATS = ("hour", "day", "week", "month")
+REPEATS = CALENDAR_PERIODS
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from typing import Any
 
 from ..alerts.config import AlertsConfig, parse_alerts
 from ..base.errors import GatewayConfigError
+from ..limits.budget.periods import CALENDAR_PERIODS
 from .config_fields import Fields
 
 DEFAULT_UPSTREAM = "https://dashscope.aliyuncs.com"
@@ -48,7 +49,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 REGIONS = ("cn", "intl")
 STORE_POLICIES = ("fail_closed", "fail_open")
-PERIODS = ("hour", "day", "week", "month")
+PERIODS = CALENDAR_PERIODS
 LEDGER_SCHEMES = ("sqlite://", "postgresql://", "postgres://")
 
 

@@ -52,7 +52,7 @@ from .log import UsageLog, UsageRecord, open_log
 from .observers import Observer, notify
 from .outcomes import OpenStreams
 from .plan import _Plan, make_plan, refused_record
-from .regions import _MEMO_LIMIT, Placement
+from .regions import Placement, memo_in
 from .server_errors import RetryPolicy
 
 log = logging.getLogger("qwen_meter.meter")
@@ -187,15 +187,7 @@ class Meter(Placement):
     def _resolve(self, model: Any) -> Resolved:
         if not isinstance(model, str) or not model.strip():
             raise InvalidMessages(f"the request names no model ({model!r})")
-        catalogue = self._current_catalogue()
-        memo = self._resolved.get(model)
-        if memo is not None and memo[0] is catalogue:
-            return memo[1]
-        found = resolve(model, catalogue)
-        if len(self._resolved) >= _MEMO_LIMIT:
-            self._resolved.clear()
-        self._resolved[model] = (catalogue, found)
-        return found
+        return memo_in(self._resolved, model, self._current_catalogue(), resolve)
 
     def begin(self, request: Mapping[str, Any], *, endpoint: str = "chat",
               tags: Sequence[str] = (), user: str | None = None, region: str | None = None,

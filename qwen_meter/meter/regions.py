@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..catalogue.records import REGION_ENV
 from ..catalogue.regions import region_for_url
@@ -15,6 +16,24 @@ if TYPE_CHECKING:
 
 #: Names and endpoint URLs remembered per meter (resolved once per catalogue).
 _MEMO_LIMIT = 1024
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def memo_in(table: dict[K, tuple[Catalogue, V]], key: K, catalogue: Catalogue,
+            work: Callable[[K, Catalogue], V]) -> V:
+    """``work(key, catalogue)``, remembered in ``table`` while ``catalogue`` stays the one in
+    use (a newer catalogue misses every entry); the table is emptied when it grows past
+    :data:`_MEMO_LIMIT`."""
+    memo = table.get(key)
+    if memo is not None and memo[0] is catalogue:
+        return memo[1]
+    found = work(key, catalogue)
+    if len(table) >= _MEMO_LIMIT:
+        table.clear()
+    table[key] = (catalogue, found)
+    return found
 
 
 class Placement:
@@ -42,15 +61,7 @@ class Placement:
         if url is None:
             return None
         key = url if isinstance(url, str) else str(url)
-        catalogue = self._current_catalogue()
-        memo = self._url_regions.get(key)
-        if memo is not None and memo[0] is catalogue:
-            return memo[1]
-        found = region_for_url(key, catalogue)
-        if len(self._url_regions) >= _MEMO_LIMIT:
-            self._url_regions.clear()
-        self._url_regions[key] = (catalogue, found)
-        return found
+        return memo_in(self._url_regions, key, self._current_catalogue(), region_for_url)
 
     def limiter_for(self, region: str) -> RateLimiter | None:
         """The limiter for calls in ``region``: the configured one, or — for a region other

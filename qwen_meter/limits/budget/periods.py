@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-PERIODS = (None, "hour", "day", "week", "month")
+#: the calendar periods (a budget's ``per``, an alert's ``repeat``)
+CALENDAR_PERIODS = ("hour", "day", "week", "month")
+PERIODS = (None, *CALENDAR_PERIODS)
 
 
 def period_bounds(period: str | None, now: float, tz: dt.tzinfo

@@ -110,6 +110,24 @@ class SQLiteStore(SQLiteLedgers, Store):
                 raise
         self.breaker.success()
 
+    @contextmanager
+    def _refund_tx(self) -> Iterator[list[Refund]]:
+        """:meth:`_tx` that first takes the refunds waiting (yielded, for the caller to apply
+        or fold into its own write): given back if the transaction fails, so none is lost.
+        ``window_acquire`` spells this out by hand (see there)."""
+        self.breaker.before()
+        with self._lock:
+            self._begin()
+            refunds = self._refunds.take()
+            try:
+                yield refunds
+                self._cursor.execute("COMMIT")
+            except BaseException as exc:
+                self._refunds.give_back(refunds)
+                self._abort(exc)
+                raise
+        self.breaker.success()
+
     def _begin(self) -> None:
         """``BEGIN IMMEDIATE`` (the write lock, waiting up to ``timeout``); under ``_lock``."""
         try:
@@ -159,8 +177,8 @@ class SQLiteStore(SQLiteLedgers, Store):
         return [windows[key] for key in keys]
 
     def window_acquire(self, checks: Sequence[WindowCheck], bucket: When) -> AcquireResult:
-        # _tx() by hand: this is the limiter's hot path, and a generator-based context manager
-        # costs as much as a tenth of the whole transaction
+        # _refund_tx() by hand: this is the limiter's hot path, and a generator-based context
+        # manager costs as much as a tenth of the whole transaction
         self.breaker.before()
         with self._lock:
             if self._version is not None:  # the copy may be the file: try the one statement
@@ -344,41 +362,19 @@ class SQLiteStore(SQLiteLedgers, Store):
 
     def _write(self, extra: list[Refund]) -> None:
         """The waiting refunds, then ``extra``, in one transaction."""
-        self.breaker.before()
-        with self._lock:
-            self._begin()
-            refunds = self._refunds.take()
-            try:
-                self._apply(refunds + extra)
-                self._cursor.execute("COMMIT")
-            except BaseException as exc:
-                self._refunds.give_back(refunds)
-                self._abort(exc)
-                raise
-        self.breaker.success()
+        with self._refund_tx() as refunds:
+            self._apply(refunds + extra)
 
     def window_sum(self, key: str, bucket: int) -> int:
         # The window as the next acquire sees it (clamped second), after the refunds waiting.
-        self.breaker.before()
-        with self._lock:
-            self._begin()
-            refunds = self._refunds.take()
-            try:
-                self._apply(refunds)
-                self._forget()  # it marks and prunes rows: simpler to read the file again after
-                db = self._db
-                row = db.execute("SELECT MAX(bucket) FROM window WHERE key = ?",
-                                 (key,)).fetchone()
-                end = bucket if row[0] is None else max(bucket, row[0])
-                mark_newest(db, [key], end)
-                total = sum(live_buckets(db, key, end))
-                self._cursor.execute("COMMIT")
-            except BaseException as exc:
-                self._refunds.give_back(refunds)
-                self._abort(exc)
-                raise
-        self.breaker.success()
-        return total
+        with self._refund_tx() as refunds:
+            self._apply(refunds)
+            self._forget()  # it marks and prunes rows: simpler to read the file again after
+            db = self._db
+            row = db.execute("SELECT MAX(bucket) FROM window WHERE key = ?", (key,)).fetchone()
+            end = bucket if row[0] is None else max(bucket, row[0])
+            mark_newest(db, [key], end)
+            return sum(live_buckets(db, key, end))
 
     def close(self) -> None:
         self._refunds.close()
