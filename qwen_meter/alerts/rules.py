@@ -17,6 +17,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING
 
 from ..limits.budget.periods import period_bounds
+from ..limits.budget.values import subject_text
 from .events import Alert
 
 if TYPE_CHECKING:
@@ -65,9 +66,9 @@ def budget_alerts(budget: Budget, scope_value: str, thresholds: tuple[float, ...
     if status.degraded or budget.limit <= 0:
         return []
     percent = _pct(status.committed, budget.limit)
-    # The gateway keys its per-key budgets by the call's tag (``key=search``): say it once.
-    subject = scope_value.removeprefix(f"{budget.scope}=")
-    who = "global" if budget.scope == "global" else f"{budget.scope}={subject}"
+    # Named as the budget's own messages name it (``key=search`` once, not ``key=key=search``).
+    who = subject_text(budget.scope, scope_value)
+    subject = who.partition("=")[2] or who
     out = []
     for threshold in sorted(thresholds, reverse=True):
         if percent < Decimal(str(threshold)):
@@ -76,7 +77,7 @@ def budget_alerts(budget: Budget, scope_value: str, thresholds: tuple[float, ...
             "budget", f"budget:{who}:{budget.name}:{status.period}:{_tag(threshold)}",
             "critical" if threshold >= 100 else "warning",
             {"name": budget.name, "scope": budget.scope,
-             "subject": "global" if budget.scope == "global" else subject,
+             "subject": subject,
              "per": budget.per, "period": status.period, "threshold": threshold,
              "percent": percent, "spent": status.committed, "limit": budget.limit,
              "currency": budget.currency, "mode": budget.mode}, source=source))
