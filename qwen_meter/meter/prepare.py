@@ -35,6 +35,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from ..base.errors import QwenMeterError
+from ..billing.model_setup import DEFAULT_MODEL  # counted when none is named: prepared always
 from ..catalogue.core import default_catalogue_loaded
 
 if TYPE_CHECKING:
@@ -44,8 +45,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("qwen_meter.meter")
 
-#: The model counted when none is named (billing.model_setup.DEFAULT_MODEL): prepared always.
-DEFAULT_MODEL = "qwen-plus"
 
 # One preparation runs at a time: meters created together share the work instead of
 # building the same encoder twice, and a fork waits for it (a child forked while another
